@@ -1,0 +1,243 @@
+// Kernel definition and launch. A kernel declares its uniform params and storage buffers once;
+// the WGSL header (struct Params + bindings) and the host-side packing are both generated from
+// that declaration, so they cannot drift apart. Pipelines are compiled once per (kernel, variant).
+// Dispatches are recorded into one command encoder and submitted by flush(): once per training
+// step, or when a value must be read back.
+import { gpu, checkGpuError, deferGpuError } from './device.js';
+import { acquireBuffer, releaseBuffer, READBACK_USAGE } from './buffer.js';
+
+export type ParamType = 'u32' | 'i32' | 'f32';
+export type Variant = Record<string, string | number | boolean>;
+
+export interface KernelSpec {
+  /** WGSL entry point, bench row and test name. */
+  name: string;
+  /** Uniform params in struct order; one pipeline serves every shape. */
+  params: readonly (readonly [string, ParamType])[];
+  /** Storage buffers in binding order: [name, access, WGSL element type]. */
+  buffers: readonly (readonly [string, 'read' | 'rw', string])[];
+  /** WGSL source after the generated header; must define `@compute fn ${name}`. */
+  wgsl: (v: Variant) => string;
+}
+
+export interface Kernel extends KernelSpec {
+  header(): string;
+}
+
+export function defineKernel(spec: KernelSpec): Kernel {
+  return {
+    ...spec,
+    header() {
+      const fields = spec.params.length ? spec.params.map(([n, t]) => `  ${n}: ${t},`).join('\n') : '  _unused: u32,';
+      const binds = spec.buffers.map(([n, access, type], i) =>
+        `@group(0) @binding(${i + 1}) var<storage, ${access === 'rw' ? 'read_write' : 'read'}> ${n}: array<${type}>;`);
+      return `struct Params {\n${fields}\n};\n@group(0) @binding(0) var<uniform> p: Params;\n${binds.join('\n')}\n${PRELUDE}`;
+    },
+  };
+}
+
+/** Helpers every kernel may use. Dispatches over 65535 workgroups are folded into 2-D grids:
+ *  wgIndex() turns (workgroup_id, num_workgroups) back into a linear workgroup index. */
+const PRELUDE = `
+fn wgIndex(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { return wid.x + wid.y * nwg.x + wid.z * nwg.x * nwg.y; }
+`;
+
+const SLOT = 256; // bytes per dispatch in the uniform arena (minUniformBufferOffsetAlignment)
+const ARENA_SLOTS = 2048;
+
+interface Compiled { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }
+const pipelines = new Map<string, Compiled>();
+
+function compile(k: Kernel, v: Variant): Compiled {
+  const key = `${k.name}|${JSON.stringify(v)}`;
+  let c = pipelines.get(key);
+  if (c) return c;
+  const { device } = gpu();
+  const code = k.header() + k.wgsl(v);
+  const entries: GPUBindGroupLayoutEntry[] = [
+    { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
+    ...k.buffers.map(([, access], i) => ({
+      binding: i + 1, visibility: GPUShaderStage.COMPUTE,
+      buffer: { type: access === 'rw' ? 'storage' : 'read-only-storage' } as GPUBufferBindingLayout,
+    })),
+  ];
+  device.pushErrorScope('validation');
+  const module = device.createShaderModule({ label: k.name, code });
+  const layout = device.createBindGroupLayout({ label: k.name, entries });
+  const pipeline = device.createComputePipeline({
+    label: key, layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+    compute: { module, entryPoint: k.name },
+  });
+  void device.popErrorScope().then((e) => {
+    if (e) deferGpuError(new Error(`kernel ${key} failed to compile: ${e.message}`));
+  });
+  c = { pipeline, layout };
+  pipelines.set(key, c);
+  return c;
+}
+
+/** A binding: a whole buffer, or a byte range of one. */
+export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
+
+class Recorder {
+  encoder: GPUCommandEncoder | undefined;
+  pass: GPUComputePassEncoder | undefined;
+  arena = new ArrayBuffer(SLOT * ARENA_SLOTS);
+  arenaU32 = new Uint32Array(this.arena);
+  arenaF32 = new Float32Array(this.arena);
+  arenaI32 = new Int32Array(this.arena);
+  arenaGpu: GPUBuffer | undefined;
+  slots = 0;
+  staging: GPUBuffer[] = [];
+  kernels = new Set<string>();
+  /** Counters for the bench: dispatches and submits since the last resetCounters(). */
+  dispatches = 0;
+  submits = 0;
+
+  begin(): GPUCommandEncoder {
+    if (!this.encoder) {
+      const { device } = gpu();
+      device.pushErrorScope('out-of-memory');
+      device.pushErrorScope('validation');
+      this.encoder = device.createCommandEncoder();
+      this.arenaGpu ??= device.createBuffer({ size: this.arena.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    }
+    return this.encoder;
+  }
+
+  endPass(): void {
+    this.pass?.end();
+    this.pass = undefined;
+  }
+
+  flush(): void {
+    if (!this.encoder) return;
+    const { device } = gpu();
+    this.endPass();
+    if (this.slots) device.queue.writeBuffer(this.arenaGpu!, 0, this.arena, 0, this.slots * SLOT);
+    device.queue.submit([this.encoder.finish()]);
+    this.submits++;
+    // Destroying after submit is valid: Dawn frees them once the submitted work is done.
+    for (const b of this.staging.splice(0)) b.destroy();
+    const names = [...this.kernels].join(', ');
+    const scopes = [device.popErrorScope(), device.popErrorScope()];
+    void Promise.all(scopes).then(([val, oom]) => {
+      if (oom) deferGpuError(Object.assign(new Error(`GPU out of memory in a batch running [${names}]: ${oom.message}`), { code: 'GPU_OOM' }));
+      else if (val) deferGpuError(new Error(`GPU validation error in a batch running [${names}]: ${val.message}`));
+    });
+    this.encoder = undefined;
+    this.slots = 0;
+    this.kernels.clear();
+  }
+}
+
+const rec = new Recorder();
+
+export interface LaunchArgs {
+  params?: Record<string, number>;
+  buffers: Binding[];
+  /** Workgroup count: a number (folded into 2-D when too large) or an explicit [x, y, z]. */
+  workgroups: number | [number, number, number];
+  variant?: Variant;
+}
+
+export function launch(k: Kernel, a: LaunchArgs): void {
+  checkGpuError();
+  const { device, limits } = gpu();
+  if (rec.slots === ARENA_SLOTS) rec.flush();
+  const { pipeline, layout } = compile(k, a.variant ?? {});
+  const enc = rec.begin();
+  const base = (rec.slots * SLOT) / 4;
+  k.params.forEach(([n, t], i) => {
+    const v = a.params?.[n];
+    if (v === undefined) throw new Error(`kernel ${k.name}: param '${n}' not given`);
+    if (t === 'f32') rec.arenaF32[base + i] = v;
+    else if (t === 'i32') rec.arenaI32[base + i] = v;
+    else rec.arenaU32[base + i] = v;
+  });
+  if (a.buffers.length !== k.buffers.length) {
+    throw new Error(`kernel ${k.name}: ${k.buffers.length} buffers declared, ${a.buffers.length} given`);
+  }
+  const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: rec.arenaGpu!, offset: rec.slots * SLOT, size: SLOT } }];
+  a.buffers.forEach((b, i) => {
+    entries.push({ binding: i + 1, resource: b instanceof GPUBuffer ? { buffer: b } : b });
+  });
+  rec.slots++;
+  const bindGroup = device.createBindGroup({ label: k.name, layout, entries });
+  let [x, y, z] = typeof a.workgroups === 'number' ? [a.workgroups, 1, 1] : a.workgroups;
+  const max = limits.maxComputeWorkgroupsPerDimension;
+  if (x > max) { y *= Math.ceil(x / max); x = max; }
+  if (x === 0 || y === 0 || z === 0) return;
+  rec.pass ??= enc.beginComputePass();
+  rec.pass.setPipeline(pipeline);
+  rec.pass.setBindGroup(0, bindGroup);
+  rec.pass.dispatchWorkgroups(x, y, z);
+  rec.kernels.add(k.name);
+  rec.dispatches++;
+}
+
+/** Submit everything recorded so far. */
+export function flush(): void {
+  rec.flush();
+  checkGpuError();
+}
+
+/** Copy between buffers, ordered with the recorded dispatches. */
+export function copyBuffer(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+  const enc = rec.begin();
+  rec.endPass();
+  enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+}
+
+/** Zero `bytes` bytes of a buffer, ordered with the recorded dispatches. */
+export function clearBuffer(buf: GPUBuffer, bytes: number, offset = 0): void {
+  const enc = rec.begin();
+  rec.endPass();
+  enc.clearBuffer(buf, offset, Math.ceil(bytes / 4) * 4);
+}
+
+/** Upload host data into a buffer, ordered after everything recorded so far. */
+export function writeBuffer(dst: GPUBuffer, dstOffset: number, data: ArrayBufferView): void {
+  const { device } = gpu();
+  if (!rec.encoder) {
+    device.queue.writeBuffer(dst, dstOffset, data.buffer, data.byteOffset, data.byteLength);
+    return;
+  }
+  // Pending commands may still use dst: stage the data and copy it in command order.
+  const size = Math.ceil(data.byteLength / 4) * 4;
+  const staging = device.createBuffer({ size, usage: GPUBufferUsage.COPY_SRC, mappedAtCreation: true });
+  new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  staging.unmap();
+  copyBuffer(staging, 0, dst, dstOffset, size);
+  rec.staging.push(staging);
+}
+
+/** Read bytes back: flushes, copies to a mappable buffer and waits for the GPU. */
+export async function readBuffer(src: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
+  const size = Math.ceil(bytes / 4) * 4;
+  const staging = acquireBuffer(size, READBACK_USAGE);
+  copyBuffer(src, offset, staging, 0, size);
+  flush();
+  await staging.mapAsync(GPUMapMode.READ, 0, size);
+  const out = staging.getMappedRange(0, size).slice(0, bytes);
+  staging.unmap();
+  releaseBuffer(staging);
+  checkGpuError();
+  return out;
+}
+
+/** Wait until the GPU has finished all submitted work (for timing). */
+export async function sync(): Promise<void> {
+  flush();
+  await gpu().device.queue.onSubmittedWorkDone();
+  checkGpuError();
+}
+
+export function counters(): { dispatches: number; submits: number } {
+  return { dispatches: rec.dispatches, submits: rec.submits };
+}
+
+export function resetCounters(): void {
+  rec.dispatches = 0;
+  rec.submits = 0;
+}

@@ -1,0 +1,187 @@
+// Tensors on GPU buffers, with a tape for reverse-mode autograd.
+// Memory: every tensor created inside a scope (beginScope/endScope, tidy) is released when the
+// scope ends unless kept; parameters and their gradients are created outside scopes (persistent).
+import { acquireBuffer, releaseBuffer } from './buffer.js';
+import { clearBuffer, copyBuffer, readBuffer, writeBuffer } from './kernel.js';
+import { gpu } from './device.js';
+
+export type DType = 'f32' | 'i32' | 'u32';
+
+/** One recorded op: what backward needs to compute the gradients of its inputs. */
+export interface TapeNode {
+  op: string;
+  inputs: Tensor[];
+  outputs: Tensor[];
+  /** What the forward saved for backward (tensors or numbers); see each op's module. */
+  saved: Record<string, unknown>;
+}
+
+let nextId = 0;
+const scopes: Set<Tensor>[] = [];
+let gradEnabled = true;
+
+export class Tensor {
+  readonly id = nextId++;
+  grad: Tensor | null = null;
+  node: TapeNode | null = null;
+  disposed = false;
+  /** The tensor whose buffer this one shares (views from detach/reshape), else itself. */
+  base: Tensor = this;
+  private ownsBuffer: boolean;
+
+  constructor(
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+    readonly buffer: GPUBuffer,
+    public requiresGrad = false,
+    owns = true,
+  ) {
+    this.ownsBuffer = owns;
+    if (owns) scopes.at(-1)?.add(this);
+  }
+
+  get size(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+
+  /** Uninitialised tensor from the pool. */
+  static empty(shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    const n = shape.reduce((a, b) => a * b, 1);
+    return new Tensor([...shape], dtype, acquireBuffer(Math.max(4, n * 4)));
+  }
+
+  static zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    const t = Tensor.empty(shape, dtype);
+    clearBuffer(t.buffer, t.size * 4);
+    return t;
+  }
+
+  static fromArray(data: ArrayLike<number>, shape: readonly number[], dtype: DType = 'f32', requiresGrad = false): Tensor {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (data.length !== n) throw new Error(`fromArray: ${data.length} values for shape [${shape}] (${n})`);
+    const t = Tensor.empty(shape, dtype);
+    const arr = dtype === 'f32' ? Float32Array.from(data) : dtype === 'i32' ? Int32Array.from(data) : Uint32Array.from(data);
+    writeBuffer(t.buffer, 0, arr);
+    t.requiresGrad = requiresGrad;
+    return t;
+  }
+
+  async read(): Promise<Float32Array | Int32Array | Uint32Array> {
+    this.assertLive();
+    const bytes = await readBuffer(this.buffer, 0, this.size * 4);
+    return this.dtype === 'f32' ? new Float32Array(bytes) : this.dtype === 'i32' ? new Int32Array(bytes) : new Uint32Array(bytes);
+  }
+
+  async readF32(): Promise<Float32Array> {
+    if (this.dtype !== 'f32') throw new Error(`readF32 on a ${this.dtype} tensor`);
+    return (await this.read()) as Float32Array;
+  }
+
+  /** A view of the same buffer, outside the graph. */
+  detach(): Tensor {
+    const t = new Tensor(this.shape, this.dtype, this.buffer, false, false);
+    t.base = this.base;
+    return t;
+  }
+
+  /** Same buffer, new shape (same element count); gradients flow through unchanged. */
+  reshape(shape: readonly number[]): Tensor {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (n !== this.size) throw new Error(`reshape: [${this.shape}] to [${shape}]`);
+    const t = new Tensor([...shape], this.dtype, this.buffer, false, false);
+    t.base = this.base;
+    if (needsGrad(this)) record('reshape', [this], [t], {});
+    return t;
+  }
+
+  /** Remove from the current scope so it outlives it (parameters, optimizer state, outputs). */
+  keep(): this {
+    for (const s of scopes) s.delete(this);
+    return this;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (this.ownsBuffer) releaseBuffer(this.buffer);
+    this.node = null;
+  }
+
+  assertLive(): void {
+    if (this.disposed) throw new Error(`tensor ${this.id} [${this.shape}] used after dispose`);
+  }
+}
+
+// ---- scopes -------------------------------------------------------------------------------
+
+export function beginScope(): void {
+  scopes.push(new Set());
+}
+
+/** Release every tensor created since the matching beginScope, except those in `keep`. */
+export function endScope(keep: Tensor[] = []): void {
+  const s = scopes.pop();
+  if (!s) throw new Error('endScope without beginScope');
+  for (const t of keep) s.delete(t);
+  for (const t of s) t.dispose();
+  // Kept tensors belong to the enclosing scope, if any.
+  for (const t of keep) if (!t.disposed) scopes.at(-1)?.add(t);
+}
+
+export function tidy<T>(fn: () => T): T {
+  beginScope();
+  let out: T | undefined;
+  try {
+    out = fn();
+  } finally {
+    endScope(out instanceof Tensor ? [out] : Array.isArray(out) ? out.filter((x) => x instanceof Tensor) : []);
+  }
+  return out;
+}
+
+// ---- tape -----------------------------------------------------------------------------------
+
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** True when an op on these inputs must be recorded. */
+export function needsGrad(...inputs: (Tensor | null | undefined)[]): boolean {
+  return gradEnabled && inputs.some((t) => t?.requiresGrad);
+}
+
+export function record(op: string, inputs: Tensor[], outputs: Tensor[], saved: Record<string, unknown>): void {
+  const node: TapeNode = { op, inputs, outputs, saved };
+  for (const o of outputs) {
+    o.requiresGrad = true;
+    o.node = node;
+  }
+}
+
+/** Persistent zero-filled gradient of a leaf, for kernels that accumulate into it directly. */
+export function gradSlot(t: Tensor): Tensor {
+  if (!t.grad) {
+    const g = Tensor.zeros(t.shape);
+    g.keep();
+    t.grad = g;
+  }
+  return t.grad;
+}
+
+export function copyInto(dst: Tensor, src: Tensor): void {
+  copyBuffer(src.buffer, 0, dst.buffer, 0, src.size * 4);
+}
+
+export function deviceName(): string {
+  return gpu().adapterName;
+}

@@ -1,0 +1,65 @@
+// Shared test helpers: seeded random data, float64 comparisons with tolerances scaled by
+// magnitude (printing the first mismatches), central finite differences, and GPU setup.
+import * as assert from 'uvu/assert';
+import { initGpu } from '../runtime/device.js';
+import '../kernels/index.js';
+
+export async function setupGpu(): Promise<void> {
+  await initGpu({ quiet: true });
+}
+
+/** mulberry32: small, seeded, reproducible. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n values uniform in [-scale, scale), rounded to float32 so GPU and reference see the same inputs. */
+export function randn(n: number, seed: number, scale = 1): Float64Array {
+  const r = rng(seed);
+  return Float64Array.from(Float32Array.from({ length: n }, () => (r() * 2 - 1) * scale));
+}
+
+/** Assert |got − want| ≤ atol + rtol·|want| elementwise; reports NMSE and the first mismatches. */
+export function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, what: string, rtol = 1e-5, atol = 1e-6): void {
+  assert.is(got.length, want.length, `${what}: length`);
+  const bad: string[] = [];
+  let err = 0, ref = 0;
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i] - want[i]);
+    err += d * d; ref += want[i] * want[i];
+    if (!(d <= atol + rtol * Math.abs(want[i]))) {
+      if (bad.length < 5) bad.push(`[${i}] got ${got[i]} want ${want[i]}`);
+      else if (bad.length === 5) bad.push('...');
+    }
+  }
+  if (bad.length) assert.unreachable(`${what}: mismatches (nmse ${(err / (ref || 1)).toExponential(2)}): ${bad.join(', ')}`);
+}
+
+/** Central finite-difference gradient of a scalar float64 function f at x. */
+export function numericGrad(f: (x: Float64Array) => number, x: Float64Array, h = 1e-6): Float64Array {
+  const g = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const old = x[i];
+    x[i] = old + h; const fp = f(x);
+    x[i] = old - h; const fm = f(x);
+    x[i] = old;
+    g[i] = (fp - fm) / (2 * h);
+  }
+  return g;
+}
+
+export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+/** Shapes that are not multiples of any workgroup or tile size. */
+export const AWKWARD = [1, 7, 33, 65, 1025];
