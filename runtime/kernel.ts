@@ -68,9 +68,9 @@ function compile(k: Kernel, v: Variant): Compiled {
     label: key, layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
     compute: { module, entryPoint: k.name },
   });
-  void device.popErrorScope().then((e) => {
+  rec.scopes.push(device.popErrorScope().then((e) => {
     if (e) deferGpuError(new Error(`kernel ${key} failed to compile: ${e.message}`));
-  });
+  }));
   c = { pipeline, layout };
   pipelines.set(key, c);
   return c;
@@ -89,6 +89,8 @@ class Recorder {
   arenaGpu: GPUBuffer | undefined;
   slots = 0;
   staging: GPUBuffer[] = [];
+  /** Error-scope results not yet seen; awaited before any value is handed back to the host. */
+  scopes: Promise<void>[] = [];
   kernels = new Set<string>();
   /** Counters for the bench: dispatches and submits since the last resetCounters(). */
   dispatches = 0;
@@ -121,10 +123,10 @@ class Recorder {
     for (const b of this.staging.splice(0)) b.destroy();
     const names = [...this.kernels].join(', ');
     const scopes = [device.popErrorScope(), device.popErrorScope()];
-    void Promise.all(scopes).then(([val, oom]) => {
+    this.scopes.push(Promise.all(scopes).then(([val, oom]) => {
       if (oom) deferGpuError(Object.assign(new Error(`GPU out of memory in a batch running [${names}]: ${oom.message}`), { code: 'GPU_OOM' }));
       else if (val) deferGpuError(new Error(`GPU validation error in a batch running [${names}]: ${val.message}`));
-    });
+    }));
     this.encoder = undefined;
     this.slots = 0;
     this.kernels.clear();
@@ -218,11 +220,14 @@ export async function readBuffer(src: GPUBuffer, offset: number, bytes: number):
   const staging = acquireBuffer(size, READBACK_USAGE);
   copyBuffer(src, offset, staging, 0, size);
   flush();
-  await staging.mapAsync(GPUMapMode.READ, 0, size);
+  try {
+    await staging.mapAsync(GPUMapMode.READ, 0, size);
+  } finally {
+    await settleErrors();
+  }
   const out = staging.getMappedRange(0, size).slice(0, bytes);
   staging.unmap();
   releaseBuffer(staging);
-  checkGpuError();
   return out;
 }
 
@@ -230,6 +235,12 @@ export async function readBuffer(src: GPUBuffer, offset: number, bytes: number):
 export async function sync(): Promise<void> {
   flush();
   await gpu().device.queue.onSubmittedWorkDone();
+  await settleErrors();
+}
+
+/** Wait for the error scopes of everything submitted, then throw the first GPU error, if any. */
+async function settleErrors(): Promise<void> {
+  await Promise.all(rec.scopes.splice(0));
   checkGpuError();
 }
 

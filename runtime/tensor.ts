@@ -17,6 +17,14 @@ export interface TapeNode {
 }
 
 let nextId = 0;
+let sentinelMode = false;
+const SENTINEL = 0x7fc0dead; // a NaN payload no kernel produces
+const SENTINEL_BYTES = 1024;
+
+/** Tests: give every new tensor a guard region filled with a sentinel, to catch out-of-bounds writes. */
+export function setSentinelMode(on: boolean): void {
+  sentinelMode = on;
+}
 const scopes: Set<Tensor>[] = [];
 let gradEnabled = true;
 
@@ -47,7 +55,19 @@ export class Tensor {
   /** Uninitialised tensor from the pool. */
   static empty(shape: readonly number[], dtype: DType = 'f32'): Tensor {
     const n = shape.reduce((a, b) => a * b, 1);
-    return new Tensor([...shape], dtype, acquireBuffer(Math.max(4, n * 4)));
+    if (!sentinelMode) return new Tensor([...shape], dtype, acquireBuffer(Math.max(4, n * 4)));
+    // Debug mode: a guard region after the data, filled (with the data) with a sentinel pattern.
+    const buf = acquireBuffer(n * 4 + SENTINEL_BYTES);
+    writeBuffer(buf, 0, new Uint32Array(buf.size / 4).fill(SENTINEL));
+    return new Tensor([...shape], dtype, buf);
+  }
+
+  /** Debug mode only: resolves to the indices of guard words past the data that were overwritten. */
+  async overwrittenGuard(): Promise<number[]> {
+    const words = new Uint32Array(await readBuffer(this.buffer, 0, this.buffer.size));
+    const bad: number[] = [];
+    for (let i = this.size; i < words.length; i++) if (words[i] !== SENTINEL) bad.push(i);
+    return bad;
   }
 
   static zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
