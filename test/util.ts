@@ -8,17 +8,8 @@ export async function setupGpu(): Promise<void> {
   await initGpu({ quiet: true });
 }
 
-/** mulberry32: small, seeded, reproducible. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 as rng } from '../runtime/random.js';
+import { mulberry32 as rng } from '../runtime/random.js';
 
 /** n values uniform in [-scale, scale), rounded to float32 so GPU and reference see the same inputs. */
 export function randn(n: number, seed: number, scale = 1): Float64Array {
