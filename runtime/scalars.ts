@@ -1,0 +1,13 @@
+// Read several one-element tensors with a single GPU round trip (loss, aux loss, grad norm...).
+import { acquireBuffer, releaseBuffer } from './buffer.js';
+import { copyBuffer, readBuffer } from './kernel.js';
+import type { Tensor } from './tensor.js';
+
+/** Values of the given [1]-shaped f32 tensors; NaN for null entries. */
+export async function readScalars(ts: (Tensor | null)[]): Promise<number[]> {
+  const buf = acquireBuffer(4 * ts.length);
+  ts.forEach((t, i) => { if (t) copyBuffer(t.buffer, 0, buf, 4 * i, 4); });
+  const out = new Float32Array(await readBuffer(buf, 0, 4 * ts.length));
+  releaseBuffer(buf);
+  return ts.map((t, i) => (t ? out[i] : NaN));
+}

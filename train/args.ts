@@ -1,0 +1,86 @@
+// Command-line flags: MiniMind's SFT/pretrain flags with the same names and defaults (spec §8),
+// plus this project's own. One table drives parsing, validation and --help.
+export interface TrainArgs {
+  save_dir: string; save_weight: string; epochs: number; batch_size: number; learning_rate: number;
+  device: string; dtype: string; num_workers: number; accumulation_steps: number; grad_clip: number;
+  log_interval: number; save_interval: number; hidden_size: number; num_hidden_layers: number;
+  max_seq_len: number; use_moe: number; data_path: string; from_weight: string; from_resume: number;
+  use_wandb: boolean; wandb_project: string; use_compile: number;
+  tokenizer_path: string; config: string; preset: string; seed: number; log_file: string;
+  checkpoint_dir: string; skip_bad_lines: boolean; max_bad_steps: number; max_steps: number; samples: number;
+}
+
+type Kind = 'string' | 'number' | 'flag';
+interface Flag { kind: Kind; def: string | number | boolean; help: string }
+
+/** Defaults of MiniMind's train_full_sft.py; `pretrain` overrides a few (see PRETRAIN_DEFAULTS). */
+export const FLAGS: Record<keyof TrainArgs, Flag> = {
+  save_dir: { kind: 'string', def: '../out', help: 'where weights are saved' },
+  save_weight: { kind: 'string', def: 'full_sft', help: 'weight file prefix: {save_dir}/{save_weight}_{hidden}[_moe].pth' },
+  epochs: { kind: 'number', def: 2, help: 'epochs' },
+  batch_size: { kind: 'number', def: 16, help: 'sequences per micro-batch' },
+  learning_rate: { kind: 'number', def: 1e-6, help: 'base learning rate (cosine from base to base/10)' },
+  device: { kind: 'string', def: 'webgpu', help: 'accepted for compatibility; the adapter is chosen with MINIMIND_ADAPTER' },
+  dtype: { kind: 'string', def: 'bfloat16', help: 'float32 | float16 | bfloat16 (this build trains in float32 and says so)' },
+  num_workers: { kind: 'number', def: 8, help: 'tokenizer worker threads that run ahead of the GPU (0 = inline)' },
+  accumulation_steps: { kind: 'number', def: 1, help: 'micro-batches per optimizer step' },
+  grad_clip: { kind: 'number', def: 1.0, help: 'clip the global gradient L2 norm to this' },
+  log_interval: { kind: 'number', def: 100, help: 'log every N steps (and at the last)' },
+  save_interval: { kind: 'number', def: 1000, help: 'save weights and a resume checkpoint every N steps (and at the end)' },
+  hidden_size: { kind: 'number', def: 512, help: 'hidden size (MiniMind2 config)' },
+  num_hidden_layers: { kind: 'number', def: 8, help: 'layers (MiniMind2 config)' },
+  max_seq_len: { kind: 'number', def: 340, help: 'tokens per sequence (truncate / right-pad)' },
+  use_moe: { kind: 'number', def: 0, help: '1 = MiniMind2 MoE feed-forward' },
+  data_path: { kind: 'string', def: '../dataset/sft_512.jsonl', help: 'JSONL training data' },
+  from_weight: { kind: 'string', def: 'pretrain', help: "'none', a name ({save_dir}/{name}_{hidden}[_moe].pth) or a .pth/.safetensors path" },
+  from_resume: { kind: 'number', def: 0, help: '1 = continue from the resume checkpoint in --checkpoint_dir' },
+  use_wandb: { kind: 'flag', def: false, help: 'accepted for compatibility; use --log_file (JSON lines) instead' },
+  wandb_project: { kind: 'string', def: 'MiniMind-Full-SFT', help: 'accepted for compatibility' },
+  use_compile: { kind: 'number', def: 0, help: 'accepted; not needed (kernels are compiled once per shape-free pipeline)' },
+  tokenizer_path: { kind: 'string', def: '', help: 'directory with tokenizer.json + tokenizer_config.json' },
+  config: { kind: 'string', def: '', help: 'MiniMind/HF config.json (overrides --hidden_size etc.)' },
+  preset: { kind: 'string', def: '', help: 'minimind2-small | minimind2 | minimind2-moe | minimind3 | minimind3-moe | tiny' },
+  seed: { kind: 'number', def: 42, help: 'seed for initialisation and data order (epoch e uses seed + e)' },
+  log_file: { kind: 'string', def: '', help: 'JSON lines: one object per logged step' },
+  checkpoint_dir: { kind: 'string', def: '../checkpoints', help: 'where the resume checkpoint lives' },
+  skip_bad_lines: { kind: 'flag', def: false, help: 'count and skip malformed data lines instead of stopping' },
+  max_bad_steps: { kind: 'number', def: 5, help: 'stop after this many NaN/inf losses in a row' },
+  max_steps: { kind: 'number', def: 0, help: 'stop after this many steps in total (0 = all); for short runs' },
+  samples: { kind: 'number', def: -1, help: 'sample answers printed before and after training (-1 = 3 for the built-in run, else 0)' },
+};
+
+export function parseArgs(argv: string[], overrides: Partial<Record<keyof TrainArgs, string | number | boolean>> = {}, usage = ''): TrainArgs {
+  const out: Record<string, unknown> = {};
+  for (const [k, f] of Object.entries(FLAGS)) out[k] = overrides[k as keyof TrainArgs] ?? f.def;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--help' || a === '-h') {
+      console.log(help(usage, overrides));
+      process.exit(0);
+    }
+    const m = a.match(/^--([a-z_]+)(?:=(.*))?$/);
+    if (!m || !(m[1] in FLAGS)) throw new Error(`unknown argument '${a}' (see --help)`);
+    const flag = FLAGS[m[1] as keyof TrainArgs];
+    if (flag.kind === 'flag') { out[m[1]] = m[2] === undefined ? true : m[2] !== '0' && m[2] !== 'false'; continue; }
+    const v = m[2] ?? argv[++i];
+    if (v === undefined) throw new Error(`--${m[1]} needs a value`);
+    if (flag.kind === 'number') {
+      const n = Number(v);
+      if (!Number.isFinite(n)) throw new Error(`--${m[1]} must be a number, got '${v}'`);
+      out[m[1]] = n;
+    } else out[m[1]] = v;
+  }
+  const args = out as unknown as TrainArgs;
+  for (const k of ['epochs', 'batch_size', 'accumulation_steps', 'log_interval', 'save_interval', 'max_seq_len'] as const) {
+    if (!Number.isInteger(args[k]) || args[k] < 1) throw new Error(`--${k} must be a positive integer, got ${args[k]}`);
+  }
+  return args;
+}
+
+function help(usage: string, overrides: Partial<Record<keyof TrainArgs, unknown>>): string {
+  const rows = Object.entries(FLAGS).map(([k, f]) => {
+    const def = overrides[k as keyof TrainArgs] ?? f.def;
+    return `  --${k.padEnd(20)} ${f.help}${f.kind === 'flag' ? '' : ` (default: ${def === '' ? 'none' : def})`}`;
+  });
+  return `${usage}\n\nFlags:\n${rows.join('\n')}`;
+}
