@@ -3,11 +3,21 @@ import { registerBackward } from '../runtime/autograd.js';
 import * as elementwise from './elementwise.js';
 import * as reduce from './reduce.js';
 import * as matmul from './matmul.js';
+import * as rmsnorm from './rmsnorm.js';
+import * as rope from './rope.js';
+import * as swiglu from './swiglu.js';
+import * as embedding from './embedding.js';
+import * as crossEntropy from './cross_entropy.js';
 
 registerBackward({
   ...elementwise.backward,
   ...reduce.backward,
   ...matmul.backward,
+  ...rmsnorm.backward,
+  ...rope.backward,
+  ...swiglu.backward,
+  ...embedding.backward,
+  ...crossEntropy.backward,
 }, { addInto: elementwise.addInto, add: elementwise.add });
 
 export { add, mul, scale, silu, addInto, fill } from './elementwise.js';

@@ -1,0 +1,182 @@
+// cross_entropy: MiniMind's shifted, masked loss. logits [B, T, V] at t predict labels [B, T] at
+// t+1 (by indexing, no copy); ignore_index −100; mean over the batch's non-ignored tokens.
+// Row (b, t = T−1) has no next label and is ignored. An all-ignored batch gives loss 0 and count 0,
+// never NaN (the trainer reads count to skip the step). A label outside [0, V) other than −100 makes
+// the loss NaN (loud, like PyTorch's error) and its row's gradient 0.
+// When a gradient is needed, the forward is also the backward: one pass per row computes the
+// log-sum-exp and writes dlogits = (softmax − onehot)/count IN PLACE OF THE LOGITS. The logits are
+// consumed: crossEntropy must be their last use. The backward rule only scales dlogits by the upstream
+// scalar (1/accumulation_steps), in place, in a kernel that exits at once when that scalar is 1.
+// Dispatches: count (1 workgroup), row pass (one invocation per row, vec4 when V % 4 == 0; rows split
+// into chunks under maxStorageBufferBindingSize: 5440×6400 floats is 139 MB > 128 MiB), loss
+// reduction (1 workgroup, fixed order: deterministic).
+import { defineKernel, launch, type Binding } from '../runtime/kernel.js';
+import { Tensor, needsGrad, record } from '../runtime/tensor.js';
+import { gpu } from '../runtime/device.js';
+import type { BackwardRule } from '../runtime/autograd.js';
+
+const WG = 64;
+const RED = 256; // single-workgroup reductions
+const IGNORE = -100;
+const entry = (name: string, wg = WG) => `@compute @workgroup_size(${wg}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, `
+  + '@builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>)';
+const vt = (vec4: unknown) => vec4
+  ? 'alias VT = vec4<f32>;\nfn hsum(v: VT) -> f32 { return v.x + v.y + v.z + v.w; }\nfn hmax(v: VT) -> f32 { return max(max(v.x, v.y), max(v.z, v.w)); }\n'
+  : 'alias VT = f32;\nfn hsum(v: VT) -> f32 { return v; }\nfn hmax(v: VT) -> f32 { return v; }\n';
+/** The label row gr is trained on: labels[gr + 1] within the same sequence, else ignored. */
+const LABEL = `fn labelOf(gr: u32) -> i32 { if (gr % p.T + 1u < p.T) { return labels[gr + 1u]; } return ${IGNORE}; }`;
+/** Tree sum of red[] over one workgroup of ${RED}; the total ends in red[0]. */
+const TREE = `workgroupBarrier();
+  for (var s = ${RED / 2}u; s > 0u; s >>= 1u) { if (lid.x < s) { red[lid.x] += red[lid.x + s]; } workgroupBarrier(); }`;
+
+export const kernels = {
+  /** count[0] = number of rows with a label (float, exact below 2^24). */
+  cross_entropy_count: defineKernel({
+    name: 'cross_entropy_count', params: [['rows', 'u32'], ['T', 'u32']],
+    buffers: [['labels', 'read', 'i32'], ['count', 'rw', 'f32']],
+    wgsl: () => `${LABEL}
+var<workgroup> red: array<u32, ${RED}>;
+${entry('cross_entropy_count', RED)} {
+  var c = 0u;
+  for (var r = lid.x; r < p.rows; r += ${RED}u) { if (labelOf(r) != ${IGNORE}) { c++; } }
+  red[lid.x] = c;
+  ${TREE}
+  if (lid.x == 0u) { count[0] = f32(red[0]); }
+}
+`,
+  }),
+  /** Per row: losses[gr] = lse − x[label]; with variant grad, the row becomes (softmax − onehot)/count. */
+  cross_entropy_forward: defineKernel({
+    name: 'cross_entropy_forward', params: [['rows', 'u32'], ['r0', 'u32'], ['T', 'u32'], ['V', 'u32'], ['vv', 'u32']],
+    buffers: [['logits', 'rw', 'VT'], ['labels', 'read', 'i32'], ['count', 'read', 'f32'], ['losses', 'rw', 'f32']],
+    wgsl: (v) => `${vt(v.vec4)}${LABEL}
+fn zeroRow(b: u32) { ${v.grad ? 'for (var i = 0u; i < p.vv; i++) { logits[b + i] = VT(0.0); }' : ''} }
+${entry('cross_entropy_forward')} {
+  let r = wgIndex(wid, nwg) * ${WG}u + lid.x;   // row within this chunk of the logits
+  if (r >= p.rows) { return; }
+  let gr = p.r0 + r;
+  let label = labelOf(gr);
+  let b = r * p.vv;
+  if (label == ${IGNORE}) { losses[gr] = 0.0; zeroRow(b); return; }
+  if (label < 0 || u32(label) >= p.V) { losses[gr] = bitcast<f32>(0x7fc00000u); zeroRow(b); return; }
+  var m = VT(-3.4e38);
+  for (var i = 0u; i < p.vv; i++) { m = max(m, logits[b + i]); }
+  let mx = hmax(m);
+  var s = VT(0.0);
+  for (var i = 0u; i < p.vv; i++) { s += exp(logits[b + i] - mx); }
+  let sum = hsum(s);
+  let l = u32(label);
+  let xl = ${v.vec4 ? 'logits[b + l / 4u][l % 4u]' : 'logits[b + l]'};
+  losses[gr] = log(sum) + mx - xl;
+  ${v.grad ? `let invc = 1.0 / max(count[0], 1.0);
+  let k = invc / sum;
+  for (var i = 0u; i < p.vv; i++) { logits[b + i] = exp(logits[b + i] - mx) * k; }
+  ${v.vec4 ? 'logits[b + l / 4u][l % 4u] -= invc;' : 'logits[b + l] -= invc;'}` : ''}
+}
+`,
+  }),
+  /** loss[0] = Σ losses / max(count, 1), summed in a fixed order. */
+  cross_entropy_loss: defineKernel({
+    name: 'cross_entropy_loss', params: [['rows', 'u32']],
+    buffers: [['losses', 'read', 'f32'], ['count', 'read', 'f32'], ['loss', 'rw', 'f32']],
+    wgsl: () => `var<workgroup> red: array<f32, ${RED}>;
+${entry('cross_entropy_loss', RED)} {
+  var t = 0.0;
+  for (var r = lid.x; r < p.rows; r += ${RED}u) { t += losses[r]; }
+  red[lid.x] = t;
+  ${TREE}
+  if (lid.x == 0u) { loss[0] = red[0] / max(count[0], 1.0); }
+}
+`,
+  }),
+  /** Backward: d *= g[0] in place, skipped when g[0] == 1 (the usual case: no accumulation). */
+  cross_entropy_backward: defineKernel({
+    name: 'cross_entropy_backward', params: [['n', 'u32']],
+    buffers: [['g', 'read', 'f32'], ['d', 'rw', 'VT']],
+    wgsl: (v) => `alias VT = ${v.vec4 ? 'vec4<f32>' : 'f32'};
+${entry('cross_entropy_backward', RED)} {
+  let i = wgIndex(wid, nwg) * ${RED}u + lid.x;
+  let s = g[0];
+  if (i >= p.n || s == 1.0) { return; }
+  d[i] = d[i] * s;
+}
+`,
+  }),
+};
+
+/** Row ranges whose logits fit one storage binding; chunk offsets stay aligned (rows multiple of 64). */
+function chunks(rows: number, V: number): { r0: number; n: number }[] {
+  const per = Math.floor(gpu().limits.maxStorageBufferBindingSize / (4 * V) / 64) * 64;
+  if (per === 0) throw new Error(`cross_entropy: vocab ${V} too large for one storage binding`);
+  const out = [];
+  for (let r0 = 0; r0 < rows; r0 += per) out.push({ r0, n: Math.min(per, rows - r0) });
+  return out;
+}
+const slice = (buf: GPUBuffer, V: number, c: { r0: number; n: number }): Binding => ({ buffer: buf, offset: c.r0 * V * 4, size: c.n * V * 4 });
+
+/** Shifted masked cross-entropy. loss [1] (mean over counted tokens, 0 if none), count [1] (f32).
+ *  When gradients are recorded, the logits are overwritten with dlogits: this must be their last use. */
+export function crossEntropy(logits: Tensor, labels: Tensor): { loss: Tensor; count: Tensor } {
+  logits.assertLive(); labels.assertLive();
+  if (logits.shape.length !== 3) throw new Error(`cross_entropy: logits must be [B, T, V], got [${logits.shape}]`);
+  const [B, T, V] = logits.shape;
+  if (labels.dtype !== 'i32' || labels.shape.length !== 2 || labels.shape[0] !== B || labels.shape[1] !== T) {
+    throw new Error(`cross_entropy: labels must be i32 [${B}, ${T}], got ${labels.dtype} [${labels.shape}]`);
+  }
+  const rows = B * T, vec4 = V % 4 === 0, grad = needsGrad(logits);
+  const count = Tensor.empty([1]), loss = Tensor.empty([1]), losses = Tensor.empty([rows]);
+  launch(kernels.cross_entropy_count, { params: { rows, T }, buffers: [labels.buffer, count.buffer], workgroups: 1 });
+  for (const c of chunks(rows, V)) {
+    launch(kernels.cross_entropy_forward, {
+      params: { rows: c.n, r0: c.r0, T, V, vv: vec4 ? V / 4 : V },
+      buffers: [slice(logits.buffer, V, c), labels.buffer, count.buffer, losses.buffer],
+      workgroups: Math.ceil(c.n / WG), variant: { vec4, grad },
+    });
+  }
+  launch(kernels.cross_entropy_loss, { params: { rows }, buffers: [losses.buffer, count.buffer, loss.buffer], workgroups: 1 });
+  losses.dispose();
+  if (grad) record('cross_entropy', [logits, labels], [loss, count], {});
+  return { loss, count };
+}
+
+export const backward: Record<string, BackwardRule> = {
+  cross_entropy: (node, [g]) => {
+    const logits = node.inputs[0];
+    if (!g) return [null, null];
+    const V = logits.shape[2], vec4 = V % 4 === 0;
+    for (const c of chunks(logits.size / V, V)) {
+      const n = (c.n * V) / (vec4 ? 4 : 1);
+      launch(kernels.cross_entropy_backward, {
+        params: { n }, buffers: [g.buffer, slice(logits.buffer, V, c)], workgroups: Math.ceil(n / RED), variant: { vec4 },
+      });
+    }
+    // The logits buffer now holds the gradient; autograd releases it once the LM head has used it.
+    return [logits.detach(), null];
+  },
+};
+
+// ---- float64 CPU reference ------------------------------------------------------------------
+
+/** loss, count and dlogits (= d loss / d logits, upstream 1) of the shifted masked mean. */
+export function reference(logits: Float64Array, labels: ArrayLike<number>, B: number, T: number, V: number) {
+  const dlogits = new Float64Array(logits.length);
+  let total = 0, count = 0;
+  const lab = (r: number) => (r % T + 1 < T ? labels[r + 1] : IGNORE);
+  for (let r = 0; r < B * T; r++) if (lab(r) !== IGNORE) count++;
+  for (let r = 0; r < B * T; r++) {
+    const y = lab(r);
+    if (y === IGNORE) continue;
+    const row = logits.subarray(r * V, (r + 1) * V);
+    const m = Math.max(...row);
+    let s = 0;
+    for (const x of row) s += Math.exp(x - m);
+    total += m + Math.log(s) - row[y];
+    for (let i = 0; i < V; i++) dlogits[r * V + i] = (Math.exp(row[i] - m) / s - (i === y ? 1 : 0)) / count;
+  }
+  return { loss: count ? total / count : 0, count, dlogits };
+}
+
+/** Bench metadata: the fused pass reads the logits once and writes dlogits once (the row stays in cache). */
+export const bench = {
+  cross_entropy: (rows: number, V: number, grad = true) => ({ bytes: 4 * rows * V * (grad ? 2 : 1) + 12 * rows }),
+};

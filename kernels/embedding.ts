@@ -1,0 +1,172 @@
+// embedding: out[b, t, :] = table[ids[b, t], :] (MiniMind embed_tokens, no scaling); ids i32 [B, T],
+// table [V, H]. Backward is a deterministic scatter-add into the table's gradient (the tied LM head's
+// matmul dW accumulates into the same gradSlot, so this adds, never overwrites):
+//  - with the ids known on the host (pass them: the data loader has them anyway), a counting sort on
+//    the host groups positions by id; one invocation per (distinct id, vec4 column) sums its
+//    positions' rows in ascending position order and adds the sum once into the gradient.
+//    Out-of-range ids are a host-side error naming the position.
+//  - without host ids, one invocation per vocab row scans all positions in order and adds each match
+//    (the scan reads the same id in every lane, which is cheap); the forward clamps out-of-range ids
+//    and records the last bad position in a flag that checkEmbeddingIds() turns into an error.
+// Both orders are fixed, so the result is bit-identical run to run (no float atomics).
+import { defineKernel, launch, readBuffer, writeBuffer } from '../runtime/kernel.js';
+import { Tensor, needsGrad, record, gradSlot } from '../runtime/tensor.js';
+import { acquireBuffer } from '../runtime/buffer.js';
+import type { BackwardRule } from '../runtime/autograd.js';
+
+const WG = 64;
+const entry = (name: string) => `@compute @workgroup_size(${WG}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, `
+  + '@builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>)';
+const vt = (v: Record<string, unknown>) => `alias VT = ${v.vec4 ? 'vec4<f32>' : 'f32'};`;
+
+export const kernels = {
+  /** One invocation per (position, column in VT units); bad ids clamp and set flag = 1 + position. */
+  embedding_forward: defineKernel({
+    name: 'embedding_forward', params: [['n', 'u32'], ['hv', 'u32'], ['V', 'u32']],
+    buffers: [['ids', 'read', 'i32'], ['table', 'read', 'VT'], ['y', 'rw', 'VT'], ['flag', 'rw', 'atomic<u32>']],
+    wgsl: (v) => `${vt(v)}
+${entry('embedding_forward')} {
+  let i = wgIndex(wid, nwg) * ${WG}u + lid.x;
+  if (i >= p.n) { return; }
+  let r = i / p.hv;
+  let id = ids[r];
+  if (id < 0 || u32(id) >= p.V) { atomicMax(&flag[0], r + 1u); }
+  y[i] = table[u32(clamp(id, 0, i32(p.V) - 1)) * p.hv + i - r * p.hv];
+}
+`,
+  }),
+  /** Host-sorted: groups = [uniq(U) | start(U+1) | positions(N)]; dw[uniq[k]] += Σ dy[positions of k]. */
+  embedding_backward: defineKernel({
+    name: 'embedding_backward', params: [['n', 'u32'], ['hv', 'u32'], ['U', 'u32']],
+    buffers: [['groups', 'read', 'i32'], ['dy', 'read', 'VT'], ['dw', 'rw', 'VT']],
+    wgsl: (v) => `${vt(v)}
+${entry('embedding_backward')} {
+  let i = wgIndex(wid, nwg) * ${WG}u + lid.x;   // over U · hv
+  if (i >= p.n) { return; }
+  let k = i / p.hv;
+  let j = i - k * p.hv;
+  var s = VT(0.0);
+  for (var q = groups[p.U + k]; q < groups[p.U + k + 1u]; q++) { s += dy[u32(groups[2u * p.U + 1u + u32(q)]) * p.hv + j]; }
+  let o = u32(groups[k]) * p.hv + j;
+  dw[o] = dw[o] + s;
+}
+`,
+  }),
+  /** GPU-only: one invocation per vocab row v, scanning all N positions in order. */
+  embedding_backward_scan: defineKernel({
+    name: 'embedding_backward_scan', params: [['V', 'u32'], ['hv', 'u32'], ['N', 'u32']],
+    buffers: [['ids', 'read', 'i32'], ['dy', 'read', 'VT'], ['dw', 'rw', 'VT']],
+    wgsl: (v) => `${vt(v)}
+${entry('embedding_backward_scan')} {
+  let v = wgIndex(wid, nwg) * ${WG}u + lid.x;
+  if (v >= p.V) { return; }
+  for (var r = 0u; r < p.N; r++) {
+    if (u32(ids[r]) == v) {
+      for (var j = 0u; j < p.hv; j++) { dw[v * p.hv + j] += dy[r * p.hv + j]; }
+    }
+  }
+}
+`,
+  }),
+};
+
+/** Persistent flag: 0, or 1 + the last position whose id was out of range (GPU path). */
+let flagBuf: GPUBuffer | undefined;
+
+/** Throws if any embedding forward since the last call saw an out-of-range id (GPU path), then resets. */
+export async function checkEmbeddingIds(): Promise<void> {
+  if (!flagBuf) return;
+  const bad = new Uint32Array(await readBuffer(flagBuf, 0, 4))[0];
+  if (!bad) return;
+  writeBuffer(flagBuf, 0, new Uint32Array(1));
+  throw new Error(`embedding: token id out of range at flat position ${bad - 1} (clamped in the forward)`);
+}
+
+/** Counting sort of positions by id: [uniq ids ascending | start offsets (U+1) | positions], and U. */
+export function groupIds(ids: Int32Array, V: number): { groups: Int32Array; U: number } {
+  const count = new Int32Array(V);
+  ids.forEach((id, r) => {
+    if (!Number.isInteger(id) || id < 0 || id >= V) throw new Error(`embedding: id ${id} at flat position ${r} is outside [0, ${V})`);
+    count[id]++;
+  });
+  let U = 0;
+  for (let v = 0; v < V; v++) if (count[v]) U++;
+  const groups = new Int32Array(2 * U + 1 + ids.length);
+  const next = new Int32Array(V); // write cursor of each id inside the positions block
+  let k = 0, off = 0;
+  for (let v = 0; v < V; v++) {
+    if (!count[v]) continue;
+    groups[k] = v; groups[U + k] = off; next[v] = off;
+    off += count[v]; k++;
+  }
+  groups[2 * U] = off;
+  ids.forEach((id, r) => { groups[2 * U + 1 + next[id]++] = r; });
+  return { groups, U };
+}
+
+/** out [..ids.shape, H] = table[ids]. Pass `hostIds` (the same ids, on the host) for the sorted backward. */
+export function embedding(ids: Tensor, table: Tensor, hostIds?: Int32Array): Tensor {
+  ids.assertLive(); table.assertLive();
+  if (ids.dtype !== 'i32') throw new Error(`embedding: ids must be i32, got ${ids.dtype}`);
+  if (table.shape.length !== 2) throw new Error(`embedding: table must be [V, H], got [${table.shape}]`);
+  const [V, H] = table.shape;
+  const vec4 = H % 4 === 0, hv = vec4 ? H / 4 : H;
+  if (hostIds && hostIds.length !== ids.size) throw new Error(`embedding: ${hostIds.length} host ids for ids [${ids.shape}]`);
+  const sorted = hostIds ? groupIds(hostIds, V) : undefined; // validates the ids on the host
+  flagBuf ??= (() => { const b = acquireBuffer(4); writeBuffer(b, 0, new Uint32Array(1)); return b; })();
+  const y = Tensor.empty([...ids.shape, H]);
+  const n = ids.size * hv;
+  launch(kernels.embedding_forward, {
+    params: { n, hv, V }, buffers: [ids.buffer, table.buffer, y.buffer, flagBuf], workgroups: Math.ceil(n / WG), variant: { vec4 },
+  });
+  if (needsGrad(table)) {
+    const groups = sorted ? Tensor.fromArray(sorted.groups, [sorted.groups.length], 'i32') : undefined;
+    record('embedding', [ids, table], [y], { groups, U: sorted?.U });
+  }
+  return y;
+}
+
+export const backward: Record<string, BackwardRule> = {
+  embedding: (node, [dy]) => {
+    const [ids, table] = node.inputs;
+    const [V, H] = table.shape;
+    const vec4 = H % 4 === 0, hv = vec4 ? H / 4 : H;
+    const leaf = !table.node;
+    const dw = leaf ? gradSlot(table) : Tensor.zeros(table.shape);
+    const groups = node.saved.groups as Tensor | undefined;
+    if (groups) {
+      const n = (node.saved.U as number) * hv;
+      launch(kernels.embedding_backward, {
+        params: { n, hv, U: node.saved.U as number }, buffers: [groups.buffer, dy!.buffer, dw.buffer],
+        workgroups: Math.ceil(n / WG), variant: { vec4 },
+      });
+    } else {
+      launch(kernels.embedding_backward_scan, {
+        params: { V, hv, N: ids.size }, buffers: [ids.buffer, dy!.buffer, dw.buffer], workgroups: Math.ceil(V / WG), variant: { vec4 },
+      });
+    }
+    return [null, leaf ? undefined : dw];
+  },
+};
+
+// ---- float64 CPU reference ------------------------------------------------------------------
+
+export const reference = {
+  forward: (ids: ArrayLike<number>, table: Float64Array, H: number) => {
+    const y = new Float64Array(ids.length * H);
+    for (let r = 0; r < ids.length; r++) for (let j = 0; j < H; j++) y[r * H + j] = table[ids[r] * H + j];
+    return y;
+  },
+  /** dTable [V, H] = Σ over positions r of dy[r] into row ids[r]. */
+  backward: (ids: ArrayLike<number>, dy: Float64Array, V: number, H: number) => {
+    const dw = new Float64Array(V * H);
+    for (let r = 0; r < ids.length; r++) for (let j = 0; j < H; j++) dw[ids[r] * H + j] += dy[r * H + j];
+    return dw;
+  },
+};
+
+/** Bench metadata: N positions × H (forward: row read + write; backward: dy read, touched rows RMW ≤ 2·N·H). */
+export const bench = {
+  embedding_forward: (N: number, H: number) => ({ bytes: 4 * (2 * N * H + N) }),
+  embedding_backward: (N: number, H: number, distinct: number) => ({ bytes: 4 * (N * H + 2 * distinct * H + 2 * N) }),
+};

@@ -1,0 +1,177 @@
+// rmsnorm: y = w ⊙ x / sqrt(mean(x²) + eps) over the last axis (MiniMind RMSNorm, float32 throughout;
+// also the per-head q/k norm of minimind-3, H = head_dim). x [..., H] is viewed as [rows, H].
+// Forward saves rstd = 1/rms per row [rows]. Backward (fused) gives
+//   dx = rstd·(w⊙dy) − x·rstd³·Σ(w⊙dy⊙x)/H   and   dw = Σ_rows dy⊙x·rstd.
+// dw is deterministic without atomics: each invocation of the backward owns a fixed chunk of rows
+// and writes one partial row; a second kernel sums the partials per column in chunk order.
+// Layout (lavapipe, LAVAPIPE-NOTES): one invocation per row with vec4 loads when H % 4 == 0 runs
+// at copy speed; a workgroup per row with a shared-memory tree was 5–10× slower (barriers).
+import { defineKernel, launch } from '../runtime/kernel.js';
+import { Tensor, needsGrad, record, gradSlot } from '../runtime/tensor.js';
+import type { BackwardRule } from '../runtime/autograd.js';
+
+const WG = 64;
+/** Backward: rows per invocation chosen so about this many partial rows exist. */
+const TARGET_CHUNKS = 512;
+
+const entry = (name: string) => `@compute @workgroup_size(${WG}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, `
+  + '@builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>)';
+/** VT is vec4<f32> when H % 4 == 0 (params hv = H/4), else f32 (hv = H); hsum adds its lanes. */
+const vt = (vec4: boolean) => vec4
+  ? 'alias VT = vec4<f32>;\nfn hsum(v: VT) -> f32 { return v.x + v.y + v.z + v.w; }\n'
+  : 'alias VT = f32;\nfn hsum(v: VT) -> f32 { return v; }\n';
+
+export const kernels = {
+  /** y[r, :] and rstd[r] for one row r per invocation. */
+  rmsnorm_forward: defineKernel({
+    name: 'rmsnorm_forward',
+    params: [['rows', 'u32'], ['hv', 'u32'], ['h', 'u32'], ['eps', 'f32']],
+    buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['y', 'rw', 'VT'], ['rstd', 'rw', 'f32']],
+    wgsl: (v) => `${vt(v.vec4 as boolean)}
+${entry('rmsnorm_forward')} {
+  let r = wgIndex(wid, nwg) * ${WG}u + lid.x;
+  if (r >= p.rows) { return; }
+  let b = r * p.hv;
+  var acc = VT(0.0);
+  for (var i = 0u; i < p.hv; i++) { let v = x[b + i]; acc += v * v; }
+  let rs = inverseSqrt(hsum(acc) / f32(p.h) + p.eps);
+  for (var i = 0u; i < p.hv; i++) { y[b + i] = w[i] * (x[b + i] * rs); }
+  rstd[r] = rs;
+}
+`,
+  }),
+  /** dx for rows [k·rpi, (k+1)·rpi) and their dw partial sum into part[k, :], one chunk k per invocation. */
+  rmsnorm_backward: defineKernel({
+    name: 'rmsnorm_backward',
+    params: [['rows', 'u32'], ['hv', 'u32'], ['h', 'u32'], ['rpi', 'u32'], ['chunks', 'u32']],
+    buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['dy', 'read', 'VT'], ['rstd', 'read', 'f32'],
+      ['dx', 'rw', 'VT'], ['part', 'rw', 'VT']],
+    wgsl: (v) => `${vt(v.vec4 as boolean)}
+${entry('rmsnorm_backward')} {
+  let k = wgIndex(wid, nwg) * ${WG}u + lid.x;
+  if (k >= p.chunks) { return; }
+  let pb = k * p.hv;
+  for (var i = 0u; i < p.hv; i++) { part[pb + i] = VT(0.0); }
+  for (var r = k * p.rpi; r < min((k + 1u) * p.rpi, p.rows); r++) {
+    let b = r * p.hv;
+    let rs = rstd[r];
+    var acc = VT(0.0);
+    for (var i = 0u; i < p.hv; i++) { acc += w[i] * dy[b + i] * x[b + i]; }
+    let c = rs * rs * rs * hsum(acc) / f32(p.h);
+    for (var i = 0u; i < p.hv; i++) {
+      let xv = x[b + i];
+      let g = dy[b + i];
+      dx[b + i] = rs * (w[i] * g) - xv * c;
+      part[pb + i] += g * (xv * rs);
+    }
+  }
+}
+`,
+  }),
+  /** dw[i] = beta·dw[i] + Σ_k part[k, i], summed in chunk order (deterministic). */
+  rmsnorm_dw: defineKernel({
+    name: 'rmsnorm_dw',
+    params: [['hv', 'u32'], ['chunks', 'u32'], ['beta', 'f32']],
+    buffers: [['part', 'read', 'VT'], ['dw', 'rw', 'VT']],
+    wgsl: (v) => `${vt(v.vec4 as boolean)}
+${entry('rmsnorm_dw')} {
+  let i = wgIndex(wid, nwg) * ${WG}u + lid.x;
+  if (i >= p.hv) { return; }
+  var s = VT(0.0);
+  for (var k = 0u; k < p.chunks; k++) { s += part[k * p.hv + i]; }
+  if (p.beta != 0.0) { s += dw[i]; }
+  dw[i] = s;
+}
+`,
+  }),
+};
+
+function dims(x: Tensor, w: Tensor): { rows: number; h: number; hv: number; vec4: boolean } {
+  const h = x.shape[x.shape.length - 1];
+  if (w.shape.length !== 1 || w.shape[0] !== h) throw new Error(`rmsnorm: x [${x.shape}] with weight [${w.shape}]`);
+  const vec4 = h % 4 === 0;
+  return { rows: x.size / h, h, hv: vec4 ? h / 4 : h, vec4 };
+}
+
+/** y = w ⊙ x / sqrt(mean(x², last axis) + eps); x [..., H], w [H]. */
+export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
+  x.assertLive(); w.assertLive();
+  const { rows, h, hv, vec4 } = dims(x, w);
+  const y = Tensor.empty(x.shape);
+  const rstd = Tensor.empty([rows]);
+  launch(kernels.rmsnorm_forward, {
+    params: { rows, hv, h, eps }, buffers: [x.buffer, w.buffer, y.buffer, rstd.buffer],
+    workgroups: Math.ceil(rows / WG), variant: { vec4 },
+  });
+  if (needsGrad(x, w)) record('rmsnorm', [x, w], [y], { rstd });
+  else rstd.dispose();
+  return y;
+}
+
+/** Fused backward: dx (new tensor) and dw (accumulated into `dw` when beta = 1, else overwritten). */
+export function rmsnormBackward(x: Tensor, w: Tensor, rstd: Tensor, dy: Tensor, dw: Tensor, beta: 0 | 1): Tensor {
+  const { rows, h, hv, vec4 } = dims(x, w);
+  const rpi = Math.max(1, Math.ceil(rows / TARGET_CHUNKS));
+  const chunks = Math.ceil(rows / rpi);
+  const dx = Tensor.empty(x.shape);
+  const part = Tensor.empty([chunks, h]);
+  launch(kernels.rmsnorm_backward, {
+    params: { rows, hv, h, rpi, chunks }, buffers: [x.buffer, w.buffer, dy.buffer, rstd.buffer, dx.buffer, part.buffer],
+    workgroups: Math.ceil(chunks / WG), variant: { vec4 },
+  });
+  launch(kernels.rmsnorm_dw, {
+    params: { hv, chunks, beta }, buffers: [part.buffer, dw.buffer], workgroups: Math.ceil(hv / WG), variant: { vec4 },
+  });
+  part.dispose(); // later commands may reuse the buffer: WebGPU orders them after these
+  return dx;
+}
+
+export const backward: Record<string, BackwardRule> = {
+  rmsnorm: (node, [dy]) => {
+    const [x, w] = node.inputs;
+    const leaf = w.requiresGrad && !w.node;
+    const dw = leaf ? gradSlot(w) : Tensor.empty(w.shape);
+    const dx = rmsnormBackward(x, w, node.saved.rstd as Tensor, dy!, dw, leaf ? 1 : 0);
+    if (!w.requiresGrad) dw.dispose();
+    // A leaf weight got its gradient accumulated in place (undefined: nothing more to add).
+    return [x.requiresGrad ? dx : null, leaf ? undefined : w.requiresGrad ? dw : null];
+  },
+};
+
+// ---- float64 CPU reference ------------------------------------------------------------------
+
+export function reference(x: Float64Array, w: Float64Array, eps: number): { y: Float64Array; rstd: Float64Array } {
+  const h = w.length, rows = x.length / h;
+  const y = new Float64Array(x.length), rstd = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let ss = 0;
+    for (let i = 0; i < h; i++) ss += x[r * h + i] ** 2;
+    const rs = 1 / Math.sqrt(ss / h + eps);
+    rstd[r] = rs;
+    for (let i = 0; i < h; i++) y[r * h + i] = w[i] * x[r * h + i] * rs;
+  }
+  return { y, rstd };
+}
+
+export function referenceBackward(x: Float64Array, w: Float64Array, dy: Float64Array, eps: number): { dx: Float64Array; dw: Float64Array } {
+  const h = w.length, rows = x.length / h;
+  const { rstd } = reference(x, w, eps);
+  const dx = new Float64Array(x.length), dw = new Float64Array(h);
+  for (let r = 0; r < rows; r++) {
+    const rs = rstd[r];
+    let dot = 0;
+    for (let i = 0; i < h; i++) dot += w[i] * dy[r * h + i] * x[r * h + i];
+    for (let i = 0; i < h; i++) {
+      const j = r * h + i;
+      dx[j] = rs * w[i] * dy[j] - x[j] * rs ** 3 * dot / h;
+      dw[i] += dy[j] * x[j] * rs;
+    }
+  }
+  return { dx, dw };
+}
+
+/** Bench metadata: bytes moved for rows × h (forward: x in, y out, w, rstd; backward: x, dy in, dx out, + partials). */
+export const bench = {
+  rmsnorm_forward: (rows: number, h: number) => ({ bytes: 4 * (2 * rows * h + h + rows) }),
+  rmsnorm_backward: (rows: number, h: number) => ({ bytes: 4 * (3 * rows * h + rows + 2 * h) }),
+};

@@ -1,0 +1,123 @@
+// rope: rotary position embedding, rotate-half layout (NOT interleaved), on x [B, T, nh, hd]:
+//   for i < hd/2:  out[i] = x[i]·cos − x[i+hd/2]·sin,   out[i+hd/2] = x[i+hd/2]·cos + x[i]·sin,
+//   angle = (posOffset + t)·inv_freq_i,  inv_freq_i = theta^(−2i/hd).
+// cos/sin come from a table built on the host exactly as MiniMind's precompute_freqs_cis does in
+// float32 (Math.fround at each step), cached on the GPU per (hd, theta) and grown as positions
+// demand. Backward is the transpose rotation (angle → −angle): nothing is saved but posOffset.
+// One invocation per (row, vec4 of the first half) when hd % 8 == 0, else per (row, element).
+import { defineKernel, launch } from '../runtime/kernel.js';
+import { Tensor, needsGrad, record } from '../runtime/tensor.js';
+import type { BackwardRule } from '../runtime/autograd.js';
+
+const WG = 256;
+
+export const kernels = {
+  /** out = rotate(x, sgn·angle); table row pos = [cos(hd/2) | sin(hd/2)]. */
+  rope: defineKernel({
+    name: 'rope',
+    params: [['n', 'u32'], ['hhv', 'u32'], ['nh', 'u32'], ['T', 'u32'], ['pos0', 'u32'], ['sgn', 'f32']],
+    buffers: [['x', 'read', 'VT'], ['tab', 'read', 'VT'], ['y', 'rw', 'VT']],
+    wgsl: (v) => `alias VT = ${v.vec4 ? 'vec4<f32>' : 'f32'};
+@compute @workgroup_size(${WG}) fn rope(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = wgIndex(wid, nwg) * ${WG}u + lid.x;   // over rows · hhv (hhv = half head dim in VT units)
+  if (i >= p.n) { return; }
+  let row = i / p.hhv;                          // row = (b·T + t)·nh + head
+  let j = i - row * p.hhv;
+  let pos = p.pos0 + (row / p.nh) % p.T;
+  let c = tab[pos * 2u * p.hhv + j];
+  let s = p.sgn * tab[pos * 2u * p.hhv + p.hhv + j];
+  let a = row * 2u * p.hhv + j;
+  let x0 = x[a];
+  let x1 = x[a + p.hhv];
+  y[a] = x0 * c - x1 * s;
+  y[a + p.hhv] = x1 * c + x0 * s;
+}
+`,
+  }),
+};
+
+/** Host table [n, hd]: per position, cos of the hd/2 angles then their sin, in float32 like MiniMind:
+ *  inv_freq = 1/(theta ** (arange(0, hd, 2).float()/hd)); freqs = outer(t, inv_freq); cos, sin. */
+export function ropeTable(hd: number, theta: number, n: number): Float32Array {
+  const f = Math.fround, half = hd / 2;
+  const invFreq = Array.from({ length: half }, (_, i) => f(1 / f(f(theta) ** f((2 * i) / hd))));
+  const tab = new Float32Array(n * hd);
+  for (let t = 0; t < n; t++) {
+    for (let i = 0; i < half; i++) {
+      const a = f(t * invFreq[i]);
+      tab[t * hd + i] = Math.cos(a);
+      tab[t * hd + half + i] = Math.sin(a);
+    }
+  }
+  return tab;
+}
+
+/** GPU tables per (hd, theta), grown to the next power of two ≥ the positions needed. */
+const tables = new Map<string, { tab: Tensor; n: number }>();
+
+function table(hd: number, theta: number, need: number): Tensor {
+  const key = `${hd}|${theta}`;
+  const old = tables.get(key);
+  if (old && old.n >= need && !old.tab.disposed) return old.tab;
+  const n = Math.max(512, 2 ** Math.ceil(Math.log2(need)));
+  const tab = Tensor.fromArray(ropeTable(hd, theta, n), [n, hd]).keep();
+  // Safe while earlier dispatches still read it: the pool hands the buffer out only to later commands.
+  old?.tab.dispose();
+  tables.set(key, { tab, n });
+  return tab;
+}
+
+function launchRope(x: Tensor, y: Tensor, posOffset: number, theta: number, sgn: 1 | -1): void {
+  const [, T, nh, hd] = x.shape;
+  const vec4 = hd % 8 === 0;
+  const hhv = vec4 ? hd / 8 : hd / 2;
+  const n = (x.size / hd) * hhv;
+  const tab = table(hd, theta, posOffset + T);
+  launch(kernels.rope, {
+    params: { n, hhv, nh, T, pos0: posOffset, sgn }, buffers: [x.buffer, tab.buffer, y.buffer],
+    workgroups: Math.ceil(n / WG), variant: { vec4 },
+  });
+}
+
+/** Rotate x [B, T, nh, hd] (hd even) by the angles of positions posOffset + t. */
+export function rope(x: Tensor, posOffset: number, theta: number): Tensor {
+  x.assertLive();
+  if (x.shape.length !== 4 || x.shape[3] % 2 !== 0) throw new Error(`rope: x must be [B, T, nh, hd] with hd even, got [${x.shape}]`);
+  if (!Number.isInteger(posOffset) || posOffset < 0) throw new Error(`rope: posOffset must be an integer ≥ 0, got ${posOffset}`);
+  const y = Tensor.empty(x.shape);
+  launchRope(x, y, posOffset, theta, 1);
+  if (needsGrad(x)) record('rope', [x], [y], { posOffset, theta });
+  return y;
+}
+
+export const backward: Record<string, BackwardRule> = {
+  rope: (node, [dy]) => {
+    const dx = Tensor.empty(dy!.shape);
+    launchRope(dy!.reshape(node.inputs[0].shape), dx, node.saved.posOffset as number, node.saved.theta as number, -1);
+    return [dx];
+  },
+};
+
+// ---- float64 CPU reference ------------------------------------------------------------------
+
+/** Rotation of x [B, T, nh, hd] by sgn·angle; angles in float64 unless a float32 `tab` (ropeTable) is given. */
+export function reference(x: Float64Array, shape: readonly number[], posOffset: number, theta: number,
+  sgn: 1 | -1 = 1, tab?: Float32Array): Float64Array {
+  const [, T, nh, hd] = shape, half = hd / 2;
+  const y = new Float64Array(x.length);
+  for (let row = 0; row < x.length / hd; row++) {
+    const pos = posOffset + (Math.floor(row / nh) % T);
+    for (let i = 0; i < half; i++) {
+      const ang = pos * theta ** ((-2 * i) / hd);
+      const c = tab ? tab[pos * hd + i] : Math.cos(ang);
+      const s = sgn * (tab ? tab[pos * hd + half + i] : Math.sin(ang));
+      const a = row * hd + i;
+      y[a] = x[a] * c - x[a + half] * s;
+      y[a + half] = x[a + half] * c + x[a] * s;
+    }
+  }
+  return y;
+}
+
+/** Bench metadata: x read and y written (the table is small and stays in cache). */
+export const bench = { rope: (size: number) => ({ bytes: 8 * size }) };
