@@ -1,0 +1,159 @@
+// AdamW with PyTorch 1.13 semantics (torch/optim/adamw.py, _single_tensor_adamw), the gradient
+// first scaled by the clip factor of torch.nn.utils.clip_grad_norm_, read from the GPU norm buffer
+// (no host round trip). Per element, in PyTorch's op order (all float32, scalars rounded to f32):
+//   g = g · min(max_norm / (norm + 1e-6), 1)           (only when a norm is given)
+//   p = p · (1 − lr·wd)
+//   m = m·β1 + (1−β1)·g
+//   v = v·β2 + ((1−β2)·g)·g
+//   p = p + (−lr/bc1 · m) / (√v / √bc2 + eps),  bc1 = 1 − β1^t, bc2 = 1 − β2^t
+// One multi-tensor dispatch updates up to S parameters (p, g, m, v bound per slot; see grad_norm.ts):
+// S = (maxStorageBuffersPerShaderStage − 1) / 4, 3 on lavapipe, 1 on an 8-buffer adapter.
+// Gradients are not modified (PyTorch's clip scales them in place; the trainer zeroes them next).
+// Bytes per element: 28 (p read+write, g read, m and v read+write). FLOPs ≈ 14.
+import { defineKernel, launch, Kernel, clearBuffer, copyBuffer } from '../runtime/kernel.js';
+import { Tensor } from '../runtime/tensor.js';
+import { groupSlots, slotsPerDispatch, slotSearch, slotSwitch, slotTable } from './grad_norm.js';
+
+const WG = 256;
+const ITEMS = 4; // elements per invocation
+const CHUNK = WG * ITEMS;
+
+const SCALARS = [['total', 'u32'], ['clip', 'u32'], ['maxNorm', 'f32'], ['decay', 'f32'], ['b1', 'f32'], ['omb1', 'f32'],
+  ['b2', 'f32'], ['omb2', 'f32'], ['bc2s', 'f32'], ['negStep', 'f32'], ['eps', 'f32']] as const;
+
+const cache = new Map<number, Kernel>();
+
+function adamwKernel(S: number): Kernel {
+  let k = cache.get(S);
+  if (k) return k;
+  const slots = Array.from({ length: S }, (_, s) => s);
+  k = defineKernel({
+    name: 'adamw',
+    params: [...SCALARS, ...slots.flatMap((s) => [[`n${s}`, 'u32'], [`w${s}`, 'u32']] as const)],
+    buffers: [['norm', 'read', 'f32'],
+      ...slots.flatMap((s) => [[`p${s}`, 'rw', 'f32'], [`g${s}`, 'read', 'f32'], [`m${s}`, 'rw', 'f32'], [`v${s}`, 'rw', 'f32']] as const)],
+    wgsl: () => `
+@compute @workgroup_size(${WG}) fn adamw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  ${slotSearch(S)}
+  var coef = 1.0;
+  if (p.clip != 0u) { coef = min(p.maxNorm / (norm[0] + 1e-6), 1.0); }
+${slotSwitch(S, (s) => `      let base = (wg - p.w${s}) * ${CHUNK}u + lid.x;
+      for (var k = 0u; k < ${ITEMS}u; k++) {
+        let i = base + k * ${WG}u;
+        if (i < p.n${s}) {
+          let g = g${s}[i] * coef;
+          let pd = p${s}[i] * p.decay;
+          let m = m${s}[i] * p.b1 + p.omb1 * g;
+          let v = v${s}[i] * p.b2 + (p.omb2 * g) * g;
+          m${s}[i] = m;
+          v${s}[i] = v;
+          p${s}[i] = pd + (p.negStep * m) / (sqrt(v) / p.bc2s + p.eps);
+        }
+      }`)}
+}
+`,
+  });
+  cache.set(S, k);
+  return k;
+}
+
+export interface AdamWOptions { lr: number; betas?: [number, number]; eps?: number; weightDecay?: number }
+export interface AdamWState { step: number; m: Tensor[]; v: Tensor[] }
+
+export class AdamW {
+  lr: number;
+  readonly betas: [number, number];
+  readonly eps: number;
+  readonly weightDecay: number;
+  /** Optimizer steps taken (PyTorch's state['step'], one count for all parameters). */
+  private t = 0;
+  private readonly m: Tensor[];
+  private readonly v: Tensor[];
+  /** Bound in place of the norm when step() gets none. */
+  private readonly noNorm: Tensor;
+
+  constructor(readonly params: Tensor[], opts: AdamWOptions) {
+    this.lr = opts.lr;
+    this.betas = opts.betas ?? [0.9, 0.999];
+    this.eps = opts.eps ?? 1e-8;
+    this.weightDecay = opts.weightDecay ?? 0.01;
+    // Moments: float32, zero-initialised, persistent (outlive every scope).
+    this.m = params.map((p) => Tensor.zeros(p.shape).keep());
+    this.v = params.map((p) => Tensor.zeros(p.shape).keep());
+    this.noNorm = Tensor.zeros([1]).keep();
+  }
+
+  /** One step at learning rate `lr`, the gradients first clipped to `maxNorm` by the global norm
+   *  `clipNorm` (from gradNorm). Parameters without a gradient are skipped, as PyTorch does; the
+   *  step count is shared, so a parameter skipped on some steps sees a later bias correction than
+   *  PyTorch's per-parameter count would give. */
+  step(lr: number = this.lr, clipNorm?: Tensor, maxNorm?: number): void {
+    if (clipNorm && maxNorm === undefined) throw new Error('AdamW.step: clipNorm given without maxNorm');
+    if (clipNorm && clipNorm.size !== 1) throw new Error(`AdamW.step: clipNorm must be [1], got [${clipNorm.shape}]`);
+    this.t++;
+    const [b1, b2] = this.betas;
+    const bc1 = 1 - b1 ** this.t, bc2 = 1 - b2 ** this.t;
+    const scalars = {
+      clip: clipNorm ? 1 : 0, maxNorm: maxNorm ?? 0, decay: 1 - lr * this.weightDecay, b1, omb1: 1 - b1, b2, omb2: 1 - b2,
+      bc2s: Math.sqrt(bc2), negStep: -lr / bc1, eps: this.eps,
+    };
+    const live = this.params.map((_, i) => i).filter((i) => this.params[i].grad);
+    for (const i of live) {
+      const p = this.params[i], g = p.grad!;
+      p.assertLive(); g.assertLive();
+      if (g.size !== p.size) throw new Error(`AdamW.step: param ${i} [${p.shape}] has a gradient of shape [${g.shape}]`);
+    }
+    const S = slotsPerDispatch(1, 4);
+    for (const idx of groupSlots(live.length, S).map((gr) => gr.map((j) => live[j]))) {
+      const { w, total } = slotTable(idx.map((i) => this.params[i].size), CHUNK);
+      const params: Record<string, number> = { total, ...scalars };
+      idx.forEach((i, s) => { params[`n${s}`] = this.params[i].size; params[`w${s}`] = w[s]; });
+      launch(adamwKernel(idx.length), {
+        params, workgroups: total, variant: { S: idx.length },
+        buffers: [(clipNorm ?? this.noNorm).buffer,
+          ...idx.flatMap((i) => [this.params[i].buffer, this.params[i].grad!.buffer, this.m[i].buffer, this.v[i].buffer])],
+      });
+    }
+  }
+
+  /** Zero every gradient in place (the buffers stay; matmul accumulates dW into them). */
+  zeroGrad(): void {
+    for (const p of this.params) if (p.grad) clearBuffer(p.grad.buffer, p.grad.size * 4);
+  }
+
+  /** The live state: moment tensors (write into them to restore) and the step count. */
+  state(): AdamWState {
+    return { step: this.t, m: this.m, v: this.v };
+  }
+
+  /** Restore the step count, and the moments when given (copied into the live tensors). */
+  loadState(s: { step: number; m?: Tensor[]; v?: Tensor[] }): void {
+    if (!Number.isInteger(s.step) || s.step < 0) throw new Error(`AdamW.loadState: step must be an integer ≥ 0, got ${s.step}`);
+    for (const [name, src, dst] of [['m', s.m, this.m], ['v', s.v, this.v]] as const) {
+      if (!src) continue;
+      if (src.length !== dst.length) throw new Error(`AdamW.loadState: ${src.length} ${name} tensors for ${dst.length} parameters`);
+      src.forEach((t, i) => {
+        if (t.size !== dst[i].size) throw new Error(`AdamW.loadState: ${name}[${i}] is [${t.shape}], parameter is [${dst[i].shape}]`);
+        copyBuffer(t.buffer, 0, dst[i].buffer, 0, t.size * 4);
+      });
+    }
+    this.t = s.step;
+  }
+}
+
+export interface AdamWHyper { lr: number; b1: number; b2: number; eps: number; wd: number; step: number; clipCoef: number }
+
+/** float64 reference of one step on one parameter, in place; clipCoef = min(max/(norm+1e-6), 1) or 1. */
+export function reference(p: Float64Array, g: ArrayLike<number>, m: Float64Array, v: Float64Array, h: AdamWHyper): void {
+  const bc1 = 1 - h.b1 ** h.step, bc2 = 1 - h.b2 ** h.step;
+  for (let i = 0; i < p.length; i++) {
+    const gi = g[i] * h.clipCoef;
+    p[i] *= 1 - h.lr * h.wd;
+    m[i] = m[i] * h.b1 + (1 - h.b1) * gi;
+    v[i] = v[i] * h.b2 + (1 - h.b2) * gi * gi;
+    p[i] -= (h.lr / bc1) * m[i] / (Math.sqrt(v[i]) / Math.sqrt(bc2) + h.eps);
+  }
+}
+
+/** Bench metadata for one step over n parameters. */
+export const bench = { adamw: (n: number) => ({ bytes: 28 * n, flops: 14 * n }) };

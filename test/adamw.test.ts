@@ -1,0 +1,119 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Tensor, beginScope, endScope, setSentinelMode } from '../runtime/tensor.js';
+import { counters, resetCounters, writeBuffer } from '../runtime/kernel.js';
+import { AdamW, reference, AdamWHyper } from '../kernels/adamw.js';
+import { gradNorm, reference as normRef, slotsPerDispatch } from '../kernels/grad_norm.js';
+import { setupGpu, randn, assertClose } from './util.js';
+
+const s = suite('adamw');
+s.before(setupGpu);
+s.before.each(() => beginScope());
+s.after.each(() => { setSentinelMode(false); endScope(); });
+
+// Awkward sizes (not multiples of 256 or of the 1024-element chunk); more parameters than one
+// dispatch's slots, so several multi-tensor dispatches run.
+const SIZES = [1, 33, 65, 1025, 7, 4097, 2];
+
+interface Ref { p: Float64Array; m: Float64Array; v: Float64Array }
+
+/** Run `steps` AdamW steps on GPU and in float64, new random gradients each step. */
+async function run(steps: number, gradScale: number, maxNorm: number | undefined, lrs: number[]) {
+  const p0 = SIZES.map((n, i) => randn(n, 10 + i));
+  const params = p0.map((x) => Tensor.fromArray(x, [x.length], 'f32', true).keep());
+  params.forEach((p) => { p.grad = Tensor.zeros(p.shape).keep(); });
+  const opt = new AdamW(params, { lr: lrs[0] });
+  const ref: Ref[] = p0.map((x) => ({ p: x.slice(), m: new Float64Array(x.length), v: new Float64Array(x.length) }));
+  for (let t = 1; t <= steps; t++) {
+    const gs = SIZES.map((n, i) => randn(n, 1000 * t + i, gradScale));
+    params.forEach((p, i) => writeBuffer(p.grad!.buffer, 0, Float32Array.from(gs[i])));
+    const norm = maxNorm === undefined ? undefined : gradNorm(params.map((p) => p.grad!));
+    opt.step(lrs[t - 1], norm, maxNorm);
+    const total = normRef(gs);
+    const h: AdamWHyper = { lr: lrs[t - 1], b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.01, step: t,
+      clipCoef: maxNorm === undefined ? 1 : Math.min(maxNorm / (total + 1e-6), 1) };
+    ref.forEach((r, i) => reference(r.p, gs[i], r.m, r.v, h));
+  }
+  return { params, opt, ref };
+}
+
+async function check(params: Tensor[], opt: AdamW, ref: Ref[], what: string) {
+  const st = opt.state();
+  for (let i = 0; i < params.length; i++) {
+    assertClose(await params[i].read(), ref[i].p, `${what}: p[${i}]`, 1e-5, 1e-6);
+    assertClose(await st.m[i].read(), ref[i].m, `${what}: m[${i}]`, 1e-5, 1e-6);
+    assertClose(await st.v[i].read(), ref[i].v, `${what}: v[${i}]`, 1e-5, 1e-7);
+  }
+}
+
+s('five steps without clipping match the float64 reference (p, m, v), varying lr', async () => {
+  const { params, opt, ref } = await run(5, 1, undefined, [1e-2, 8e-3, 5e-3, 3e-3, 1e-3]);
+  await check(params, opt, ref, 'no clip');
+  assert.is(opt.state().step, 5);
+});
+
+s('five steps with the clip factor read from the GPU norm (norm > max: scaled)', async () => {
+  const { params, opt, ref } = await run(5, 2, 1.0, [1e-2, 1e-2, 1e-2, 1e-2, 1e-2]);
+  await check(params, opt, ref, 'clip');
+});
+
+s('a norm below max_norm leaves the gradients as they are', async () => {
+  const { params, opt, ref } = await run(3, 1e-3, 100, [1e-2, 1e-2, 1e-2]);
+  await check(params, opt, ref, 'no-op clip');
+});
+
+s('clipping changes the result (the factor is really applied)', async () => {
+  const a = await run(2, 2, 1.0, [1e-2, 1e-2]);
+  const b = await run(2, 2, undefined, [1e-2, 1e-2]);
+  const ma = await a.opt.state().m[3].read(), mb = await b.opt.state().m[3].read();
+  assert.ok(Math.abs(ma[0] - mb[0]) > 1e-4 * Math.abs(mb[0]), `m with and without clip: ${ma[0]} ${mb[0]}`);
+});
+
+s('parameters without a gradient are skipped; one dispatch per S parameters', async () => {
+  const x = randn(65, 3);
+  const params = [Tensor.fromArray(x, [65], 'f32', true), ...SIZES.map((n, i) => Tensor.fromArray(randn(n, i), [n], 'f32', true))];
+  params.slice(1).forEach((p) => { p.grad = Tensor.fromArray(randn(p.size, 9), p.shape); });
+  const opt = new AdamW(params, { lr: 1e-2 });
+  resetCounters();
+  opt.step(1e-2);
+  assert.is(counters().dispatches, Math.ceil(SIZES.length / slotsPerDispatch(1, 4)));
+  assertClose(await params[0].read(), x, 'untouched parameter', 0, 0);
+});
+
+s('zeroGrad zeroes in place; a zero gradient still decays the weights', async () => {
+  const x = randn(33, 4);
+  const p = Tensor.fromArray(x, [33], 'f32', true);
+  p.grad = Tensor.fromArray(randn(33, 5), [33]);
+  const g = p.grad;
+  const opt = new AdamW([p], { lr: 0.1, weightDecay: 0.5 });
+  opt.zeroGrad();
+  assert.is(p.grad, g);
+  assertClose(await g.read(), new Float64Array(33), 'grad', 0, 0);
+  opt.step(0.1);
+  assertClose(await p.read(), x.map((v) => v * (1 - 0.1 * 0.5)), 'decayed', 1e-6, 1e-7);
+});
+
+s('state and loadState: a restored optimizer continues exactly like the original', async () => {
+  const a = await run(2, 1, undefined, [1e-2, 1e-2]);
+  const copies = await Promise.all(a.params.map(async (p) => Tensor.fromArray(await p.read(), p.shape, 'f32', true)));
+  copies.forEach((c, i) => { c.grad = a.params[i].grad; });
+  const b = new AdamW(copies, { lr: 1e-2 });
+  const st = a.opt.state();
+  b.loadState({ step: st.step, m: st.m, v: st.v });
+  a.opt.step(1e-2);
+  b.step(1e-2);
+  for (let i = 0; i < copies.length; i++) assertClose(await copies[i].read(), await a.params[i].read(), `p[${i}]`, 0, 0);
+  assert.throws(() => b.loadState({ step: 1.5 }), /integer/);
+  assert.throws(() => b.loadState({ step: 1, m: st.m.slice(1) }), /tensors for/);
+});
+
+s('writes nothing past any parameter or moment', async () => {
+  setSentinelMode(true);
+  const params = SIZES.map((n, i) => Tensor.fromArray(randn(n, i), [n], 'f32', true));
+  params.forEach((p) => { p.grad = Tensor.fromArray(randn(p.size, 7), p.shape); });
+  const opt = new AdamW(params, { lr: 1e-2 });
+  opt.step(1e-2, gradNorm(params.map((p) => p.grad!)), 1);
+  for (const t of [...params, ...opt.state().m, ...opt.state().v]) assert.equal(await t.overwrittenGuard(), [], `guard [${t.shape}]`);
+});
+
+s.run();
