@@ -58,7 +58,7 @@ ${entry('cross_entropy_forward')} {
   let label = labelOf(gr);
   let b = r * p.vv;
   if (label == ${IGNORE}) { losses[gr] = 0.0; zeroRow(b); return; }
-  if (label < 0 || u32(label) >= p.V) { losses[gr] = bitcast<f32>(0x7fc00000u); zeroRow(b); return; }
+  if (label < 0 || u32(label) >= p.V) { losses[gr] = bitcast<f32>(0x7fc00000u | (p.V & 0u)); /* NaN (runtime: WGSL rejects a constant NaN) */ zeroRow(b); return; }
   var m = VT(-3.4e38);
   for (var i = 0u; i < p.vv; i++) { m = max(m, logits[b + i]); }
   let mx = hmax(m);
