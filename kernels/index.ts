@@ -8,6 +8,8 @@ import * as rope from './rope.js';
 import * as swiglu from './swiglu.js';
 import * as embedding from './embedding.js';
 import * as crossEntropy from './cross_entropy.js';
+import * as moe from './moe.js';
+import * as attention from './attention.js';
 
 registerBackward({
   ...elementwise.backward,
@@ -18,8 +20,11 @@ registerBackward({
   ...swiglu.backward,
   ...embedding.backward,
   ...crossEntropy.backward,
+  ...moe.backward,
+  ...attention.backward,
 }, { addInto: elementwise.addInto, add: elementwise.add });
 
 export { add, mul, scale, silu, addInto, fill } from './elementwise.js';
 export { sum, mean } from './reduce.js';
 export { matmul, gemm, setMatmulImpl } from './matmul.js';
+export { attention, attentionDecode, writeKV, setAttentionImpl, setAttentionConfig } from './attention.js';
