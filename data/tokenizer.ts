@@ -94,6 +94,7 @@ class HFChatTokenizer implements ChatTokenizer {
   }
 
   decode(ids: ArrayLike<number>): string {
+    if (ids.length === 0) return ''; // the library throws on [], Python's decode returns ''
     return this.tok.decode(Array.from(ids), { skip_special_tokens: false });
   }
 
