@@ -15,7 +15,7 @@ const ready = loadTokenizer(init.tokenizerDir).then((tok) =>
 parentPort!.on('message', async ({ id, indices, epoch }: { id: number; indices: number[]; epoch: number }) => {
   try {
     const { inputIds, labels } = collate(await ready, indices, epoch);
-    parentPort!.postMessage({ id, inputIds, labels }, [inputIds.buffer, labels.buffer]);
+    parentPort!.postMessage({ id, inputIds, labels }, [inputIds.buffer as ArrayBuffer, labels.buffer as ArrayBuffer]);
   } catch (e) {
     parentPort!.postMessage({ id, error: (e as Error).stack ?? String(e) });
   }
