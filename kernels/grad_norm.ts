@@ -1,9 +1,9 @@
 // grad_norm: the global L2 norm of many gradients, √(Σ_t Σ_i g_t[i]²), the total_norm of
 // torch.nn.utils.clip_grad_norm_. WebGPU cannot index an array of buffers, so one dispatch binds up
 // to S tensors ("slots", a multi-tensor launch like PyTorch's foreach kernels): each workgroup finds
-// its slot from a per-slot first-workgroup table in the uniforms and writes one partial sum of
-// squares into a shared partials buffer. A final single-workgroup dispatch reduces the partials in
-// a fixed order and takes the root: deterministic, no atomics.
+// its slot from a per-slot first-workgroup table in the uniforms, and each invocation writes the sum
+// of squares of its 64 elements into a shared partials buffer (n/64 floats). A final single-workgroup
+// dispatch reduces the partials in a fixed order and takes the root: deterministic, no atomics.
 // Dispatches: ceil(tensors / S) + 1, S = maxStorageBuffersPerShaderStage − 1 (capped at 16);
 // on lavapipe (16 buffers) a 74-tensor MiniMind2-small is 5 + 1. Bytes: 4·Σn read.
 import { defineKernel, launch, Kernel } from '../runtime/kernel.js';
@@ -11,8 +11,8 @@ import { Tensor } from '../runtime/tensor.js';
 import { gpu } from '../runtime/device.js';
 
 const WG = 256;
-const ITEMS = 16; // elements per invocation
-const CHUNK = WG * ITEMS; // elements per workgroup (one partial)
+const ITEMS = 64; // elements per invocation (one partial each)
+const CHUNK = WG * ITEMS; // elements per workgroup
 const MAX_SLOTS = 16; // uniform room: 64 words per dispatch
 
 // ---- multi-tensor launches (shared with adamw.ts) -------------------------------------------
@@ -56,7 +56,8 @@ export function slotTable(sizes: number[], chunk: number): { w: number[]; total:
 
 const cache = new Map<number, Kernel>();
 
-/** partials[pbase + wg] = Σ g_s[i]² over the CHUNK elements of slot s that workgroup wg covers. */
+/** partials[pbase + wg·WG + lid] = Σ g_s[i]² over the ITEMS elements of slot s that invocation covers.
+ *  No workgroup memory or barriers: on lavapipe a barrier tree made this pass 4× slower. */
 function gradNormKernel(S: number): Kernel {
   let k = cache.get(S);
   if (k) return k;
@@ -66,7 +67,6 @@ function gradNormKernel(S: number): Kernel {
     params: [['total', 'u32'], ['pbase', 'u32'], ...slots.flatMap((s) => [[`n${s}`, 'u32'], [`w${s}`, 'u32']] as const)],
     buffers: [['partials', 'rw', 'f32'], ...slots.map((s) => [`g${s}`, 'read', 'f32'] as const)],
     wgsl: () => `
-var<workgroup> acc: array<f32, ${WG}>;
 @compute @workgroup_size(${WG}) fn grad_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   ${slotSearch(S)}
   var t = 0.0;
@@ -75,13 +75,7 @@ ${slotSwitch(S, (s) => `      let base = (wg - p.w${s}) * ${CHUNK}u + lid.x;
         let i = base + k * ${WG}u;
         if (i < p.n${s}) { let v = g${s}[i]; t += v * v; }
       }`)}
-  acc[lid.x] = t;
-  workgroupBarrier();
-  for (var h = ${WG / 2}u; h > 0u; h >>= 1u) {
-    if (lid.x < h) { acc[lid.x] += acc[lid.x + h]; }
-    workgroupBarrier();
-  }
-  if (lid.x == 0u) { partials[p.pbase + wg] = acc[0]; }
+  partials[p.pbase + wg * ${WG}u + lid.x] = t;
 }
 `,
   });
@@ -119,7 +113,7 @@ export function gradNorm(grads: Tensor[]): Tensor {
   });
   const S = slotsPerDispatch(1, 1);
   const groups = groupSlots(grads.length, S).map((idx) => ({ idx, ...slotTable(idx.map((i) => grads[i].size), CHUNK) }));
-  const nPartials = groups.reduce((a, g) => a + g.total, 0);
+  const nPartials = groups.reduce((a, g) => a + g.total, 0) * WG;
   const partials = Tensor.empty([Math.max(1, nPartials)]);
   const out = Tensor.empty([1]);
   let pbase = 0;
@@ -129,7 +123,7 @@ export function gradNorm(grads: Tensor[]): Tensor {
     launch(gradNormKernel(g.idx.length), {
       params, buffers: [partials.buffer, ...g.idx.map((t) => grads[t].buffer)], workgroups: g.total, variant: { S: g.idx.length },
     });
-    pbase += g.total;
+    pbase += g.total * WG;
   }
   launch(kernels.grad_norm_final, { params: { n: nPartials }, buffers: [partials.buffer, out.buffer], workgroups: 1 });
   partials.dispose();

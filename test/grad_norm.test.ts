@@ -10,8 +10,8 @@ s.before(setupGpu);
 s.before.each(() => beginScope());
 s.after.each(() => { setSentinelMode(false); endScope(); });
 
-// Sizes not multiples of the workgroup (256) or its chunk (4096), from 1 element to several chunks.
-const SIZES = [1, 33, 65, 1025, 4097, 8193 + 7, 255, 257, 2, 12345];
+// Sizes not multiples of the workgroup (256) or its chunk (16384), from 1 element to several chunks.
+const SIZES = [1, 33, 65, 1025, 4097, 40961, 255, 257, 2, 12345];
 
 function grads(count: number, seed: number, scale = 1): Float64Array[] {
   return Array.from({ length: count }, (_, i) => randn(SIZES[i % SIZES.length], seed + i, scale));
