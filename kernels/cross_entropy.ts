@@ -18,6 +18,7 @@ import type { BackwardRule } from '../runtime/autograd.js';
 const WG = 64;
 const RED = 256; // single-workgroup reductions
 const IGNORE = -100;
+const SCALE_GROUPS = 512; // workgroups of the backward's strided scale loop
 const entry = (name: string, wg = WG) => `@compute @workgroup_size(${wg}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, `
   + '@builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>)';
 const vt = (vec4: unknown) => vec4
@@ -89,16 +90,16 @@ ${entry('cross_entropy_loss', RED)} {
 }
 `,
   }),
-  /** Backward: d *= g[0] in place, skipped when g[0] == 1 (the usual case: no accumulation). */
+  /** Backward: d *= g[0] in place, skipped when g[0] == 1 (the usual case: no accumulation). A fixed
+   *  grid with a strided loop, so the skip costs a few hundred invocations, not one per element. */
   cross_entropy_backward: defineKernel({
-    name: 'cross_entropy_backward', params: [['n', 'u32']],
+    name: 'cross_entropy_backward', params: [['n', 'u32'], ['stride', 'u32']],
     buffers: [['g', 'read', 'f32'], ['d', 'rw', 'VT']],
     wgsl: (v) => `alias VT = ${v.vec4 ? 'vec4<f32>' : 'f32'};
 ${entry('cross_entropy_backward', RED)} {
-  let i = wgIndex(wid, nwg) * ${RED}u + lid.x;
   let s = g[0];
-  if (i >= p.n || s == 1.0) { return; }
-  d[i] = d[i] * s;
+  if (s == 1.0) { return; }
+  for (var i = wgIndex(wid, nwg) * ${RED}u + lid.x; i < p.n; i += p.stride) { d[i] = d[i] * s; }
 }
 `,
   }),
@@ -145,9 +146,9 @@ export const backward: Record<string, BackwardRule> = {
     if (!g) return [null, null];
     const V = logits.shape[2], vec4 = V % 4 === 0;
     for (const c of chunks(logits.size / V, V)) {
-      const n = (c.n * V) / (vec4 ? 4 : 1);
+      const n = (c.n * V) / (vec4 ? 4 : 1), groups = Math.min(SCALE_GROUPS, Math.ceil(n / RED));
       launch(kernels.cross_entropy_backward, {
-        params: { n }, buffers: [g.buffer, slice(logits.buffer, V, c)], workgroups: Math.ceil(n / RED), variant: { vec4 },
+        params: { n, stride: groups * RED }, buffers: [g.buffer, slice(logits.buffer, V, c)], workgroups: groups, variant: { vec4 },
       });
     }
     // The logits buffer now holds the gradient; autograd releases it once the LM head has used it.

@@ -20,18 +20,18 @@ const entry = (name: string) => `@compute @workgroup_size(${WG}) fn ${name}(@bui
 const vt = (v: Record<string, unknown>) => `alias VT = ${v.vec4 ? 'vec4<f32>' : 'f32'};`;
 
 export const kernels = {
-  /** One invocation per (position, column in VT units); bad ids clamp and set flag = 1 + position. */
+  /** One invocation per position r, copying its row; bad ids clamp and set flag = 1 + r. */
   embedding_forward: defineKernel({
-    name: 'embedding_forward', params: [['n', 'u32'], ['hv', 'u32'], ['V', 'u32']],
+    name: 'embedding_forward', params: [['N', 'u32'], ['hv', 'u32'], ['V', 'u32']],
     buffers: [['ids', 'read', 'i32'], ['table', 'read', 'VT'], ['y', 'rw', 'VT'], ['flag', 'rw', 'atomic<u32>']],
     wgsl: (v) => `${vt(v)}
 ${entry('embedding_forward')} {
-  let i = wgIndex(wid, nwg) * ${WG}u + lid.x;
-  if (i >= p.n) { return; }
-  let r = i / p.hv;
+  let r = wgIndex(wid, nwg) * ${WG}u + lid.x;
+  if (r >= p.N) { return; }
   let id = ids[r];
   if (id < 0 || u32(id) >= p.V) { atomicMax(&flag[0], r + 1u); }
-  y[i] = table[u32(clamp(id, 0, i32(p.V) - 1)) * p.hv + i - r * p.hv];
+  let src = u32(clamp(id, 0, i32(p.V) - 1)) * p.hv;
+  for (var j = 0u; j < p.hv; j++) { y[r * p.hv + j] = table[src + j]; }
 }
 `,
   }),
@@ -115,9 +115,8 @@ export function embedding(ids: Tensor, table: Tensor, hostIds?: Int32Array): Ten
   const sorted = hostIds ? groupIds(hostIds, V) : undefined; // validates the ids on the host
   flagBuf ??= (() => { const b = acquireBuffer(4); writeBuffer(b, 0, new Uint32Array(1)); return b; })();
   const y = Tensor.empty([...ids.shape, H]);
-  const n = ids.size * hv;
   launch(kernels.embedding_forward, {
-    params: { n, hv, V }, buffers: [ids.buffer, table.buffer, y.buffer, flagBuf], workgroups: Math.ceil(n / WG), variant: { vec4 },
+    params: { N: ids.size, hv, V }, buffers: [ids.buffer, table.buffer, y.buffer, flagBuf], workgroups: Math.ceil(ids.size / WG), variant: { vec4 },
   });
   if (needsGrad(table)) {
     const groups = sorted ? Tensor.fromArray(sorted.groups, [sorted.groups.length], 'i32') : undefined;
