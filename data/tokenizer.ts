@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
+import { ByteLevelBpe } from './bytelevel.js';
 
 /** One chat message as the templates read it. `tool_calls` may be a JSON string (MiniMind data). */
 export interface ChatMessage {
@@ -63,7 +64,11 @@ class HFChatTokenizer implements ChatTokenizer {
   private readonly template: Template | undefined;
   private readonly specials: Record<string, string>;
 
-  constructor(readonly dir: string, private readonly tok: Tokenizer, config: Record<string, unknown>, readonly fingerprint: string) {
+  constructor(
+    readonly dir: string, private readonly tok: Tokenizer, config: Record<string, unknown>, readonly fingerprint: string,
+    /** The exact, faster encoder when it models this tokenizer.json (see bytelevel.ts). */
+    private readonly fast: ByteLevelBpe | undefined,
+  ) {
     const name = (key: string): string => {
       const v = config[key];
       const s = typeof v === 'string' ? v : (v as { content?: string } | undefined)?.content;
@@ -90,7 +95,7 @@ class HFChatTokenizer implements ChatTokenizer {
   }
 
   encode(text: string): number[] {
-    return this.tok.encode(text, { add_special_tokens: false }).ids;
+    return this.fast ? this.fast.encode(text) : this.tok.encode(text, { add_special_tokens: false }).ids;
   }
 
   decode(ids: ArrayLike<number>): string {
@@ -136,7 +141,8 @@ export async function loadTokenizer(dir: string): Promise<ChatTokenizer> {
       throw new Error(`tokenizer: ${join(dir, f)} is not valid JSON (${(e as Error).message})`);
     }
   };
-  const config = parse(cfgJson, 'tokenizer_config.json');
+  const config = parse(cfgJson, 'tokenizer_config.json'), json = parse(tokJson, 'tokenizer.json');
   const fingerprint = createHash('sha1').update(tokJson).update('\0').update(cfgJson).digest('hex');
-  return new HFChatTokenizer(dir, new Tokenizer(parse(tokJson, 'tokenizer.json'), config), config, fingerprint);
+  const fast = ByteLevelBpe.fromTokenizerJson(json);
+  return new HFChatTokenizer(dir, new Tokenizer(json, config), config, fingerprint, typeof fast === 'string' ? undefined : fast);
 }
