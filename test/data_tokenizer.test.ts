@@ -73,7 +73,7 @@ s('a tokenizer.json the fast encoder does not model falls back to the library, w
   mkdirSync(dir, { recursive: true });
   const chars = Array.from({ length: 26 }, (_, i) => String.fromCharCode(97 + i));
   const json = {
-    version: '1.0', added_tokens: [['<|endoftext|>', 0], ['<|im_start|>', 1], ['<|im_end|>', 2]].map(([content, id]) =>
+    version: '1.0', added_tokens: ['<|endoftext|>', '<|im_start|>', '<|im_end|>'].map((content, id) =>
       ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
     normalizer: { type: 'Lowercase' }, pre_tokenizer: { type: 'Whitespace' }, post_processor: null, decoder: null,
     model: { type: 'BPE', vocab: Object.fromEntries([...chars, 'ab', '\n'].map((c, i) => [c, i + 3])), merges: ['a b'] },
