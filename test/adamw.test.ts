@@ -4,7 +4,10 @@ import { Tensor, beginScope, endScope, setSentinelMode } from '../runtime/tensor
 import { counters, resetCounters, writeBuffer } from '../runtime/kernel.js';
 import { AdamW, reference, AdamWHyper } from '../kernels/adamw.js';
 import { gradNorm, reference as normRef, slotsPerDispatch } from '../kernels/grad_norm.js';
+import { readSafetensors } from '../model/safetensors.js';
 import { setupGpu, randn, assertClose } from './util.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 const s = suite('adamw');
 s.before(setupGpu);
@@ -114,6 +117,34 @@ s('writes nothing past any parameter or moment', async () => {
   const opt = new AdamW(params, { lr: 1e-2 });
   opt.step(1e-2, gradNorm(params.map((p) => p.grad!)), 1);
   for (const t of [...params, ...opt.state().m, ...opt.state().v]) assert.equal(await t.overwrittenGuard(), [], `guard [${t.shape}]`);
+});
+
+s('matches PyTorch 1.13 (clip_grad_norm_ + AdamW) over five steps: kernel_adamw fixture', async () => {
+  const dir = join(import.meta.dirname, 'fixtures', 'ref'), file = join(dir, 'kernel_adamw.safetensors');
+  assert.ok(existsSync(file), `${file} missing: run /usr/bin/python3 test/fixtures/ref/make_fixtures.py`);
+  const fx = readSafetensors(file).tensors;
+  const meta = JSON.parse(readFileSync(join(dir, 'kernel_adamw.json'), 'utf8'));
+  const get = (name: string) => { const t = fx.get(name); if (!t) throw new Error(`${file}: no tensor ${name}`); return t; };
+  const params = [0, 1, 2].map((i) => { const t = get(`param.init.p${i}`); return Tensor.fromArray(t.data, t.shape, 'f32', true); });
+  params.forEach((p) => { p.grad = Tensor.zeros(p.shape); });
+  const opt = new AdamW(params, { lr: meta.lr, betas: meta.betas, eps: meta.eps, weightDecay: meta.weight_decay });
+  const tol = (want: ArrayLike<number>) => 1e-6 * Math.max(...Array.from(want, Math.abs));
+  for (let t = 1; t <= meta.steps; t++) {
+    params.forEach((p, i) => writeBuffer(p.grad!.buffer, 0, get(`grad.step${t}.p${i}`).data as Float32Array));
+    const norm = gradNorm(params.map((p) => p.grad!));
+    assertClose(await norm.read(), [meta.total_norm[t - 1]], `total_norm step ${t}`, 1e-6, 0);
+    opt.step(meta.lr, norm, meta.max_norm);
+    for (const [i, p] of params.entries()) {
+      const want = get(`param.step${t}.p${i}`).data;
+      assertClose(await p.read(), want, `step ${t} p${i}`, 1e-6, tol(want));
+    }
+  }
+  const st = opt.state();
+  for (let i = 0; i < 3; i++) {
+    const m = get(`exp_avg.p${i}`).data, v = get(`exp_avg_sq.p${i}`).data;
+    assertClose(await st.m[i].read(), m, `exp_avg p${i}`, 1e-5, tol(m));
+    assertClose(await st.v[i].read(), v, `exp_avg_sq p${i}`, 1e-5, tol(v));
+  }
 });
 
 s.run();
