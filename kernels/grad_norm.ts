@@ -105,12 +105,11 @@ var<workgroup> acc: array<f32, ${WG}>;
   }),
 };
 
-/** Global L2 norm of `grads` as a [1] tensor on the GPU (read it, or pass it to AdamW.step). */
-export function gradNorm(grads: Tensor[]): Tensor {
-  grads.forEach((g, i) => {
-    if (!g) throw new Error(`gradNorm: grads[${i}] is null (a parameter without a gradient)`);
-    g.assertLive();
-  });
+/** Global L2 norm of `grads` as a [1] tensor on the GPU (read it, or pass it to AdamW.step).
+ *  Null entries (parameters without a gradient) are skipped, as clip_grad_norm_ skips them. */
+export function gradNorm(all: (Tensor | null)[]): Tensor {
+  const grads = all.filter((g): g is Tensor => g !== null && g !== undefined);
+  for (const g of grads) g.assertLive();
   const S = slotsPerDispatch(1, 1);
   const groups = groupSlots(grads.length, S).map((idx) => ({ idx, ...slotTable(idx.map((i) => grads[i].size), CHUNK) }));
   const nPartials = groups.reduce((a, g) => a + g.total, 0) * WG;
