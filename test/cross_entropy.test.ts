@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor, beginScope, endScope, setSentinelMode, noGrad } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
-import { scale } from '../kernels/index.js';
+import { scale, matmul } from '../kernels/index.js';
 import { crossEntropy, reference } from '../kernels/cross_entropy.js';
 import { setupGpu, randn, rng, assertClose, numericGrad } from './util.js';
 
@@ -37,6 +37,24 @@ for (const [B, T, V] of CASES) {
     assertClose(await tl.grad!.read(), want.dlogits.map((v) => 0.37 * v), 'dlogits', 1e-4, 1e-7);
   });
 }
+
+s('backward flows through the consumed logits into the LM-head matmul that produced them', async () => {
+  const [B, T, V, H] = [2, 5, 50, 8], n = B * T;
+  const h = randn(n * H, 21), w = randn(V * H, 22, 0.5), labels = makeLabels(B, T, V, 23);
+  const th = Tensor.fromArray(h, [B, T, H], 'f32', true), tw = Tensor.fromArray(w, [V, H], 'f32', true);
+  const { loss } = crossEntropy(matmul(th, tw), Tensor.fromArray(labels, [B, T], 'i32'));
+  backward(scale(loss, 0.5));
+  const logits = new Float64Array(n * V);
+  for (let r = 0; r < n; r++) for (let v = 0; v < V; v++) for (let j = 0; j < H; j++) logits[r * V + v] += h[r * H + j] * w[v * H + j];
+  const d = reference(logits, labels, B, T, V).dlogits.map((x) => 0.5 * x);
+  const dh = new Float64Array(n * H), dw = new Float64Array(V * H);
+  for (let r = 0; r < n; r++) for (let v = 0; v < V; v++) for (let j = 0; j < H; j++) {
+    dh[r * H + j] += d[r * V + v] * w[v * H + j];
+    dw[v * H + j] += d[r * V + v] * h[r * H + j];
+  }
+  assertClose(await th.grad!.read(), dh, 'dh', 1e-4, 1e-6);
+  assertClose(await tw.grad!.read(), dw, 'dW', 1e-4, 1e-6);
+});
 
 s('upstream gradient 1: dlogits are (softmax − onehot)/count as written by the forward', async () => {
   const [B, T, V] = [3, 7, 64];

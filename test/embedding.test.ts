@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { Tensor, beginScope, endScope, setSentinelMode, gradSlot } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { writeBuffer } from '../runtime/kernel.js';
+import { matmul } from '../kernels/index.js';
 import { embedding, checkEmbeddingIds, groupIds, reference } from '../kernels/embedding.js';
 import { setupGpu, randn, rng, assertClose, numericGrad, dot } from './util.js';
 
@@ -49,6 +50,22 @@ s('backward adds to the tied gradient already there (LM head dW), bit-identicall
   assertClose(results[0], want, 'prior + dTable', 1e-5, 1e-5);
   assert.equal(results[2], results[0], 'host-sorted path, two runs: bit-identical');
   assertClose(results[1], results[0], 'GPU scan vs host-sorted', 1e-6, 1e-6);
+});
+
+s('tied weights: embedding and LM head (matmul with the same table) both accumulate into one gradient', async () => {
+  const B = 2, T = 7, V = 11, H = 8, n = B * T;
+  const ids = makeIds(n, V, 31), table = randn(V * H, 32), dOut = randn(n * V, 33);
+  const tt = Tensor.fromArray(table, [V, H], 'f32', true);
+  const h = embedding(Tensor.fromArray(ids, [B, T], 'i32'), tt, ids);
+  backward(matmul(h, tt), Tensor.fromArray(dOut, [B, T, V])); // logits = h · tableᵀ
+  // dTable = dOutᵀ·h (LM head) + scatter of dh = dOut·table (embedding)
+  const hv = reference.forward(ids, table, H), dh = new Float64Array(n * H), want = new Float64Array(V * H);
+  for (let r = 0; r < n; r++) for (let v = 0; v < V; v++) for (let j = 0; j < H; j++) {
+    dh[r * H + j] += dOut[r * V + v] * table[v * H + j];
+    want[v * H + j] += dOut[r * V + v] * hv[r * H + j];
+  }
+  const scatter = reference.backward(ids, dh, V, H);
+  assertClose(await tt.grad!.read(), want.map((x, i) => x + scatter[i]), 'dTable', 1e-5, 1e-5);
 });
 
 s('out-of-range ids: a host-side error naming the position, or clamped and flagged on the GPU path', async () => {
