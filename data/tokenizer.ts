@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { ByteLevelBpe } from './bytelevel.js';
+import { compileTemplate, Unsupported } from './jinja.js';
 
 /** One chat message as the templates read it. `tool_calls` may be a JSON string (MiniMind data). */
 export interface ChatMessage {
@@ -62,6 +63,8 @@ class HFChatTokenizer implements ChatTokenizer {
   readonly assistantHeaderIds: number[];
   readonly imEndIds: number[];
   private readonly template: Template | undefined;
+  /** The same template compiled (jinja.ts), when it is inside the compiled subset. */
+  private readonly compiled: ((vars: Record<string, unknown>) => string) | undefined;
   private readonly specials: Record<string, string>;
 
   constructor(
@@ -92,6 +95,8 @@ class HFChatTokenizer implements ChatTokenizer {
     this.imEndIds = this.encode(`${this.specials.eos_token}\n`);
     const src = config.chat_template;
     this.template = typeof src === 'string' ? new Template(src) : undefined;
+    const compiled = typeof src === 'string' ? compileTemplate(src) : undefined;
+    this.compiled = typeof compiled === 'function' ? compiled : undefined;
   }
 
   encode(text: string): number[] {
@@ -120,6 +125,13 @@ class HFChatTokenizer implements ChatTokenizer {
     // transformers passes tools=None when absent; an undefined variable reads as false in `{% if tools %}` too.
     const tools = parseJsonField(opts.tools, 'tools');
     if (tools !== undefined && tools !== null) vars.tools = tools;
+    if (this.compiled) {
+      try {
+        return this.compiled(vars);
+      } catch (e) {
+        if (!(e instanceof Unsupported)) throw e;
+      }
+    }
     return this.template.render(vars);
   }
 }
