@@ -81,15 +81,14 @@ export class ByteLevelBpe {
   }
 
   private encodeSegment(text: string, out: number[]): void {
-    for (const m of text.matchAll(SPLIT)) {
-      const word = m[0];
+    for (const word of text.match(SPLIT) ?? []) {
       let ids = this.cache.get(word);
       if (!ids) {
         if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
         ids = this.bpe(word);
         this.cache.set(word, ids);
       }
-      for (const id of ids) out.push(id);
+      for (let k = 0; k < ids.length; k++) out.push(ids[k]);
     }
   }
 

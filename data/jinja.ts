@@ -31,27 +31,28 @@ const index = (n: number, len: number) => (n < 0 ? n + len : n);
 // Python's str.isspace() set (str.strip() / split() without arguments).
 const spaces = ' \t\n\r\v\f\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000';
 const SPACE_RUN = new RegExp(`[${spaces}]+`);
-const stripper = (left: boolean, right: boolean) => (s: string) => new Fn(([chars]) => {
+const stripper = (left: boolean, right: boolean) => (s: string, [chars]: V[]): string => {
   const set = chars === undefined || chars === null ? spaces : str(chars);
   let a = 0, b = s.length;
   while (left && a < b && set.includes(s[a])) a++;
   while (right && b > a && set.includes(s[b - 1])) b--;
   return s.slice(a, b);
-});
+};
 
-const STRING_METHODS: Record<string, (s: string) => Fn> = {
-  startswith: (s) => new Fn(([p]) => s.startsWith(str(p))),
-  endswith: (s) => new Fn(([p]) => s.endsWith(str(p))),
-  upper: (s) => new Fn(() => s.toUpperCase()),
-  lower: (s) => new Fn(() => s.toLowerCase()),
+// Called directly when the template calls them (`s.strip('\n')`); wrapped in an Fn only when passed around.
+const STRING_METHODS: Record<string, (s: string, args: V[]) => V> = {
+  startswith: (s, [p]) => s.startsWith(str(p)),
+  endswith: (s, [p]) => s.endsWith(str(p)),
+  upper: (s) => s.toUpperCase(),
+  lower: (s) => s.toLowerCase(),
   strip: stripper(true, true), lstrip: stripper(true, false), rstrip: stripper(false, true),
-  replace: (s) => new Fn(([a, b, n]) => (n === undefined ? s.replaceAll(str(a), str(b)) : no('replace count'))),
-  split: (s) => new Fn(([sep, max]) => {
+  replace: (s, [a, b, n]) => (n === undefined ? s.replaceAll(str(a), str(b)) : no('replace count')),
+  split: (s, [sep, max]) => {
     if (sep === undefined || sep === null) return max === undefined ? s.split(SPACE_RUN).filter((x) => x) : no('split(None, n)');
     const parts = s.split(str(sep));
     if (max === undefined || (max as number) < 0) return parts;
     return [...parts.slice(0, max as number), parts.slice(max as number).join(str(sep))];
-  }),
+  },
 };
 const DICT_METHODS: Record<string, (o: Record<string, V>) => Fn> = {
   items: (o) => new Fn(() => Object.entries(o)),
@@ -63,7 +64,8 @@ const DICT_METHODS: Record<string, (o: Record<string, V>) => Fn> = {
 function member(obj: V, key: V): V {
   if (typeof obj === 'string') {
     if (typeof key === 'number') return obj[index(key, obj.length)];
-    return STRING_METHODS[key as string]?.(obj) ?? no(`str.${String(key)}`);
+    const m = STRING_METHODS[key as string] ?? no(`str.${String(key)}`);
+    return new Fn((args) => m(obj, args));
   }
   if (Array.isArray(obj)) return typeof key === 'number' ? obj[index(key, obj.length)] : no(`list.${String(key)}`);
   if (obj instanceof NS) return obj.attrs.get(str(key));
@@ -99,7 +101,7 @@ function toJson(v: V, indent: number, depth = 0): string {
 const FILTERS: Record<string, (v: V, args: V[], kw: Map<string, V>) => V> = {
   tojson: (v, _, kw) => ([...kw.keys()].some((k) => k !== 'indent') ? no('tojson options') : toJson(v, (kw.get('indent') ?? 0) as number)),
   length: (v) => (typeof v === 'string' || Array.isArray(v) ? v.length : isObj(v) ? Object.keys(v).length : no('length')),
-  trim: (v) => (stripper(true, true)(str(v)).call([], new Map()) as string), upper: (v) => str(v).toUpperCase(), lower: (v) => str(v).toLowerCase(),
+  trim: (v) => STRING_METHODS.strip(str(v), []), upper: (v) => str(v).toUpperCase(), lower: (v) => str(v).toLowerCase(),
   string: (v) => str(v), safe: (v) => v, list: (v) => (Array.isArray(v) ? v : no('list')),
   first: (v) => (Array.isArray(v) ? v[0] : no('first')), last: (v) => (Array.isArray(v) ? v[v.length - 1] : no('last')),
   reverse: (v) => (Array.isArray(v) ? [...v].reverse() : no('reverse')),
@@ -153,20 +155,30 @@ function binary(op: string, a: V, b: V): V {
   return no(`${typeof a} ${op} ${typeof b}`);
 }
 
+const NO_KW = new Map<string, V>();
+
+// Hot path: plain loops, no closures created per call (tsx wraps every runtime closure in a naming helper).
 function args(nodes: Node[]): (s: Scope) => [V[], Map<string, V>] {
-  const pos: Ev[] = [], kw: [string, Ev][] = [];
+  const pos: Ev[] = [], kwNames: string[] = [], kwEvs: Ev[] = [];
   for (const a of nodes) {
-    if (a.type === 'KeywordArgumentExpression') kw.push([a.key.value, expr(a.value)]);
+    if (a.type === 'KeywordArgumentExpression') { kwNames.push(a.key.value); kwEvs.push(expr(a.value)); }
     else if (a.type.endsWith('SpreadExpression')) no('spread arguments');
     else pos.push(expr(a));
   }
-  return (s) => [pos.map((e) => e(s)), new Map(kw.map(([k, e]) => [k, e(s)]))];
+  return (s) => {
+    const out: V[] = new Array(pos.length);
+    for (let i = 0; i < pos.length; i++) out[i] = pos[i](s);
+    if (kwNames.length === 0) return [out, NO_KW];
+    const kw = new Map<string, V>();
+    for (let i = 0; i < kwNames.length; i++) kw.set(kwNames[i], kwEvs[i](s));
+    return [out, kw];
+  };
 }
 
 function expr(n: Node): Ev {
   switch (n.type) {
     case 'StringLiteral': case 'IntegerLiteral': { const v = n.value; return () => v; }
-    case 'ArrayLiteral': case 'TupleLiteral': { const items = n.value.map(expr); return (s) => items.map((e: Ev) => e(s)); }
+    case 'ArrayLiteral': case 'TupleLiteral': { const items = args(n.value); return (s) => items(s)[0]; }
     case 'Identifier': { const name = n.value; return (s) => lookup(s, name); }
     case 'MemberExpression': {
       const obj = expr(n.object), p = n.property;
@@ -180,6 +192,15 @@ function expr(n: Node): Ev {
     }
     case 'CallExpression': {
       const callee = expr(n.callee), a = args(n.args);
+      if (n.callee.type === 'MemberExpression' && !n.callee.computed) {
+        const obj = expr(n.callee.object), name = n.callee.property.value, direct = STRING_METHODS[name];
+        return (s) => {
+          const o = obj(s);
+          if (direct && typeof o === 'string') return direct(o, a(s)[0]);
+          const f = member(o, name);
+          return f instanceof Fn ? f.call(...a(s)) : no('call of a non-function');
+        };
+      }
       return (s) => {
         const f = callee(s);
         if (!(f instanceof Fn)) return no('call of a non-function');
@@ -229,7 +250,7 @@ function assign(target: Node): (s: Scope, v: V) => void {
     const names: string[] = target.value.map((x: Node) => (x.type === 'Identifier' ? x.value : no('nested unpacking')));
     return (s, v) => {
       if (!Array.isArray(v) || v.length !== names.length) no('unpacking mismatch');
-      names.forEach((name, i) => s.vars.set(name, (v as V[])[i]));
+      for (let i = 0; i < names.length; i++) s.vars.set(names[i], (v as V[])[i]);
     };
   }
   if (target.type === 'MemberExpression' && !target.computed) {
@@ -272,7 +293,15 @@ function forLoop(n: Node): St {
     const scope: Scope = { vars: new Map(), parent: outer };
     const it = iter(scope);
     const all = Array.isArray(it) ? it : isObj(it) ? Object.keys(it) : typeof it === 'string' ? [...it] : no('iteration over a non-container');
-    const items = test ? all.filter((x) => { const ls: Scope = { vars: new Map(), parent: scope }; bind(ls, x); return truthy(test(ls)); }) : all;
+    let items = all;
+    if (test) {
+      items = [];
+      for (const x of all) {
+        const ls: Scope = { vars: new Map(), parent: scope };
+        bind(ls, x);
+        if (truthy(test(ls))) items.push(x);
+      }
+    }
     let ran = false;
     for (let i = 0; i < items.length; i++) {
       const iteration: Scope = { vars: new Map(), parent: scope };

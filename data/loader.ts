@@ -106,6 +106,7 @@ class LoaderWorker {
 
   async close(): Promise<void> {
     this.failed ??= new Error('data loader closed');
+    this.worker.ref(); // an unref'd worker would let the process exit before terminate() settles
     await this.worker.terminate();
   }
 }
