@@ -60,11 +60,10 @@ export function readPth(pathOrBytes: string | Uint8Array): Map<string, WeightTen
     return t;
   };
 
-  const ordered = () => new Map();
   const sd = unpickle(entries.get(pkl[0])!, {
     where: `${where}: ${pkl[0]}`,
     globals: new Map<string, ((args: unknown[]) => unknown) | null>([
-      ['collections.OrderedDict', (args) => (args.length === 0 ? ordered() : fail('OrderedDict with arguments'))],
+      ['collections.OrderedDict', (args) => (args.length === 0 ? new Map() : fail('OrderedDict with arguments'))],
       ['torch._utils._rebuild_tensor_v2', rebuildTensor],
       ['torch._utils._rebuild_tensor', rebuildTensor],
       ['torch._utils._rebuild_parameter', ([t]) => t], // (data, requires_grad, hooks): only the data matters here

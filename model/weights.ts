@@ -9,7 +9,8 @@ export type IntDType = 'int32' | 'int64';
 export type DType = FloatDType | IntDType;
 
 /** A tensor read from a file: `data` is float32 (or int32 for integer dtypes, range-checked), row-major;
- *  `raw` holds the bytes as stored (dtype, little-endian, row-major), for byte-exact comparisons. */
+ *  `raw` holds the bytes as stored (dtype, little-endian, row-major; often a view into the file's bytes), for
+ *  byte-exact comparisons. */
 export type WeightTensor =
   | { dtype: FloatDType; shape: number[]; data: Float32Array; raw: Uint8Array }
   | { dtype: IntDType; shape: number[]; data: Int32Array; raw: Uint8Array };
