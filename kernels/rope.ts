@@ -5,7 +5,7 @@
 // float32 (Math.fround at each step), cached on the GPU per (hd, theta) and grown as positions
 // demand. Backward is the transpose rotation (angle → −angle): nothing is saved but posOffset.
 // One invocation per row (b, t, head), looping over vec4s of the half when hd % 8 == 0, else scalars
-// (an invocation per element spent its time on integer divisions: 37% of copy speed vs ~70%).
+// (an invocation per element spent its time on integer divisions: 37% of copy speed; per row ~100%+).
 import { defineKernel, launch } from '../runtime/kernel.js';
 import { Tensor, needsGrad, record } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
