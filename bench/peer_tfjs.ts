@@ -3,7 +3,9 @@
 // bench/index.ts spawns it so that it gets a Dawn device of its own. It times
 //   - matmul at the MiniMind2-small FFN shape, x (5440, 512) · Wᵀ with W (1408, 512): 2·M·N·K = 7.84 GFLOP;
 //   - one forward + backward (no optimizer update) of the `tiny` and `minimind2-small` presets written in tfjs ops
-//     (bench/peer_tfjs_model.ts), with the data of bench/step.ts (labels of each row's first quarter ignored).
+//     (bench/peer_tfjs_model.ts), with the data of bench/step.ts (labels of each row's first quarter ignored);
+//     minimind2-small at seq 340 and batch 1, 4 or 16, the largest that fits the run's time (lavapipe: 1), so
+//     compare its tokens/s, not its ms. "kernels" are GPU dispatches, counted by wrapping the backend's recorder.
 // Each timing is wall clock around a forced completion: reading one element back waits for every command
 // submitted before it (a queue runs in order). Prints a summary, then one JSON object as the last stdout line:
 // {"ok": true, "adapter", "matmul": {...}, "steps": [...], "skipped": [...]} or {"ok": false, "why"}.
