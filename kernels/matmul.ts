@@ -1,19 +1,142 @@
 // matmul: y = x·Wᵀ (PyTorch Linear; W is [out, in] as PyTorch stores it), with the two backward
 // products dX = dY·W and dW += dYᵀ·X (accumulated into the existing gradient).
-// All three are one strided GEMM: C[m,n] (+)= Σ_k A[m·am + k·ak] · B[k·bk + n·bn].
+// All three are one strided GEMM: C[m,n] (+)= Σ_k A[m·am + k·ak] · B[k·bk + n·bn], C row-major [M,N].
 // FLOPs: 2·M·N·K per product.
-import { defineKernel, launch } from '../runtime/kernel.js';
+import { defineKernel, launch, type Kernel, type Variant } from '../runtime/kernel.js';
+import { gpu } from '../runtime/device.js';
 import { Tensor, needsGrad, record, gradSlot } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 
 const WG = 64;
+const PARAMS = [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['am', 'u32'], ['ak', 'u32'], ['bk', 'u32'], ['bn', 'u32'], ['beta', 'f32']] as const;
+const BUFFERS = [['a', 'read', 'f32'], ['b', 'read', 'f32'], ['c', 'rw', 'f32']] as const;
+
+/** Register-tiled GEMM for CPU-like adapters. lavapipe runs a workgroup's invocations as the 8 lanes
+ *  of one SIMD vector and (Mesa 25.0) loads every storage element lane by lane, even when all lanes
+ *  read the same address: a load costs ~8 scalar loads however many distinct values it brings. So
+ *  every load should bring a distinct value to each lane. A workgroup of one subgroup (8 lanes)
+ *  computes a tm × (8·tn) tile of C; its tm rows are shared by all lanes, each lane owns tn columns.
+ *  - A (the shared rows): each lane loads a different element, then subgroupBroadcast hands every
+ *    value to all lanes. `a: 'k'`: lane l loads A[m, k0+l] (8 k per load, for contiguous k);
+ *    `a: 'm'`: lane l loads A[m0+8r+l, k] (8 rows per load, for contiguous m); `a: 's'`: no
+ *    subgroups, every lane loads the same element (the portable fallback).
+ *  - B (each lane's columns): `b: 'k'`: vec4 loads along contiguous k (bk = 1); `b: 'n'`: lane l
+ *    owns tn contiguous columns, vec4 loads along contiguous n (bn = 1); `b: 's'`: scalar loads.
+ *  The k loop is unrolled (8 for a 'k', else `u`) since lavapipe stores loop-carried values (the
+ *  accumulators) to the stack once per iteration. Partial tiles: out-of-range rows and columns are
+ *  clamped for loading and skipped for writing; leftover k run one at a time. */
+export interface RegisterTile { wg: number; tm: number; tn: number; u: number; a: 'k' | 'm' | 's'; b: 'k' | 'n' | 's' }
+
+/** Shared-memory tiled GEMM for real GPUs: a (bm/tm)×(bn/tn) workgroup stages bm×bk of A and bk×bn
+ *  of B in workgroup memory per step (zero-filled outside the matrix), each invocation tm×tn outputs. */
+export interface SharedTile { bm: number; bn: number; bk: number; tm: number; tn: number }
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+function registerTiled(v: RegisterTile): string {
+  const { wg, tm, tn, a: am, b: bm } = v;
+  const u = am === 'k' ? wg : v.u;
+  const R = range(tm), C = range(tn);
+  const col = (j: number) => (bm === 'n' ? `n0 + lid.x * ${tn}u + ${j}u` : `n0 + lid.x + ${j * wg}u`);
+  const scalarA = (i: number, k: string) => `loadA(ar${i} + (${k}) * p.ak)`;
+  const scalarB = (j: number, k: string) => `loadB(bc${j} + (${k}) * p.bk)`;
+  const fmas = (ai: (i: number) => string, bj: (j: number) => string) =>
+    [...R.map((i) => `let a${i} = ${ai(i)};`), ...C.map((j) => `let b${j} = ${bj(j)};`),
+      ...R.flatMap((i) => C.map((j) => `c${i}_${j} += a${i} * b${j};`))].join(' ');
+  // One unrolled chunk of u k-steps starting at k (a multiple of u).
+  const chunk: string[] = [];
+  if (am === 'k') chunk.push(...R.map((i) => `let va${i} = loadA(ar${i} + (k + lid.x) * p.ak);`));
+  for (let kk = 0; kk < u; kk++) {
+    if (bm === 'k' && kk % 4 === 0) chunk.push(...C.map((j) => `let vb${kk >> 2}_${j} = b[(bc${j} + k) / 4u + ${kk >> 2}u];`));
+    if (am === 'm') chunk.push(...range(tm / wg).map((r) => `let va${r}_${kk} = loadA(ar${r} + (k + ${kk}u) * p.ak);`));
+    if (bm === 'n') chunk.push(...range(tn / 4).map((q) => `let vb${q}_${kk} = b[(bc${4 * q} + (k + ${kk}u) * p.bk) / 4u];`));
+    const ai = (i: number) => am === 'k' ? `subgroupBroadcast(va${i}, ${kk}u)`
+      : am === 'm' ? `subgroupBroadcast(va${Math.floor(i / wg)}_${kk}, ${i % wg}u)` : scalarA(i, `k + ${kk}u`);
+    const bj = (j: number) => bm === 'k' ? `vb${kk >> 2}_${j}[${kk & 3}]`
+      : bm === 'n' ? `vb${j >> 2}_${kk}[${j & 3}]` : scalarB(j, `k + ${kk}u`);
+    chunk.push(`{ ${fmas(ai, bj)} }`);
+  }
+  // Row bases: 'm' mode loads row m0 + 8r + lane, the others row m0 + i.
+  const rows = am === 'm' ? range(tm / wg).map((r) => `let ar${r} = min(m0 + ${r * wg}u + lid.x, p.M - 1u) * p.am;`)
+    : R.map((i) => `let ar${i} = min(m0 + ${i}u, p.M - 1u) * p.am;`);
+  const tailRows = am === 'm' ? R.map((i) => `let ur${i} = min(m0 + ${i}u, p.M - 1u) * p.am;`) : [];
+  const cols = bm === 'n' ? C.map((j) => `let bc${j} = min(${col(j - (j & 3))}, p.N - 4u) * p.bn + ${j & 3}u;`)
+    : C.map((j) => `let bc${j} = min(${col(j)}, p.N - 1u) * p.bn;`);
+  const tailA = (i: number) => am === 'm' ? `loadA(ur${i} + k * p.ak)` : scalarA(i, 'k');
+  return `
+fn loadA(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
+fn loadB(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+@compute @workgroup_size(${wg}) fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = wgIndex(wid, nwg);
+  let tilesN = (p.N + ${wg * tn - 1}u) / ${wg * tn}u;
+  let m0 = (t / tilesN) * ${tm}u;
+  if (m0 >= p.M) { return; } // a folded 2-D grid overshoots
+  let n0 = (t % tilesN) * ${wg * tn}u;
+  ${rows.join(' ')}
+  ${tailRows.join(' ')}
+  ${cols.join(' ')}
+  ${R.flatMap((i) => C.map((j) => `var c${i}_${j} = 0.0;`)).join(' ')}
+  var k = 0u;
+  for (; k + ${u}u <= p.K; k += ${u}u) {
+    ${chunk.join('\n    ')}
+  }
+  for (; k < p.K; k++) { ${fmas(tailA, (j) => scalarB(j, 'k'))} }
+  ${R.flatMap((i) => C.map((j) => `out(m0 + ${i}u, ${col(j)}, c${i}_${j});`)).join('\n  ')}
+}
+fn out(m: u32, n: u32, v: f32) {
+  if (m >= p.M || n >= p.N) { return; }
+  let o = m * p.N + n;
+  if (p.beta != 0.0) { c[o] = v + p.beta * c[o]; } else { c[o] = v; }
+}
+`;
+}
+
+function sharedTiled(v: SharedTile): string {
+  const { bm, bn, bk, tm, tn } = v;
+  const tx = bn / tn, ty = bm / tm, threads = tx * ty;
+  const R = range(tm), C = range(tn);
+  return `
+fn loadA(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
+fn loadB(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+var<workgroup> As: array<f32, ${bm * bk}>; // [bk][bm]
+var<workgroup> Bs: array<f32, ${bk * bn}>; // [bk][bn]
+@compute @workgroup_size(${tx}, ${ty}) fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = wgIndex(wid, nwg);
+  let tilesN = (p.N + ${bn - 1}u) / ${bn}u;
+  let m0 = (t / tilesN) * ${bm}u;
+  let n0 = (t % tilesN) * ${bn}u;
+  var acc: array<f32, ${tm * tn}>;
+  for (var k0 = 0u; k0 < p.K; k0 += ${bk}u) {
+    for (var e = li; e < ${bm * bk}u; e += ${threads}u) {
+      let m = m0 + e % ${bm}u; let k = k0 + e / ${bm}u;
+      As[e] = select(0.0, loadA(min(m, p.M - 1u) * p.am + min(k, p.K - 1u) * p.ak), m < p.M && k < p.K);
+    }
+    for (var e = li; e < ${bk * bn}u; e += ${threads}u) {
+      let n = n0 + e % ${bn}u; let k = k0 + e / ${bn}u;
+      Bs[e] = select(0.0, loadB(min(k, p.K - 1u) * p.bk + min(n, p.N - 1u) * p.bn), n < p.N && k < p.K);
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${bk}u; kk++) {
+      ${R.map((i) => `let a${i} = As[kk * ${bm}u + lid.y + ${i * ty}u];`).join(' ')}
+      ${C.map((j) => `let b${j} = Bs[kk * ${bn}u + lid.x + ${j * tx}u];`).join(' ')}
+      ${R.flatMap((i) => C.map((j) => `acc[${i * tn + j}] = fma(a${i}, b${j}, acc[${i * tn + j}]);`)).join(' ')}
+    }
+    workgroupBarrier();
+  }
+  ${R.flatMap((i) => C.map((j) => `out(m0 + lid.y + ${i * ty}u, n0 + lid.x + ${j * tx}u, acc[${i * tn + j}]);`)).join('\n  ')}
+}
+fn out(m: u32, n: u32, v: f32) {
+  if (m >= p.M || n >= p.N) { return; }
+  let o = m * p.N + n;
+  if (p.beta != 0.0) { c[o] = v + p.beta * c[o]; } else { c[o] = v; }
+}
+`;
+}
 
 export const kernels = {
   /** v1, naive: one output element per invocation. */
   matmul_naive: defineKernel({
-    name: 'matmul_naive',
-    params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['am', 'u32'], ['ak', 'u32'], ['bk', 'u32'], ['bn', 'u32'], ['beta', 'f32']],
-    buffers: [['a', 'read', 'f32'], ['b', 'read', 'f32'], ['c', 'rw', 'f32']],
+    name: 'matmul_naive', params: PARAMS, buffers: BUFFERS,
     wgsl: () => `
 @compute @workgroup_size(${WG}) fn matmul_naive(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let i = wgIndex(wid, nwg) * ${WG}u + lid.x;
@@ -27,7 +150,18 @@ export const kernels = {
 }
 `,
   }),
+  /** v2, tiled: register tiles (CPU adapters) or shared-memory tiles (GPUs), per the variant. */
+  matmul_tiled: withSubgroups(defineKernel({
+    name: 'matmul_tiled', params: PARAMS, buffers: [['a', 'read', 'vec4<f32>'], ['b', 'read', 'vec4<f32>'], ['c', 'rw', 'f32']],
+    wgsl: (v) => ('wg' in v ? registerTiled(v as unknown as RegisterTile) : sharedTiled(v as unknown as SharedTile)),
+  })),
 };
+
+/** WGSL wants `enable subgroups;` before any declaration, i.e. before the generated header. */
+function withSubgroups(k: Kernel): Kernel {
+  const header = k.header;
+  return { ...k, header: () => (gpu().features.has('subgroups') ? 'enable subgroups;\n' : '') + header() };
+}
 
 export interface Gemm {
   a: Tensor; b: Tensor; c: Tensor;
@@ -37,19 +171,38 @@ export interface Gemm {
   beta: number;
 }
 
-export type MatmulImpl = 'naive';
-let impl: MatmulImpl = 'naive';
+export type MatmulImpl = 'naive' | 'tiled';
+let impl: MatmulImpl = 'tiled';
 /** Select the GEMM implementation (bench compares them). */
 export function setMatmulImpl(i: MatmulImpl): void { impl = i; }
 
+let override: (RegisterTile | SharedTile) | undefined;
+/** Force a tile configuration (probes, tests); undefined restores the per-adapter choice. */
+export function setTileVariant(v: RegisterTile | SharedTile | undefined): void { override = v; }
+
+/** The tile configuration for this adapter and operand layout (measured in bench/matmul.ts). */
+export function tileVariant(g: Gemm): RegisterTile | SharedTile {
+  if (override) return override;
+  const { isSoftware, features } = gpu();
+  if (!isSoftware) return { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 };
+  if (!features.has('subgroups')) return { wg: 8, tm: 4, tn: 8, u: 4, a: 's', b: 's' };
+  const a = g.ak === 1 || g.am !== 1 ? 'k' : 'm';
+  const b = g.bk === 1 && g.bn % 4 === 0 && g.K % 4 === 0 ? 'k' : g.bn === 1 && g.bk % 4 === 0 && g.N % 4 === 0 ? 'n' : 's';
+  return { wg: 8, tm: a === 'm' ? 16 : 16, tn: 4, u: 4, a, b };
+}
+
 export function gemm(g: Gemm): void {
   g.a.assertLive(); g.b.assertLive(); g.c.assertLive();
-  const k = kernels.matmul_naive;
-  void impl;
-  launch(k, {
-    params: { M: g.M, N: g.N, K: g.K, am: g.am, ak: g.ak, bk: g.bk, bn: g.bn, beta: g.beta },
-    buffers: [g.a.buffer, g.b.buffer, g.c.buffer], workgroups: Math.ceil((g.M * g.N) / WG),
-  });
+  const params = { M: g.M, N: g.N, K: g.K, am: g.am, ak: g.ak, bk: g.bk, bn: g.bn, beta: g.beta };
+  const buffers = [g.a.buffer, g.b.buffer, g.c.buffer];
+  if (impl === 'naive') {
+    launch(kernels.matmul_naive, { params, buffers, workgroups: Math.ceil((g.M * g.N) / WG) });
+    return;
+  }
+  const v = tileVariant(g);
+  const [tileM, tileN] = 'wg' in v ? [v.tm, v.wg * v.tn] : [v.bm, v.bn];
+  const workgroups = Math.ceil(g.M / tileM) * Math.ceil(g.N / tileN);
+  launch(kernels.matmul_tiled, { params, buffers, workgroups, variant: v as unknown as Variant });
 }
 
 /** y[..., N] = x[..., K] · w[N, K]ᵀ */
@@ -95,6 +248,17 @@ export function reference(x: Float64Array, w: Float64Array, M: number, N: number
     y[m * N + n] = s;
   }
   return y;
+}
+
+/** float64 reference of the backward products for x [M,K], w [N,K], upstream gy [M,N]:
+ *  dx = gy·w [M,K], dw = gyᵀ·x [N,K]. */
+export function referenceBackward(x: Float64Array, w: Float64Array, gy: Float64Array, M: number, N: number, K: number): { dx: Float64Array; dw: Float64Array } {
+  const dx = new Float64Array(M * K), dw = new Float64Array(N * K);
+  for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+    const g = gy[m * N + n];
+    for (let k = 0; k < K; k++) { dx[m * K + k] += g * w[n * K + k]; dw[n * K + k] += g * x[m * K + k]; }
+  }
+  return { dx, dw };
 }
 
 export const bench = { matmul: (M: number, N: number, K: number) => ({ flops: 2 * M * N * K, bytes: 4 * (M * K + N * K + M * N) }) };
