@@ -1,0 +1,146 @@
+// attention: causal grouped-query softmax attention, FlashAttention-2 style (Dao 2023).
+//   q [B,T,nh,hd], k/v [B,T,nkv,hd] (contiguous), out [B,T,nh,hd]; query head h reads kv head
+//   g = floor(h / (nh/nkv)) by indexing (K/V are never repeated); scale 1/sqrt(hd); float32 softmax.
+// Forward: one query row per invocation, hd-length registers, online softmax over blocks of keys
+// (a block's scores first, one rescale per block). Saves only lse [B,nh,T] (natural log-sum-exp).
+// Backward recomputes p = exp(s − lse), with D = rowsum(dO∘O):
+//   pass 1 (attention_backward_dq), one query row per invocation: D, dq = scale·Σ_j p(dp − D)·k_j;
+//   pass 2 (attention_backward_dkv), one key row per invocation, over the group's heads and the query
+//   rows i ≥ j: dv = Σ p·dO_i, dk = scale·Σ p(dp − D)·q_i. No [B,nh,T,T] buffer exists anywhere.
+// The WGSL and its two tilings (lavapipe subgroups, GPU loops) are in attention_flash.ts. The naive
+// materialise-T×T version (attention_naive.ts) stays selectable as second reference and baseline.
+import { launch, copyBuffer } from '../runtime/kernel.js';
+import { gpu } from '../runtime/device.js';
+import { Tensor, needsGrad, record } from '../runtime/tensor.js';
+import type { BackwardRule } from '../runtime/autograd.js';
+import * as naive from './attention_naive.js';
+import { kernels, type FlashTile } from './attention_flash.js';
+
+export { reference } from './attention_naive.js';
+export { kernels } from './attention_flash.js';
+
+/** Kernel variant: sg (subgroup broadcast, wg = bc = subgroup size) or loop (wg rows per
+ *  workgroup, bc keys per block); see attention_flash.ts. */
+export type AttentionConfig = FlashTile;
+let override: AttentionConfig | undefined;
+/** Force a tile configuration (tests, probes); undefined restores the per-adapter choice. Returns the previous override. */
+export function setAttentionConfig(c: AttentionConfig | undefined): AttentionConfig | undefined {
+  const prev = override;
+  override = c;
+  return prev;
+}
+
+/** Per adapter: lavapipe (subgroups of one fixed size S) takes sg with S rows per workgroup; a GPU, loop with 64 rows × 16 keys. */
+export function attentionConfig(): AttentionConfig {
+  if (override) return override;
+  const { isSoftware, features, adapter } = gpu();
+  const { subgroupMinSize: lo, subgroupMaxSize: hi } = adapter.info as unknown as { subgroupMinSize?: number; subgroupMaxSize?: number };
+  // bc = 4 lanes per unrolled step: as fast as all 8 at T = 340 (measured), and a shorter compile.
+  if (isSoftware && features.has('subgroups') && lo && lo === hi) return { sg: true, wg: lo, bc: Math.min(4, lo) };
+  return isSoftware ? { sg: false, wg: 8, bc: 4 } : { sg: false, wg: 64, bc: 16 };
+}
+
+export type AttentionImpl = 'flash' | 'naive';
+let impl: AttentionImpl = 'flash';
+/** Select the implementation used by attention() (bench and tests compare them). */
+export function setAttentionImpl(i: AttentionImpl): void { impl = i; }
+
+const LOG2E = Math.LOG2E;
+
+/** [B,T,nh,hd] and [B,T,nkv,hd] → the shape numbers, with clear errors. */
+function dims(q: Tensor, k: Tensor, v: Tensor, op: string) {
+  if (q.shape.length !== 4 || k.shape.length !== 4) throw new Error(`${op}: q [${q.shape}] and k [${k.shape}] must be [B,T,heads,hd]`);
+  const [B, T, nh, hd] = q.shape;
+  const [Bk, , nkv, hdk] = k.shape;
+  if (Bk !== B || hdk !== hd || String(k.shape) !== String(v.shape)) throw new Error(`${op}: q [${q.shape}], k [${k.shape}], v [${v.shape}] disagree`);
+  if (nh % nkv) throw new Error(`${op}: ${nh} query heads are not a multiple of ${nkv} kv heads`);
+  if (hd % 4) throw new Error(`${op}: head_dim ${hd} must be a multiple of 4 (vec4 rows)`);
+  for (const t of [q, k, v]) t.assertLive();
+  return { B, T, nh, nkv, hd, scale: 1 / Math.sqrt(hd) };
+}
+
+function forwardFlash(q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, kvT: number, qpos0: number): void {
+  const [B, T, nh, hd] = q.shape, nkv = k.shape[2];
+  const cfg = attentionConfig();
+  launch(kernels.attention_forward, {
+    params: { B, n4: hd / 4, T, nh, nkv, kvT, qpos0, scale2: LOG2E / Math.sqrt(hd) },
+    buffers: [q.buffer, k.buffer, v.buffer, o.buffer, lse.buffer],
+    workgroups: B * nh * Math.ceil(T / cfg.wg), variant: { hd, ...cfg },
+  });
+}
+
+/** Causal GQA attention; records 'attention' (saving lse) when gradients are needed. */
+export function attention(q: Tensor, k: Tensor, v: Tensor): Tensor {
+  const { B, T, nh } = dims(q, k, v, 'attention');
+  if (k.shape[1] !== T) throw new Error(`attention: q has ${T} positions, k/v ${k.shape[1]}`);
+  if (impl === 'naive') return naive.attentionNaive(q, k, v);
+  const o = Tensor.empty(q.shape);
+  const lse = Tensor.empty([B, nh, T]);
+  forwardFlash(q, k, v, o, lse, T, 0);
+  if (needsGrad(q, k, v)) record('attention', [q, k, v], [o], { lse });
+  else lse.dispose();
+  return o;
+}
+
+/** One new query per sequence over a KV cache [B,maxT,nkv,hd] holding `len` positions (the last
+ *  one is the current token's). No gradient. */
+export function attentionDecode(q: Tensor, kCache: Tensor, vCache: Tensor, len: number): Tensor {
+  const { B, nh } = dims(q, kCache, vCache, 'attentionDecode');
+  if (q.shape[1] !== 1) throw new Error(`attentionDecode: q [${q.shape}] must hold one position`);
+  if (!(len >= 1 && len <= kCache.shape[1])) throw new Error(`attentionDecode: len ${len} outside 1..${kCache.shape[1]}`);
+  const o = Tensor.empty(q.shape);
+  const lse = Tensor.empty([B, nh, 1]);
+  forwardFlash(q, kCache, vCache, o, lse, kCache.shape[1], len - 1);
+  lse.dispose();
+  return o;
+}
+
+/** cache[b, pos..pos+t) = x[b] for x [B,t,nkv,hd] and cache [B,maxT,nkv,hd]: one copy per batch row. */
+export function writeKV(cache: Tensor, x: Tensor, pos: number): void {
+  const [B, maxT, nkv, hd] = cache.shape;
+  const [Bx, t, nkvx, hdx] = x.shape;
+  if (Bx !== B || nkvx !== nkv || hdx !== hd) throw new Error(`writeKV: x [${x.shape}] does not fit cache [${cache.shape}]`);
+  if (pos < 0 || pos + t > maxT) throw new Error(`writeKV: positions ${pos}..${pos + t} outside the cache's ${maxT}`);
+  cache.assertLive(); x.assertLive();
+  const row = nkv * hd * 4; // bytes per position
+  for (let b = 0; b < B; b++) copyBuffer(x.buffer, b * t * row, cache.buffer, (b * maxT + pos) * row, t * row);
+}
+
+function backwardFlash(q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, gy: Tensor): Tensor[] {
+  const [B, T, nh, hd] = q.shape, nkv = k.shape[2];
+  const dq = Tensor.empty(q.shape), dk = Tensor.empty(k.shape), dv = Tensor.empty(v.shape);
+  const dsum = Tensor.empty([B, nh, T]);
+  const params = { B, n4: hd / 4, T, nh, nkv, scale: 1 / Math.sqrt(hd), scale2: LOG2E / Math.sqrt(hd) };
+  const cfg = attentionConfig();
+  const variant = { hd, ...cfg };
+  launch(kernels.attention_backward_dq, {
+    params, variant, workgroups: B * nh * Math.ceil(T / cfg.wg),
+    buffers: [q.buffer, k.buffer, v.buffer, o.buffer, gy.buffer, lse.buffer, dq.buffer, dsum.buffer],
+  });
+  launch(kernels.attention_backward_dkv, {
+    params, variant, workgroups: B * nkv * Math.ceil(T / cfg.wg),
+    buffers: [q.buffer, k.buffer, v.buffer, gy.buffer, lse.buffer, dsum.buffer, dk.buffer, dv.buffer],
+  });
+  dsum.dispose(); // later commands only may reuse it (queue order)
+  return [dq, dk, dv];
+}
+
+export const backward: Record<string, BackwardRule> = {
+  attention: (node, [gy]) => {
+    const [q, k, v] = node.inputs;
+    const s = node.saved as { lse?: Tensor; p?: Tensor[] };
+    const grads = s.p ? naive.backwardNaive(q, k, v, node.outputs[0], s.p, gy!) : backwardFlash(q, k, v, node.outputs[0], s.lse!, gy!);
+    return grads.map((g, i) => (node.inputs[i].requiresGrad ? g : (g.dispose(), null)));
+  },
+};
+
+/** Bench metadata. Causal forward: QKᵀ and PV over half the T×T pairs, 2 FLOPs each; backward
+ *  nominally 2.5× the forward (our passes recompute QKᵀ and dO·Vᵀ twice: ~3.5× actually done). */
+export const bench = {
+  attention_forward: (B: number, T: number, nh: number, nkv: number, hd: number) => ({
+    flops: (4 * B * nh * T * T * hd) / 2, bytes: 4 * (2 * B * T * nh * hd + 2 * B * T * nkv * hd + B * nh * T),
+  }),
+  attention_backward: (B: number, T: number, nh: number, nkv: number, hd: number) => ({
+    flops: (2.5 * 4 * B * nh * T * T * hd) / 2, bytes: 4 * (4 * B * T * nh * hd + 4 * B * T * nkv * hd + 2 * B * nh * T),
+  }),
+};

@@ -1,0 +1,277 @@
+// WGSL of the flash attention kernels (attention.ts launches them). Each kernel has two bodies,
+// picked by the variant:
+//  - sg (CPU adapters with subgroups, lavapipe): one subgroup per workgroup (wg = subgroup size S,
+//    8 on lavapipe). Mesa 25 loads storage lane by lane even when every lane reads the same address,
+//    so a load should bring each lane a distinct value: per block of S keys, lane l loads key row
+//    j0+l (hd/4 vec4 loads) and subgroupBroadcast hands each row to all lanes. Blocks are unrolled
+//    (broadcast lanes must be constants); the per-lane rows are named registers (q0.., o0..).
+//  - loop (GPUs, or no subgroups): every lane reads the same key row from memory (cached on a GPU);
+//    rows are private arrays, blocks of bc keys, loops over hd with a runtime bound (p.n4) so the
+//    compiler does not unroll them: lavapipe took minutes to compile the fully unrolled version.
+// Scores are in log2 units: q (or k) is pre-scaled by scale2 = log2(e)/sqrt(hd) and exp2 is used.
+import { defineKernel, type Kernel } from '../runtime/kernel.js';
+import { gpu } from '../runtime/device.js';
+
+/** sg: subgroup-broadcast body (wg = bc = subgroup size); else the loop body, wg rows × bc keys. */
+export interface FlashTile { sg: boolean; wg: number; bc: number }
+export interface FlashVariant extends FlashTile { hd: number }
+
+const LOG2E = Math.LOG2E;
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const each = (n: number, f: (i: number) => string, sep = '\n    ') => range(n).map(f).join(sep);
+/** Σ_i dot(a_i, b_i) over the n4 vec4 slices of a row. */
+const dots = (n4: number, a: (i: number) => string, b: (i: number) => string) => each(n4, (i) => `dot(${a(i)}, ${b(i)})`, ' + ');
+/** sg mode handles a block's S lanes bc at a time: all at once with constant-lane broadcasts when
+ *  bc = S, else in a runtime loop over c0 with subgroupShuffle (less code: a much faster compile). */
+function lanes(v: FlashVariant) {
+  const all = v.bc === v.wg;
+  const lane = (c: number) => (all ? `${c}u` : `(c0 + ${c}u)`);
+  return {
+    U: v.bc, lane,
+    sh: (x: string, c: number) => (all ? `subgroupBroadcast(${x}, ${c}u)` : `subgroupShuffle(${x}, c0 + ${c}u)`),
+    open: all ? '' : `for (var c0 = 0u; c0 < ${v.wg}u; c0 += ${v.bc}u) {`,
+    close: all ? '' : '}',
+  };
+}
+
+/** Header shared by all three: the tile (rows [r0, r0+wg) of head pair bh); 2-D folding extras return. */
+function prologue(v: FlashVariant, name: string, heads: string): string {
+  return `
+const N4 = ${v.hd / 4}u;
+@compute @workgroup_size(${v.wg}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let nTB = (p.T + ${v.wg}u - 1u) / ${v.wg}u;
+  let w = wgIndex(wid, nwg);
+  if (w >= p.B * ${heads} * nTB) { return; }
+  let bh = w / nTB;
+  let r0 = (w - bh * nTB) * ${v.wg}u;`;
+}
+
+/** Per-lane row registers: named lets/vars in sg mode, private arrays in loop mode. */
+const rows = (v: FlashVariant) => ({
+  n4: v.hd / 4,
+  load: (name: string, expr: (i: string) => string) => v.sg ? each(v.hd / 4, (i) => `let ${name}${i} = ${expr(`${i}u`)};`, '\n  ')
+    : `var ${name}: array<vec4<f32>, N4>;\n  for (var i = 0u; i < p.n4; i++) { ${name}[i] = ${expr('i')}; }`,
+  zero: (name: string) => v.sg ? each(v.hd / 4, (i) => `var ${name}${i} = vec4<f32>(0.0);`, '\n  ')
+    : `var ${name}: array<vec4<f32>, N4>;\n  for (var i = 0u; i < p.n4; i++) { ${name}[i] = vec4<f32>(0.0); }`,
+  store: (name: string, expr: (r: string, i: string) => string) => v.sg ? each(v.hd / 4, (i) => expr(`${name}${i}`, `${i}u`))
+    : `for (var i = 0u; i < p.n4; i++) { ${expr(`${name}[i]`, 'i')} }`,
+});
+
+/** Online-softmax forward for one query row per lane; keys 0..qpos0+t are visible to row t. */
+function forward(v: FlashVariant): string {
+  const r = rows(v), S = v.wg, L = lanes(v), U = L.U;
+  const head = `${prologue(v, 'attention_forward', 'p.nh')}
+  let h = bh % p.nh;
+  let b = bh / p.nh;
+  let t = min(r0 + lid.x, p.T - 1u);
+  let qpos = p.qpos0 + t;
+  let qi = ((b * p.T + t) * p.nh + h) * N4;
+  ${r.load('qr', (i) => `q[qi + ${i}] * p.scale2`)}
+  ${r.zero('acc')}
+  var m = -1e30;
+  var l = 0.0;
+  let jEnd = p.qpos0 + min(r0 + ${v.wg}u, p.T);   // keys needed by the block's last row
+  let kvRow = p.nkv * N4;
+  let kvBase = (b * p.kvT * p.nkv + h / (p.nh / p.nkv)) * N4;`;
+  const tail = `
+  if (r0 + lid.x < p.T) {
+    ${r.store('acc', (a, i) => `o[qi + ${i}] = ${a} / l;`)}
+    lse[(b * p.nh + h) * p.T + t] = (m + log2(l)) * ${Math.LN2};
+  }
+}
+`;
+  if (v.sg) {
+    return `${head}
+  for (var j0 = 0u; j0 < jEnd; j0 += ${S}u) {
+    let kr = kvBase + min(j0 + lid.x, jEnd - 1u) * kvRow;   // this lane's key row
+    ${each(r.n4, (i) => `let kl${i} = k[kr + ${i}u];`)}
+    ${each(r.n4, (i) => `let vl${i} = v[kr + ${i}u];`)}
+    ${L.open}
+    ${each(U, (c) => `let s${c} = select(-1e30, ${dots(r.n4, (i) => `qr${i}`, (i) => L.sh(`kl${i}`, c))}, j0 + ${L.lane(c)} <= qpos);`)}
+    let mn = max(m, ${range(U).map((c) => `s${c}`).reduce((a, s) => `max(${a}, ${s})`)});
+    let corr = exp2(m - mn);
+    ${each(U, (c) => `let p${c} = select(0.0, exp2(s${c} - mn), j0 + ${L.lane(c)} <= qpos);`)}
+    l = l * corr + ${each(U, (c) => `p${c}`, ' + ')};
+    ${each(r.n4, (i) => `acc${i} = acc${i} * corr + ${each(U, (c) => `p${c} * ${L.sh(`vl${i}`, c)}`, ' + ')};`)}
+    m = mn;
+    ${L.close}
+  }${tail}`;
+  }
+  return `${head}
+  var s: array<f32, ${v.bc}>;   // a block's scores, then its probabilities
+  for (var j0 = 0u; j0 < jEnd; j0 += ${v.bc}u) {
+    var mn = m;
+    for (var c = 0u; c < ${v.bc}u; c++) {
+      let kc = kvBase + min(j0 + c, jEnd - 1u) * kvRow;
+      var d = 0.0;
+      for (var i = 0u; i < p.n4; i++) { d += dot(qr[i], k[kc + i]); }
+      s[c] = select(-1e30, d, j0 + c <= qpos);
+      mn = max(mn, s[c]);
+    }
+    let corr = exp2(m - mn);
+    var ls = 0.0;
+    for (var c = 0u; c < ${v.bc}u; c++) { s[c] = select(0.0, exp2(s[c] - mn), j0 + c <= qpos); ls += s[c]; }
+    l = l * corr + ls;
+    for (var i = 0u; i < p.n4; i++) {
+      var a = acc[i] * corr;
+      for (var c = 0u; c < ${v.bc}u; c++) { a += s[c] * v[kvBase + min(j0 + c, jEnd - 1u) * kvRow + i]; }
+      acc[i] = a;
+    }
+    m = mn;
+  }${tail}`;
+}
+
+/** One query row per lane: D = dO·O (to dsum, for pass 2) and dq = scale·Σ_j p(dp − D)·k_j. */
+function backwardDq(v: FlashVariant): string {
+  const r = rows(v), S = v.wg, L = lanes(v), U = L.U;
+  const head = `${prologue(v, 'attention_backward_dq', 'p.nh')}
+  let h = bh % p.nh;
+  let b = bh / p.nh;
+  let t = min(r0 + lid.x, p.T - 1u);
+  let qi = ((b * p.T + t) * p.nh + h) * N4;
+  ${r.load('qr', (i) => `q[qi + ${i}] * p.scale2`)}
+  ${r.load('gr', (i) => `dout[qi + ${i}]`)}
+  ${r.zero('acc')}
+  var D = 0.0;
+  ${r.store('gr', (d, i) => `D += dot(${d}, o[qi + ${i}]);`)}
+  let row = (b * p.nh + h) * p.T + t;
+  let L2 = lse[row] * ${LOG2E};
+  let jEnd = min(r0 + ${v.wg}u, p.T);
+  let kvRow = p.nkv * N4;
+  let kvBase = (b * p.T * p.nkv + h / (p.nh / p.nkv)) * N4;`;
+  const tail = `
+  if (r0 + lid.x < p.T) {
+    ${r.store('acc', (a, i) => `dq[qi + ${i}] = ${a} * p.scale;`)}
+    dsum[row] = D;
+  }
+}
+`;
+  if (v.sg) {
+    return `${head}
+  for (var j0 = 0u; j0 < jEnd; j0 += ${S}u) {
+    let kr = kvBase + min(j0 + lid.x, jEnd - 1u) * kvRow;   // this lane's key row
+    ${each(r.n4, (i) => `let kl${i} = k[kr + ${i}u];`)}
+    ${each(r.n4, (i) => `let vl${i} = v[kr + ${i}u];`)}
+    ${L.open}
+    ${each(U, (c) => `let ds${c} = select(0.0, exp2(${dots(r.n4, (i) => `qr${i}`, (i) => L.sh(`kl${i}`, c))} - L2)
+      * (${dots(r.n4, (i) => `gr${i}`, (i) => L.sh(`vl${i}`, c))} - D), j0 + ${L.lane(c)} <= t);`)}
+    ${each(r.n4, (i) => `acc${i} += ${each(U, (c) => `ds${c} * ${L.sh(`kl${i}`, c)}`, ' + ')};`)}
+    ${L.close}
+  }${tail}`;
+  }
+  return `${head}
+  var ds: array<f32, ${v.bc}>;
+  for (var j0 = 0u; j0 < jEnd; j0 += ${v.bc}u) {
+    for (var c = 0u; c < ${v.bc}u; c++) {
+      let kc = kvBase + min(j0 + c, jEnd - 1u) * kvRow;
+      var sc = 0.0;
+      var dp = 0.0;
+      for (var i = 0u; i < p.n4; i++) { sc += dot(qr[i], k[kc + i]); dp += dot(gr[i], v[kc + i]); }
+      ds[c] = select(0.0, exp2(sc - L2) * (dp - D), j0 + c <= t);
+    }
+    for (var i = 0u; i < p.n4; i++) {
+      var a = acc[i];
+      for (var c = 0u; c < ${v.bc}u; c++) { a += ds[c] * k[kvBase + min(j0 + c, jEnd - 1u) * kvRow + i]; }
+      acc[i] = a;
+    }
+  }${tail}`;
+}
+
+/** One key row j per lane, over the group's query heads and query rows i ≥ j: dk, dv. */
+function backwardDkv(v: FlashVariant): string {
+  const r = rows(v), S = v.wg, L = lanes(v), U = L.U;
+  const head = `${prologue(v, 'attention_backward_dkv', 'p.nkv')}
+  let g = bh % p.nkv;
+  let b = bh / p.nkv;
+  let j = min(r0 + lid.x, p.T - 1u);
+  let ki = ((b * p.T + j) * p.nkv + g) * N4;
+  ${r.load('kr', (i) => `k[ki + ${i}] * p.scale2`)}
+  ${r.load('vr', (i) => `v[ki + ${i}]`)}
+  ${r.zero('dka')}
+  ${r.zero('dva')}
+  let rep = p.nh / p.nkv;
+  let qRow = p.nh * N4;
+  for (var hh = 0u; hh < rep; hh++) {
+    let h = g * rep + hh;
+    let rows = (b * p.nh + h) * p.T;
+    let qBase = (b * p.T * p.nh + h) * N4;`;
+  const tail = `
+  }
+  if (r0 + lid.x < p.T) {
+    ${r.store('dka', (a, i) => `dk[ki + ${i}] = ${a} * p.scale;`)}
+    ${r.store('dva', (a, i) => `dv[ki + ${i}] = ${a};`)}
+  }
+}
+`;
+  const ok = (c: string) => `i0 + ${c} >= j && i0 + ${c} < p.T`;
+  if (v.sg) {
+    return `${head}
+    for (var i0 = r0; i0 < p.T; i0 += ${S}u) {
+      let ir = min(i0 + lid.x, p.T - 1u);   // this lane's query row
+      let qr = qBase + ir * qRow;
+      ${each(r.n4, (i) => `let ql${i} = q[qr + ${i}u];`, '\n      ')}
+      ${each(r.n4, (i) => `let gl${i} = dout[qr + ${i}u];`, '\n      ')}
+      let L2 = lse[rows + ir] * ${LOG2E};
+      let D = dsum[rows + ir];
+      ${L.open}
+      ${each(U, (c) => `let p${c} = select(0.0, exp2(${dots(r.n4, (i) => `kr${i}`, (i) => L.sh(`ql${i}`, c))} - ${L.sh('L2', c)}), ${ok(L.lane(c))});
+      let ds${c} = p${c} * (${dots(r.n4, (i) => `vr${i}`, (i) => L.sh(`gl${i}`, c))} - ${L.sh('D', c)});`, '\n      ')}
+      ${each(r.n4, (i) => `dva${i} += ${each(U, (c) => `p${c} * ${L.sh(`gl${i}`, c)}`, ' + ')};`, '\n      ')}
+      ${each(r.n4, (i) => `dka${i} += ${each(U, (c) => `ds${c} * ${L.sh(`ql${i}`, c)}`, ' + ')};`, '\n      ')}
+      ${L.close}
+    }${tail}`;
+  }
+  return `${head}
+    var pc: array<f32, ${v.bc}>;
+    var ds: array<f32, ${v.bc}>;
+    for (var i0 = r0; i0 < p.T; i0 += ${v.bc}u) {
+      for (var c = 0u; c < ${v.bc}u; c++) {
+        let ic = min(i0 + c, p.T - 1u);
+        let qc = qBase + ic * qRow;
+        var sc = 0.0;
+        var dp = 0.0;
+        for (var i = 0u; i < p.n4; i++) { sc += dot(kr[i], q[qc + i]); dp += dot(vr[i], dout[qc + i]); }
+        pc[c] = select(0.0, exp2(sc - lse[rows + ic] * ${LOG2E}), ${ok('c')});
+        ds[c] = pc[c] * (dp - dsum[rows + ic]);
+      }
+      for (var i = 0u; i < p.n4; i++) {
+        var a = dva[i];
+        var e = dka[i];
+        for (var c = 0u; c < ${v.bc}u; c++) {
+          let qc = qBase + min(i0 + c, p.T - 1u) * qRow + i;
+          a += pc[c] * dout[qc];
+          e += ds[c] * q[qc];
+        }
+        dva[i] = a;
+        dka[i] = e;
+      }
+    }${tail}`;
+}
+
+/** WGSL wants `enable subgroups;` before any declaration, i.e. before the generated header. */
+function withSubgroups(k: Kernel): Kernel {
+  const header = k.header;
+  return { ...k, header: () => (gpu().features.has('subgroups') ? 'enable subgroups;\n' : '') + header() };
+}
+
+const vec4s = (...names: string[]) => names.map((n) => [n, 'read', 'vec4<f32>'] as const);
+const BWD_PARAMS = [['B', 'u32'], ['n4', 'u32'], ['T', 'u32'], ['nh', 'u32'], ['nkv', 'u32'], ['scale', 'f32'], ['scale2', 'f32']] as const;
+
+export const kernels = {
+  attention_forward: withSubgroups(defineKernel({
+    name: 'attention_forward',
+    params: [['B', 'u32'], ['n4', 'u32'], ['T', 'u32'], ['nh', 'u32'], ['nkv', 'u32'], ['kvT', 'u32'], ['qpos0', 'u32'], ['scale2', 'f32']],
+    buffers: [...vec4s('q', 'k', 'v'), ['o', 'rw', 'vec4<f32>'], ['lse', 'rw', 'f32']],
+    wgsl: (v) => forward(v as unknown as FlashVariant),
+  })),
+  attention_backward_dq: withSubgroups(defineKernel({
+    name: 'attention_backward_dq', params: BWD_PARAMS,
+    buffers: [...vec4s('q', 'k', 'v', 'o', 'dout'), ['lse', 'read', 'f32'], ['dq', 'rw', 'vec4<f32>'], ['dsum', 'rw', 'f32']],
+    wgsl: (v) => backwardDq(v as unknown as FlashVariant),
+  })),
+  attention_backward_dkv: withSubgroups(defineKernel({
+    name: 'attention_backward_dkv', params: BWD_PARAMS,
+    buffers: [...vec4s('q', 'k', 'v', 'dout'), ['lse', 'read', 'f32'], ['dsum', 'read', 'f32'], ['dk', 'rw', 'vec4<f32>'], ['dv', 'rw', 'vec4<f32>']],
+    wgsl: (v) => backwardDkv(v as unknown as FlashVariant),
+  })),
+};

@@ -1,0 +1,154 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Tensor, TapeNode, beginScope, endScope, setSentinelMode } from '../runtime/tensor.js';
+import { backward } from '../runtime/autograd.js';
+import { poolStats, resetPeak } from '../runtime/buffer.js';
+import {
+  attention, attentionDecode, writeKV, setAttentionImpl, setAttentionConfig, attentionConfig, reference, backward as rules,
+  type AttentionImpl, type AttentionConfig,
+} from '../kernels/attention.js';
+import { setupGpu, randn, assertClose, numericGrad, dot } from './util.js';
+
+const s = suite('attention');
+s.before(setupGpu);
+s.before.each(() => beginScope());
+s.after.each(() => { endScope(); setAttentionImpl('flash'); setSentinelMode(false); });
+
+type Shape = [B: number, T: number, nh: number, nkv: number, hd: number];
+const up = (x: Float64Array, shape: number[], grad = false) => Tensor.fromArray(x, shape, 'f32', grad);
+
+/** Random q, k, v, upstream gradient for a shape, and the float64 answers. */
+function problem([B, T, nh, nkv, hd]: Shape, seed: number) {
+  const q = randn(B * T * nh * hd, seed), k = randn(B * T * nkv * hd, seed + 1), v = randn(B * T * nkv * hd, seed + 2);
+  const gy = randn(B * T * nh * hd, seed + 3);
+  return { q, k, v, gy, fwd: reference.forward(q, k, v, B, T, nh, nkv, hd), bwd: reference.backward(q, k, v, gy, B, T, nh, nkv, hd) };
+}
+
+/** Forward (out, lse) and the backward rule's dq, dk, dv against float64, with guard regions checked. */
+async function checkAgainstReference(shape: Shape, impl: AttentionImpl, seed: number): Promise<void> {
+  const [B, T, nh, nkv, hd] = shape;
+  const pr = problem(shape, seed);
+  setSentinelMode(true);
+  setAttentionImpl(impl);
+  const q = up(pr.q, [B, T, nh, hd], true), k = up(pr.k, [B, T, nkv, hd], true), v = up(pr.v, [B, T, nkv, hd], true);
+  const o = attention(q, k, v);
+  const lse = (o.node!.saved as { lse: Tensor }).lse;
+  const grads = rules.attention(o.node as TapeNode, [up(pr.gy, [B, T, nh, hd])]) as Tensor[];
+  const what = `${impl} [${shape}]`;
+  assertClose(await o.read(), pr.fwd.out, `${what} out`, 2e-4, 2e-5);
+  assertClose(await lse.read(), pr.fwd.lse, `${what} lse`, 2e-5, 2e-5);
+  assertClose(await grads[0].read(), pr.bwd.dq, `${what} dq`, 1e-3, 1e-4);
+  assertClose(await grads[1].read(), pr.bwd.dk, `${what} dk`, 1e-3, 1e-4);
+  assertClose(await grads[2].read(), pr.bwd.dv, `${what} dv`, 1e-3, 1e-4);
+  for (const [name, t] of [['out', o], ['lse', lse], ['dq', grads[0]], ['dk', grads[1]], ['dv', grads[2]]] as const) {
+    assert.equal(await t.overwrittenGuard(), [], `${what}: ${name} written past its end`);
+  }
+}
+
+// T = 1, 33, 65, 130 are not multiples of the 8-row workgroups nor of the key blocks;
+// nh/nkv = 2, 1 (plain MHA) and 4 (nkv = 1); head dims 16..128. hd 128 runs the loop body: its
+// subgroup body takes ~30 s to compile on lavapipe (the same generator as hd 16..64).
+const LOOP = { sg: false, wg: 8, bc: 4 };
+const SHAPES: [Shape, AttentionConfig?][] = [
+  [[1, 1, 4, 2, 16]], [[2, 33, 4, 2, 16]], [[1, 65, 4, 4, 16]], [[2, 65, 4, 1, 16]], [[1, 130, 4, 2, 16]],
+  [[1, 33, 2, 1, 32]], [[1, 20, 2, 2, 64]], [[1, 9, 2, 1, 128], LOOP],
+];
+for (const impl of ['flash', 'naive'] as const) {
+  SHAPES.forEach(([shape, cfg], i) => {
+    s(`${impl} forward and backward match float64 at [B,T,nh,nkv,hd] = [${shape}], no out-of-bounds writes`, async () => {
+      const prev = setAttentionConfig(cfg);
+      try {
+        await checkAgainstReference(shape, impl, 100 + 10 * i);
+      } finally {
+        setAttentionConfig(prev);
+      }
+    });
+  });
+}
+
+s('every flash tiling gives the same answers (loop 4×3 and 32×16; subgroup, all lanes at once)', async () => {
+  const cfgs: AttentionConfig[] = [{ sg: false, wg: 4, bc: 3 }, { sg: false, wg: 32, bc: 16 }];
+  const def = attentionConfig();
+  if (def.sg) cfgs.push({ ...def, bc: def.wg });
+  for (const cfg of cfgs) {
+    const prev = setAttentionConfig(cfg);
+    try {
+      await checkAgainstReference([2, 37, 4, 2, 16], 'flash', 7);
+    } finally {
+      setAttentionConfig(prev);
+    }
+  }
+});
+
+s('gradients flow through the tape from reshaped projections; an input without grad gets none', async () => {
+  const [B, T, nh, nkv, hd] = [2, 33, 4, 2, 16];
+  const pr = problem([B, T, nh, nkv, hd], 3);
+  const q = up(pr.q, [B, T, nh * hd], true), k = up(pr.k, [B, T, nkv * hd], true), v = up(pr.v, [B, T, nkv, hd]);
+  const o = attention(q.reshape([B, T, nh, hd]), k.reshape([B, T, nkv, hd]), v);
+  backward(o, up(pr.gy, [B, T, nh, hd]));
+  assertClose(await q.grad!.read(), pr.bwd.dq, 'dq', 1e-3, 1e-4);
+  assertClose(await k.grad!.read(), pr.bwd.dk, 'dk', 1e-3, 1e-4);
+  assert.is(v.grad, null);
+});
+
+s('decode over a KV cache equals the last row of full causal attention', async () => {
+  const [B, T, nh, nkv, hd, maxT] = [2, 21, 4, 2, 16, 32];
+  const pr = problem([B, T, nh, nkv, hd], 11);
+  // Cache rows beyond what is written hold junk that must not be read.
+  const kc = up(randn(B * maxT * nkv * hd, 12, 50), [B, maxT, nkv, hd]), vc = up(randn(B * maxT * nkv * hd, 13, 50), [B, maxT, nkv, hd]);
+  const rows = (x: Float64Array, heads: number, t0: number, t1: number) => {
+    const out: number[] = [];
+    for (let b = 0; b < B; b++) out.push(...x.subarray((b * T + t0) * heads * hd, (b * T + t1) * heads * hd));
+    return Float64Array.from(out);
+  };
+  for (const [t0, t1] of [[0, 12], [12, 21]]) {
+    writeKV(kc, up(rows(pr.k, nkv, t0, t1), [B, t1 - t0, nkv, hd]), t0);
+    writeKV(vc, up(rows(pr.v, nkv, t0, t1), [B, t1 - t0, nkv, hd]), t0);
+    // The query at position t1-1 attends to the t1 cached positions.
+    const sub = reference.forward(rows(pr.q, nh, 0, t1), rows(pr.k, nkv, 0, t1), rows(pr.v, nkv, 0, t1), B, t1, nh, nkv, hd);
+    const o = attentionDecode(up(rows(pr.q, nh, t1 - 1, t1), [B, 1, nh, hd]), kc, vc, t1);
+    const want: number[] = [];
+    for (let b = 0; b < B; b++) want.push(...sub.out.subarray((b * t1 + t1 - 1) * nh * hd, (b * t1 + t1) * nh * hd));
+    assertClose(await o.read(), want, `decode at len ${t1}`, 2e-4, 2e-5);
+  }
+  const cached = await kc.read();
+  for (let b = 0; b < B; b++) {
+    assertClose(cached.subarray(b * maxT * nkv * hd, (b * maxT + T) * nkv * hd), rows(pr.k, nkv, 0, T).subarray(b * T * nkv * hd, (b + 1) * T * nkv * hd), `cache row ${b}`, 0, 0);
+  }
+  assert.throws(() => writeKV(kc, up(rows(pr.k, nkv, 0, 12), [B, 12, nkv, hd]), 21), /outside the cache/);
+});
+
+s('float64 reference backward matches finite differences of its forward', () => {
+  const [B, T, nh, nkv, hd] = [1, 3, 2, 1, 4];
+  const { q, k, v, gy, bwd } = problem([B, T, nh, nkv, hd], 21);
+  const L = (qq: Float64Array, kk: Float64Array, vv: Float64Array) => dot(gy, reference.forward(qq, kk, vv, B, T, nh, nkv, hd).out);
+  assertClose(bwd.dq, numericGrad((x) => L(x, k, v), q), 'dq', 1e-6, 1e-8);
+  assertClose(bwd.dk, numericGrad((x) => L(q, x, v), k), 'dk', 1e-6, 1e-8);
+  assertClose(bwd.dv, numericGrad((x) => L(q, k, x), v), 'dv', 1e-6, 1e-8);
+});
+
+s('flash memory is linear in T (no [nh,T,T] buffer); naive materialises it', async () => {
+  const [B, T, nh, nkv, hd] = [1, 512, 4, 2, 16];
+  const tt = nh * T * T * 4; // bytes of one [nh,T,T] f32 buffer: 4 MiB
+  for (const impl of ['flash', 'naive'] as const) {
+    setAttentionImpl(impl);
+    const q = up(randn(B * T * nh * hd, 1), [B, T, nh, hd], true), k = up(randn(B * T * nkv * hd, 2), [B, T, nkv, hd], true);
+    const v = up(randn(B * T * nkv * hd, 3), [B, T, nkv, hd], true), gy = up(randn(B * T * nh * hd, 4), [B, T, nh, hd]);
+    const before = poolStats().inUseBytes;
+    resetPeak();
+    const o = attention(q, k, v);
+    rules.attention(o.node as TapeNode, [gy]);
+    const extra = poolStats().peakInUseBytes - before;
+    if (impl === 'flash') assert.ok(extra < tt / 8, `flash used ${extra} bytes at T=${T}`);
+    else assert.ok(extra >= tt, `naive used only ${extra} bytes at T=${T}`);
+  }
+});
+
+s('shape errors name the op and the shapes', () => {
+  const q = Tensor.zeros([1, 4, 3, 16]), k = Tensor.zeros([1, 4, 2, 16]);
+  assert.throws(() => attention(q, k, k), /attention: 3 query heads are not a multiple of 2/);
+  assert.throws(() => attention(Tensor.zeros([1, 4, 2, 6]), Tensor.zeros([1, 4, 2, 6]), Tensor.zeros([1, 4, 2, 6])), /head_dim 6/);
+  assert.throws(() => attentionDecode(Tensor.zeros([1, 1, 2, 16]), k, k, 5), /len 5 outside 1..4/);
+});
+
+s.run();
