@@ -16,53 +16,73 @@ const BUFFERS = [['a', 'read', 'f32'], ['b', 'read', 'f32'], ['c', 'rw', 'f32']]
  *  read the same address: a load costs ~8 scalar loads however many distinct values it brings. So
  *  every load should bring a distinct value to each lane. A workgroup of one subgroup (8 lanes)
  *  computes a tm × (8·tn) tile of C; its tm rows are shared by all lanes, each lane owns tn columns.
- *  - A (the shared rows): each lane loads a different element, then subgroupBroadcast hands every
- *    value to all lanes. `a: 'k'`: lane l loads A[m, k0+l] (8 k per load, for contiguous k);
- *    `a: 'm'`: lane l loads A[m0+8r+l, k] (8 rows per load, for contiguous m); `a: 's'`: no
- *    subgroups, every lane loads the same element (the portable fallback).
- *  - B (each lane's columns): `b: 'k'`: vec4 loads along contiguous k (bk = 1); `b: 'n'`: lane l
- *    owns tn contiguous columns, vec4 loads along contiguous n (bn = 1); `b: 's'`: scalar loads.
- *  The k loop is unrolled (8 for a 'k', else `u`) since lavapipe stores loop-carried values (the
+ *  - A (the shared rows): lanes load different elements, then subgroupBroadcast hands each value
+ *    to all lanes. `'k'`: lane l loads A[m, k0+l] (8 k-steps per load); `'m'`: lane l loads
+ *    A[m0+8r+l, k] (8 rows per load); `'k4'`: lane l loads A[m0+8r+l, k..k+3] as a vec4 (needs
+ *    ak = 1, am % 4 = 0); `'m4'`: lanes load vec4s of 4 rows, tm/4 lanes per k-step (needs am = 1,
+ *    ak % 4 = 0, M % 4 = 0, tm in 8, 16, 32); `'s'`: no subgroups, all lanes load the same element.
+ *  - B (each lane's columns): `'k'`: vec4 loads along contiguous k (bk = 1, bn % 4 = 0); `'n'`: lane
+ *    l owns tn contiguous columns, vec4 loads along contiguous n (bn = 1, bk % 4 = 0, N % 4 = 0);
+ *    `'s'`: scalar loads.
+ *  The k loop is unrolled by u (8 for a 'k') since lavapipe stores loop-carried values (the
  *  accumulators) to the stack once per iteration. Partial tiles: out-of-range rows and columns are
- *  clamped for loading and skipped for writing; leftover k run one at a time. */
-export interface RegisterTile { wg: number; tm: number; tn: number; u: number; a: 'k' | 'm' | 's'; b: 'k' | 'n' | 's' }
-
-/** Shared-memory tiled GEMM for real GPUs: a (bm/tm)×(bn/tn) workgroup stages bm×bk of A and bk×bn
- *  of B in workgroup memory per step (zero-filled outside the matrix), each invocation tm×tn outputs. */
-export interface SharedTile { bm: number; bn: number; bk: number; tm: number; tn: number }
+ *  clamped for loading and skipped for writing; leftover k-steps run one at a time. */
+export interface RegisterTile { wg: number; tm: number; tn: number; u: number; a: 'k' | 'm' | 'k4' | 'm4' | 's'; b: 'k' | 'n' | 's' }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const sb = (v: string, lane: number) => `subgroupBroadcast(${v}, ${lane}u)`;
+
+/** How the shared A rows are loaded: row bases, loads per chunk, and the value of A[m0+i, k+kk]. */
+function aSource(v: RegisterTile): { u: number; bases: string[]; loads: (kk: number) => string[]; value: (i: number, kk: number) => string } {
+  const { wg, tm, a } = v;
+  const rowsPerLane = (clamp: string) => range(tm / wg).map((r) => `let ar${r} = min(m0 + ${r * wg}u + lid.x, ${clamp}) * p.am;`);
+  const perRow = range(tm).map((i) => `let ar${i} = min(m0 + ${i}u, p.M - 1u) * p.am;`);
+  switch (a) {
+    case 's': return { u: v.u, bases: perRow, loads: () => [], value: (i, kk) => `loadA(ar${i} + (k + ${kk}u) * p.ak)` };
+    case 'k': return {
+      u: wg, bases: perRow, value: (i, kk) => sb(`va${i}`, kk),
+      loads: (kk) => (kk ? [] : range(tm).map((i) => `let va${i} = loadA(ar${i} + (k + lid.x) * p.ak);`)),
+    };
+    case 'm': return {
+      u: v.u, bases: rowsPerLane('p.M - 1u'), value: (i, kk) => sb(`va${Math.floor(i / wg)}_${kk}`, i % wg),
+      loads: (kk) => range(tm / wg).map((r) => `let va${r}_${kk} = loadA(ar${r} + (k + ${kk}u) * p.ak);`),
+    };
+    case 'k4': return {
+      u: v.u, bases: rowsPerLane('p.M - 1u'), value: (i, kk) => sb(`va${Math.floor(i / wg)}_${kk >> 2}[${kk & 3}]`, i % wg),
+      loads: (kk) => (kk % 4 ? [] : range(tm / wg).map((r) => `let va${r}_${kk >> 2} = a[(ar${r} + k) / 4u + ${kk >> 2}u];`)),
+    };
+    case 'm4': {
+      const G = tm / 4, S = wg / G; // lanes per k-step (4 rows each), k-steps per load
+      return {
+        u: Math.max(v.u, S), value: (i, kk) => sb(`va${Math.floor(kk / S)}[${i & 3}]`, (kk % S) * G + (i >> 2)),
+        bases: [`let ar0 = min(m0 + 4u * (lid.x % ${G}u), p.M - 4u) + (lid.x / ${G}u) * p.ak;`],
+        loads: (kk) => (kk % S ? [] : [`let va${kk / S} = a[(ar0 + (k + ${kk}u) * p.ak) / 4u];`]),
+      };
+    }
+  }
+}
 
 function registerTiled(v: RegisterTile): string {
-  const { wg, tm, tn, a: am, b: bm } = v;
-  const u = am === 'k' ? wg : v.u;
+  const { wg, tm, tn, b: bm } = v;
+  const A = aSource(v), u = A.u;
   const R = range(tm), C = range(tn);
   const col = (j: number) => (bm === 'n' ? `n0 + lid.x * ${tn}u + ${j}u` : `n0 + lid.x + ${j * wg}u`);
-  const scalarA = (i: number, k: string) => `loadA(ar${i} + (${k}) * p.ak)`;
   const scalarB = (j: number, k: string) => `loadB(bc${j} + (${k}) * p.bk)`;
   const fmas = (ai: (i: number) => string, bj: (j: number) => string) =>
     [...R.map((i) => `let a${i} = ${ai(i)};`), ...C.map((j) => `let b${j} = ${bj(j)};`),
       ...R.flatMap((i) => C.map((j) => `c${i}_${j} += a${i} * b${j};`))].join(' ');
   // One unrolled chunk of u k-steps starting at k (a multiple of u).
   const chunk: string[] = [];
-  if (am === 'k') chunk.push(...R.map((i) => `let va${i} = loadA(ar${i} + (k + lid.x) * p.ak);`));
   for (let kk = 0; kk < u; kk++) {
+    chunk.push(...A.loads(kk));
     if (bm === 'k' && kk % 4 === 0) chunk.push(...C.map((j) => `let vb${kk >> 2}_${j} = b[(bc${j} + k) / 4u + ${kk >> 2}u];`));
-    if (am === 'm') chunk.push(...range(tm / wg).map((r) => `let va${r}_${kk} = loadA(ar${r} + (k + ${kk}u) * p.ak);`));
     if (bm === 'n') chunk.push(...range(tn / 4).map((q) => `let vb${q}_${kk} = b[(bc${4 * q} + (k + ${kk}u) * p.bk) / 4u];`));
-    const ai = (i: number) => am === 'k' ? `subgroupBroadcast(va${i}, ${kk}u)`
-      : am === 'm' ? `subgroupBroadcast(va${Math.floor(i / wg)}_${kk}, ${i % wg}u)` : scalarA(i, `k + ${kk}u`);
     const bj = (j: number) => bm === 'k' ? `vb${kk >> 2}_${j}[${kk & 3}]`
       : bm === 'n' ? `vb${j >> 2}_${kk}[${j & 3}]` : scalarB(j, `k + ${kk}u`);
-    chunk.push(`{ ${fmas(ai, bj)} }`);
+    chunk.push(`{ ${fmas((i) => A.value(i, kk), bj)} }`);
   }
-  // Row bases: 'm' mode loads row m0 + 8r + lane, the others row m0 + i.
-  const rows = am === 'm' ? range(tm / wg).map((r) => `let ar${r} = min(m0 + ${r * wg}u + lid.x, p.M - 1u) * p.am;`)
-    : R.map((i) => `let ar${i} = min(m0 + ${i}u, p.M - 1u) * p.am;`);
-  const tailRows = am === 'm' ? R.map((i) => `let ur${i} = min(m0 + ${i}u, p.M - 1u) * p.am;`) : [];
   const cols = bm === 'n' ? C.map((j) => `let bc${j} = min(${col(j - (j & 3))}, p.N - 4u) * p.bn + ${j & 3}u;`)
     : C.map((j) => `let bc${j} = min(${col(j)}, p.N - 1u) * p.bn;`);
-  const tailA = (i: number) => am === 'm' ? `loadA(ur${i} + k * p.ak)` : scalarA(i, 'k');
   return `
 fn loadA(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
 fn loadB(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
@@ -72,15 +92,15 @@ fn loadB(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
   let m0 = (t / tilesN) * ${tm}u;
   if (m0 >= p.M) { return; } // a folded 2-D grid overshoots
   let n0 = (t % tilesN) * ${wg * tn}u;
-  ${rows.join(' ')}
-  ${tailRows.join(' ')}
+  ${A.bases.join(' ')}
+  ${R.map((i) => `let ur${i} = min(m0 + ${i}u, p.M - 1u) * p.am;`).join(' ')}
   ${cols.join(' ')}
   ${R.flatMap((i) => C.map((j) => `var c${i}_${j} = 0.0;`)).join(' ')}
   var k = 0u;
   for (; k + ${u}u <= p.K; k += ${u}u) {
     ${chunk.join('\n    ')}
   }
-  for (; k < p.K; k++) { ${fmas(tailA, (j) => scalarB(j, 'k'))} }
+  for (; k < p.K; k++) { ${fmas((i) => `loadA(ur${i} + k * p.ak)`, (j) => scalarB(j, 'k'))} }
   ${R.flatMap((i) => C.map((j) => `out(m0 + ${i}u, ${col(j)}, c${i}_${j});`)).join('\n  ')}
 }
 fn out(m: u32, n: u32, v: f32) {
@@ -90,6 +110,10 @@ fn out(m: u32, n: u32, v: f32) {
 }
 `;
 }
+
+/** Shared-memory tiled GEMM for real GPUs: a (bm/tm)×(bn/tn) workgroup stages bm×bk of A and bk×bn
+ *  of B in workgroup memory per step (zero-filled outside the matrix), each invocation tm×tn outputs. */
+export interface SharedTile { bm: number; bn: number; bk: number; tm: number; tn: number }
 
 function sharedTiled(v: SharedTile): string {
   const { bm, bn, bk, tm, tn } = v;
@@ -107,13 +131,16 @@ var<workgroup> Bs: array<f32, ${bk * bn}>; // [bk][bn]
   let n0 = (t % tilesN) * ${bn}u;
   var acc: array<f32, ${tm * tn}>;
   for (var k0 = 0u; k0 < p.K; k0 += ${bk}u) {
+    // Consecutive invocations read consecutive addresses (coalesced): k fastest where k is contiguous.
     for (var e = li; e < ${bm * bk}u; e += ${threads}u) {
-      let m = m0 + e % ${bm}u; let k = k0 + e / ${bm}u;
-      As[e] = select(0.0, loadA(min(m, p.M - 1u) * p.am + min(k, p.K - 1u) * p.ak), m < p.M && k < p.K);
+      let i = select(e % ${bm}u, e / ${bk}u, p.ak == 1u); let kk = select(e / ${bm}u, e % ${bk}u, p.ak == 1u);
+      let m = m0 + i; let k = k0 + kk;
+      As[kk * ${bm}u + i] = select(0.0, loadA(min(m, p.M - 1u) * p.am + min(k, p.K - 1u) * p.ak), m < p.M && k < p.K);
     }
     for (var e = li; e < ${bk * bn}u; e += ${threads}u) {
-      let n = n0 + e % ${bn}u; let k = k0 + e / ${bn}u;
-      Bs[e] = select(0.0, loadB(min(k, p.K - 1u) * p.bk + min(n, p.N - 1u) * p.bn), n < p.N && k < p.K);
+      let j = select(e % ${bn}u, e / ${bk}u, p.bk == 1u); let kk = select(e / ${bn}u, e % ${bk}u, p.bk == 1u);
+      let n = n0 + j; let k = k0 + kk;
+      Bs[kk * ${bn}u + j] = select(0.0, loadB(min(k, p.K - 1u) * p.bk + min(n, p.N - 1u) * p.bn), n < p.N && k < p.K);
     }
     workgroupBarrier();
     for (var kk = 0u; kk < ${bk}u; kk++) {
@@ -180,21 +207,64 @@ let override: (RegisterTile | SharedTile) | undefined;
 /** Force a tile configuration (probes, tests); undefined restores the per-adapter choice. */
 export function setTileVariant(v: RegisterTile | SharedTile | undefined): void { override = v; }
 
-/** The tile configuration for this adapter and operand layout (measured in bench/matmul.ts). */
+/** The tile configuration for this adapter and operand layout. On lavapipe (bench/matmul.ts,
+ *  M=5440 K=512 N=1408) 16×4 per workgroup-row beat 8×4, 24×4, 16×8 and 8×8, and u = 4 beat 2 and 8. */
 export function tileVariant(g: Gemm): RegisterTile | SharedTile {
   if (override) return override;
   const { isSoftware, features } = gpu();
   if (!isSoftware) return { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 };
-  if (!features.has('subgroups')) return { wg: 8, tm: 4, tn: 8, u: 4, a: 's', b: 's' };
-  const a = g.ak === 1 || g.am !== 1 ? 'k' : 'm';
-  const b = g.bk === 1 && g.bn % 4 === 0 && g.K % 4 === 0 ? 'k' : g.bn === 1 && g.bk % 4 === 0 && g.N % 4 === 0 ? 'n' : 's';
-  return { wg: 8, tm: a === 'm' ? 16 : 16, tn: 4, u: 4, a, b };
+  const b = g.bk === 1 && g.bn % 4 === 0 ? 'k' : g.bn === 1 && g.bk % 4 === 0 && g.N % 4 === 0 ? 'n' : 's';
+  if (!features.has('subgroups')) return { wg: 8, tm: 8, tn: 4, u: 4, a: 's', b };
+  const a = g.ak === 1 && g.am % 4 === 0 ? 'k4' : g.am === 1 && g.ak % 4 === 0 && g.M % 4 === 0 ? 'm4' : g.am === 1 ? 'm' : 'k';
+  return { wg: 8, tm: 16, tn: 4, u: 4, a, b };
 }
+
+let bindingLimit: number | undefined;
+/** Tests: pretend storage bindings are limited to `bytes` (undefined: the device's limit). */
+export function setBindingLimit(bytes: number | undefined): void { bindingLimit = bytes; }
 
 export function gemm(g: Gemm): void {
   g.a.assertLive(); g.b.assertLive(); g.c.assertLive();
+  for (const [name, t] of [['a', g.a], ['b', g.b]] as const) {
+    // The tiled kernel binds A and B as arrays of vec4 (the pool's buffers are multiples of 16 bytes).
+    if (t.buffer.size % 16) throw new Error(`gemm: operand ${name} [${t.shape}] has a buffer of ${t.buffer.size} bytes, not a multiple of 16`);
+  }
+  split(g, [0, 0, 0], Math.floor((bindingLimit ?? gpu().limits.maxStorageBufferBindingSize) / 16) * 4);
+}
+
+/** Elements spanned by a strided [rows, cols] operand. */
+const span = (rows: number, rs: number, cols: number, cs: number) => (rows && cols ? (rows - 1) * rs + (cols - 1) * cs + 1 : 0);
+const floor64 = (n: number) => Math.floor(n / 64) * 64;
+
+/** Launches g with A, B, C starting at element offsets `off`, split into several launches where an
+ *  operand spans more than `words` elements (maxStorageBufferBindingSize: 128 MiB here, and the
+ *  LM-head logits B·T×6400 are 139 MB): along M (C and row-major A shrink) or along K (column-major
+ *  A and B shrink; later chunks accumulate with beta = 1). Chunks are multiples of 64 rows or
+ *  k-steps, so binding offsets stay multiples of 256 bytes for these strides. */
+function split(g: Gemm, off: [number, number, number], words: number): void {
+  const aSpan = span(g.M, g.am, g.K, g.ak), bSpan = span(g.K, g.bk, g.N, g.bn);
+  if (aSpan <= words && bSpan <= words && g.M * g.N <= words) { launchGemm(g, off, words); return; }
+  const where = `gemm M=${g.M} N=${g.N} K=${g.K} am=${g.am} ak=${g.ak} bk=${g.bk} bn=${g.bn}`;
+  if (g.M * g.N > words || (aSpan > words && g.am >= g.ak)) {
+    const rows = floor64(Math.min(Math.floor(words / g.N), g.am >= g.ak ? Math.floor((words - span(1, 0, g.K, g.ak)) / g.am) + 1 : Infinity));
+    if (rows < 64) throw new Error(`${where}: cannot split along M into bindings of ${words} elements`);
+    for (let m = 0; m < g.M; m += rows) {
+      split({ ...g, M: Math.min(rows, g.M - m) }, [off[0] + m * g.am, off[1], off[2] + m * g.N], words);
+    }
+    return;
+  }
+  if (bSpan > words && g.bn > g.bk) throw new Error(`${where}: B spans more than a binding (${words} elements) along N; not supported`);
+  const ks = floor64(Math.min(Math.floor((words - span(g.M, g.am, 1, 0)) / g.ak) + 1, Math.floor((words - span(1, 0, g.N, g.bn)) / g.bk) + 1));
+  if (ks < 64) throw new Error(`${where}: cannot split along K into bindings of ${words} elements`);
+  for (let k = 0; k < g.K; k += ks) {
+    split({ ...g, K: Math.min(ks, g.K - k), beta: k ? 1 : g.beta }, [off[0] + k * g.ak, off[1] + k * g.bk, off[2]], words);
+  }
+}
+
+function launchGemm(g: Gemm, off: [number, number, number], words: number): void {
   const params = { M: g.M, N: g.N, K: g.K, am: g.am, ak: g.ak, bk: g.bk, bn: g.bn, beta: g.beta };
-  const buffers = [g.a.buffer, g.b.buffer, g.c.buffer];
+  // Bind from the offset to the buffer's end (or the limit): writes past C stay visible to tests.
+  const buffers = [g.a, g.b, g.c].map((t, i) => ({ buffer: t.buffer, offset: off[i] * 4, size: Math.min(t.buffer.size - off[i] * 4, words * 4) }));
   if (impl === 'naive') {
     launch(kernels.matmul_naive, { params, buffers, workgroups: Math.ceil((g.M * g.N) / WG) });
     return;

@@ -2,13 +2,14 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
-import { matmul, gemm, setMatmulImpl, setTileVariant, reference, referenceBackward, type Gemm, type MatmulImpl, type RegisterTile, type SharedTile } from '../kernels/matmul.js';
+import { counters, resetCounters } from '../runtime/kernel.js';
+import { matmul, gemm, setMatmulImpl, setTileVariant, setBindingLimit, reference, referenceBackward, type Gemm, type MatmulImpl, type RegisterTile, type SharedTile } from '../kernels/matmul.js';
 import { setupGpu, randn, assertClose, numericGrad, dot } from './util.js';
 
 const s = suite('matmul');
 s.before(setupGpu);
 s.before.each(() => beginScope());
-s.after.each(() => { setMatmulImpl('tiled'); setTileVariant(undefined); endScope(); });
+s.after.each(() => { setMatmulImpl('tiled'); setTileVariant(undefined); setBindingLimit(undefined); endScope(); });
 
 const up = (x: ArrayLike<number>, shape: number[], grad = false) => Tensor.fromArray(x, shape, 'f32', grad);
 // float32 sums over K terms of products of values in [-1, 1]: error grows like √K.
@@ -48,27 +49,28 @@ function products(M: number, N: number, K: number, seed: number): { name: string
 }
 
 // Every tile variant on every layout it supports, forced (the adapter's choice covers only some):
-// A shared across lanes loaded along k, along m or per lane; B vec4 along k (forward), along n
-// (dX, dW) or scalar; and the shared-memory variant for real GPUs.
-const bModes = (name: string) => (name === 'forward' ? ['k', 's'] : ['n', 's']) as RegisterTile['b'][];
+// A shared across lanes loaded along k, along m, as vec4s along k or m, or by every lane; B as vec4s
+// along k (forward) or n (dX, dW), or scalar. Tile sizes are kept few: lavapipe takes seconds to
+// compile each unrolled variant the first time (its shader cache makes later runs fast).
+const aModes = (g: Gemm) => ['k', 'm', 's', ...(g.ak === 1 && g.am % 4 === 0 ? ['k4'] : []),
+  ...(g.am === 1 && g.ak % 4 === 0 && g.M % 4 === 0 ? ['m4'] : [])] as RegisterTile['a'][];
+const bModes = (g: Gemm) => ['s', ...(g.bk === 1 && g.bn % 4 === 0 ? ['k'] : []),
+  ...(g.bn === 1 && g.bk % 4 === 0 && g.N % 4 === 0 ? ['n'] : [])] as RegisterTile['b'][];
 for (const [M, N, K] of [[33, 65, 7], [65, 68, 132]] as [number, number, number][]) {
   s(`every register-tile variant matches float64 on all three layouts at M=${M} N=${N} K=${K}`, async () => {
     for (const { name, g, want } of products(M, N, K, 40 + K)) {
-      for (const a of ['k', 'm', 's'] as const) for (const b of bModes(name)) {
-        if (b !== 's' && (g.K % 4 || g.N % 4)) continue; // vec4 B needs K (along k) or N (along n) a multiple of 4
-        for (const [tm, tn] of [[8, 4], [16, 8]]) {
-          setTileVariant({ wg: 8, tm, tn, u: 4, a, b });
-          gemm(g);
-          assertClose(await g.c.read(), want, `${name} a=${a} b=${b} ${tm}x${tn}`, ...tol(g.K));
-        }
+      for (const a of aModes(g)) for (const b of bModes(g)) {
+        setTileVariant({ wg: 8, tm: 8, tn: 4, u: 4, a, b });
+        gemm(g);
+        assertClose(await g.c.read(), want, `${name} a=${a} b=${b}`, ...tol(g.K));
       }
     }
   });
 }
 
 s('the shared-memory variant (real GPUs) matches float64 on all three layouts', async () => {
-  setTileVariant({ bm: 32, bn: 32, bk: 8, tm: 4, tn: 2 } satisfies SharedTile);
-  for (const { name, g, want } of products(37, 66, 45, 60)) {
+  setTileVariant({ bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 } satisfies SharedTile); // the choice for GPUs
+  for (const { name, g, want } of products(37, 70, 45, 60)) { // partial tiles in M, N and K
     gemm(g);
     assertClose(await g.c.read(), want, name, ...tol(g.K));
   }
@@ -109,6 +111,28 @@ s('no write lands past the output (sentinel tail after C), naive and tiled, all 
         assert.is(bad, -1, `${impl} ${name} ${M}x${N}x${K}: element ${n + bad} past the output was overwritten`);
       }
     }
+  }
+});
+
+// The LM-head logits (B·T×6400 floats) outgrow maxStorageBufferBindingSize: gemm splits such products
+// along M (forward, dX) or K (dW, accumulating). A 64 KiB limit makes this shape need both.
+s('operands larger than a storage binding are split along M or K and give the same result', async () => {
+  const M = 300, N = 70, K = 65;
+  const x = randn(M * K, 95), w = randn(N * K, 96), gy = randn(M * N, 97), g0 = randn(N * K, 98);
+  const want = referenceBackward(x, w, gy, M, N, K);
+  for (const impl of ['naive', 'tiled'] as MatmulImpl[]) {
+    setMatmulImpl(impl);
+    setBindingLimit(64 * 1024);
+    const tx = up(x, [M, K], true), tw = up(w, [N, K], true);
+    tw.grad = up(g0, [N, K]).keep();
+    resetCounters();
+    const y = matmul(tx, tw);
+    assert.is(counters().dispatches, 2, `${impl}: the forward ran as two row chunks (192 + 108)`);
+    assertClose(await y.read(), reference(x, w, M, N, K), `${impl} y`, ...tol(K));
+    backward(y, up(gy, [M, N]));
+    assertClose(await tx.grad!.read(), want.dx, `${impl} dx`, ...tol(N));
+    assertClose(await tw.grad.read(), want.dw.map((v, i) => v + g0[i]), `${impl} g0 + dw`, ...tol(M));
+    tw.grad.dispose();
   }
 });
 
