@@ -3,8 +3,9 @@
 //  - sg (CPU adapters with subgroups, lavapipe): one subgroup per workgroup (wg = subgroup size S,
 //    8 on lavapipe). Mesa 25 loads storage lane by lane even when every lane reads the same address,
 //    so a load should bring each lane a distinct value: per block of S keys, lane l loads key row
-//    j0+l (hd/4 vec4 loads) and subgroupBroadcast hands each row to all lanes. Blocks are unrolled
-//    (broadcast lanes must be constants); the per-lane rows are named registers (q0.., o0..).
+//    j0+l (hd/4 vec4 loads) and the subgroup hands each row to all lanes, bc lanes per unrolled step
+//    (see lanes()); the per-lane rows are named registers (qr0.., acc0..), unrolled over hd/4.
+//    Measured at B16 T340 nh8 hd64: forward 139 ms, forward+backward 469 ms (naive: 1819, 5784 ms).
 //  - loop (GPUs, or no subgroups): every lane reads the same key row from memory (cached on a GPU);
 //    rows are private arrays, blocks of bc keys, loops over hd with a runtime bound (p.n4) so the
 //    compiler does not unroll them: lavapipe took minutes to compile the fully unrolled version.

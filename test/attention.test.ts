@@ -1,4 +1,6 @@
 import { suite } from 'uvu';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { Tensor, TapeNode, beginScope, endScope, setSentinelMode } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
@@ -7,6 +9,7 @@ import {
   attention, attentionDecode, writeKV, setAttentionImpl, setAttentionConfig, attentionConfig, reference, backward as rules,
   type AttentionImpl, type AttentionConfig,
 } from '../kernels/attention.js';
+import { readSafetensors } from '../model/safetensors.js';
 import { setupGpu, randn, assertClose, numericGrad, dot } from './util.js';
 
 const s = suite('attention');
@@ -141,6 +144,28 @@ s('flash memory is linear in T (no [nh,T,T] buffer); naive materialises it', asy
     const extra = poolStats().peakInUseBytes - before;
     if (impl === 'flash') assert.ok(extra < tt / 8, `flash used ${extra} bytes at T=${T}`);
     else assert.ok(extra >= tt, `naive used only ${extra} bytes at T=${T}`);
+  }
+});
+
+s('flash and naive match the PyTorch golden fixture (kernel_attention: B 2, T 37, nh 4, nkv 2, hd 16)', async () => {
+  const file = join(import.meta.dirname, 'fixtures', 'ref', 'kernel_attention.safetensors');
+  assert.ok(existsSync(file), `${file} missing: run /usr/bin/python3 test/fixtures/ref/make_fixtures.py`);
+  const f = readSafetensors(file).tensors;
+  const get = (n: string) => { const t = f.get(n); if (!t) throw new Error(`${file}: no tensor '${n}'`); return t; };
+  const [B, T, nh, hd] = get('q').shape, nkv = get('k').shape[2];
+  const f64 = (n: string) => Float64Array.from(get(n).data);
+  // Our float64 reference agrees with torch's float32 answers, then both GPU versions do.
+  const ref = reference.forward(f64('q'), f64('k'), f64('v'), B, T, nh, nkv, hd);
+  assertClose(ref.out, f64('out'), 'float64 reference out', 1e-5, 1e-6);
+  for (const impl of ['flash', 'naive'] as const) {
+    setAttentionImpl(impl);
+    const q = up(f64('q'), get('q').shape, true), k = up(f64('k'), get('k').shape, true), v = up(f64('v'), get('v').shape, true);
+    const o = attention(q, k, v);
+    assertClose(await o.read(), f64('out'), `${impl} out`, 2e-4, 2e-5);
+    backward(o, up(f64('dout'), o.shape as number[]));
+    assertClose(await q.grad!.read(), f64('dq'), `${impl} dq`, 1e-3, 1e-4);
+    assertClose(await k.grad!.read(), f64('dk'), `${impl} dk`, 1e-3, 1e-4);
+    assertClose(await v.grad!.read(), f64('dv'), `${impl} dv`, 1e-3, 1e-4);
   }
 });
 
