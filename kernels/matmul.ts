@@ -207,8 +207,10 @@ let override: (RegisterTile | SharedTile) | undefined;
 /** Force a tile configuration (probes, tests); undefined restores the per-adapter choice. */
 export function setTileVariant(v: RegisterTile | SharedTile | undefined): void { override = v; }
 
-/** The tile configuration for this adapter and operand layout. On lavapipe (bench/matmul.ts,
- *  M=5440 K=512 N=1408) 16×4 per workgroup-row beat 8×4, 24×4, 16×8 and 8×8, and u = 4 beat 2 and 8. */
+/** The tile configuration for this adapter and operand layout. Tile sizes measured on lavapipe with
+ *  bench/matmul.ts at M=5440 K=512 N=1408 and 6400, GFLOP/s on a quiet machine: forward (a k4, b k)
+ *  16×8: 59–60 vs 16×4: 52–55, 24×4: 32–55; dX (k4, n) 24×4: 58–59 vs 16×4: 50–53, 24×8: 32;
+ *  dW (m4, n) 16×4: 52 vs 8×4: 38, 16×8: 37, 32×4: 41. u = 4 beat 2 and 8 (2-3× slower). */
 export function tileVariant(g: Gemm): RegisterTile | SharedTile {
   if (override) return override;
   const { isSoftware, features } = gpu();
@@ -216,7 +218,8 @@ export function tileVariant(g: Gemm): RegisterTile | SharedTile {
   const b = g.bk === 1 && g.bn % 4 === 0 ? 'k' : g.bn === 1 && g.bk % 4 === 0 && g.N % 4 === 0 ? 'n' : 's';
   if (!features.has('subgroups')) return { wg: 8, tm: 8, tn: 4, u: 4, a: 's', b };
   const a = g.ak === 1 && g.am % 4 === 0 ? 'k4' : g.am === 1 && g.ak % 4 === 0 && g.M % 4 === 0 ? 'm4' : g.am === 1 ? 'm' : 'k';
-  return { wg: 8, tm: 16, tn: 4, u: 4, a, b };
+  const [tm, tn] = b === 'k' ? [16, 8] : a === 'k4' ? [24, 4] : [16, 4];
+  return { wg: 8, tm, tn, u: 4, a, b };
 }
 
 let bindingLimit: number | undefined;
