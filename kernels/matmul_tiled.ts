@@ -1,0 +1,156 @@
+// WGSL generators for the tiled GEMM of kernels/matmul.ts (C[m,n] (+)= Σ_k A[m·am + k·ak]·B[k·bk + n·bn],
+// C row-major [M,N]; A and B bound as arrays of vec4, params M N K am ak bk bn beta): register tiles
+// with subgroup broadcasts for CPU adapters (lavapipe), shared-memory tiles for GPUs.
+
+/** Register-tiled GEMM for CPU-like adapters. lavapipe runs a workgroup's invocations as the 8 lanes
+ *  of one SIMD vector and (Mesa 25.0) loads every storage element lane by lane, even when all lanes
+ *  read the same address: a load costs ~8 scalar loads however many distinct values it brings. So
+ *  every load should bring a distinct value to each lane. A workgroup of one subgroup (8 lanes)
+ *  computes a tm × (8·tn) tile of C; its tm rows are shared by all lanes, each lane owns tn columns.
+ *  - A (the shared rows): lanes load different elements, then subgroupBroadcast hands each value
+ *    to all lanes. `'k'`: lane l loads A[m, k0+l] (8 k-steps per load); `'m'`: lane l loads
+ *    A[m0+8r+l, k] (8 rows per load); `'k4'`: lane l loads A[m0+8r+l, k..k+3] as a vec4 (needs
+ *    ak = 1, am % 4 = 0); `'m4'`: lanes load vec4s of 4 rows, tm/4 lanes per k-step (needs am = 1,
+ *    ak % 4 = 0, M % 4 = 0, tm in 8, 16, 32); `'s'`: no subgroups, all lanes load the same element.
+ *  - B (each lane's columns): `'k'`: vec4 loads along contiguous k (bk = 1, bn % 4 = 0); `'n'`: lane
+ *    l owns tn contiguous columns, vec4 loads along contiguous n (bn = 1, bk % 4 = 0, N % 4 = 0);
+ *    `'s'`: scalar loads.
+ *  Constraints: subgroup modes need wg = 8, 'm'/'k4' tm % 8 = 0, 'n' tn % 4 = 0, u % 4 = 0.
+ *  The k loop is unrolled by u (8 for a 'k') since lavapipe stores loop-carried values (the
+ *  accumulators) to the stack once per iteration. Partial tiles: out-of-range rows and columns are
+ *  clamped for loading and skipped for writing; leftover k-steps run one at a time. */
+export interface RegisterTile { wg: number; tm: number; tn: number; u: number; a: 'k' | 'm' | 'k4' | 'm4' | 's'; b: 'k' | 'n' | 's' }
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const sb = (v: string, lane: number) => `subgroupBroadcast(${v}, ${lane}u)`;
+
+/** How the shared A rows are loaded: row bases, loads per chunk, and the value of A[m0+i, k+kk]. */
+function aSource(v: RegisterTile): { u: number; bases: string[]; loads: (kk: number) => string[]; value: (i: number, kk: number) => string } {
+  const { wg, tm, a } = v;
+  const rowsPerLane = (clamp: string) => range(tm / wg).map((r) => `let ar${r} = min(m0 + ${r * wg}u + lid.x, ${clamp}) * p.am;`);
+  const perRow = range(tm).map((i) => `let ar${i} = min(m0 + ${i}u, p.M - 1u) * p.am;`);
+  switch (a) {
+    case 's': return { u: v.u, bases: perRow, loads: () => [], value: (i, kk) => `loadA(ar${i} + (k + ${kk}u) * p.ak)` };
+    case 'k': return {
+      u: wg, bases: perRow, value: (i, kk) => sb(`va${i}`, kk),
+      loads: (kk) => (kk ? [] : range(tm).map((i) => `let va${i} = loadA(ar${i} + (k + lid.x) * p.ak);`)),
+    };
+    case 'm': return {
+      u: v.u, bases: rowsPerLane('p.M - 1u'), value: (i, kk) => sb(`va${Math.floor(i / wg)}_${kk}`, i % wg),
+      loads: (kk) => range(tm / wg).map((r) => `let va${r}_${kk} = loadA(ar${r} + (k + ${kk}u) * p.ak);`),
+    };
+    case 'k4': return {
+      u: v.u, bases: rowsPerLane('p.M - 1u'), value: (i, kk) => sb(`va${Math.floor(i / wg)}_${kk >> 2}[${kk & 3}]`, i % wg),
+      loads: (kk) => (kk % 4 ? [] : range(tm / wg).map((r) => `let va${r}_${kk >> 2} = a[(ar${r} + k) / 4u + ${kk >> 2}u];`)),
+    };
+    case 'm4': {
+      const G = tm / 4, S = wg / G; // lanes per k-step (4 rows each), k-steps per load
+      return {
+        u: Math.max(v.u, S), value: (i, kk) => sb(`va${Math.floor(kk / S)}[${i & 3}]`, (kk % S) * G + (i >> 2)),
+        bases: [`let ar0 = min(m0 + 4u * (lid.x % ${G}u), p.M - 4u) + (lid.x / ${G}u) * p.ak;`],
+        loads: (kk) => (kk % S ? [] : [`let va${kk / S} = a[(ar0 + (k + ${kk}u) * p.ak) / 4u];`]),
+      };
+    }
+  }
+}
+
+export function registerTiled(v: RegisterTile): string {
+  const { wg, tm, tn, b: bm } = v;
+  const bad = (v.a !== 's' && wg !== 8) || ((v.a === 'm' || v.a === 'k4') && tm % wg) || (v.a === 'm4' && ![8, 16, 32].includes(tm))
+    || (bm === 'n' && tn % 4) || v.u % 4;
+  if (bad) throw new Error(`matmul_tiled: register tile ${JSON.stringify(v)} is not supported (see RegisterTile)`);
+  const A = aSource(v), u = A.u;
+  const R = range(tm), C = range(tn);
+  const col = (j: number) => (bm === 'n' ? `n0 + lid.x * ${tn}u + ${j}u` : `n0 + lid.x + ${j * wg}u`);
+  const scalarB = (j: number, k: string) => `loadB(bc${j} + (${k}) * p.bk)`;
+  const fmas = (ai: (i: number) => string, bj: (j: number) => string) =>
+    [...R.map((i) => `let a${i} = ${ai(i)};`), ...C.map((j) => `let b${j} = ${bj(j)};`),
+      ...R.flatMap((i) => C.map((j) => `c${i}_${j} += a${i} * b${j};`))].join(' ');
+  // One unrolled chunk of u k-steps starting at k (a multiple of u).
+  const chunk: string[] = [];
+  for (let kk = 0; kk < u; kk++) {
+    chunk.push(...A.loads(kk));
+    if (bm === 'k' && kk % 4 === 0) chunk.push(...C.map((j) => `let vb${kk >> 2}_${j} = b[(bc${j} + k) / 4u + ${kk >> 2}u];`));
+    if (bm === 'n') chunk.push(...range(tn / 4).map((q) => `let vb${q}_${kk} = b[(bc${4 * q} + (k + ${kk}u) * p.bk) / 4u];`));
+    const bj = (j: number) => bm === 'k' ? `vb${kk >> 2}_${j}[${kk & 3}]`
+      : bm === 'n' ? `vb${j >> 2}_${kk}[${j & 3}]` : scalarB(j, `k + ${kk}u`);
+    chunk.push(`{ ${fmas((i) => A.value(i, kk), bj)} }`);
+  }
+  const cols = bm === 'n' ? C.map((j) => `let bc${j} = min(${col(j - (j & 3))}, p.N - 4u) * p.bn + ${j & 3}u;`)
+    : C.map((j) => `let bc${j} = min(${col(j)}, p.N - 1u) * p.bn;`);
+  return `
+fn loadA(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
+fn loadB(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+@compute @workgroup_size(${wg}) fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = wgIndex(wid, nwg);
+  let tilesN = (p.N + ${wg * tn - 1}u) / ${wg * tn}u;
+  let m0 = (t / tilesN) * ${tm}u;
+  if (m0 >= p.M) { return; } // a folded 2-D grid overshoots
+  let n0 = (t % tilesN) * ${wg * tn}u;
+  ${A.bases.join(' ')}
+  ${R.map((i) => `let ur${i} = min(m0 + ${i}u, p.M - 1u) * p.am;`).join(' ')}
+  ${cols.join(' ')}
+  ${R.flatMap((i) => C.map((j) => `var c${i}_${j} = 0.0;`)).join(' ')}
+  var k = 0u;
+  for (; k + ${u}u <= p.K; k += ${u}u) {
+    ${chunk.join('\n    ')}
+  }
+  for (; k < p.K; k++) { ${fmas((i) => `loadA(ur${i} + k * p.ak)`, (j) => scalarB(j, 'k'))} }
+  ${R.flatMap((i) => C.map((j) => `out(m0 + ${i}u, ${col(j)}, c${i}_${j});`)).join('\n  ')}
+}
+fn out(m: u32, n: u32, v: f32) {
+  if (m >= p.M || n >= p.N) { return; }
+  let o = m * p.N + n;
+  if (p.beta != 0.0) { c[o] = v + p.beta * c[o]; } else { c[o] = v; }
+}
+`;
+}
+
+/** Shared-memory tiled GEMM for real GPUs: a (bm/tm)×(bn/tn) workgroup stages bm×bk of A and bk×bn
+ *  of B in workgroup memory per step (zero-filled outside the matrix), each invocation tm×tn outputs. */
+export interface SharedTile { bm: number; bn: number; bk: number; tm: number; tn: number }
+
+export function sharedTiled(v: SharedTile): string {
+  const { bm, bn, bk, tm, tn } = v;
+  const tx = bn / tn, ty = bm / tm, threads = tx * ty;
+  const R = range(tm), C = range(tn);
+  return `
+fn loadA(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
+fn loadB(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+var<workgroup> As: array<f32, ${bm * bk}>; // [bk][bm]
+var<workgroup> Bs: array<f32, ${bk * bn}>; // [bk][bn]
+@compute @workgroup_size(${tx}, ${ty}) fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = wgIndex(wid, nwg);
+  let tilesN = (p.N + ${bn - 1}u) / ${bn}u;
+  let m0 = (t / tilesN) * ${bm}u;
+  let n0 = (t % tilesN) * ${bn}u;
+  var acc: array<f32, ${tm * tn}>;
+  for (var k0 = 0u; k0 < p.K; k0 += ${bk}u) {
+    // Consecutive invocations read consecutive addresses (coalesced): k fastest where k is contiguous.
+    for (var e = li; e < ${bm * bk}u; e += ${threads}u) {
+      let i = select(e % ${bm}u, e / ${bk}u, p.ak == 1u); let kk = select(e / ${bm}u, e % ${bk}u, p.ak == 1u);
+      let m = m0 + i; let k = k0 + kk;
+      As[kk * ${bm}u + i] = select(0.0, loadA(min(m, p.M - 1u) * p.am + min(k, p.K - 1u) * p.ak), m < p.M && k < p.K);
+    }
+    for (var e = li; e < ${bk * bn}u; e += ${threads}u) {
+      let j = select(e % ${bn}u, e / ${bk}u, p.bk == 1u); let kk = select(e / ${bn}u, e % ${bk}u, p.bk == 1u);
+      let n = n0 + j; let k = k0 + kk;
+      Bs[kk * ${bn}u + j] = select(0.0, loadB(min(k, p.K - 1u) * p.bk + min(n, p.N - 1u) * p.bn), n < p.N && k < p.K);
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${bk}u; kk++) {
+      ${R.map((i) => `let a${i} = As[kk * ${bm}u + lid.y + ${i * ty}u];`).join(' ')}
+      ${C.map((j) => `let b${j} = Bs[kk * ${bn}u + lid.x + ${j * tx}u];`).join(' ')}
+      ${R.flatMap((i) => C.map((j) => `acc[${i * tn + j}] = fma(a${i}, b${j}, acc[${i * tn + j}]);`)).join(' ')}
+    }
+    workgroupBarrier();
+  }
+  ${R.flatMap((i) => C.map((j) => `out(m0 + lid.y + ${i * ty}u, n0 + lid.x + ${j * tx}u, acc[${i * tn + j}]);`)).join('\n  ')}
+}
+fn out(m: u32, n: u32, v: f32) {
+  if (m >= p.M || n >= p.N) { return; }
+  let o = m * p.N + n;
+  if (p.beta != 0.0) { c[o] = v + p.beta * c[o]; } else { c[o] = v; }
+}
+`;
+}
