@@ -171,6 +171,18 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/** noGrad for async work (e.g. a forward that reads MoE counts back): off until fn settles.
+ *  Not for concurrent forwards; the trainer and generation run one at a time. */
+export async function noGradAsync<T>(fn: () => Promise<T>): Promise<T> {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return await fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
 export function isGradEnabled(): boolean {
   return gradEnabled;
 }

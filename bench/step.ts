@@ -1,0 +1,56 @@
+// One whole training step (forward, backward, global-norm clip, AdamW) of a preset at a batch
+// shape: tokens/s, dispatches and submits per step, peak GPU bytes, and model FLOPs as a fraction
+// of the measured FMA peak. FLOPs per token: 6·(non-embedding params + tied head) for the matmuls
+// (forward 2, backward 4) plus causal attention 6·L·T·H (QKᵀ and PV at half the T×T each).
+import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
+import { backward } from '../runtime/autograd.js';
+import { counters, resetCounters, sync } from '../runtime/kernel.js';
+import { poolStats, resetPeak } from '../runtime/buffer.js';
+import { add } from '../kernels/index.js';
+import { AdamW } from '../kernels/adamw.js';
+import { gradNorm } from '../kernels/grad_norm.js';
+import { MiniMind } from '../model/minimind.js';
+import { preset, countParameters, MiniMindConfig } from '../model/config.js';
+import { mulberry32 as rng } from '../runtime/random.js';
+import { Options, Roofline, Row, time } from './harness.js';
+
+export function stepFlops(c: MiniMindConfig, B: number, T: number): number {
+  // The tied table is counted once: as the LM head matmul (the embedding gather costs no FLOPs).
+  const matmulParams = countParameters(c).active;
+  const attn = 6 * c.num_hidden_layers * T * c.num_attention_heads * c.head_dim;
+  return B * T * (6 * matmulParams + attn);
+}
+
+export async function benchStep(name: string, B: number, T: number, o: Options, roof: Roofline): Promise<Row> {
+  const cfg = preset(name);
+  const model = new MiniMind(cfg, 1);
+  const params = model.parameters();
+  const opt = new AdamW(params, { lr: 1e-4 });
+  const r = rng(7);
+  const ids = Int32Array.from({ length: B * T }, () => Math.floor(r() * cfg.vocab_size));
+  const labels = Int32Array.from(ids, (v, i) => (i % T < T / 4 ? -100 : v));
+  const step = async () => {
+    beginScope();
+    const { loss, aux } = await model.loss(Tensor.fromArray(ids, [B, T], 'i32'), Tensor.fromArray(labels, [B, T], 'i32'), ids);
+    backward(aux ? add(loss, aux) : loss);
+    opt.step(1e-4, gradNorm(params.map((p) => p.grad!)), 1.0);
+    opt.zeroGrad();
+    endScope();
+  };
+  await step();
+  await sync();
+  resetPeak();
+  resetCounters();
+  await step();
+  await sync();
+  const { dispatches, submits } = counters();
+  const peak = poolStats().peakAllocatedBytes;
+  const t = await time(`step_${name}`, step, { ...o, quick: true });
+  for (const p of params) p.dispose();
+  const flops = stepFlops(cfg, B, T);
+  return {
+    name: `train_step_${name}`, shape: `B${B}×T${T}`, ms: t.seconds * 1e3, spread: t.spread,
+    gflops: flops / t.seconds / 1e9, pctRoofline: (100 * flops) / t.seconds / 1e9 / roof.fmaGflops,
+    note: `${((B * T) / t.seconds).toFixed(0)} tokens/s, ${dispatches} dispatches, ${submits} submits, peak ${(peak / 2 ** 20).toFixed(0)} MiB`,
+  };
+}

@@ -1,0 +1,171 @@
+// The MiniMind model (MiniMind2 dense/MoE and minimind-3) on our runtime, in the order of the
+// architecture diagram: embedding → N × [RMSNorm → GQA attention with RoPE → residual →
+// RMSNorm → SwiGLU or MoE → residual] → RMSNorm → tied LM head → shifted masked CE (+ aux loss).
+import { Tensor } from '../runtime/tensor.js';
+import { writeBuffer } from '../runtime/kernel.js';
+import { mulberry32 } from '../runtime/random.js';
+import { add, matmul } from '../kernels/index.js';
+import { rmsnorm } from '../kernels/rmsnorm.js';
+import { rope } from '../kernels/rope.js';
+import { attention, attentionDecode, writeKV } from '../kernels/attention.js';
+import { swiglu } from '../kernels/swiglu.js';
+import { embedding } from '../kernels/embedding.js';
+import { crossEntropy } from '../kernels/cross_entropy.js';
+import { moeFFN } from '../kernels/moe.js';
+import { MiniMindConfig, parameterShapes, validate } from './config.js';
+
+export interface Loss {
+  /** Shifted masked CE, mean over the batch's non-ignored tokens ([1]). */
+  loss: Tensor;
+  /** Sum over layers of the MoE aux loss ([1]); null for dense models. */
+  aux: Tensor | null;
+  /** Number of non-ignored tokens ([1], f32). */
+  count: Tensor;
+}
+
+type FFN = { gate_proj: Tensor; up_proj: Tensor; down_proj: Tensor };
+
+/** Per-layer key/value caches for generation: [B, maxT, nkv, hd] each. */
+export interface KVCache { k: Tensor[]; v: Tensor[]; maxT: number }
+
+export class MiniMind {
+  readonly params = new Map<string, Tensor>();
+
+  constructor(readonly cfg: MiniMindConfig, seed = 0) {
+    validate(cfg);
+    const rand = mulberry32(seed);
+    for (const [name, shape] of parameterShapes(cfg)) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const data = new Float32Array(n);
+      if (name.endsWith('norm.weight')) data.fill(1);
+      else {
+        // PyTorch's default Linear init: U(±1/sqrt(in_features)); the tied embedding takes lm_head's.
+        const bound = 1 / Math.sqrt(shape[1]);
+        for (let i = 0; i < n; i++) data[i] = (rand() * 2 - 1) * bound;
+      }
+      this.params.set(name, Tensor.fromArray(data, shape, 'f32', true).keep());
+    }
+  }
+
+  p(name: string): Tensor {
+    const t = this.params.get(name);
+    if (!t) throw new Error(`MiniMind: no parameter ${name}`);
+    return t;
+  }
+
+  /** Every parameter once (the optimizer's list). */
+  parameters(): Tensor[] {
+    return [...this.params.values()];
+  }
+
+  /** State-dict entries as MiniMind saves them: both tied keys present, sharing one tensor. */
+  stateDict(): [string, Tensor][] {
+    return [...this.params.entries(), ['lm_head.weight', this.p('model.embed_tokens.weight')]];
+  }
+
+  private ffn(pre: string): FFN {
+    return { gate_proj: this.p(`${pre}.gate_proj.weight`), up_proj: this.p(`${pre}.up_proj.weight`), down_proj: this.p(`${pre}.down_proj.weight`) };
+  }
+
+  /** Empty KV caches for batch B and up to maxT positions (kept: free them with freeCache). */
+  newCache(B: number, maxT: number): KVCache {
+    const { num_hidden_layers: L, num_key_value_heads: nkv, head_dim: hd } = this.cfg;
+    const make = () => Array.from({ length: L }, () => Tensor.zeros([B, maxT, nkv, hd]).keep());
+    return { k: make(), v: make(), maxT };
+  }
+
+  /** Logits [B,T,V] for ids [B,T] (i32). Without a cache: positions 0..T-1, full causal attention
+   *  (training). With a cache: the ids sit at positions pos..pos+T-1, their keys/values are written
+   *  into the cache, and queries attend to everything cached so far (prefill needs pos = 0). */
+  async logits(ids: Tensor, o: { hostIds?: Int32Array; cache?: KVCache; pos?: number } = {}): Promise<{ logits: Tensor; aux: Tensor | null }> {
+    const { cache, pos = 0 } = o;
+    const c = this.cfg;
+    const [B, T] = ids.shape;
+    const { num_attention_heads: nh, num_key_value_heads: nkv, head_dim: hd, rms_norm_eps: eps } = c;
+    let h = embedding(ids, this.p('model.embed_tokens.weight'), o.hostIds); // (B, T, H)
+    let aux: Tensor | null = null;
+    for (let i = 0; i < c.num_hidden_layers; i++) {
+      const l = `model.layers.${i}`;
+      // Attention block
+      const a = rmsnorm(h, this.p(`${l}.input_layernorm.weight`), eps);
+      let q = matmul(a, this.p(`${l}.self_attn.q_proj.weight`)).reshape([B, T, nh, hd]);
+      let k = matmul(a, this.p(`${l}.self_attn.k_proj.weight`)).reshape([B, T, nkv, hd]);
+      const v = matmul(a, this.p(`${l}.self_attn.v_proj.weight`)).reshape([B, T, nkv, hd]);
+      if (c.qk_norm) {
+        q = rmsnorm(q, this.p(`${l}.self_attn.q_norm.weight`), eps);
+        k = rmsnorm(k, this.p(`${l}.self_attn.k_norm.weight`), eps);
+      }
+      q = rope(q, pos, c.rope_theta);
+      k = rope(k, pos, c.rope_theta);
+      let o: Tensor;
+      if (!cache) o = attention(q, k, v);
+      else {
+        if (pos + T > cache.maxT) throw new Error(`KV cache full: position ${pos + T} > ${cache.maxT}`);
+        writeKV(cache.k[i], k, pos);
+        writeKV(cache.v[i], v, pos);
+        if (T > 1 && pos !== 0) throw new Error('prefill with a cache must start at position 0');
+        o = T > 1 ? attention(q, k, v) : attentionDecode(q, cache.k[i], cache.v[i], pos + 1);
+      }
+      o = o.reshape([B, T, nh * hd]); // (B, T, nh·hd)
+      h = add(h, matmul(o, this.p(`${l}.self_attn.o_proj.weight`)));
+      // MLP block
+      const m = rmsnorm(h, this.p(`${l}.post_attention_layernorm.weight`), eps);
+      let y: Tensor;
+      if (!c.use_moe) {
+        const f = this.ffn(`${l}.mlp`);
+        y = matmul(swiglu(matmul(m, f.gate_proj), matmul(m, f.up_proj)), f.down_proj);
+      } else {
+        const experts = Array.from({ length: c.n_routed_experts }, (_, e) => this.ffn(`${l}.mlp.experts.${e}`));
+        const shared = Array.from({ length: c.n_shared_experts }, (_, e) => this.ffn(`${l}.mlp.shared_experts.${e}`));
+        const r = await moeFFN(m, { gate: this.p(`${l}.mlp.gate.weight`), experts, shared }, {
+          topK: c.num_experts_per_tok, normTopk: c.norm_topk_prob, alpha: c.aux_loss_alpha,
+          auxForm: c.aux_form === 'minimind3' ? 'minimind3' : c.seq_aux ? 'seq_aux' : 'global',
+        });
+        y = r.y;
+        aux = aux ? add(aux, r.aux) : r.aux;
+      }
+      h = add(h, y);
+    }
+    h = rmsnorm(h, this.p('model.norm.weight'), eps);
+    return { logits: matmul(h, this.p('model.embed_tokens.weight')), aux }; // tied LM head
+  }
+
+  /** The training loss of spec §4. The logits are consumed (the CE kernel overwrites them with dlogits). */
+  async loss(ids: Tensor, labels: Tensor, hostIds?: Int32Array): Promise<Loss> {
+    const { logits, aux } = await this.logits(ids, { hostIds });
+    const { loss, count } = crossEntropy(logits, labels);
+    return { loss, aux, count };
+  }
+
+  /** Load a state dict (name → float32 data). Reports missing, unexpected and mis-shaped keys;
+   *  with strict, any of them is an error. The tied lm_head.weight must equal embed_tokens if both exist. */
+  load(sd: Map<string, { shape: number[]; data: Float32Array }>, strict: boolean): { missing: string[]; unexpected: string[] } {
+    const missing: string[] = [], unexpected: string[] = [], misshaped: string[] = [];
+    const expected = new Map(parameterShapes(this.cfg));
+    expected.set('lm_head.weight', expected.get('model.embed_tokens.weight')!);
+    for (const [name, shape] of expected) {
+      const t = sd.get(name);
+      if (!t) { if (name !== 'lm_head.weight' || !sd.has('model.embed_tokens.weight')) missing.push(name); continue; }
+      if (t.shape.join() !== shape.join()) misshaped.push(`${name}: file [${t.shape}] vs model [${shape}]`);
+    }
+    for (const name of sd.keys()) if (!expected.has(name)) unexpected.push(name);
+    if (misshaped.length) throw new Error(`weights do not fit the model: ${misshaped.join('; ')}`);
+    if (strict && (missing.length || unexpected.length)) {
+      throw new Error(`strict load: missing [${missing.join(', ')}], unexpected [${unexpected.join(', ')}]`);
+    }
+    // Written into the existing buffers, so optimizer references stay valid.
+    for (const [name, t] of sd) {
+      const tiedOnly = name === 'lm_head.weight' && !sd.has('model.embed_tokens.weight');
+      const target = tiedOnly ? this.p('model.embed_tokens.weight') : this.params.get(name);
+      if (target) writeBuffer(target.buffer, 0, t.data);
+    }
+    return { missing, unexpected };
+  }
+
+  /** Current weights as float32 host arrays, in state-dict order (lm_head included). */
+  async exportWeights(): Promise<{ name: string; shape: number[]; data: Float32Array }[]> {
+    const out = [];
+    for (const [name, t] of this.stateDict()) out.push({ name, shape: [...t.shape], data: await t.readF32() });
+    return out;
+  }
+}
