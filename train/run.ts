@@ -1,6 +1,6 @@
 // The body of sft.ts and pretrain.ts: resolve data, tokenizer, model and checkpoints from the
 // flags, train, then print sample answers, a loss-curve picture and a one-line summary.
-import { mkdirSync, existsSync, rmSync } from 'node:fs';
+import { mkdirSync, existsSync, rmSync, openSync, readSync, closeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { initGpu, closeGpu, gpu } from '../runtime/device.js';
 import '../kernels/index.js';
@@ -11,10 +11,11 @@ import { generate } from '../model/generate.js';
 import { loadTokenizer, ChatTokenizer } from '../data/tokenizer.js';
 import { SFTDataset } from '../data/sft.js';
 import { PretrainDataset } from '../data/pretrain.js';
-import { epochBatches } from '../data/sampler.js';
+import { DataLoader } from '../data/loader.js';
+import { availableParallelism } from 'node:os';
 import { ensureDefaultData } from '../data/defaults.js';
 import { TrainArgs } from './args.js';
-import { trainLoop, BatchSource, Batch, peakBytes } from './loop.js';
+import { trainLoop, BatchSource, peakBytes } from './loop.js';
 import { loadResume } from './checkpoint.js';
 import { plotLoss } from './plot.js';
 
@@ -22,7 +23,7 @@ export type Mode = 'sft' | 'pretrain';
 
 /** What the built-in run changes when the user names no data: everything is generated locally. */
 export const BUILTIN: Partial<Record<keyof TrainArgs, string | number>> = {
-  preset: 'tiny', from_weight: 'none', learning_rate: 2e-3, epochs: 3, batch_size: 16, max_seq_len: 96,
+  preset: 'tiny', from_weight: 'none', learning_rate: 2e-3, epochs: 1, batch_size: 16, max_seq_len: 96, max_steps: 550,
   log_interval: 20, save_interval: 200, save_dir: 'out', checkpoint_dir: 'checkpoints', num_workers: 1,
 };
 
@@ -66,7 +67,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
 
     // 3. Train.
     const nSamples = args.samples >= 0 ? args.samples : builtin ? 3 : 0;
-    const prompts = samplePrompts(ds, nSamples);
+    const prompts = mode === 'sft' ? samplePrompts(args.data_path, nSamples) : [];
     if (prompts.length) await showSamples('before training', model, tok, prompts);
     if (args.log_file && !args.from_resume) rmSync(args.log_file, { force: true });
     let result;
@@ -78,6 +79,8 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
           + `${(peakBytes() / 2 ** 30).toFixed(2)} GiB when it failed. Lower --batch_size or --max_seq_len (and raise --accumulation_steps). ${(e as Error).message}`);
       }
       throw e;
+    } finally {
+      await source.close();
     }
     if (prompts.length) await showSamples('after training', model, tok, prompts);
 
@@ -104,29 +107,31 @@ function modelConfig(args: TrainArgs, tok: ChatTokenizer): MiniMindConfig {
   return cfg;
 }
 
-function datasetSource(ds: { length: number; get(i: number): { inputIds: Int32Array; labels: Int32Array } }, args: TrainArgs): BatchSource {
-  const B = args.batch_size, T = args.max_seq_len;
-  return {
-    iters: Math.ceil(ds.length / B),
-    async *batches(epoch: number, skip: number): AsyncIterable<Batch> {
-      for (const idx of epochBatches(ds.length, B, epoch, args.seed, skip)) {
-        const inputIds = new Int32Array(idx.length * T), labels = new Int32Array(idx.length * T);
-        idx.forEach((i, r) => { const s = ds.get(i); inputIds.set(s.inputIds, r * T); labels.set(s.labels, r * T); });
-        yield { inputIds, labels, batch: idx.length, seqLen: T };
-      }
-    },
-  };
+/** Batches from the data loader: tokenization runs ahead on worker threads (capped at the
+ *  cores left over, since on lavapipe the GPU work runs on the CPU too). */
+function datasetSource(ds: SFTDataset | PretrainDataset, args: TrainArgs): BatchSource & { close(): Promise<void> } {
+  const numWorkers = Math.min(args.num_workers, Math.max(0, availableParallelism() - 1));
+  const loader = new DataLoader(ds, { batchSize: args.batch_size, numWorkers, seed: args.seed });
+  return { iters: loader.batchesPerEpoch(), batches: (epoch, skip) => loader.epoch(epoch, skip), close: () => loader.close() };
 }
 
-/** Prompts for the sample answers: the first few samples' text up to their first assistant turn. */
-function samplePrompts(ds: unknown, n: number): { role: string; content: string }[][] {
-  const d = ds as { conversations?(i: number): { role: string; content: string }[] };
-  if (!n || !d.conversations) return [];
+/** Prompts for the sample answers: the first conversations of the data file, up to their first
+ *  assistant turn (read from the file's head only: data files can be many GB). */
+function samplePrompts(path: string, n: number): { role: string; content: string }[][] {
+  if (!n) return [];
+  const fd = openSync(path, 'r');
+  const head = Buffer.alloc(1 << 16);
+  const got = readSync(fd, head, 0, head.length, 0);
+  closeSync(fd);
   const out = [];
-  for (let i = 0; i < n; i++) {
-    const conv = d.conversations(i);
-    const cut = conv.findIndex((m) => m.role === 'assistant');
-    out.push(conv.slice(0, cut < 0 ? conv.length : cut));
+  for (const line of head.subarray(0, got).toString('utf8').split('\n').slice(0, -1)) {
+    if (out.length === n) break;
+    try {
+      const conv = (JSON.parse(line) as { conversations?: { role: string; content: string }[] }).conversations;
+      if (!conv) continue;
+      const cut = conv.findIndex((m) => m.role === 'assistant');
+      if (cut > 0) out.push(conv.slice(0, cut));
+    } catch { /* validated elsewhere */ }
   }
   return out;
 }
