@@ -126,7 +126,8 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
         process.stdout.write(`\r\x1b[K[${step}/${iters}] loss ${objectiveValue.toFixed(4)}  ${(tokens / elapsed).toFixed(0)} tok/s`);
       }
       const last = epoch === args.epochs - 1 && step === iters;
-      const stopEarly = args.max_steps > 0 && steps >= args.max_steps;
+      // A short run stops at the first optimizer boundary at or after max_steps (nothing half-accumulated).
+      const stopEarly = args.max_steps > 0 && steps >= args.max_steps && pendingMicro === 0;
       if (step % args.save_interval === 0) saveDue = true;
       // Saved only between optimizer steps, so a resume never needs half-accumulated gradients.
       if (pendingMicro === 0 && (saveDue || last || stopEarly)) { await save(epoch, step); saveDue = false; }
