@@ -1,0 +1,42 @@
+// `train/sft.ts` as a user runs it: the built-in run (shortened by flags) learns, and a diverging
+// run stops with a clear message after --max_bad_steps non-finite losses, leaving a checkpoint.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+
+const s = suite('sft_cli');
+const root = join(import.meta.dirname, '..');
+const sft = (args: string[]) => spawnSync('npx', ['tsx', 'train/sft.ts', ...args], { cwd: root, encoding: 'utf8', timeout: 300_000, env: { ...process.env, MINIMIND_QUIET: '1' } });
+
+s('the built-in run, shortened to 60 steps, finishes and its loss falls well below the first', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sft-'));
+  const log = join(dir, 'log.jsonl');
+  const r = sft(['--max_steps', '60', '--log_interval', '10', '--samples', '0', '--save_dir', dir, '--checkpoint_dir', dir, '--log_file', log]);
+  assert.is(r.status, 0, r.stderr + r.stdout);
+  const rows = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.is(rows.length, 6);
+  assert.ok(rows[5].loss < 0.7 * rows[0].loss, `loss ${rows[0].loss} → ${rows[5].loss}`);
+  for (const k of ['epoch', 'step', 'iters', 'loss', 'logits_loss', 'aux_loss', 'lr', 'grad_norm', 'tokens_per_s', 'elapsed_s']) assert.ok(k in rows[0], k);
+  assert.ok(existsSync(join(dir, 'full_sft_128.pth')) && existsSync(join(dir, 'full_sft_128_loss.svg')));
+  assert.match(r.stdout, /Epoch:\[1\/1\]\(60\/1250\), loss: [\d.]+, logits_loss: [\d.]+, aux_loss: 0\.0000, lr: [\d.]+, epoch_time: [\d.]+min/);
+});
+
+s('non-finite losses skip the step and stop the run after --max_bad_steps, with the last good state saved', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nan-'));
+  const r = sft(['--learning_rate', '1e38', '--max_bad_steps', '2', '--max_steps', '50', '--samples', '0', '--save_dir', dir, '--checkpoint_dir', dir]);
+  assert.is(r.status, 1);
+  assert.match(r.stdout, /non-finite .*step is skipped \(1 in a row\)/);
+  assert.match(r.stderr, /stopped: 2 non-finite losses in a row .*saved in .*resume\.safetensors/);
+  assert.ok(existsSync(join(dir, 'full_sft_128_resume.safetensors')));
+});
+
+s('bad flags are refused with the flag named', () => {
+  const r = sft(['--batch_size', 'many']);
+  assert.is(r.status, 1);
+  assert.match(r.stderr, /--batch_size must be a number, got 'many'/);
+});
+
+s.run();
