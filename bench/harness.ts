@@ -29,7 +29,7 @@ export async function time(name: string, fn: () => void | Promise<void>, o: Opti
   let out = { seconds: NaN, spread: NaN };
   await suite(name,
     add(name, async () => { await fn(); await sync(); }),
-    configure({ cases: o.quick ? { minSamples: 3, maxTime: 0.5, delay: 0 } : { minSamples: 8, maxTime: 3, delay: 0 } }),
+    configure({ cases: o.quick ? { minSamples: 2, maxTime: 0.3, delay: 0 } : { minSamples: 8, maxTime: 3, delay: 0 } }),
     cycle(() => ''),
     complete((s) => {
       const r = s.results[0];

@@ -48,7 +48,7 @@ function cases(): Case[] {
   const out: Case[] = [];
   for (const impl of ['tiled', 'naive'] as const) {
     const suffix = impl === 'naive' ? '_naive' : '';
-    for (const [n, k] of [[I, H], [V, H]]) {
+    for (const [n, k] of impl === 'naive' ? [[I, H]] : [[I, H], [V, H]]) {
       out.push({
         name: `matmul${suffix}`, shape: `${N}x${k}·${n}x${k}ᵀ`, bound: 'compute', work: { flops: mmw(N, n, k).flops },
         setup: () => { const x = rand([N, k], 1), w = rand([n, k], 2); return fwd(() => { setMatmulImpl(impl as mm.MatmulImpl); matmul(x, w); setMatmulImpl('tiled' as mm.MatmulImpl); }); },
@@ -136,10 +136,13 @@ function cases(): Case[] {
   return out;
 }
 
+/** --quick leaves out the slowest baselines: naive matmul's backward and naive attention at T 1024. */
+const slowBaseline = (c: Case) => c.name === 'matmul_naive_forward+backward' || (c.name.includes('naive') && c.shape.includes('T1024'));
+
 export async function benchKernels(o: Options, roof: Roofline, want: (name: string) => boolean): Promise<Row[]> {
   const rows: Row[] = [];
   for (const c of cases()) {
-    if (!want(c.name)) continue;
+    if (!want(c.name) || (o.quick && slowBaseline(c))) continue;
     beginScope();
     const call = c.setup();
     rows.push(row(c.name, c.shape, await time(c.name, call, o), c.work, roof, c.bound));

@@ -5,7 +5,7 @@
 import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { counters, resetCounters, sync } from '../runtime/kernel.js';
-import { poolStats, resetPeak } from '../runtime/buffer.js';
+import { poolStats, resetPeak, trimPool } from '../runtime/buffer.js';
 import { add } from '../kernels/index.js';
 import { AdamW } from '../kernels/adamw.js';
 import { gradNorm } from '../kernels/grad_norm.js';
@@ -39,12 +39,14 @@ export async function benchStep(name: string, B: number, T: number, o: Options, 
   };
   await step();
   await sync();
+  trimPool(); // earlier benchmarks' free buffers must not count toward this step's peak
   resetPeak();
+  const base = poolStats().inUseBytes; // tensors other benchmarks keep alive
   resetCounters();
   await step();
   await sync();
   const { dispatches, submits } = counters();
-  const peak = poolStats().peakAllocatedBytes;
+  const peak = poolStats().peakInUseBytes - base; // parameters, moments, grads and the step's activations
   const t = await time(`step_${name}`, step, { ...o, quick: true });
   for (const p of params) p.dispose();
   const flops = stepFlops(cfg, B, T);

@@ -57,6 +57,7 @@ export function backward(root: Tensor, gradRoot?: Tensor): void {
     const seed = gradRoot ?? Tensor.fromArray([1], root.shape);
     grads.set(root, seed);
     hold(seed);
+    if (gradRoot) hold(gradRoot); // the caller's tensor: never released here
     for (let n = order.length - 1; n >= 0; n--) {
       const node = order[n];
       const rule = rules.get(node.op);
