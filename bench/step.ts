@@ -46,7 +46,7 @@ export async function benchStep(name: string, B: number, T: number, o: Options, 
   await step();
   await sync();
   const { dispatches, submits } = counters();
-  const peak = poolStats().peakInUseBytes - base; // parameters, moments, grads and the step's activations
+  const peak = poolStats().peakInUseBytes - base; // the step's activations and gradients, above parameters and moments
   const t = await time(`step_${name}`, step, { ...o, quick: true });
   for (const p of params) p.dispose();
   const flops = stepFlops(cfg, B, T);
