@@ -73,6 +73,7 @@ s('200 steps of a training-like loop do not grow the pool after the first step',
     if (step === 0) peakAfterFirst = poolStats().peakAllocatedBytes;
   }
   assert.is(poolStats().peakAllocatedBytes, peakAfterFirst, 'peak bytes after 200 steps');
+  if (process.env.POOL_REPORT) console.log(`pool peak: ${peakAfterFirst} bytes after step 1, ${poolStats().peakAllocatedBytes} after step 200`);
   assert.ok(losses[3] < losses[0], `loss falls: ${losses}`);
   w.dispose(); x.dispose();
 });
