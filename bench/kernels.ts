@@ -20,17 +20,35 @@ import { Options, Roofline, Row, row, time } from './harness.js';
 
 const B = 16, T = 340, N = B * T, H = 512, I = 1408, V = 6400, NH = 8, NKV = 2, HD = 64;
 
-function rand(shape: number[], seed: number, scale = 1, grad = false): Tensor {
+function host(shape: number[], seed: number, scale = 1): Float32Array {
   const r = mulberry32(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  return Tensor.fromArray(Float32Array.from({ length: n }, () => (r() * 2 - 1) * scale), shape, 'f32', grad);
+  return Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => (r() * 2 - 1) * scale);
 }
+
+function rand(shape: number[], seed: number, scale = 1, grad = false): Tensor {
+  return Tensor.fromArray(host(shape, seed, scale), shape, 'f32', grad);
+}
+
+/** Validation before timing: the first `n` outputs of `op` against the float64 reference `want`
+ *  (computed on the matching slice of the same seeded inputs). Throws on a mismatch. */
+async function verify(name: string, op: () => Tensor, want: Float64Array): Promise<void> {
+  beginScope();
+  const got = (await op().readF32()).subarray(0, want.length);
+  endScope();
+  const scale = want.reduce((m, v) => Math.max(m, Math.abs(v)), 1e-30);
+  for (let i = 0; i < want.length; i++) {
+    if (!(Math.abs(got[i] - want[i]) <= 1e-3 * scale)) throw new Error(`bench ${name}: output ${i} is ${got[i]}, reference ${want[i]}`);
+  }
+}
+const f64 = (a: Float32Array, n = a.length) => Float64Array.from(a.subarray(0, n));
 
 interface Case {
   name: string;
   shape: string;
   /** Build inputs (kept for the case) and return the call to time. */
   setup: () => () => void | Promise<void>;
+  /** Checks the op's output against its float64 reference once, before timing. */
+  check?: () => Promise<void>;
   work: { flops?: number; bytes?: number };
   bound?: 'compute' | 'memory';
 }
@@ -52,6 +70,13 @@ function cases(): Case[] {
       out.push({
         name: `matmul${suffix}`, shape: `${N}x${k}·${n}x${k}ᵀ`, bound: 'compute', work: { flops: mmw(N, n, k).flops },
         setup: () => { const x = rand([N, k], 1), w = rand([n, k], 2); return fwd(() => { setMatmulImpl(impl as mm.MatmulImpl); matmul(x, w); setMatmulImpl('tiled' as mm.MatmulImpl); }); },
+        check: async () => {
+          const xh = host([N, k], 1), wh = host([n, k], 2);
+          const x = Tensor.fromArray(xh, [N, k]), w = Tensor.fromArray(wh, [n, k]);
+          setMatmulImpl(impl as mm.MatmulImpl);
+          await verify(`matmul${suffix}`, () => matmul(x, w), mm.reference(f64(xh, 2 * k), f64(wh), 2, n, k));
+          setMatmulImpl('tiled' as mm.MatmulImpl);
+        },
       });
     }
     out.push({
@@ -72,11 +97,20 @@ function cases(): Case[] {
         const gy = rand([Bq, Tq, NH, HD], 7);
         return () => { setAttentionImpl(impl); fwdBwd(() => attention(q, k, v), gy)(); setAttentionImpl('flash'); };
       },
+      check: async () => {
+        const [qh, kh, vh] = [host([Bq, Tq, NH, HD], 4), host([Bq, Tq, NKV, HD], 5), host([Bq, Tq, NKV, HD], 6)];
+        const [q, k, v] = [Tensor.fromArray(qh, [Bq, Tq, NH, HD]), Tensor.fromArray(kh, [Bq, Tq, NKV, HD]), Tensor.fromArray(vh, [Bq, Tq, NKV, HD])];
+        const want = att.reference.forward(f64(qh, Tq * NH * HD), f64(kh, Tq * NKV * HD), f64(vh, Tq * NKV * HD), 1, Tq, NH, NKV, HD).out;
+        setAttentionImpl(impl);
+        await verify(`attention${suffix}`, () => attention(q, k, v), want);
+        setAttentionImpl('flash');
+      },
     });
   }
   out.push({
     name: 'rmsnorm_forward', shape: `${N}x${H}`, work: rms.bench.rmsnorm_forward(N, H),
     setup: () => { const x = rand([N, H], 8), w = rand([H], 9); return fwd(() => rms.rmsnorm(x, w, 1e-5)); },
+    check: () => verify('rmsnorm', () => rms.rmsnorm(rand([N, H], 8), rand([H], 9), 1e-5), rms.reference(f64(host([N, H], 8), 4 * H), f64(host([H], 9)), 1e-5).y),
   }, {
     name: 'rmsnorm_forward+backward', shape: `${N}x${H}`,
     work: { bytes: rms.bench.rmsnorm_forward(N, H).bytes + rms.bench.rmsnorm_backward(N, H).bytes },
@@ -90,6 +124,7 @@ function cases(): Case[] {
   }, {
     name: 'swiglu_forward', shape: `${N}x${I}`, work: sw.bench.swiglu_forward(N * I),
     setup: () => { const g = rand([N, I], 13), u = rand([N, I], 14); return fwd(() => sw.swiglu(g, u)); },
+    check: () => verify('swiglu', () => sw.swiglu(rand([N, I], 13), rand([N, I], 14)), sw.reference.forward(f64(host([N, I], 13), 4096), f64(host([N, I], 14), 4096))),
   }, {
     name: 'swiglu_forward+backward', shape: `${N}x${I}`, work: { bytes: sw.bench.swiglu_forward(N * I).bytes + sw.bench.swiglu_backward(N * I).bytes },
     setup: () => { const g = rand([N, I], 13, 1, true), u = rand([N, I], 14, 1, true), gy = rand([N, I], 15); return fwdBwd(() => sw.swiglu(g, u), gy); },
@@ -144,6 +179,7 @@ export async function benchKernels(o: Options, roof: Roofline, want: (name: stri
   for (const c of cases()) {
     if (!want(c.name) || (o.quick && slowBaseline(c))) continue;
     beginScope();
+    await c.check?.();
     const call = c.setup();
     rows.push(row(c.name, c.shape, await time(c.name, call, o), c.work, roof, c.bound));
     endScope();
