@@ -2,7 +2,7 @@
 // nkv 2, hd 64), forward alone and forward+backward through the tape, with the naive matmul and
 // attention beside the fast ones. Work per call comes from each kernel module's bench metadata.
 // Each case validates its output once against the float64 reference on a slice before timing.
-import { Tensor, beginScope, endScope, copyInto } from '../runtime/tensor.js';
+import { Tensor, beginScope, endScope, copyInto, noGrad } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { mulberry32 } from '../runtime/random.js';
 import { matmul, setMatmulImpl, attention, setAttentionImpl } from '../kernels/index.js';
@@ -118,6 +118,7 @@ function cases(): Case[] {
   }, {
     name: 'rope_forward', shape: `${B}x${T}x${NH}x${HD}`, work: rp.bench.rope(N * NH * HD),
     setup: () => { const x = rand([B, T, NH, HD], 11); return fwd(() => rp.rope(x, 0, 1e6)); },
+    check: () => verify('rope', () => rp.rope(rand([B, T, NH, HD], 11), 0, 1e6), rp.reference(f64(host([B, T, NH, HD], 11), T * NH * HD), [1, T, NH, HD], 0, 1e6)),
   }, {
     name: 'rope_forward+backward', shape: `${B}x${T}x${NH}x${HD}`, work: { bytes: 2 * rp.bench.rope(N * NH * HD).bytes },
     setup: () => { const x = rand([B, T, NH, HD], 11, 1, true), gy = rand([B, T, NH, HD], 12); return fwdBwd(() => rp.rope(x, 0, 1e6), gy); },
@@ -139,6 +140,12 @@ function cases(): Case[] {
     },
   }, {
     name: 'cross_entropy_forward+backward', shape: `${N}x${V}`, work: ce.bench.cross_entropy(N, V),
+    check: async () => {
+      const r = mulberry32(19);
+      const lab = Int32Array.from({ length: N }, (_, i) => (i % T < 100 ? -100 : Math.floor(r() * V)));
+      const want = ce.reference(f64(host([B, T, V], 20)), lab, B, T, V).loss;
+      await verify('cross_entropy', () => noGrad(() => ce.crossEntropy(rand([B, T, V], 20), Tensor.fromArray(lab, [B, T], 'i32')).loss), Float64Array.of(want));
+    },
     setup: () => {
       const r = mulberry32(19);
       const labels = Tensor.fromArray(Int32Array.from({ length: N }, (_, i) => (i % T < 100 ? -100 : Math.floor(r() * V))), [B, T], 'i32');
@@ -159,6 +166,8 @@ function cases(): Case[] {
   out.push({
     name: 'grad_norm', shape: `${shapes.length} tensors, ${nParams} floats`, work: gn.bench.grad_norm(nParams),
     setup: () => { const gs = shapes.map((s, i) => rand(s, 100 + i, 0.01).keep()); return fwd(() => gn.gradNorm(gs)); },
+    check: () => verify('grad_norm', () => gn.gradNorm(shapes.map((s, i) => rand(s, 100 + i, 0.01))),
+      Float64Array.of(gn.reference(shapes.map((s, i) => host(s, 100 + i, 0.01))))),
   }, {
     name: 'adamw', shape: `${shapes.length} tensors, ${nParams} floats`, work: adamw.bench.adamw(nParams), bound: 'memory',
     setup: () => {
