@@ -70,10 +70,14 @@ function printPeer(p: Record<string, unknown>, ours: Row[]): void {
   const mine = ours.find((r) => r.name === 'matmul' && r.shape.startsWith('5440x512·1408'));
   console.log(`\npeer (TensorFlow.js WebGPU on ${p.adapter}):`);
   if (mine) console.log(`  matmul 5440×512·512×1408: tfjs ${mm.ms.toFixed(1)} ms vs ours ${mine.ms.toFixed(1)} ms → ${(mm.ms / mine.ms).toFixed(2)}× faster`);
+  // Compared in tokens/s: the peer may run a smaller batch than ours at the same preset.
   for (const s of (p.steps as { name: string; batch: number; seq: number; ms: number }[]) ?? []) {
     const m = ours.find((r) => r.name === `train_step_${s.name}`);
-    const note = `tfjs forward+backward ${s.ms.toFixed(0)} ms (B${s.batch}×T${s.seq})`;
-    console.log(m ? `  step ${s.name}: ${note} vs ours forward+backward+AdamW ${m.ms.toFixed(0)} ms (${m.shape}) → ${(s.ms / m.ms).toFixed(2)}× faster`
-      : `  step ${s.name}: ${note}`);
+    const peerTps = (s.batch * s.seq) / (s.ms / 1000);
+    const note = `tfjs forward+backward ${s.ms.toFixed(0)} ms at B${s.batch}×T${s.seq} = ${peerTps.toFixed(0)} tokens/s`;
+    if (!m) { console.log(`  step ${s.name}: ${note}`); continue; }
+    const [b, t] = m.shape.slice(1).split('×T').map(Number);
+    const ourTps = (b * t) / (m.ms / 1000);
+    console.log(`  step ${s.name}: ${note} vs ours forward+backward+AdamW ${m.ms.toFixed(0)} ms at ${m.shape} = ${ourTps.toFixed(0)} tokens/s → ${(ourTps / peerTps).toFixed(2)}× the tokens/s`);
   }
 }
