@@ -6,7 +6,7 @@ import { Tensor, beginScope, endScope, setSentinelMode, noGrad } from '../runtim
 import { backward } from '../runtime/autograd.js';
 import { scale, matmul } from '../kernels/index.js';
 import { crossEntropy, reference } from '../kernels/cross_entropy.js';
-import { setupGpu, randn, rng, assertClose, numericGrad } from './util.js';
+import { setupGpu, randn, rng, assertClose, numericGrad, readFixture } from './util.js';
 
 const s = suite('cross_entropy');
 s.before(setupGpu);
@@ -146,20 +146,11 @@ s('no write past loss, count or the logits (sentinel guard regions)', async () =
 });
 
 const FIX = join(import.meta.dirname, 'fixtures', 'ref');
-/** The F32/I32 tensors of a safetensors fixture, as float64. */
-function readSafetensors(file: string): Record<string, { shape: number[]; data: Float64Array }> {
-  const buf = readFileSync(file), n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString()) as Record<string, { dtype: string; shape: number[]; data_offsets: number[] }>;
-  return Object.fromEntries(Object.entries(header).filter(([k]) => k !== '__metadata__').map(([k, e]) => {
-    const raw = buf.buffer.slice(buf.byteOffset + 8 + n + e.data_offsets[0], buf.byteOffset + 8 + n + e.data_offsets[1]);
-    return [k, { shape: e.shape, data: Float64Array.from(e.dtype === 'F32' ? new Float32Array(raw) : new Int32Array(raw)) }];
-  }));
-}
 
 s('matches the PyTorch golden fixture (kernel_cross_entropy), including a fully ignored row and batch', async () => {
   const file = join(FIX, 'kernel_cross_entropy.safetensors');
   assert.ok(existsSync(file), `${file} missing: run /usr/bin/python3 test/fixtures/ref/make_fixtures.py`);
-  const f = readSafetensors(file);
+  const f = readFixture(file);
   const meta = JSON.parse(readFileSync(join(FIX, 'kernel_cross_entropy.json'), 'utf8')) as { loss: number; n_valid: number };
   const shape = f.logits.shape, lshape = f.labels.shape;
   const tl = Tensor.fromArray(f.logits.data, shape, 'f32', true);

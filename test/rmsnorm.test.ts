@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Tensor, beginScope, endScope, setSentinelMode } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { rmsnorm, rmsnormBackward, reference, referenceBackward } from '../kernels/rmsnorm.js';
-import { setupGpu, randn, assertClose, numericGrad, dot } from './util.js';
+import { setupGpu, randn, assertClose, numericGrad, dot, readFixture } from './util.js';
 
 const s = suite('rmsnorm');
 s.before(setupGpu);
@@ -74,19 +74,10 @@ s('no write past y, dx or dw (sentinel guard regions)', async () => {
 });
 
 const FIX = join(import.meta.dirname, 'fixtures', 'ref');
-/** The F32/I32 tensors of a safetensors fixture, as float64. */
-function readSafetensors(file: string): Record<string, { shape: number[]; data: Float64Array }> {
-  const buf = readFileSync(file), n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString()) as Record<string, { dtype: string; shape: number[]; data_offsets: number[] }>;
-  return Object.fromEntries(Object.entries(header).filter(([k]) => k !== '__metadata__').map(([k, e]) => {
-    const raw = buf.buffer.slice(buf.byteOffset + 8 + n + e.data_offsets[0], buf.byteOffset + 8 + n + e.data_offsets[1]);
-    return [k, { shape: e.shape, data: Float64Array.from(e.dtype === 'F32' ? new Float32Array(raw) : new Int32Array(raw)) }];
-  }));
-}
 s('matches the PyTorch golden fixture (kernel_rmsnorm)', async () => {
   const file = join(FIX, 'kernel_rmsnorm.safetensors');
   assert.ok(existsSync(file), `${file} missing: run /usr/bin/python3 test/fixtures/ref/make_fixtures.py`);
-  const f = readSafetensors(file);
+  const f = readFixture(file);
   const { eps } = JSON.parse(readFileSync(join(FIX, 'kernel_rmsnorm.json'), 'utf8')) as { eps: number };
   const tx = up(f.x.data, f.x.shape, true), tw = up(f.w.data, f.w.shape, true);
   const y = rmsnorm(tx, tw, eps);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Tensor, beginScope, endScope, setSentinelMode } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { rope, ropeTable, reference } from '../kernels/rope.js';
-import { setupGpu, randn, assertClose, numericGrad, dot } from './util.js';
+import { setupGpu, randn, assertClose, numericGrad, dot, readFixture } from './util.js';
 
 const s = suite('rope');
 s.before(setupGpu);
@@ -84,20 +84,11 @@ s('no write past the output (sentinel guard regions)', async () => {
 });
 
 const FIX = join(import.meta.dirname, 'fixtures', 'ref');
-/** The F32/I32 tensors of a safetensors fixture, as float64. */
-function readSafetensors(file: string): Record<string, { shape: number[]; data: Float64Array }> {
-  const buf = readFileSync(file), n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString()) as Record<string, { dtype: string; shape: number[]; data_offsets: number[] }>;
-  return Object.fromEntries(Object.entries(header).filter(([k]) => k !== '__metadata__').map(([k, e]) => {
-    const raw = buf.buffer.slice(buf.byteOffset + 8 + n + e.data_offsets[0], buf.byteOffset + 8 + n + e.data_offsets[1]);
-    return [k, { shape: e.shape, data: Float64Array.from(e.dtype === 'F32' ? new Float32Array(raw) : new Int32Array(raw)) }];
-  }));
-}
 
 s('matches the PyTorch golden fixture (kernel_rope): table, forward and backward at two offsets', async () => {
   const file = join(FIX, 'kernel_rope.safetensors');
   assert.ok(existsSync(file), `${file} missing: run /usr/bin/python3 test/fixtures/ref/make_fixtures.py`);
-  const f = readSafetensors(file);
+  const f = readFixture(file);
   const meta = JSON.parse(readFileSync(join(FIX, 'kernel_rope.json'), 'utf8')) as { theta: number; head_dim: number; offsets: number[] };
   const hd = meta.head_dim, end = f.cos.shape[0];
   const tab = ropeTable(hd, meta.theta, end);

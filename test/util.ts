@@ -2,6 +2,7 @@
 // magnitude (printing the first mismatches), central finite differences, and GPU setup.
 import * as assert from 'uvu/assert';
 import { initGpu } from '../runtime/device.js';
+import { readSafetensors } from '../model/safetensors.js';
 import '../kernels/index.js';
 
 export async function setupGpu(): Promise<void> {
@@ -54,3 +55,8 @@ export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 /** Shapes that are not multiples of any workgroup or tile size. */
 export const AWKWARD = [1, 7, 33, 65, 1025];
+
+/** The F32/I32 tensors of a safetensors fixture, as float64 (for comparisons with references). */
+export function readFixture(file: string): Record<string, { shape: number[]; data: Float64Array }> {
+  return Object.fromEntries([...readSafetensors(file).tensors].map(([k, t]) => [k, { shape: t.shape, data: Float64Array.from(t.data) }]));
+}
