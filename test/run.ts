@@ -33,7 +33,11 @@ process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
   out += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
   return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
 }) as typeof process.stdout.write;
+// Keep the event loop alive for the whole run: a test awaiting only unref'd handles (e.g. the data
+// loader's idle workers) must not let Node exit mid-suite.
+const keepAlive = setInterval(() => {}, 1 << 30);
 await uvu.exec();
+clearInterval(keepAlive);
 process.stdout.write = write;
 closeGpu();
 // eslint-disable-next-line no-control-regex
