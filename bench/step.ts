@@ -24,8 +24,8 @@ export function stepFlops(c: MiniMindConfig, B: number, T: number): number {
 export async function benchStep(name: string, B: number, T: number, o: Options, roof: Roofline): Promise<Row> {
   const cfg = preset(name);
   const model = new MiniMind(cfg, 1);
-  const params = model.parameters();
-  const opt = new AdamW(params, { lr: 1e-4 });
+  const store = model.store;
+  const opt = new AdamW(store, { lr: 1e-4 });
   const r = rng(7);
   const ids = Int32Array.from({ length: B * T }, () => Math.floor(r() * cfg.vocab_size));
   const labels = Int32Array.from(ids, (v, i) => (i % T < T / 4 ? -100 : v));
@@ -33,7 +33,7 @@ export async function benchStep(name: string, B: number, T: number, o: Options, 
     beginScope();
     const { loss, aux } = await model.loss(Tensor.fromArray(ids, [B, T], 'i32'), Tensor.fromArray(labels, [B, T], 'i32'), ids);
     backward(aux ? add(loss, aux) : loss);
-    opt.step(1e-4, gradNorm(params.map((p) => p.grad!)), 1.0);
+    opt.step(1e-4, gradNorm(store.chunks(store.grads)), 1.0);
     opt.zeroGrad();
     endScope();
   };
@@ -48,7 +48,8 @@ export async function benchStep(name: string, B: number, T: number, o: Options, 
   const { dispatches, submits } = counters();
   const peak = poolStats().peakInUseBytes - base; // the step's activations and gradients, above parameters and moments
   const t = await time(`step_${name}`, step, { ...o, quick: true });
-  for (const p of params) p.dispose();
+  model.dispose();
+  opt.dispose();
   const flops = stepFlops(cfg, B, T);
   return {
     name: `train_step_${name}`, shape: `B${B}×T${T}`, ms: t.seconds * 1e3, spread: t.spread,

@@ -6,12 +6,15 @@
 //   m = m·β1 + (1−β1)·g
 //   v = v·β2 + ((1−β2)·g)·g
 //   p = p + (−lr/bc1 · m) / (√v / √bc2 + eps),  bc1 = 1 − β1^t, bc2 = 1 − β2^t
-// One multi-tensor dispatch updates up to S parameters (p, g, m, v bound per slot; see grad_norm.ts):
-// S = (maxStorageBuffersPerShaderStage − 1) / 4, 3 on lavapipe, 1 on an 8-buffer adapter.
+// One multi-tensor dispatch updates up to S runs of elements (p, g, m, v bound per slot; see
+// grad_norm.ts): S = (maxStorageBuffersPerShaderStage − 1) / 4, 3 on lavapipe, 1 on an 8-buffer
+// adapter. Over a ParamStore a run is a whole binding-sized chunk of the flat buffers.
 // Gradients are not modified (PyTorch's clip scales them in place; the trainer zeroes them next).
 // Bytes per element: 28 (p read+write, g read, m and v read+write). FLOPs ≈ 14.
-import { defineKernel, launch, Kernel, clearBuffer, copyBuffer } from '../runtime/kernel.js';
-import { Tensor } from '../runtime/tensor.js';
+import { defineKernel, launch, Kernel, clearBuffer } from '../runtime/kernel.js';
+import { Tensor, copyInto } from '../runtime/tensor.js';
+import { ParamStore } from '../runtime/param_store.js';
+import { acquireBuffer, releaseBuffer } from '../runtime/buffer.js';
 import { groupSlots, slotsPerDispatch, slotSearch, slotSwitch, slotTable } from './grad_norm.js';
 
 const WG = 256;
@@ -60,33 +63,56 @@ ${slotSwitch(S, (s) => `      let base = (wg - p.w${s}) * ${CHUNK}u + lid.x;
 export interface AdamWOptions { lr: number; betas?: [number, number]; eps?: number; weightDecay?: number }
 export interface AdamWState { step: number; m: Tensor[]; v: Tensor[] }
 
+/** What one slot of a dispatch updates: parameter, gradient and moments, element for element. */
+type Quad = [p: Tensor, g: Tensor, m: Tensor, v: Tensor];
+
 export class AdamW {
   lr: number;
   readonly betas: [number, number];
   readonly eps: number;
   readonly weightDecay: number;
+  readonly params: Tensor[];
   /** Optimizer steps taken (PyTorch's state['step'], one count for all parameters). */
   private t = 0;
+  /** Moments per parameter (views into mFlat/vFlat for a store). */
   private readonly m: Tensor[];
   private readonly v: Tensor[];
+  private readonly store?: ParamStore;
+  private readonly mFlat?: GPUBuffer;
+  private readonly vFlat?: GPUBuffer;
   /** Bound in place of the norm when step() gets none. */
   private readonly noNorm: Tensor;
 
-  constructor(readonly params: Tensor[], opts: AdamWOptions) {
+  /** Over a ParamStore the moments are laid out like the parameters and a step is one dispatch per
+   *  three binding-sized runs of parameters that have gradients (one dispatch for MiniMind2-small);
+   *  over a list of tensors, one dispatch per three tensors. */
+  constructor(params: Tensor[] | ParamStore, opts: AdamWOptions) {
     this.lr = opts.lr;
     this.betas = opts.betas ?? [0.9, 0.999];
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0.01;
     // Moments: float32, zero-initialised, persistent (outlive every scope).
-    this.m = params.map((p) => Tensor.zeros(p.shape).keep());
-    this.v = params.map((p) => Tensor.zeros(p.shape).keep());
+    if (params instanceof ParamStore) {
+      this.store = params;
+      this.params = [...params.params.values()];
+      this.mFlat = acquireBuffer(params.bytes);
+      this.vFlat = acquireBuffer(params.bytes);
+      clearBuffer(this.mFlat, params.bytes);
+      clearBuffer(this.vFlat, params.bytes);
+      this.m = this.params.map((p) => Tensor.view(this.mFlat!, p.offset, p.shape));
+      this.v = this.params.map((p) => Tensor.view(this.vFlat!, p.offset, p.shape));
+    } else {
+      this.params = params;
+      this.m = params.map((p) => Tensor.zeros(p.shape).keep());
+      this.v = params.map((p) => Tensor.zeros(p.shape).keep());
+    }
     this.noNorm = Tensor.zeros([1]).keep();
   }
 
   /** One step at learning rate `lr`, the gradients first clipped to `maxNorm` by the global norm
-   *  `clipNorm` (from gradNorm). Parameters without a gradient are skipped, as PyTorch does; the
-   *  step count is shared, so a parameter skipped on some steps sees a later bias correction than
-   *  PyTorch's per-parameter count would give. */
+   *  `clipNorm` (from gradNorm). Parameters without a gradient since the last zeroGrad are
+   *  skipped, as PyTorch skips .grad None; the step count is shared, so a parameter skipped on some
+   *  steps sees a later bias correction than PyTorch's per-parameter count would give. */
   step(lr: number = this.lr, clipNorm?: Tensor, maxNorm?: number): void {
     if (clipNorm && maxNorm === undefined) throw new Error('AdamW.step: clipNorm given without maxNorm');
     if (clipNorm && clipNorm.size !== 1) throw new Error(`AdamW.step: clipNorm must be [1], got [${clipNorm.shape}]`);
@@ -97,28 +123,58 @@ export class AdamW {
       clip: clipNorm ? 1 : 0, maxNorm: maxNorm ?? 0, decay: 1 - lr * this.weightDecay, b1, omb1: 1 - b1, b2, omb2: 1 - b2,
       bc2s: Math.sqrt(bc2), negStep: -lr / bc1, eps: this.eps,
     };
-    const live = this.params.map((_, i) => i).filter((i) => this.params[i].grad);
-    for (const i of live) {
-      const p = this.params[i], g = p.grad!;
-      p.assertLive(); g.assertLive();
-      if (g.size !== p.size) throw new Error(`AdamW.step: param ${i} [${p.shape}] has a gradient of shape [${g.shape}]`);
-    }
+    const quads = this.quads();
     const S = slotsPerDispatch(1, 4);
-    for (const idx of groupSlots(live.length, S).map((gr) => gr.map((j) => live[j]))) {
-      const { w, total } = slotTable(idx.map((i) => this.params[i].size), CHUNK);
+    for (const group of groupSlots(quads.length, S).map((gr) => gr.map((j) => quads[j]))) {
+      const { w, total } = slotTable(group.map(([p]) => p.size), CHUNK);
       const params: Record<string, number> = { total, ...scalars };
-      idx.forEach((i, s) => { params[`n${s}`] = this.params[i].size; params[`w${s}`] = w[s]; });
-      launch(adamwKernel(idx.length), {
-        params, workgroups: total, variant: { S: idx.length },
-        buffers: [(clipNorm ?? this.noNorm).buffer,
-          ...idx.flatMap((i) => [this.params[i].buffer, this.params[i].grad!.buffer, this.m[i].buffer, this.v[i].buffer])],
+      group.forEach(([p], s) => { params[`n${s}`] = p.size; params[`w${s}`] = w[s]; });
+      launch(adamwKernel(group.length), {
+        params, workgroups: total, variant: { S: group.length },
+        buffers: [(clipNorm ?? this.noNorm).binding(), ...group.flatMap((q) => q.map((t) => t.binding()))],
       });
     }
   }
 
+  private quads(): Quad[] {
+    const st = this.store;
+    if (st) {
+      return st.liveRanges().flatMap(([a, b]) => {
+        const [p, g, m, v] = [st.data, st.grads, this.mFlat!, this.vFlat!].map((buf) => st.chunks(buf, a, b));
+        return p.map((_, i): Quad => [p[i], g[i], m[i], v[i]]);
+      });
+    }
+    const out: Quad[] = [];
+    this.params.forEach((p, i) => {
+      if (!p.hasGrad) return;
+      const g = p.grad!;
+      p.assertLive(); g.assertLive();
+      if (g.size !== p.size) throw new Error(`AdamW.step: param ${i} [${p.shape}] has a gradient of shape [${g.shape}]`);
+      out.push([p, g, this.m[i], this.v[i]]);
+    });
+    return out;
+  }
+
   /** Zero every gradient in place (the buffers stay; matmul accumulates dW into them). */
   zeroGrad(): void {
-    for (const p of this.params) if (p.grad) clearBuffer(p.grad.buffer, p.grad.size * 4);
+    if (this.store) { this.store.zeroGrad(); return; }
+    for (const p of this.params) {
+      if (p.grad) clearBuffer(p.grad.buffer, p.grad.size * 4, p.grad.offset);
+      p.hasGrad = false;
+    }
+  }
+
+  /** Release the moments (the parameters belong to the caller). */
+  dispose(): void {
+    if (this.mFlat) { releaseBuffer(this.mFlat); releaseBuffer(this.vFlat!); } else for (const t of [...this.m, ...this.v]) t.dispose();
+    this.noNorm.dispose();
+  }
+
+  /** The moments of one of this optimizer's parameters. */
+  momentsOf(p: Tensor): { m: Tensor; v: Tensor } {
+    const i = this.params.indexOf(p);
+    if (i < 0) throw new Error(`AdamW.momentsOf: tensor [${p.shape}] is not one of this optimizer's parameters`);
+    return { m: this.m[i], v: this.v[i] };
   }
 
   /** The live state: moment tensors (write into them to restore) and the step count. */
@@ -134,7 +190,7 @@ export class AdamW {
       if (src.length !== dst.length) throw new Error(`AdamW.loadState: ${src.length} ${name} tensors for ${dst.length} parameters`);
       src.forEach((t, i) => {
         if (t.size !== dst[i].size) throw new Error(`AdamW.loadState: ${name}[${i}] is [${t.shape}], parameter is [${dst[i].shape}]`);
-        copyBuffer(t.buffer, 0, dst[i].buffer, 0, t.size * 4);
+        copyInto(dst[i], t);
       });
     }
     this.t = s.step;

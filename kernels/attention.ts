@@ -64,7 +64,7 @@ function forwardFlash(q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, k
   const cfg = attentionConfig();
   launch(kernels.attention_forward, {
     params: { B, n4: hd / 4, T, nh, nkv, kvT, qpos0, scale2: LOG2E / Math.sqrt(hd) },
-    buffers: [q.buffer, k.buffer, v.buffer, o.buffer, lse.buffer],
+    buffers: [q.binding(), k.binding(), v.binding(), o.binding(), lse.binding()],
     workgroups: B * nh * Math.ceil(T / cfg.wg), variant: { hd, ...cfg },
   });
 }
@@ -103,7 +103,7 @@ export function writeKV(cache: Tensor, x: Tensor, pos: number): void {
   if (pos < 0 || pos + t > maxT) throw new Error(`writeKV: positions ${pos}..${pos + t} outside the cache's ${maxT}`);
   cache.assertLive(); x.assertLive();
   const row = nkv * hd * 4; // bytes per position
-  for (let b = 0; b < B; b++) copyBuffer(x.buffer, b * t * row, cache.buffer, (b * maxT + pos) * row, t * row);
+  for (let b = 0; b < B; b++) copyBuffer(x.buffer, x.offset + b * t * row, cache.buffer, cache.offset + (b * maxT + pos) * row, t * row);
 }
 
 function backwardFlash(q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, gy: Tensor): Tensor[] {
@@ -115,11 +115,11 @@ function backwardFlash(q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, 
   const variant = { hd, ...cfg };
   launch(kernels.attention_backward_dq, {
     params, variant, workgroups: B * nh * Math.ceil(T / cfg.wg),
-    buffers: [q.buffer, k.buffer, v.buffer, o.buffer, gy.buffer, lse.buffer, dq.buffer, dsum.buffer],
+    buffers: [q.binding(), k.binding(), v.binding(), o.binding(), gy.binding(), lse.binding(), dq.binding(), dsum.binding()],
   });
   launch(kernels.attention_backward_dkv, {
     params, variant, workgroups: B * nkv * Math.ceil(T / cfg.wg),
-    buffers: [q.buffer, k.buffer, v.buffer, gy.buffer, lse.buffer, dsum.buffer, dk.buffer, dv.buffer],
+    buffers: [q.binding(), k.binding(), v.binding(), gy.binding(), lse.binding(), dsum.binding(), dk.binding(), dv.binding()],
   });
   dsum.dispose(); // later commands only may reuse it (queue order)
   return [dq, dk, dv];

@@ -88,7 +88,7 @@ function chunk(B: number, nh: number, T: number): number {
 }
 
 const run = (name: keyof typeof kernels, n: number, shape: Record<string, number>, bufs: Tensor[], extra: Record<string, number> = {}) =>
-  launch(kernels[name], { params: { n, ...shape, ...extra }, buffers: bufs.map((t) => t.buffer), workgroups: Math.ceil(n / WG) });
+  launch(kernels[name], { params: { n, ...shape, ...extra }, buffers: bufs.map((t) => t.binding()), workgroups: Math.ceil(n / WG) });
 
 export function attentionNaive(q: Tensor, k: Tensor, v: Tensor): Tensor {
   const [B, T, nh, hd] = q.shape, nkv = k.shape[2], scale = 1 / Math.sqrt(hd);

@@ -113,7 +113,7 @@ function chunks(rows: number, V: number): { r0: number; n: number }[] {
   for (let r0 = 0; r0 < rows; r0 += per) out.push({ r0, n: Math.min(per, rows - r0) });
   return out;
 }
-const slice = (buf: GPUBuffer, V: number, c: { r0: number; n: number }): Binding => ({ buffer: buf, offset: c.r0 * V * 4, size: c.n * V * 4 });
+const slice = (t: Tensor, V: number, c: { r0: number; n: number }): Binding => ({ buffer: t.buffer, offset: t.offset + c.r0 * V * 4, size: c.n * V * 4 });
 
 /** Shifted masked cross-entropy. loss [1] (mean over counted tokens, 0 if none), count [1] (f32).
  *  When gradients are recorded, the logits are overwritten with dlogits: this must be their last use. */
@@ -126,15 +126,15 @@ export function crossEntropy(logits: Tensor, labels: Tensor): { loss: Tensor; co
   }
   const rows = B * T, vec4 = V % 4 === 0, grad = needsGrad(logits);
   const count = Tensor.empty([1]), loss = Tensor.empty([1]), losses = Tensor.empty([rows]);
-  launch(kernels.cross_entropy_count, { params: { rows, T }, buffers: [labels.buffer, count.buffer], workgroups: 1 });
+  launch(kernels.cross_entropy_count, { params: { rows, T }, buffers: [labels.binding(), count.binding()], workgroups: 1 });
   for (const c of chunks(rows, V)) {
     launch(kernels.cross_entropy_forward, {
       params: { rows: c.n, r0: c.r0, T, V, vv: vec4 ? V / 4 : V },
-      buffers: [slice(logits.buffer, V, c), labels.buffer, count.buffer, losses.buffer],
+      buffers: [slice(logits, V, c), labels.binding(), count.binding(), losses.binding()],
       workgroups: Math.ceil(c.n / WG), variant: { vec4, grad },
     });
   }
-  launch(kernels.cross_entropy_loss, { params: { rows }, buffers: [losses.buffer, count.buffer, loss.buffer], workgroups: 1 });
+  launch(kernels.cross_entropy_loss, { params: { rows }, buffers: [losses.binding(), count.binding(), loss.binding()], workgroups: 1 });
   losses.dispose();
   if (grad) record('cross_entropy', [logits, labels], [loss, count], {});
   return { loss, count };
@@ -148,7 +148,7 @@ export const backward: Record<string, BackwardRule> = {
     for (const c of chunks(logits.size / V, V)) {
       const n = (c.n * V) / (vec4 ? 4 : 1), groups = Math.min(SCALE_GROUPS, Math.ceil(n / RED));
       launch(kernels.cross_entropy_backward, {
-        params: { n, stride: groups * RED }, buffers: [g.buffer, slice(logits.buffer, V, c)], workgroups: groups, variant: { vec4 },
+        params: { n, stride: groups * RED }, buffers: [g.binding(), slice(logits, V, c)], workgroups: groups, variant: { vec4 },
       });
     }
     // The logits buffer now holds the gradient; autograd releases it once the LM head has used it.

@@ -51,7 +51,7 @@ function sameShape(op: string, a: Tensor, b: Tensor): void {
 
 function run(k: Kernel, inputs: Tensor[], out: Tensor, params: Record<string, number> = {}): Tensor {
   for (const t of inputs) t.assertLive();
-  launch(k, { params: { n: out.size, ...params }, buffers: [...inputs.map((t) => t.buffer), out.buffer], workgroups: Math.ceil(out.size / WG) });
+  launch(k, { params: { n: out.size, ...params }, buffers: [...inputs.map((t) => t.binding()), out.binding()], workgroups: Math.ceil(out.size / WG) });
   return out;
 }
 

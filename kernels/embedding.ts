@@ -124,7 +124,7 @@ export function embedding(ids: Tensor, table: Tensor, hostIds?: Int32Array): Ten
   flagBuf ??= (() => { const b = acquireBuffer(4); writeBuffer(b, 0, new Uint32Array(1)); return b; })();
   const y = Tensor.empty([...ids.shape, H]);
   launch(kernels.embedding_forward, {
-    params: { N: ids.size, hv, V }, buffers: [ids.buffer, table.buffer, y.buffer, flagBuf], workgroups: Math.ceil(ids.size / WG), variant: { vec4 },
+    params: { N: ids.size, hv, V }, buffers: [ids.binding(), table.binding(), y.binding(), flagBuf], workgroups: Math.ceil(ids.size / WG), variant: { vec4 },
   });
   if (needsGrad(table)) {
     const groups = sorted ? Tensor.fromArray(sorted.groups, [sorted.groups.length], 'i32') : undefined;
@@ -144,12 +144,12 @@ export const backward: Record<string, BackwardRule> = {
     if (groups) {
       const nb = Math.ceil(hv / COLS), n = (node.saved.U as number) * nb;
       launch(kernels.embedding_backward, {
-        params: { n, hv, U: node.saved.U as number, cb: COLS, nb }, buffers: [groups.buffer, dy!.buffer, dw.buffer],
+        params: { n, hv, U: node.saved.U as number, cb: COLS, nb }, buffers: [groups.binding(), dy!.binding(), dw.binding()],
         workgroups: Math.ceil(n / WG), variant: { vec4 },
       });
     } else {
       launch(kernels.embedding_backward_scan, {
-        params: { V, hv, N: ids.size }, buffers: [ids.buffer, dy!.buffer, dw.buffer], workgroups: Math.ceil(V / WG), variant: { vec4 },
+        params: { V, hv, N: ids.size }, buffers: [ids.binding(), dy!.binding(), dw.binding()], workgroups: Math.ceil(V / WG), variant: { vec4 },
       });
     }
     return [null, leaf ? undefined : dw];

@@ -120,11 +120,11 @@ export function gradNorm(all: (Tensor | null)[]): Tensor {
     const params: Record<string, number> = { total: g.total, pbase };
     g.idx.forEach((t, s) => { params[`n${s}`] = grads[t].size; params[`w${s}`] = g.w[s]; });
     launch(gradNormKernel(g.idx.length), {
-      params, buffers: [partials.buffer, ...g.idx.map((t) => grads[t].buffer)], workgroups: g.total, variant: { S: g.idx.length },
+      params, buffers: [partials.binding(), ...g.idx.map((t) => grads[t].binding())], workgroups: g.total, variant: { S: g.idx.length },
     });
     pbase += g.total * WG;
   }
-  launch(kernels.grad_norm_final, { params: { n: nPartials }, buffers: [partials.buffer, out.buffer], workgroups: 1 });
+  launch(kernels.grad_norm_final, { params: { n: nPartials }, buffers: [partials.binding(), out.binding()], workgroups: 1 });
   partials.dispose();
   return out;
 }

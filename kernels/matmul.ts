@@ -87,7 +87,7 @@ export function gemm(g: Gemm): void {
   g.a.assertLive(); g.b.assertLive(); g.c.assertLive();
   for (const [name, t] of [['a', g.a], ['b', g.b]] as const) {
     // The tiled kernel binds A and B as arrays of vec4 (the pool's buffers are multiples of 16 bytes).
-    if (t.buffer.size % 16) throw new Error(`gemm: operand ${name} [${t.shape}] has a buffer of ${t.buffer.size} bytes, not a multiple of 16`);
+    if ((t.end() - t.offset) % 16 || t.offset % 16) throw new Error(`gemm: operand ${name} [${t.shape}] spans ${t.end() - t.offset} bytes from offset ${t.offset}, not multiples of 16`);
   }
   split(g, [0, 0, 0], Math.floor((bindingLimit ?? gpu().limits.maxStorageBufferBindingSize) / 16) * 4);
 }
@@ -124,7 +124,7 @@ function split(g: Gemm, off: [number, number, number], words: number): void {
 function launchGemm(g: Gemm, off: [number, number, number], words: number): void {
   const params = { M: g.M, N: g.N, K: g.K, am: g.am, ak: g.ak, bk: g.bk, bn: g.bn, beta: g.beta };
   // Bind from the offset to the buffer's end (or the limit): writes past C stay visible to tests.
-  const buffers = [g.a, g.b, g.c].map((t, i) => ({ buffer: t.buffer, offset: off[i] * 4, size: Math.min(t.buffer.size - off[i] * 4, words * 4) }));
+  const buffers = [g.a, g.b, g.c].map((t, i) => ({ buffer: t.buffer, offset: t.offset + off[i] * 4, size: Math.min(t.end() - t.offset - off[i] * 4, words * 4) }));
   if (impl === 'naive') {
     launch(kernels.matmul_naive, { params, buffers, workgroups: Math.ceil((g.M * g.N) / WG) });
     return;

@@ -19,7 +19,7 @@
 // Backward: dlogits from dw (through the renorm and softmax) plus the aux coefficients times d(aux);
 // saved: scores [N,E], top-k indices and weights [N,k], lists [E,N], coef [G,E] (all small).
 // Note: MiniMind2's training path rounds expert outputs to float16 before the weighted sum; we keep f32.
-import { defineKernel, launch, readBuffer, clearBuffer, copyBuffer, Variant } from '../runtime/kernel.js';
+import { defineKernel, launch, readBuffer, clearBuffer, copyBuffer, Variant, Binding } from '../runtime/kernel.js';
 import { Tensor, needsGrad, record, noGrad, isGradEnabled } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 import { matmul } from './matmul.js';
@@ -197,7 +197,7 @@ ${ENTRY('moe_combine_backward', ROW_WG)} {
   }),
 };
 
-const rowLaunch = (k: (typeof kernels)['moe_gather'], rows: number, H: number, K: number, off: number, buffers: GPUBuffer[]) =>
+const rowLaunch = (k: (typeof kernels)['moe_gather'], rows: number, H: number, K: number, off: number, buffers: Binding[]) =>
   launch(k, { params: { rows, H, K, off }, buffers, workgroups: Math.ceil((rows * H) / WG) });
 
 /** Aux-loss groups: G groups of M tokens, and the k that normalises the pick fractions. */
@@ -223,18 +223,18 @@ export async function moeFFN(x: Tensor, p: MoEWeights, cfg: MoEConfig): Promise<
   const logits = matmul(x2, p.gate); // [N, E]
   const scores = Tensor.empty([N, E]), idx = Tensor.empty([N, K], 'u32'), w = Tensor.empty([N, K]);
   launch(kernels.moe_route, {
-    params: { N, norm: cfg.normTopk ? 1 : 0 }, buffers: [logits.buffer, scores.buffer, idx.buffer, w.buffer],
+    params: { N, norm: cfg.normTopk ? 1 : 0 }, buffers: [logits.binding(), scores.binding(), idx.binding(), w.binding()],
     workgroups: Math.ceil(N / 64), variant,
   });
   const { G, M, kEff } = auxGroups(cfg.auxForm, B, T, K);
   const lists = Tensor.empty([E, N], 'u32'), countsT = Tensor.empty([E], 'u32'), coef = Tensor.empty([G, E]), aux = Tensor.empty([1]);
   launch(kernels.moe_lists, {
     params: { N, G, M, cscale: (cfg.alpha * E) / (kEff * M * M * G) }, workgroups: 1, variant,
-    buffers: [idx.buffer, scores.buffer, lists.buffer, countsT.buffer, coef.buffer, aux.buffer],
+    buffers: [idx.binding(), scores.binding(), lists.binding(), countsT.binding(), coef.binding(), aux.binding()],
   });
   if (needsGrad(logits)) record('moe_router', [logits], [w, aux], { scores, idx, coef, M, norm: cfg.normTopk });
   const gradMode = isGradEnabled(); // noGrad() around an async call ends at its first await
-  const counts = Array.from(new Uint32Array(await readBuffer(countsT.buffer, 0, 4 * E)));
+  const counts = Array.from(new Uint32Array(await readBuffer(countsT.buffer, countsT.offset, 4 * E)));
   const run = () => experts(x2, w, lists, counts, p, K).reshape([B, T, H]);
   return { y: gradMode ? run() : noGrad(run), aux };
 }
@@ -244,7 +244,7 @@ function experts(x2: Tensor, w: Tensor, lists: Tensor, counts: number[], p: MoEW
   const [N, H] = x2.shape;
   const xe = counts.map((c, e) => {
     const t = Tensor.empty([c, H]);
-    rowLaunch(kernels.moe_gather, c, H, K, e * N, [x2.buffer, lists.buffer, t.buffer]);
+    rowLaunch(kernels.moe_gather, c, H, K, e * N, [x2.binding(), lists.binding(), t.binding()]);
     return t;
   });
   if (needsGrad(x2)) record('moe_gather', [x2], xe, { lists, counts, K });
@@ -252,9 +252,9 @@ function experts(x2: Tensor, w: Tensor, lists: Tensor, counts: number[], p: MoEW
   const base = p.shared?.length ? p.shared.map((f) => mlp(x2, f)).reduce((a, b) => add(a, b)) : null;
   // y = base + Σ_e scatter(w·ye), in place on a copy of the shared output.
   const y = Tensor.empty([N, H]);
-  if (base) copyBuffer(base.buffer, 0, y.buffer, 0, N * H * 4);
-  else clearBuffer(y.buffer, N * H * 4);
-  ye.forEach((t, e) => rowLaunch(kernels.moe_combine, counts[e], H, K, e * N, [t.buffer, lists.buffer, w.buffer, y.buffer]));
+  if (base) copyBuffer(base.buffer, base.offset, y.buffer, y.offset, N * H * 4);
+  else clearBuffer(y.buffer, N * H * 4, y.offset);
+  ye.forEach((t, e) => rowLaunch(kernels.moe_combine, counts[e], H, K, e * N, [t.binding(), lists.binding(), w.binding(), y.binding()]));
   const inputs = [...ye, w, ...(base ? [base] : [])];
   if (needsGrad(...inputs)) record('moe_combine', inputs, [y], { lists, counts, K });
   return y;
@@ -269,7 +269,7 @@ export const backward: Record<string, BackwardRule> = {
     const dl = Tensor.empty([N, E]);
     launch(kernels.moe_route_backward, {
       params: { N, M: s.M, norm: s.norm ? 1 : 0, hasDw: dw ? 1 : 0, hasAux: daux ? 1 : 0 }, workgroups: Math.ceil(N / 64), variant: { E, K },
-      buffers: [s.scores.buffer, s.idx.buffer, w.buffer, (dw ?? w).buffer, s.coef.buffer, (daux ?? s.coef).buffer, dl.buffer],
+      buffers: [s.scores.binding(), s.idx.binding(), w.binding(), (dw ?? w).binding(), s.coef.binding(), (daux ?? s.coef).binding(), dl.binding()],
     });
     return [dl];
   },
@@ -278,7 +278,7 @@ export const backward: Record<string, BackwardRule> = {
     const { lists, counts, K } = node.saved as { lists: Tensor; counts: number[]; K: number };
     const [N, H] = x2.shape;
     const dx = Tensor.zeros([N, H]);
-    dxe.forEach((g, e) => { if (g) rowLaunch(kernels.moe_scatter, counts[e], H, K, e * N, [g.buffer, lists.buffer, dx.buffer]); });
+    dxe.forEach((g, e) => { if (g) rowLaunch(kernels.moe_scatter, counts[e], H, K, e * N, [g.binding(), lists.binding(), dx.binding()]); });
     return [dx];
   },
   moe_combine: (node, [dy]) => {
@@ -290,7 +290,7 @@ export const backward: Record<string, BackwardRule> = {
       const d = Tensor.empty(t.shape);
       launch(kernels.moe_combine_backward, {
         params: { rows: counts[e], H, K, off: e * N }, workgroups: counts[e],
-        buffers: [t.buffer, lists.buffer, w.buffer, dy!.buffer, d.buffer, dw.buffer],
+        buffers: [t.binding(), lists.binding(), w.binding(), dy!.binding(), d.binding(), dw.binding()],
       });
       return d;
     });

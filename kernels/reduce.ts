@@ -35,12 +35,12 @@ function reduceAll(x: Tensor, s: number): Tensor {
   const groups = Math.min(MAX_PARTIALS, Math.max(1, Math.ceil(x.size / (WG * 16))));
   const out = Tensor.empty([1]);
   if (groups === 1) {
-    launch(kernels.sum, { params: { n: x.size, groups: 1, s }, buffers: [x.buffer, out.buffer], workgroups: 1 });
+    launch(kernels.sum, { params: { n: x.size, groups: 1, s }, buffers: [x.binding(), out.binding()], workgroups: 1 });
     return out;
   }
   const partials = Tensor.empty([groups]);
-  launch(kernels.sum, { params: { n: x.size, groups, s }, buffers: [x.buffer, partials.buffer], workgroups: groups });
-  launch(kernels.sum, { params: { n: groups, groups: 1, s: 1 }, buffers: [partials.buffer, out.buffer], workgroups: 1 });
+  launch(kernels.sum, { params: { n: x.size, groups, s }, buffers: [x.binding(), partials.binding()], workgroups: groups });
+  launch(kernels.sum, { params: { n: groups, groups: 1, s: 1 }, buffers: [partials.binding(), out.binding()], workgroups: 1 });
   partials.dispose();
   return out;
 }

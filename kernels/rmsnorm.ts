@@ -100,7 +100,7 @@ export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
   const y = Tensor.empty(x.shape);
   const rstd = Tensor.empty([rows]);
   launch(kernels.rmsnorm_forward, {
-    params: { rows, hv, h, eps }, buffers: [x.buffer, w.buffer, y.buffer, rstd.buffer],
+    params: { rows, hv, h, eps }, buffers: [x.binding(), w.binding(), y.binding(), rstd.binding()],
     workgroups: Math.ceil(rows / WG), variant: { vec4 },
   });
   if (needsGrad(x, w)) record('rmsnorm', [x, w], [y], { rstd });
@@ -116,11 +116,11 @@ export function rmsnormBackward(x: Tensor, w: Tensor, rstd: Tensor, dy: Tensor, 
   const dx = Tensor.empty(x.shape);
   const part = Tensor.empty([chunks, h]);
   launch(kernels.rmsnorm_backward, {
-    params: { rows, hv, h, rpi, chunks }, buffers: [x.buffer, w.buffer, dy.buffer, rstd.buffer, dx.buffer, part.buffer],
+    params: { rows, hv, h, rpi, chunks }, buffers: [x.binding(), w.binding(), dy.binding(), rstd.binding(), dx.binding(), part.binding()],
     workgroups: Math.ceil(chunks / WG), variant: { vec4 },
   });
   launch(kernels.rmsnorm_dw, {
-    params: { hv, chunks, beta }, buffers: [part.buffer, dw.buffer], workgroups: Math.ceil(hv / WG), variant: { vec4 },
+    params: { hv, chunks, beta }, buffers: [part.binding(), dw.binding()], workgroups: Math.ceil(hv / WG), variant: { vec4 },
   });
   part.dispose(); // later commands may reuse the buffer: WebGPU orders them after these
   return dx;

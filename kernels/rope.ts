@@ -75,7 +75,7 @@ function launchRope(x: Tensor, y: Tensor, posOffset: number, theta: number, sgn:
   const rows = x.size / hd;
   const tab = table(hd, theta, posOffset + T);
   launch(kernels.rope, {
-    params: { rows, hhv, nh, T, pos0: posOffset, sgn }, buffers: [x.buffer, tab.buffer, y.buffer],
+    params: { rows, hhv, nh, T, pos0: posOffset, sgn }, buffers: [x.binding(), tab.binding(), y.binding()],
     workgroups: Math.ceil(rows / WG), variant: { vec4 },
   });
 }

@@ -50,7 +50,7 @@ export function swiglu(g: Tensor, u: Tensor): Tensor {
   g.assertLive(); u.assertLive();
   if (g.size !== u.size) throw new Error(`swiglu: gate [${g.shape}] and up [${u.shape}] differ`);
   const y = Tensor.empty(g.shape);
-  launch(kernels.swiglu_forward, { params: { n: y.size }, buffers: [g.buffer, u.buffer, y.buffer], workgroups: groups(y.size) });
+  launch(kernels.swiglu_forward, { params: { n: y.size }, buffers: [g.binding(), u.binding(), y.binding()], workgroups: groups(y.size) });
   if (needsGrad(g, u)) record('swiglu', [g, u], [y], {});
   return y;
 }
@@ -65,7 +65,7 @@ export const backward: Record<string, BackwardRule> = {
     const [g, u] = node.inputs;
     const dg = Tensor.empty(g.shape), du = Tensor.empty(u.shape);
     launch(kernels.swiglu_backward, {
-      params: { n: g.size }, buffers: [g.buffer, u.buffer, dy!.buffer, dg.buffer, du.buffer], workgroups: groups(g.size),
+      params: { n: g.size }, buffers: [g.binding(), u.binding(), dy!.binding(), dg.binding(), du.binding()], workgroups: groups(g.size),
     });
     if (!g.requiresGrad) dg.dispose();
     if (!u.requiresGrad) du.dispose();

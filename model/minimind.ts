@@ -2,6 +2,7 @@
 // architecture diagram: embedding → N × [RMSNorm → GQA attention with RoPE → residual →
 // RMSNorm → SwiGLU or MoE → residual] → RMSNorm → tied LM head → shifted masked CE (+ aux loss).
 import { Tensor } from '../runtime/tensor.js';
+import { ParamStore } from '../runtime/param_store.js';
 import { writeBuffer } from '../runtime/kernel.js';
 import { mulberry32 } from '../runtime/random.js';
 import { add, matmul } from '../kernels/index.js';
@@ -29,12 +30,17 @@ type FFN = { gate_proj: Tensor; up_proj: Tensor; down_proj: Tensor };
 export interface KVCache { k: Tensor[]; v: Tensor[]; maxT: number }
 
 export class MiniMind {
+  /** Parameters in state-dict order: views into `store`. */
   readonly params = new Map<string, Tensor>();
+  /** Flat parameter and gradient buffers (one optimizer dispatch, one clear). */
+  readonly store: ParamStore;
 
   constructor(readonly cfg: MiniMindConfig, seed = 0) {
     validate(cfg);
+    const shapes = parameterShapes(cfg);
+    this.store = new ParamStore(storeLayout(shapes));
     const rand = mulberry32(seed);
-    for (const [name, shape] of parameterShapes(cfg)) {
+    for (const [name, shape] of shapes) {
       const n = shape.reduce((a, b) => a * b, 1);
       const data = new Float32Array(n);
       if (name.endsWith('norm.weight')) data.fill(1);
@@ -43,8 +49,15 @@ export class MiniMind {
         const bound = 1 / Math.sqrt(shape[1]);
         for (let i = 0; i < n; i++) data[i] = (rand() * 2 - 1) * bound;
       }
-      this.params.set(name, Tensor.fromArray(data, shape, 'f32', true).keep());
+      const t = this.store.get(name);
+      writeBuffer(t.buffer, t.offset, data);
+      this.params.set(name, t);
     }
+  }
+
+  /** Release the parameter and gradient buffers. */
+  dispose(): void {
+    this.store.dispose();
   }
 
   p(name: string): Tensor {
@@ -157,7 +170,7 @@ export class MiniMind {
     for (const [name, t] of sd) {
       const tiedOnly = name === 'lm_head.weight' && !sd.has('model.embed_tokens.weight');
       const target = tiedOnly ? this.p('model.embed_tokens.weight') : this.params.get(name);
-      if (target) writeBuffer(target.buffer, 0, t.data);
+      if (target) writeBuffer(target.buffer, target.offset, t.data);
     }
     return { missing, unexpected };
   }
@@ -168,4 +181,14 @@ export class MiniMind {
     for (const [name, t] of this.stateDict()) out.push({ name, shape: [...t.shape], data: await t.readF32() });
     return out;
   }
+}
+
+/** Store order: state-dict order, with up_proj moved before down_proj so that gate_proj and
+ *  up_proj sit next to each other (as q/k/v already do). */
+function storeLayout(shapes: [string, number[]][]): [string, number[]][] {
+  const out = [...shapes];
+  for (let i = 0; i + 2 < out.length; i++) {
+    if (out[i][0].endsWith('.gate_proj.weight') && out[i + 2][0].endsWith('.up_proj.weight')) [out[i + 1], out[i + 2]] = [out[i + 2], out[i + 1]];
+  }
+  return out;
 }

@@ -89,6 +89,7 @@ export function backward(root: Tensor, gradRoot?: Tensor): void {
 }
 
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+  leaf.hasGrad = true;
   if (leaf.grad) addInto!(leaf.grad, g);
   else copyInto(gradSlotEmpty(leaf), g);
 }

@@ -252,3 +252,46 @@ export function resetCounters(): void {
   rec.dispatches = 0;
   rec.submits = 0;
 }
+
+// GPU timing with timestamp queries ('timestamp-query', requested by device.ts when the adapter has it).
+let timer: { set: GPUQuerySet; resolved: GPUBuffer; busy: boolean } | undefined;
+
+/** Whether the device can time work on the GPU (timeGpu). */
+export function hasGpuTimer(): boolean {
+  return gpu().features.has('timestamp-query');
+}
+
+/** An empty compute pass that only writes a timestamp, ordered with the recorded commands. */
+function timestampPass(writes: GPUComputePassTimestampWrites): void {
+  const enc = rec.begin();
+  rec.endPass();
+  enc.beginComputePass({ timestampWrites: writes }).end();
+}
+
+/** GPU nanoseconds taken by the work `fn` records: an empty pass writes a timestamp before fn's first
+ *  command and another after its last, so the span covers every pass, copy and clear in between (the
+ *  recorder ends a pass at each copy/clear), plus idle time between submits if fn flushes midway.
+ *  Flushes and waits for the GPU. One timing at a time; throws where the device has no timestamp queries. */
+export async function timeGpu(fn: () => void | Promise<void>): Promise<number> {
+  if (!hasGpuTimer()) throw new Error(`timeGpu: the adapter (${gpu().adapterName}) has no 'timestamp-query' feature`);
+  const { device } = gpu();
+  timer ??= {
+    set: device.createQuerySet({ type: 'timestamp', count: 2 }),
+    resolved: device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }),
+    busy: false,
+  };
+  if (timer.busy) throw new Error('timeGpu: a timing is already running (they do not nest)');
+  const t = timer;
+  t.busy = true;
+  try {
+    timestampPass({ querySet: t.set, beginningOfPassWriteIndex: 0 });
+    await fn();
+    timestampPass({ querySet: t.set, endOfPassWriteIndex: 1 });
+    rec.begin().resolveQuerySet(t.set, 0, 2, t.resolved, 0);
+    const [begin, end] = new BigUint64Array(await readBuffer(t.resolved, 0, 16));
+    if (end < begin) throw new Error(`timeGpu: end timestamp ${end} precedes begin ${begin}`);
+    return Number(end - begin);
+  } finally {
+    t.busy = false;
+  }
+}

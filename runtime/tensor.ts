@@ -2,7 +2,7 @@
 // Memory: every tensor created inside a scope (beginScope/endScope, tidy) is released when the
 // scope ends unless kept; parameters and their gradients are created outside scopes (persistent).
 import { acquireBuffer, releaseBuffer } from './buffer.js';
-import { clearBuffer, copyBuffer, readBuffer, writeBuffer } from './kernel.js';
+import { clearBuffer, copyBuffer, readBuffer, writeBuffer, Binding } from './kernel.js';
 import { gpu } from './device.js';
 
 export type DType = 'f32' | 'i32' | 'u32';
@@ -31,11 +31,15 @@ let gradEnabled = true;
 export class Tensor {
   readonly id = nextId++;
   grad: Tensor | null = null;
+  /** A gradient arrived since the optimizer last zeroed it (PyTorch: .grad is not None). */
+  hasGrad = false;
   node: TapeNode | null = null;
   disposed = false;
   /** The tensor whose buffer this one shares (views from detach/reshape), else itself. */
   base: Tensor = this;
   private ownsBuffer: boolean;
+  /** A view into a flat store: binds only its own byte range (neighbours may be bound beside it). */
+  private ranged = false;
 
   constructor(
     readonly shape: readonly number[],
@@ -43,6 +47,8 @@ export class Tensor {
     readonly buffer: GPUBuffer,
     public requiresGrad = false,
     owns = true,
+    /** Bytes into `buffer` where the data starts: non-zero only for views into a flat store. */
+    readonly offset = 0,
   ) {
     this.ownsBuffer = owns;
     if (owns) scopes.at(-1)?.add(this);
@@ -50,6 +56,24 @@ export class Tensor {
 
   get size(): number {
     return this.shape.reduce((a, b) => a * b, 1);
+  }
+
+  /** What a kernel binds: the whole buffer (writes past the data stay visible to sentinel checks),
+   *  or, for a view into a flat store, its own byte range rounded up to 16 bytes (vec4 loads). */
+  binding(): Binding {
+    return this.ranged ? { buffer: this.buffer, offset: this.offset, size: this.end() - this.offset } : this.buffer;
+  }
+
+  /** The byte where what a kernel may bind of this tensor ends (see binding()). */
+  end(): number {
+    return this.ranged ? Math.min(this.buffer.size, this.offset + Math.ceil(this.size / 4) * 16) : this.buffer.size;
+  }
+
+  /** A tensor over bytes [offset, offset + 4·size) of a buffer it does not own (flat stores). */
+  static view(buffer: GPUBuffer, offset: number, shape: readonly number[], requiresGrad = false): Tensor {
+    const t = new Tensor([...shape], 'f32', buffer, requiresGrad, false, offset);
+    t.ranged = true;
+    return t;
   }
 
   /** Uninitialised tensor from the pool. */
@@ -88,7 +112,7 @@ export class Tensor {
 
   async read(): Promise<Float32Array | Int32Array | Uint32Array> {
     this.assertLive();
-    const bytes = await readBuffer(this.buffer, 0, this.size * 4);
+    const bytes = await readBuffer(this.buffer, this.offset, this.size * 4);
     return this.dtype === 'f32' ? new Float32Array(bytes) : this.dtype === 'i32' ? new Int32Array(bytes) : new Uint32Array(bytes);
   }
 
@@ -99,8 +123,9 @@ export class Tensor {
 
   /** A view of the same buffer, outside the graph. */
   detach(): Tensor {
-    const t = new Tensor(this.shape, this.dtype, this.buffer, false, false);
+    const t = new Tensor(this.shape, this.dtype, this.buffer, false, false, this.offset);
     t.base = this.base;
+    t.ranged = this.ranged;
     return t;
   }
 
@@ -108,8 +133,9 @@ export class Tensor {
   reshape(shape: readonly number[]): Tensor {
     const n = shape.reduce((a, b) => a * b, 1);
     if (n !== this.size) throw new Error(`reshape: [${this.shape}] to [${shape}]`);
-    const t = new Tensor([...shape], this.dtype, this.buffer, false, false);
+    const t = new Tensor([...shape], this.dtype, this.buffer, false, false, this.offset);
     t.base = this.base;
+    t.ranged = this.ranged;
     if (needsGrad(this)) record('reshape', [this], [t], {});
     return t;
   }
@@ -207,11 +233,12 @@ export function gradSlot(t: Tensor): Tensor {
     g.keep();
     t.grad = g;
   }
+  t.hasGrad = true;
   return t.grad;
 }
 
 export function copyInto(dst: Tensor, src: Tensor): void {
-  copyBuffer(src.buffer, 0, dst.buffer, 0, src.size * 4);
+  copyBuffer(src.buffer, src.offset, dst.buffer, dst.offset, src.size * 4);
 }
 
 export function deviceName(): string {

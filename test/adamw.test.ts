@@ -24,7 +24,7 @@ interface Ref { p: Float64Array; m: Float64Array; v: Float64Array }
 async function run(steps: number, gradScale: number, maxNorm: number | undefined, lrs: number[]) {
   const p0 = SIZES.map((n, i) => randn(n, 10 + i));
   const params = p0.map((x) => Tensor.fromArray(x, [x.length], 'f32', true).keep());
-  params.forEach((p) => { p.grad = Tensor.zeros(p.shape).keep(); });
+  params.forEach((p) => { p.grad = Tensor.zeros(p.shape).keep(); p.hasGrad = true; });
   const opt = new AdamW(params, { lr: lrs[0] });
   const ref: Ref[] = p0.map((x) => ({ p: x.slice(), m: new Float64Array(x.length), v: new Float64Array(x.length) }));
   for (let t = 1; t <= steps; t++) {
@@ -75,7 +75,7 @@ s('clipping changes the result (the factor is really applied)', async () => {
 s('parameters without a gradient are skipped; one dispatch per S parameters', async () => {
   const x = randn(65, 3);
   const params = [Tensor.fromArray(x, [65], 'f32', true), ...SIZES.map((n, i) => Tensor.fromArray(randn(n, i), [n], 'f32', true))];
-  params.slice(1).forEach((p) => { p.grad = Tensor.fromArray(randn(p.size, 9), p.shape); });
+  params.slice(1).forEach((p) => { p.grad = Tensor.fromArray(randn(p.size, 9), p.shape); p.hasGrad = true; });
   const opt = new AdamW(params, { lr: 1e-2 });
   resetCounters();
   opt.step(1e-2);
@@ -83,15 +83,20 @@ s('parameters without a gradient are skipped; one dispatch per S parameters', as
   assertClose(await params[0].read(), x, 'untouched parameter', 0, 0);
 });
 
-s('zeroGrad zeroes in place; a zero gradient still decays the weights', async () => {
+s('zeroGrad zeroes in place and skips the parameter until a gradient arrives; a zero one still decays', async () => {
   const x = randn(33, 4);
   const p = Tensor.fromArray(x, [33], 'f32', true);
   p.grad = Tensor.fromArray(randn(33, 5), [33]);
+  p.hasGrad = true;
   const g = p.grad;
   const opt = new AdamW([p], { lr: 0.1, weightDecay: 0.5 });
   opt.zeroGrad();
   assert.is(p.grad, g);
+  assert.is(p.hasGrad, false);
   assertClose(await g.read(), new Float64Array(33), 'grad', 0, 0);
+  opt.step(0.1); // PyTorch's zero_grad(set_to_none=True): no .grad, no update
+  assertClose(await p.read(), x, 'skipped', 0, 0);
+  p.hasGrad = true; // what backward sets when it writes a (here zero) gradient
   opt.step(0.1);
   assertClose(await p.read(), x.map((v) => v * (1 - 0.1 * 0.5)), 'decayed', 1e-6, 1e-7);
 });
@@ -99,7 +104,7 @@ s('zeroGrad zeroes in place; a zero gradient still decays the weights', async ()
 s('state and loadState: a restored optimizer continues exactly like the original', async () => {
   const a = await run(2, 1, undefined, [1e-2, 1e-2]);
   const copies = await Promise.all(a.params.map(async (p) => Tensor.fromArray(await p.read(), p.shape, 'f32', true)));
-  copies.forEach((c, i) => { c.grad = a.params[i].grad; });
+  copies.forEach((c, i) => { c.grad = a.params[i].grad; c.hasGrad = true; });
   const b = new AdamW(copies, { lr: 1e-2 });
   const st = a.opt.state();
   b.loadState({ step: st.step, m: st.m, v: st.v });
@@ -113,7 +118,7 @@ s('state and loadState: a restored optimizer continues exactly like the original
 s('writes nothing past any parameter or moment', async () => {
   setSentinelMode(true);
   const params = SIZES.map((n, i) => Tensor.fromArray(randn(n, i), [n], 'f32', true));
-  params.forEach((p) => { p.grad = Tensor.fromArray(randn(p.size, 7), p.shape); });
+  params.forEach((p) => { p.grad = Tensor.fromArray(randn(p.size, 7), p.shape); p.hasGrad = true; });
   const opt = new AdamW(params, { lr: 1e-2 });
   opt.step(1e-2, gradNorm(params.map((p) => p.grad!)), 1);
   for (const t of [...params, ...opt.state().m, ...opt.state().v]) assert.equal(await t.overwrittenGuard(), [], `guard [${t.shape}]`);
@@ -126,7 +131,7 @@ s('matches PyTorch 1.13 (clip_grad_norm_ + AdamW) over five steps: kernel_adamw 
   const meta = JSON.parse(readFileSync(join(dir, 'kernel_adamw.json'), 'utf8'));
   const get = (name: string) => { const t = fx.get(name); if (!t) throw new Error(`${file}: no tensor ${name}`); return t; };
   const params = [0, 1, 2].map((i) => { const t = get(`param.init.p${i}`); return Tensor.fromArray(t.data, t.shape, 'f32', true); });
-  params.forEach((p) => { p.grad = Tensor.zeros(p.shape); });
+  params.forEach((p) => { p.grad = Tensor.zeros(p.shape); p.hasGrad = true; });
   const opt = new AdamW(params, { lr: meta.lr, betas: meta.betas, eps: meta.eps, weightDecay: meta.weight_decay });
   const tol = (want: ArrayLike<number>) => 1e-6 * Math.max(...Array.from(want, Math.abs));
   for (let t = 1; t <= meta.steps; t++) {

@@ -61,7 +61,7 @@ for (const name of ['model_dense', 'model_moe', 'model_v3', 'model_v3_moe']) {
       assertClose(got, want, `grad ${gname}`, 1e-3, 2e-4 * Math.max(...Array.from(want, Math.abs)));
     }
     assert.ok(worst.rel < 1e-4, `worst gradient ${worst.name}: rel ${worst.rel}`);
-    for (const p of model.parameters()) { p.grad?.dispose(); p.dispose(); }
+    model.dispose();
     report.push(`${name}: logits max abs ${lg.abs.toExponential(2)} (rel ${lg.rel.toExponential(2)}), loss rel ${(Math.abs(l - json.loss) / json.loss).toExponential(2)}, worst grad ${worst.name} rel ${worst.rel.toExponential(2)}`);
   });
 }
@@ -76,7 +76,7 @@ s('greedy KV-cache generation reproduces the reference tokens', async () => {
       for await (const id of generate(model, run.prompt, { maxNewTokens: gen.n_new, temperature: 0, eosId: -1 })) got.push(id);
       assert.equal(got, run.tokens, `${name} prompt ${run.prompt}`);
     }
-    for (const p of model.parameters()) p.dispose();
+    model.dispose();
   }
 });
 
@@ -85,7 +85,7 @@ s('the torch.save .pth of the dense fixture loads into the model with every key'
   const { model } = fixture('model_dense');
   const r = model.load(new Map([...sd].map(([k, t]) => [k, t as { shape: number[]; data: Float32Array }])), true);
   assert.equal(r, { missing: [], unexpected: [] });
-  for (const p of model.parameters()) p.dispose();
+  model.dispose();
 });
 
 s.after(() => { if (process.env.MODEL_REPORT) console.log('\n' + report.join('\n')); });

@@ -80,7 +80,7 @@ for (const name of ['acc1', 'acc2']) {
       const sumsq = (t.data as Float32Array).reduce((a, v) => a + v * v, 0);
       assertClose([sumsq], [st.sumsq], `sumsq ${key}`, 2e-3, 1e-6);
     }
-    for (const p of model.parameters()) p.dispose();
+    model.dispose();
   });
 }
 
@@ -92,9 +92,9 @@ s('a run stopped after k steps and resumed equals the uninterrupted run, bit for
     const rest = await run('acc2', dir, {}, true);
     const losses = [...first.logs, ...rest.logs].map((l) => l.loss);
     assert.equal(losses, full.logs.map((l) => l.loss), `stopped at ${k}`);
-    for (const m of [first.model, rest.model]) for (const p of m.parameters()) p.dispose();
+    for (const m of [first.model, rest.model]) m.dispose();
   }
-  for (const p of full.model.parameters()) p.dispose();
+  full.model.dispose();
 });
 
 s('a process killed while writing a checkpoint leaves the previous one loadable', async () => {

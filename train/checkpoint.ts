@@ -26,12 +26,11 @@ const FORMAT = 'minimind-ts-resume-1';
 export async function saveResume(path: string, model: MiniMind, opt: AdamW, pos: Position): Promise<void> {
   const st = opt.state();
   const entries = [];
-  const names = [...model.params.keys()];
-  for (const [i, name] of names.entries()) {
-    const p = model.params.get(name)!;
+  for (const [name, p] of model.params) {
+    const { m, v } = opt.momentsOf(p);
     entries.push({ name: `param.${name}`, shape: [...p.shape], data: await p.readF32() });
-    entries.push({ name: `adam.m.${name}`, shape: [...p.shape], data: await st.m[i].readF32() });
-    entries.push({ name: `adam.v.${name}`, shape: [...p.shape], data: await st.v[i].readF32() });
+    entries.push({ name: `adam.m.${name}`, shape: [...p.shape], data: await m.readF32() });
+    entries.push({ name: `adam.v.${name}`, shape: [...p.shape], data: await v.readF32() });
   }
   const meta = { format: FORMAT, epoch: pos.epoch, step: pos.step, iters: pos.iters, adam_step: st.step, world_size: 1, config: pos.config };
   await writeSafetensors(path, entries, { metadata: { resume: JSON.stringify(meta) } });
@@ -56,13 +55,12 @@ export async function loadResume(path: string, config: MiniMindConfig): Promise<
   return {
     epoch: meta.epoch, step: meta.step, iters: meta.iters, config: meta.config,
     async restore(model, opt) {
-      const names = [...model.params.keys()];
-      const st = opt.state();
-      names.forEach((name, i) => {
-        writeBuffer(model.params.get(name)!.buffer, 0, get(`param.${name}`));
-        writeBuffer(st.m[i].buffer, 0, get(`adam.m.${name}`));
-        writeBuffer(st.v[i].buffer, 0, get(`adam.v.${name}`));
-      });
+      for (const [name, p] of model.params) {
+        const { m, v } = opt.momentsOf(p);
+        writeBuffer(p.buffer, p.offset, get(`param.${name}`));
+        writeBuffer(m.buffer, m.offset, get(`adam.m.${name}`));
+        writeBuffer(v.buffer, v.offset, get(`adam.v.${name}`));
+      }
       opt.loadState({ step: meta.adam_step });
     },
   };

@@ -49,8 +49,8 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
   const iters = data.iters;
   const total = args.epochs * iters;
   const accum = args.accumulation_steps;
-  const params = model.parameters();
-  const opt = new AdamW(params, { lr: args.learning_rate });
+  const store = model.store;
+  const opt = new AdamW(store, { lr: args.learning_rate });
   let startEpoch = 0, startStep = 0;
   if (o.resume) {
     ({ epoch: startEpoch, step: startStep } = o.resume);
@@ -81,7 +81,7 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
       backward(objective, fill(Tensor.fromArray([1], [1]), [1], 1 / accum));
       pendingMicro++;
       const boundary = step % accum === 0 || step === iters;
-      const norm = boundary ? gradNorm(params.map((p) => p.grad!)) : null;
+      const norm = boundary ? gradNorm(store.chunks(store.grads)) : null;
       const [ce, ax, gn] = await readScalars([loss, aux, norm]);
       const objectiveValue = ce + (aux ? ax : 0);
       const finite = Number.isFinite(objectiveValue) && (!boundary || Number.isFinite(gn));
