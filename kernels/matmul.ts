@@ -11,31 +11,54 @@ import { registerTiled, sharedTiled, type RegisterTile, type SharedTile } from '
 export type { RegisterTile, SharedTile };
 
 const WG = 64;
-const PARAMS = [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['am', 'u32'], ['ak', 'u32'], ['bk', 'u32'], ['bn', 'u32'], ['beta', 'f32']] as const;
+const PARAMS = [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['am', 'u32'], ['ak', 'u32'], ['bk', 'u32'], ['bn', 'u32'], ['beta', 'f32'],
+  ['infBits', 'u32']] as const;
 const BUFFERS = [['a', 'read', 'f32'], ['b', 'read', 'f32'], ['c', 'rw', 'f32']] as const;
+
+/** hv/hs: what an operand or result passes through. float32: nothing. float16 (torch.autocast's
+ *  matmul: float16 operands and result, float32 accumulation): rounded to the nearest float16, ties
+ *  to even, with integer operations on the bits (Mesa's pack2x16float on lavapipe gave wrong
+ *  roundings once lanes held different values): normal range, drop 13 mantissa bits; subnormal
+ *  range (< 2^-14), round to a multiple of 2^-24; ≥ 65520 (which rounds past 65504) ±inf, so the
+ *  loss scaler sees the overflow; inf and NaN pass. The infinity comes from a uniform (p.infBits):
+ *  WGSL forbids an infinite constant. */
+function precisionFns(h: boolean): string {
+  if (!h) return 'fn hv(x: vec4<f32>) -> vec4<f32> { return x; }\nfn hs(x: f32) -> f32 { return x; }\n';
+  return `fn hv(x: vec4<f32>) -> vec4<f32> {
+  let u = bitcast<vec4<u32>>(x);
+  let normal = bitcast<vec4<f32>>((u + vec4<u32>(0xfffu) + ((u >> vec4<u32>(13u)) & vec4<u32>(1u))) & vec4<u32>(0xffffe000u));
+  let sub = round(x * 16777216.0) * 5.9604644775390625e-8;
+  let r = select(normal, sub, abs(x) < vec4<f32>(6.103515625e-5));
+  let big = select(r, sign(x) * bitcast<f32>(p.infBits), abs(x) >= vec4<f32>(65520.0));
+  return select(big, x, (u & vec4<u32>(0x7f800000u)) == vec4<u32>(0x7f800000u));
+}
+fn hs(x: f32) -> f32 { return hv(vec4<f32>(x)).x; }
+`;
+}
 
 export const kernels = {
   /** v1, naive: one output element per invocation. */
   matmul_naive: defineKernel({
     name: 'matmul_naive', params: PARAMS, buffers: BUFFERS,
-    wgsl: () => `
+    wgsl: (v) => `
 @compute @workgroup_size(${WG}) fn matmul_naive(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let i = wgIndex(wid, nwg) * ${WG}u + lid.x;
   if (i >= p.M * p.N) { return; }
   let m = i / p.N;
   let n = i % p.N;
   var acc = 0.0;
-  for (var k = 0u; k < p.K; k++) { acc += a[m * p.am + k * p.ak] * b[k * p.bk + n * p.bn]; }
+  for (var k = 0u; k < p.K; k++) { acc += hs(a[m * p.am + k * p.ak]) * hs(b[k * p.bk + n * p.bn]); }
+  acc = hs(acc);
   if (p.beta != 0.0) { acc += p.beta * c[i]; }
   c[i] = acc;
 }
-`,
+${precisionFns(v.h === true)}`,
   }),
   /** v2, tiled: register tiles (CPU adapters) or shared-memory tiles (GPUs), per the variant
    *  (WGSL and the design notes in matmul_tiled.ts). */
   matmul_tiled: withSubgroups(defineKernel({
     name: 'matmul_tiled', params: PARAMS, buffers: [['a', 'read', 'vec4<f32>'], ['b', 'read', 'vec4<f32>'], ['c', 'rw', 'f32']],
-    wgsl: (v) => ('wg' in v ? registerTiled(v as unknown as RegisterTile) : sharedTiled(v as unknown as SharedTile)),
+    wgsl: (v) => ('wg' in v ? registerTiled(v as unknown as RegisterTile) : sharedTiled(v as unknown as SharedTile)) + precisionFns(v.h === true),
   })),
 };
 
@@ -57,6 +80,13 @@ export type MatmulImpl = 'naive' | 'tiled';
 let impl: MatmulImpl = 'tiled';
 /** Select the GEMM implementation (bench compares them). */
 export function setMatmulImpl(i: MatmulImpl): void { impl = i; }
+
+export type MatmulPrecision = 'f32' | 'f16';
+let precision: MatmulPrecision = 'f32';
+/** 'f16': every product (forward and both backward ones) takes float16-rounded operands and gives a
+ *  float16-rounded result, accumulating in float32 (the trainer's --dtype float16). */
+export function setMatmulPrecision(p: MatmulPrecision): void { precision = p; }
+export function matmulPrecision(): MatmulPrecision { return precision; }
 
 let override: (RegisterTile | SharedTile) | undefined;
 /** Force a tile configuration (probes, tests); undefined restores the per-adapter choice. */
@@ -122,17 +152,18 @@ function split(g: Gemm, off: [number, number, number], words: number): void {
 }
 
 function launchGemm(g: Gemm, off: [number, number, number], words: number): void {
-  const params = { M: g.M, N: g.N, K: g.K, am: g.am, ak: g.ak, bk: g.bk, bn: g.bn, beta: g.beta };
+  const params = { M: g.M, N: g.N, K: g.K, am: g.am, ak: g.ak, bk: g.bk, bn: g.bn, beta: g.beta, infBits: 0x7f800000 };
+  const h = precision === 'f16';
   // Bind from the offset to the buffer's end (or the limit): writes past C stay visible to tests.
   const buffers = [g.a, g.b, g.c].map((t, i) => ({ buffer: t.buffer, offset: t.offset + off[i] * 4, size: Math.min(t.end() - t.offset - off[i] * 4, words * 4) }));
   if (impl === 'naive') {
-    launch(kernels.matmul_naive, { params, buffers, workgroups: Math.ceil((g.M * g.N) / WG) });
+    launch(kernels.matmul_naive, { params, buffers, workgroups: Math.ceil((g.M * g.N) / WG), variant: { h } });
     return;
   }
   const v = tileVariant(g);
   const [tileM, tileN] = 'wg' in v ? [v.tm, v.wg * v.tn] : [v.bm, v.bn];
   const workgroups = Math.ceil(g.M / tileM) * Math.ceil(g.N / tileN);
-  launch(kernels.matmul_tiled, { params, buffers, workgroups, variant: v as unknown as Variant });
+  launch(kernels.matmul_tiled, { params, buffers, workgroups, variant: { ...(v as unknown as Variant), h } });
 }
 
 /** y[..., N] = x[..., K] · w[N, K]ᵀ */
@@ -168,6 +199,19 @@ export const backward: Record<string, BackwardRule> = {
     return [dx, dw];
   },
 };
+
+/** x rounded to the nearest float16 (ties to even), as a number; ±inf past float16's range. */
+export function roundF16(x: number): number {
+  const a = Math.abs(x);
+  if (!Number.isFinite(x) || a === 0) return x;
+  if (a >= 65520) return Math.sign(x) * Infinity;
+  let e = Math.max(Math.floor(Math.log2(a)), -14); // below 2^-14: subnormal spacing 2^-24
+  if (e > -14 && 2 ** e > a) e--;
+  const ulp = 2 ** (e - 10);
+  const q = a / ulp, f = Math.floor(q), r = q - f;
+  const n = r > 0.5 || (r === 0.5 && f % 2 === 1) ? f + 1 : f;
+  return Math.sign(x) * n * ulp;
+}
 
 /** float64 reference of y = x·wᵀ for x [M,K], w [N,K]. */
 export function reference(x: Float64Array, w: Float64Array, M: number, N: number, K: number): Float64Array {

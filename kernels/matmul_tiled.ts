@@ -1,6 +1,8 @@
 // WGSL generators for the tiled GEMM of kernels/matmul.ts (C[m,n] (+)= Σ_k A[m·am + k·ak]·B[k·bk + n·bn],
 // C row-major [M,N]; A and B bound as arrays of vec4, params M N K am ak bk bn beta): register tiles
 // with subgroup broadcasts for CPU adapters (lavapipe), shared-memory tiles for GPUs.
+// Every operand load goes through hv/hs and every result through hs (kernels/matmul.ts defines
+// them: identity in float32, rounding to float16 in the float16 mode).
 
 /** Register-tiled GEMM for CPU-like adapters. lavapipe runs a workgroup's invocations as the 8 lanes
  *  of one SIMD vector and (Mesa 25.0) loads every storage element lane by lane, even when all lanes
@@ -41,14 +43,14 @@ function aSource(v: RegisterTile): { u: number; bases: string[]; loads: (kk: num
     };
     case 'k4': return {
       u: v.u, bases: rowsPerLane('p.M - 1u'), value: (i, kk) => sb(`va${Math.floor(i / wg)}_${kk >> 2}[${kk & 3}]`, i % wg),
-      loads: (kk) => (kk % 4 ? [] : range(tm / wg).map((r) => `let va${r}_${kk >> 2} = a[(ar${r} + k) / 4u + ${kk >> 2}u];`)),
+      loads: (kk) => (kk % 4 ? [] : range(tm / wg).map((r) => `let va${r}_${kk >> 2} = hv(a[(ar${r} + k) / 4u + ${kk >> 2}u]);`)),
     };
     case 'm4': {
       const G = tm / 4, S = wg / G; // lanes per k-step (4 rows each), k-steps per load
       return {
         u: Math.max(v.u, S), value: (i, kk) => sb(`va${Math.floor(kk / S)}[${i & 3}]`, (kk % S) * G + (i >> 2)),
         bases: [`let ar0 = min(m0 + 4u * (lid.x % ${G}u), p.M - 4u) + (lid.x / ${G}u) * p.ak;`],
-        loads: (kk) => (kk % S ? [] : [`let va${kk / S} = a[(ar0 + (k + ${kk}u) * p.ak) / 4u];`]),
+        loads: (kk) => (kk % S ? [] : [`let va${kk / S} = hv(a[(ar0 + (k + ${kk}u) * p.ak) / 4u]);`]),
       };
     }
   }
@@ -70,8 +72,8 @@ export function registerTiled(v: RegisterTile): string {
   const chunk: string[] = [];
   for (let kk = 0; kk < u; kk++) {
     chunk.push(...A.loads(kk));
-    if (bm === 'k' && kk % 4 === 0) chunk.push(...C.map((j) => `let vb${kk >> 2}_${j} = b[(bc${j} + k) / 4u + ${kk >> 2}u];`));
-    if (bm === 'n') chunk.push(...range(tn / 4).map((q) => `let vb${q}_${kk} = b[(bc${4 * q} + (k + ${kk}u) * p.bk) / 4u];`));
+    if (bm === 'k' && kk % 4 === 0) chunk.push(...C.map((j) => `let vb${kk >> 2}_${j} = hv(b[(bc${j} + k) / 4u + ${kk >> 2}u]);`));
+    if (bm === 'n') chunk.push(...range(tn / 4).map((q) => `let vb${q}_${kk} = hv(b[(bc${4 * q} + (k + ${kk}u) * p.bk) / 4u]);`));
     const bj = (j: number) => bm === 'k' ? `vb${kk >> 2}_${j}[${kk & 3}]`
       : bm === 'n' ? `vb${j >> 2}_${kk}[${j & 3}]` : scalarB(j, `k + ${kk}u`);
     chunk.push(`{ ${fmas((i) => A.value(i, kk), bj)} }`);
@@ -79,8 +81,8 @@ export function registerTiled(v: RegisterTile): string {
   const cols = bm === 'n' ? C.map((j) => `let bc${j} = min(${col(j - (j & 3))}, p.N - 4u) * p.bn + ${j & 3}u;`)
     : C.map((j) => `let bc${j} = min(${col(j)}, p.N - 1u) * p.bn;`);
   return `
-fn loadA(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
-fn loadB(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+fn loadA(i: u32) -> f32 { return hs(a[i >> 2u][i & 3u]); }
+fn loadB(i: u32) -> f32 { return hs(b[i >> 2u][i & 3u]); }
 @compute @workgroup_size(${wg}) fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let t = wgIndex(wid, nwg);
   let tilesN = (p.N + ${wg * tn - 1}u) / ${wg * tn}u;
@@ -101,7 +103,7 @@ fn loadB(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
 fn out(m: u32, n: u32, v: f32) {
   if (m >= p.M || n >= p.N) { return; }
   let o = m * p.N + n;
-  if (p.beta != 0.0) { c[o] = v + p.beta * c[o]; } else { c[o] = v; }
+  if (p.beta != 0.0) { c[o] = hs(v) + p.beta * c[o]; } else { c[o] = hs(v); }
 }
 `;
 }
@@ -115,8 +117,8 @@ export function sharedTiled(v: SharedTile): string {
   const tx = bn / tn, ty = bm / tm, threads = tx * ty;
   const R = range(tm), C = range(tn);
   return `
-fn loadA(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
-fn loadB(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+fn loadA(i: u32) -> f32 { return hs(a[i >> 2u][i & 3u]); }
+fn loadB(i: u32) -> f32 { return hs(b[i >> 2u][i & 3u]); }
 var<workgroup> As: array<f32, ${bm * bk}>; // [bk][bm]
 var<workgroup> Bs: array<f32, ${bk * bn}>; // [bk][bn]
 @compute @workgroup_size(${tx}, ${ty}) fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -150,7 +152,7 @@ var<workgroup> Bs: array<f32, ${bk * bn}>; // [bk][bn]
 fn out(m: u32, n: u32, v: f32) {
   if (m >= p.M || n >= p.N) { return; }
   let o = m * p.N + n;
-  if (p.beta != 0.0) { c[o] = v + p.beta * c[o]; } else { c[o] = v; }
+  if (p.beta != 0.0) { c[o] = hs(v) + p.beta * c[o]; } else { c[o] = hs(v); }
 }
 `;
 }
