@@ -1,7 +1,8 @@
 // AdamW with PyTorch 1.13 semantics (torch/optim/adamw.py, _single_tensor_adamw), the gradient
 // first scaled by the clip factor of torch.nn.utils.clip_grad_norm_, read from the GPU norm buffer
 // (no host round trip). Per element, in PyTorch's op order (all float32, scalars rounded to f32):
-//   g = g · min(max_norm / (norm + 1e-6), 1)           (only when a norm is given)
+//   g = g · inv                                         (loss scaling: inv = 1/scale, exact; 1 in float32)
+//   g = g · min(max_norm / (norm·inv + 1e-6), 1)       (only when a norm is given; norm of the scaled g)
 //   p = p · (1 − lr·wd)
 //   m = m·β1 + (1−β1)·g
 //   v = v·β2 + ((1−β2)·g)·g
@@ -21,7 +22,7 @@ const WG = 256;
 const ITEMS = 4; // elements per invocation
 const CHUNK = WG * ITEMS;
 
-const SCALARS = [['total', 'u32'], ['clip', 'u32'], ['maxNorm', 'f32'], ['decay', 'f32'], ['b1', 'f32'], ['omb1', 'f32'],
+const SCALARS = [['total', 'u32'], ['clip', 'u32'], ['maxNorm', 'f32'], ['inv', 'f32'], ['decay', 'f32'], ['b1', 'f32'], ['omb1', 'f32'],
   ['b2', 'f32'], ['omb2', 'f32'], ['bc2s', 'f32'], ['negStep', 'f32'], ['eps', 'f32']] as const;
 
 const cache = new Map<number, Kernel>();
@@ -39,12 +40,12 @@ function adamwKernel(S: number): Kernel {
 @compute @workgroup_size(${WG}) fn adamw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   ${slotSearch(S)}
   var coef = 1.0;
-  if (p.clip != 0u) { coef = min(p.maxNorm / (norm[0] + 1e-6), 1.0); }
+  if (p.clip != 0u) { coef = min(p.maxNorm / (norm[0] * p.inv + 1e-6), 1.0); }
 ${slotSwitch(S, (s) => `      let base = (wg - p.w${s}) * ${CHUNK}u + lid.x;
       for (var k = 0u; k < ${ITEMS}u; k++) {
         let i = base + k * ${WG}u;
         if (i < p.n${s}) {
-          let g = g${s}[i] * coef;
+          let g = g${s}[i] * p.inv * coef;
           let pd = p${s}[i] * p.decay;
           let m = m${s}[i] * p.b1 + p.omb1 * g;
           let v = v${s}[i] * p.b2 + (p.omb2 * g) * g;
@@ -110,17 +111,18 @@ export class AdamW {
   }
 
   /** One step at learning rate `lr`, the gradients first clipped to `maxNorm` by the global norm
-   *  `clipNorm` (from gradNorm). Parameters without a gradient since the last zeroGrad are
+   *  `clipNorm` (from gradNorm), after unscaling by invScale (GradScaler.unscale_: gradients and
+   *  their norm are of the scaled loss). Parameters without a gradient since the last zeroGrad are
    *  skipped, as PyTorch skips .grad None; the step count is shared, so a parameter skipped on some
    *  steps sees a later bias correction than PyTorch's per-parameter count would give. */
-  step(lr: number = this.lr, clipNorm?: Tensor, maxNorm?: number): void {
+  step(lr: number = this.lr, clipNorm?: Tensor, maxNorm?: number, invScale = 1): void {
     if (clipNorm && maxNorm === undefined) throw new Error('AdamW.step: clipNorm given without maxNorm');
     if (clipNorm && clipNorm.size !== 1) throw new Error(`AdamW.step: clipNorm must be [1], got [${clipNorm.shape}]`);
     this.t++;
     const [b1, b2] = this.betas;
     const bc1 = 1 - b1 ** this.t, bc2 = 1 - b2 ** this.t;
     const scalars = {
-      clip: clipNorm ? 1 : 0, maxNorm: maxNorm ?? 0, decay: 1 - lr * this.weightDecay, b1, omb1: 1 - b1, b2, omb2: 1 - b2,
+      clip: clipNorm ? 1 : 0, maxNorm: maxNorm ?? 0, inv: invScale, decay: 1 - lr * this.weightDecay, b1, omb1: 1 - b1, b2, omb2: 1 - b2,
       bc2s: Math.sqrt(bc2), negStep: -lr / bc1, eps: this.eps,
     };
     const quads = this.quads();

@@ -101,6 +101,17 @@ s('zeroGrad zeroes in place and skips the parameter until a gradient arrives; a 
   assertClose(await p.read(), x.map((v) => v * (1 - 0.1 * 0.5)), 'decayed', 1e-6, 1e-7);
 });
 
+s('invScale unscales the gradients and their norm first (loss scaling): same step as unscaled, bit for bit', async () => {
+  const make = () => SIZES.map((n, i) => Tensor.fromArray(randn(n, 40 + i), [n], 'f32', true));
+  const [plain, scaled] = [make(), make()];
+  const gs = SIZES.map((n, i) => randn(n, 50 + i));
+  plain.forEach((p, i) => { p.grad = Tensor.fromArray(gs[i], p.shape); p.hasGrad = true; });
+  scaled.forEach((p, i) => { p.grad = Tensor.fromArray(gs[i].map((v) => Math.fround(v) * 1024), p.shape); p.hasGrad = true; });
+  new AdamW(plain, { lr: 1e-2 }).step(1e-2, gradNorm(plain.map((p) => p.grad!)), 0.5);
+  new AdamW(scaled, { lr: 1e-2 }).step(1e-2, gradNorm(scaled.map((p) => p.grad!)), 0.5, 1 / 1024);
+  for (let i = 0; i < SIZES.length; i++) assertClose(await scaled[i].read(), await plain[i].read(), `p[${i}]`, 0, 0);
+});
+
 s('state and loadState: a restored optimizer continues exactly like the original', async () => {
   const a = await run(2, 1, undefined, [1e-2, 1e-2]);
   const copies = await Promise.all(a.params.map(async (p) => Tensor.fromArray(await p.read(), p.shape, 'f32', true)));

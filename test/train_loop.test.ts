@@ -47,7 +47,7 @@ function source(batches: number[][]): BatchSource {
   };
 }
 
-async function run(name: string, dir: string, extra: Record<string, number> = {}, resume = false): Promise<{ logs: StepLog[]; model: MiniMind }> {
+async function run(name: string, dir: string, extra: Record<string, number | string> = {}, resume = false): Promise<{ logs: StepLog[]; model: MiniMind }> {
   const r = fx.runs[name];
   const args = parseArgs([], {
     learning_rate: fx.base_lr, epochs: r.epochs, batch_size: r.batch_size, accumulation_steps: r.accumulation_steps,
@@ -58,7 +58,7 @@ async function run(name: string, dir: string, extra: Record<string, number> = {}
   const resumePath = join(dir, 'resume.safetensors');
   await trainLoop({
     args, model, data: source(r.batches), weightPath: join(dir, 'w.pth'), resumePath, onStep: (l) => logs.push(l),
-    resume: resume ? await loadResume(resumePath, cfg) : undefined, print: () => {},
+    resume: resume ? await loadResume(resumePath, cfg) : undefined, print: () => {}, initScale: r.init_scale,
   });
   return { logs, model };
 }
@@ -96,6 +96,35 @@ s('a run stopped after k steps and resumed equals the uninterrupted run, bit for
   }
   full.model.dispose();
 });
+
+s('float16: a resumed run restores the loss scale and equals the uninterrupted run, bit for bit', async () => {
+  const f16 = { dtype: 'float16' };
+  const full = await run('acc1_f16_overflow', mkdtempSync(join(tmpdir(), 'full16-')), f16);
+  const dir = mkdtempSync(join(tmpdir(), 'resume16-'));
+  const first = await run('acc1_f16_overflow', dir, { ...f16, max_steps: 3 });
+  const rest = await run('acc1_f16_overflow', dir, f16, true);
+  const seen = [...first.logs, ...rest.logs];
+  assert.equal(seen.map((l) => l.loss), full.logs.map((l) => l.loss));
+  assert.equal(seen.map((l) => l.loss_scale), full.logs.map((l) => l.loss_scale));
+  assert.is(rest.logs[0].loss_scale, 2 ** 18, 'the scale after two overflows, not init_scale');
+  for (const m of [first.model, rest.model, full.model]) m.dispose();
+});
+
+// --dtype float16 against PyTorch's loop with float16 matmuls and GradScaler's loss scaling (make_fixtures.py).
+// Sums in a different order round to the neighbouring float16 now and then, so values agree to ~1e-5
+// relative, as far apart as the float16 and float32 fixtures: what pins float16 here is the overflow run
+// (float32 matmuls do not overflow at scale 2^20) and, per product, the float16 tests of matmul.test.ts.
+for (const name of ['acc1_f16', 'acc1_f16_overflow']) {
+  s(`${name}: float16 matmuls with loss scaling match PyTorch step for step (scales, skipped steps, losses, norms)`, async () => {
+    const { logs } = await run(name, mkdtempSync(join(tmpdir(), 'f16-')), { dtype: 'float16' });
+    const r = fx.runs[name];
+    assert.equal(logs.map((l) => l.loss_scale), r.micro_steps.map((m: { loss_scale: number }) => m.loss_scale), 'loss scales');
+    assert.equal(logs.map((l) => Number.isFinite(l.grad_norm)), r.optimizer_steps.map((o: { grad_norm: number | null }) => o.grad_norm !== null), 'skipped steps');
+    assertClose(logs.map((l) => l.loss), r.micro_steps.map((m: { loss: number }) => m.loss), 'loss', 1e-4, 0);
+    const norms = r.optimizer_steps.filter((o: { grad_norm: number | null }) => o.grad_norm !== null).map((o: { grad_norm: number }) => o.grad_norm);
+    assertClose(logs.filter((l) => Number.isFinite(l.grad_norm)).map((l) => l.grad_norm!), norms, 'grad_norm', 2e-4, 0);
+  });
+}
 
 s('a process killed while writing a checkpoint leaves the previous one loadable', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kill-'));

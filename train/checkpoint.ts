@@ -9,16 +9,17 @@ import { writeBuffer } from '../runtime/kernel.js';
 import type { MiniMind } from '../model/minimind.js';
 import type { AdamW } from '../kernels/adamw.js';
 import type { MiniMindConfig } from '../model/config.js';
+import type { GradScaler, ScalerState } from './grad_scaler.js';
 
 export async function saveWeights(model: MiniMind, path: string): Promise<void> {
   const tensors = await model.exportWeights();
   await writePth(path, tensors, { dtype: 'float16', tied: [['model.embed_tokens.weight', 'lm_head.weight']] });
 }
 
-export interface Position { epoch: number; step: number; iters: number; config: MiniMindConfig }
+export interface Position { epoch: number; step: number; iters: number; config: MiniMindConfig; scaler?: ScalerState }
 
 export interface ResumeState extends Position {
-  restore(model: MiniMind, opt: AdamW): Promise<void>;
+  restore(model: MiniMind, opt: AdamW, scaler: GradScaler | null): Promise<void>;
 }
 
 const FORMAT = 'minimind-ts-resume-1';
@@ -32,7 +33,7 @@ export async function saveResume(path: string, model: MiniMind, opt: AdamW, pos:
     entries.push({ name: `adam.m.${name}`, shape: [...p.shape], data: await m.readF32() });
     entries.push({ name: `adam.v.${name}`, shape: [...p.shape], data: await v.readF32() });
   }
-  const meta = { format: FORMAT, epoch: pos.epoch, step: pos.step, iters: pos.iters, adam_step: st.step, world_size: 1, config: pos.config };
+  const meta = { format: FORMAT, epoch: pos.epoch, step: pos.step, iters: pos.iters, adam_step: st.step, world_size: 1, config: pos.config, scaler: pos.scaler };
   await writeSafetensors(path, entries, { metadata: { resume: JSON.stringify(meta) } });
 }
 
@@ -54,7 +55,9 @@ export async function loadResume(path: string, config: MiniMindConfig): Promise<
   };
   return {
     epoch: meta.epoch, step: meta.step, iters: meta.iters, config: meta.config,
-    async restore(model, opt) {
+    async restore(model, opt, scaler) {
+      // A float32 run resumed in float16 starts the scaler afresh; a float16 one in float32 drops it.
+      if (scaler && meta.scaler) scaler.load(meta.scaler, path);
       for (const [name, p] of model.params) {
         const { m, v } = opt.momentsOf(p);
         writeBuffer(p.buffer, p.offset, get(`param.${name}`));

@@ -14,6 +14,8 @@ import type { MiniMind } from '../model/minimind.js';
 import { lrAt } from './schedule.js';
 import type { TrainArgs } from './args.js';
 import { saveWeights, saveResume, ResumeState } from './checkpoint.js';
+import { GradScaler, precisionFor } from './grad_scaler.js';
+import { setMatmulPrecision } from '../kernels/matmul.js';
 
 export interface Batch { inputIds: Int32Array; labels: Int32Array; batch: number; seqLen: number }
 
@@ -27,6 +29,8 @@ export interface BatchSource {
 export interface StepLog {
   epoch: number; step: number; iters: number; loss: number; logits_loss: number; aux_loss: number;
   lr: number; grad_norm: number | null; tokens_per_s: number; elapsed_s: number;
+  /** --dtype float16 only: the loss scale this step's backward used. */
+  loss_scale?: number;
 }
 
 export interface LoopResult { steps: number; tokens: number; seconds: number; lastLoss: number; skipped: number; logs: StepLog[] }
@@ -41,6 +45,8 @@ export interface LoopOptions {
   /** Called for every micro-step's log entry (tests read them; the log file gets logged ones). */
   onStep?: (log: StepLog) => void;
   print?: (line: string) => void;
+  /** --dtype float16: the loss scale to start from (GradScaler's init_scale; tests pin overflows with it). */
+  initScale?: number;
 }
 
 export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
@@ -51,94 +57,112 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
   const accum = args.accumulation_steps;
   const store = model.store;
   const opt = new AdamW(store, { lr: args.learning_rate });
-  let startEpoch = 0, startStep = 0;
-  if (o.resume) {
-    ({ epoch: startEpoch, step: startStep } = o.resume);
-    await o.resume.restore(model, opt);
-    print(`resumed from ${o.resumePath}: epoch ${startEpoch + 1}, step ${startStep}/${iters}`);
+  const { precision } = precisionFor(args.dtype);
+  const scaler = precision === 'f16' ? new GradScaler(o.initScale) : null;
+  setMatmulPrecision(precision);
+  try {
+    return await loop();
+  } finally {
+    setMatmulPrecision('f32');
+    opt.dispose();
   }
-  const logs: StepLog[] = [];
-  const t0 = performance.now();
-  let tokens = 0, steps = 0, skipped = 0, badInARow = 0, lastLoss = NaN;
-  let pendingMicro = 0; // micro-steps accumulated since the last optimizer step
-  let poisoned = false; // a non-finite value entered the gradients being accumulated
-  let saveDue = false;
-  const tty = process.stdout.isTTY && !o.onStep;
 
-  for (let epoch = startEpoch; epoch < args.epochs; epoch++) {
-    const skip = epoch === startEpoch ? startStep : 0;
-    const epochStart = performance.now();
-    let step = skip;
-    for await (const b of data.batches(epoch, skip)) {
-      step++;
-      const lr = lrAt(epoch * iters + step, total, args.learning_rate);
-      beginScope();
-      const ids = Tensor.fromArray(b.inputIds, [b.batch, b.seqLen], 'i32');
-      const labels = Tensor.fromArray(b.labels, [b.batch, b.seqLen], 'i32');
-      const { loss, aux } = await model.loss(ids, labels, b.inputIds);
-      const objective = aux ? add(loss, aux) : loss;
-      // d(objective/accum)/d(objective) = 1/accum: seed backward with it instead of scaling the loss.
-      backward(objective, fill(Tensor.fromArray([1], [1]), [1], 1 / accum));
-      pendingMicro++;
-      const boundary = step % accum === 0 || step === iters;
-      const norm = boundary ? gradNorm(store.chunks(store.grads)) : null;
-      const [ce, ax, gn] = await readScalars([loss, aux, norm]);
-      const objectiveValue = ce + (aux ? ax : 0);
-      const finite = Number.isFinite(objectiveValue) && (!boundary || Number.isFinite(gn));
-      if (!finite) poisoned = true;
-      let gradNormValue: number | null = null;
-      if (boundary) {
-        gradNormValue = gn;
-        if (!poisoned) opt.step(lr, norm!, args.grad_clip);
-        opt.zeroGrad();
-        pendingMicro = 0;
-      }
-      endScope();
-      if (!finite) {
-        skipped++;
-        badInARow++;
-        print(`step ${step}: non-finite ${Number.isFinite(objectiveValue) ? 'gradient norm' : 'loss'}; the optimizer step is skipped (${badInARow} in a row)`);
-        if (badInARow >= args.max_bad_steps) {
-          await save(epoch, step);
-          throw new Error(`stopped: ${badInARow} non-finite losses in a row (limit --max_bad_steps ${args.max_bad_steps}). `
-            + `The last good weights are saved in ${o.resumePath}. Try a lower --learning_rate or check the data.`);
-        }
-      } else if (boundary && !poisoned) badInARow = 0;
-      if (boundary) poisoned = false;
-      tokens += b.batch * b.seqLen;
-      steps++;
-      lastLoss = objectiveValue;
-      const elapsed = (performance.now() - t0) / 1000;
-      const log: StepLog = {
-        epoch: epoch + 1, step, iters, loss: objectiveValue, logits_loss: ce, aux_loss: aux ? ax : 0, lr,
-        grad_norm: gradNormValue, tokens_per_s: tokens / elapsed, elapsed_s: elapsed,
-      };
-      o.onStep?.(log);
-      if (step % args.log_interval === 0 || step === iters) {
-        logs.push(log);
-        const spent = (performance.now() - epochStart) / 60000;
-        const eta = (spent / (step - skip)) * (iters - skip) - spent;
-        if (tty) process.stdout.write('\r\x1b[K');
-        print(`Epoch:[${epoch + 1}/${args.epochs}](${step}/${iters}), loss: ${objectiveValue.toFixed(4)}, logits_loss: ${ce.toFixed(4)}, `
-          + `aux_loss: ${(aux ? ax : 0).toFixed(4)}, lr: ${lr.toFixed(8)}, epoch_time: ${eta.toFixed(1)}min`);
-        if (args.log_file) appendFileSync(args.log_file, JSON.stringify(log) + '\n');
-      } else if (tty) {
-        process.stdout.write(`\r\x1b[K[${step}/${iters}] loss ${objectiveValue.toFixed(4)}  ${(tokens / elapsed).toFixed(0)} tok/s`);
-      }
-      const last = epoch === args.epochs - 1 && step === iters;
-      // A short run stops at the first optimizer boundary at or after max_steps (nothing half-accumulated).
-      const stopEarly = args.max_steps > 0 && steps >= args.max_steps && pendingMicro === 0;
-      if (step % args.save_interval === 0) saveDue = true;
-      // Saved only between optimizer steps, so a resume never needs half-accumulated gradients.
-      if (pendingMicro === 0 && (saveDue || last || stopEarly)) { await save(epoch, step); saveDue = false; }
-      if (stopEarly) return { steps, tokens, seconds: elapsed, lastLoss, skipped, logs };
+  async function loop(): Promise<LoopResult> {
+    let startEpoch = 0, startStep = 0;
+    if (o.resume) {
+      ({ epoch: startEpoch, step: startStep } = o.resume);
+      await o.resume.restore(model, opt, scaler);
+      print(`resumed from ${o.resumePath}: epoch ${startEpoch + 1}, step ${startStep}/${iters}`);
     }
+    const logs: StepLog[] = [];
+    const t0 = performance.now();
+    let tokens = 0, steps = 0, skipped = 0, badInARow = 0, lastLoss = NaN;
+    let pendingMicro = 0; // micro-steps accumulated since the last optimizer step
+    let poisoned = false; // a non-finite value entered the gradients being accumulated
+    let saveDue = false;
+    const tty = process.stdout.isTTY && !o.onStep;
+
+    for (let epoch = startEpoch; epoch < args.epochs; epoch++) {
+      const skip = epoch === startEpoch ? startStep : 0;
+      const epochStart = performance.now();
+      let step = skip;
+      for await (const b of data.batches(epoch, skip)) {
+        step++;
+        const lr = lrAt(epoch * iters + step, total, args.learning_rate);
+        beginScope();
+        const ids = Tensor.fromArray(b.inputIds, [b.batch, b.seqLen], 'i32');
+        const labels = Tensor.fromArray(b.labels, [b.batch, b.seqLen], 'i32');
+        const { loss, aux } = await model.loss(ids, labels, b.inputIds);
+        const objective = aux ? add(loss, aux) : loss;
+        // d(scale·objective/accum)/d(objective) = scale/accum: seed backward with it instead of scaling the loss.
+        const scale = scaler?.scale ?? 1;
+        backward(objective, fill(Tensor.fromArray([1], [1]), [1], scale / accum));
+        pendingMicro++;
+        const boundary = step % accum === 0 || step === iters;
+        const norm = boundary ? gradNorm(store.chunks(store.grads)) : null;
+        const [ce, ax, gn] = await readScalars([loss, aux, norm]);
+        const objectiveValue = ce + (aux ? ax : 0);
+        // float16: inf/NaN gradients with a finite loss are a loss-scale overflow (GradScaler skips
+        // the step and halves the scale); in float32 they count as a bad step.
+        const overflow = !!scaler && boundary && Number.isFinite(objectiveValue) && !Number.isFinite(gn);
+        const finite = Number.isFinite(objectiveValue) && (!boundary || Number.isFinite(gn) || overflow);
+        if (!finite) poisoned = true;
+        let gradNormValue: number | null = null;
+        if (boundary) {
+          gradNormValue = gn / scale;
+          if (!poisoned && !overflow) opt.step(lr, norm!, args.grad_clip, 1 / scale);
+          if (overflow) print(`step ${step}: gradient overflow at loss scale ${scale}; the optimizer step is skipped and the scale halved`);
+          scaler?.update(overflow || poisoned);
+          opt.zeroGrad();
+          pendingMicro = 0;
+        }
+        endScope();
+        if (!finite) {
+          skipped++;
+          badInARow++;
+          print(`step ${step}: non-finite ${Number.isFinite(objectiveValue) ? 'gradient norm' : 'loss'}; the optimizer step is skipped (${badInARow} in a row)`);
+          if (badInARow >= args.max_bad_steps) {
+            await save(epoch, step);
+            throw new Error(`stopped: ${badInARow} non-finite losses in a row (limit --max_bad_steps ${args.max_bad_steps}). `
+              + `The last good weights are saved in ${o.resumePath}. Try a lower --learning_rate or check the data.`);
+          }
+        } else if (boundary && !poisoned) badInARow = 0;
+        if (boundary) poisoned = false;
+        tokens += b.batch * b.seqLen;
+        steps++;
+        lastLoss = objectiveValue;
+        const elapsed = (performance.now() - t0) / 1000;
+        const log: StepLog = {
+          epoch: epoch + 1, step, iters, loss: objectiveValue, logits_loss: ce, aux_loss: aux ? ax : 0, lr,
+          grad_norm: gradNormValue, tokens_per_s: tokens / elapsed, elapsed_s: elapsed, ...(scaler ? { loss_scale: scale } : {}),
+        };
+        o.onStep?.(log);
+        if (step % args.log_interval === 0 || step === iters) {
+          logs.push(log);
+          const spent = (performance.now() - epochStart) / 60000;
+          const eta = (spent / (step - skip)) * (iters - skip) - spent;
+          if (tty) process.stdout.write('\r\x1b[K');
+          print(`Epoch:[${epoch + 1}/${args.epochs}](${step}/${iters}), loss: ${objectiveValue.toFixed(4)}, logits_loss: ${ce.toFixed(4)}, `
+            + `aux_loss: ${(aux ? ax : 0).toFixed(4)}, lr: ${lr.toFixed(8)}, epoch_time: ${eta.toFixed(1)}min`);
+          if (args.log_file) appendFileSync(args.log_file, JSON.stringify(log) + '\n');
+        } else if (tty) {
+          process.stdout.write(`\r\x1b[K[${step}/${iters}] loss ${objectiveValue.toFixed(4)}  ${(tokens / elapsed).toFixed(0)} tok/s`);
+        }
+        const last = epoch === args.epochs - 1 && step === iters;
+        // A short run stops at the first optimizer boundary at or after max_steps (nothing half-accumulated).
+        const stopEarly = args.max_steps > 0 && steps >= args.max_steps && pendingMicro === 0;
+        if (step % args.save_interval === 0) saveDue = true;
+        // Saved only between optimizer steps, so a resume never needs half-accumulated gradients.
+        if (pendingMicro === 0 && (saveDue || last || stopEarly)) { await save(epoch, step); saveDue = false; }
+        if (stopEarly) return { steps, tokens, seconds: elapsed, lastLoss, skipped, logs };
+      }
+    }
+    return { steps, tokens, seconds: (performance.now() - t0) / 1000, lastLoss, skipped, logs };
   }
-  return { steps, tokens, seconds: (performance.now() - t0) / 1000, lastLoss, skipped, logs };
 
   async function save(epoch: number, step: number): Promise<void> {
     await saveWeights(model, o.weightPath);
-    await saveResume(o.resumePath, model, opt, { epoch, step, iters, config: model.cfg });
+    await saveResume(o.resumePath, model, opt, { epoch, step, iters, config: model.cfg, scaler: scaler?.state() });
   }
 }
 

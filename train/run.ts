@@ -15,6 +15,7 @@ import { DataLoader } from '../data/loader.js';
 import { availableParallelism } from 'node:os';
 import { ensureDefaultData } from '../data/defaults.js';
 import { TrainArgs } from './args.js';
+import { precisionFor } from './grad_scaler.js';
 import { trainLoop, BatchSource, peakBytes } from './loop.js';
 import { loadResume } from './checkpoint.js';
 import { plotLoss } from './plot.js';
@@ -39,7 +40,8 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
       tokDir ||= d.tokenizerDir;
     }
     const tok = await loadTokenizer(tokDir);
-    if (args.dtype !== 'float32') console.log(`[train] --dtype ${args.dtype}: this build trains in float32 (float16/bfloat16 kernels are not implemented yet)`);
+    const { notice } = precisionFor(args.dtype);
+    if (notice) console.log(`[train] ${notice}`);
     const ds = mode === 'sft'
       ? await SFTDataset.open(args.data_path, tok, args.max_seq_len, { skipBadLines: args.skip_bad_lines })
       : await PretrainDataset.open(args.data_path, tok, args.max_seq_len, { skipBadLines: args.skip_bad_lines });
