@@ -1,15 +1,16 @@
 // `npm run bench [-- --quick] [-- --filter NAME]`: the adapter's roofline, every kernel at
 // MiniMind2-small training shapes (batch 16, seq 340, hidden 512, vocab 6400), whole training
 // steps, and TensorFlow.js's WebGPU backend on the same adapter as the peer. Prints a table and
-// writes it as JSON to bench/results/<adapter>.json.
-import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
+// writes it as JSON to bench/results/<adapter>.json; a --filter run merges its rows into that file
+// (rows of the same name and shape replaced, the others kept).
+import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { initGpu, closeGpu, gpu } from '../runtime/device.js';
 import '../kernels/index.js';
-import { Tensor } from '../runtime/tensor.js';
-import { add } from '../kernels/index.js';
-import { Options, Row, formatTable, row, time } from './harness.js';
+import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
+import { add, matmul } from '../kernels/index.js';
+import { Options, Row, clock, chooseClock, formatTable, mergeRows, probeRate, row, time } from './harness.js';
 import { measureRoofline } from './roofline.js';
 import { benchKernels } from './kernels.js';
 import { benchStep } from './step.js';
@@ -22,35 +23,59 @@ const want = (name: string) => !filter || name.includes(filter);
 
 await initGpu();
 const t0 = performance.now();
+{ // GPU timestamps checked against the wall clock on the FFN matmul (~0.2 s per call here).
+  const x = Tensor.zeros([5440, 512]), w = Tensor.zeros([1408, 512]);
+  await chooseClock(() => { beginScope(); matmul(x, w); endScope(); });
+  x.dispose(); w.dispose();
+}
+console.log(`clock: ${clock.gpu ? 'GPU timestamps' : 'wall'} (${clock.why})`);
 const rows: Row[] = [];
-const { roof, rows: roofRows } = await measureRoofline(o);
-rows.push(...roofRows);
+const { roof, rows: roofRows, probes } = await measureRoofline(o);
+rows.push(...roofRows.filter((r) => want(r.name)));
 console.log(`roofline: FMA ${roof.fmaGflops.toFixed(1)} GFLOP/s, copy ${roof.copyGbps.toFixed(2)} GB/s`);
 
 if (want('launch')) {
-  // One tiny kernel: dispatch + submit + wait, the fixed cost every synchronising step pays.
+  // One tiny kernel: dispatch + submit + wait, the fixed cost every synchronising step pays (host included: wall).
   const a = Tensor.zeros([1]).keep();
-  rows.push({ ...row('launch_latency', '1 element add', await time('launch', () => { add(a, a); }, o), {}), note: 'dispatch+submit+wait' });
+  rows.push({ ...row('launch_latency', '1 element add', await time('launch', () => { add(a, a); }, o, { clock: 'wall' }), {}), note: 'dispatch+submit+wait' });
+  a.dispose();
 }
-rows.push(...(await benchKernels(o, roof, want)));
+rows.push(...(await benchKernels(o, probes, want)));
 for (const [name, B, T] of [['tiny', 4, 128], ['minimind2-small', 16, 340]] as const) {
   if (!want(`train_step_${name}`) || (o.quick && name !== 'tiny')) continue;
-  rows.push(await benchStep(name, B, T, o, roof));
+  // A minimind2-small step takes ~30 s here: 2 samples after the warm-up step. FMA probe timed around it.
+  const before = await probeRate(probes.compute, 3);
+  const r = await benchStep(name, B, T, o, name === 'tiny' ? {} : { minSamples: 2, maxTime: 0 });
+  const fmaGflops = (before + (await probeRate(probes.compute, 3))) / 2;
+  rows.push({ ...r, roofline: fmaGflops, pctRoofline: (100 * r.gflops!) / fmaGflops });
 }
 
 let peer: Record<string, unknown> | undefined;
 if (want('peer')) peer = runPeer(o);
 console.log('\n' + formatTable(rows));
-for (const r of rows.filter((x) => x.note)) console.log(`  ${r.name}: ${r.note}`);
+console.log(`  clock: gpu = timestamp queries around the call's GPU work; wall = call start to queue completion. ${clock.why}`);
+console.log('  % roofline: of the FMA (compute rows) or copy (memory rows) probe timed just before and after the row');
+for (const r of rows.filter((x) => x.note)) console.log(`  ${r.name} ${r.shape}: ${r.note}`);
 if (peer) printPeer(peer, rows);
 
 const slug = gpu().adapterName.replace(/[^A-Za-z0-9.]+/g, '-').replace(/^-|-$/g, '').slice(0, 80);
 const dir = join(import.meta.dirname, 'results');
 mkdirSync(dir, { recursive: true });
 const out = join(dir, `${slug}.json`);
-writeFileSync(out + '.tmp', JSON.stringify({ adapter: gpu().adapterName, date: new Date().toISOString(), quick: o.quick, roofline: roof, rows, peer }, null, 1));
+const seconds = (performance.now() - t0) / 1000;
+const date = new Date().toISOString();
+let result: Record<string, unknown> = { adapter: gpu().adapterName, date, quick: o.quick, seconds, clock, roofline: roof, rows, peer };
+if (filter && existsSync(out)) {
+  const old = JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown> & { rows: Row[]; updates?: unknown[] };
+  result = {
+    ...old, rows: mergeRows(old.rows, rows), peer: peer ?? old.peer,
+    // The file's roofline stays; merged rows' % roofline are against this run's (given here).
+    updates: [...(old.updates ?? []), { date, filter, quick: o.quick, clock, roofline: roof, rows: rows.length }],
+  };
+}
+writeFileSync(out + '.tmp', JSON.stringify(result, null, 1));
 renameSync(out + '.tmp', out);
-console.log(`\nwrote ${out} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+console.log(`\n${filter ? `merged ${rows.length} rows into` : 'wrote'} ${out} (${seconds.toFixed(0)} s)`);
 closeGpu();
 
 /** The peer runs in its own process so it gets its own Dawn device. */
@@ -68,16 +93,17 @@ function printPeer(p: Record<string, unknown>, ours: Row[]): void {
   if (!p.ok) { console.log(`\npeer (TensorFlow.js WebGPU): not run: ${p.why}`); return; }
   const mm = p.matmul as { ms: number; gflops: number };
   const mine = ours.find((r) => r.name === 'matmul' && r.shape.startsWith('5440x512·1408'));
-  console.log(`\npeer (TensorFlow.js WebGPU on ${p.adapter}):`);
-  if (mine) console.log(`  matmul 5440×512·512×1408: tfjs ${mm.ms.toFixed(1)} ms vs ours ${mine.ms.toFixed(1)} ms → ${(mm.ms / mine.ms).toFixed(2)}× faster`);
+  console.log(`\npeer (TensorFlow.js WebGPU on ${p.adapter}), wall clock on both sides:`);
+  if (mine) console.log(`  matmul 5440×512·512×1408: tfjs ${mm.ms.toFixed(1)} ms vs ours ${mine.wallMs.toFixed(1)} ms → ${(mm.ms / mine.wallMs).toFixed(2)}× faster`);
   // Compared in tokens/s: the peer may run a smaller batch than ours at the same preset.
-  for (const s of (p.steps as { name: string; batch: number; seq: number; ms: number }[]) ?? []) {
+  for (const s of (p.steps as { name: string; batch: number; seq: number; ms: number; reps: number }[]) ?? []) {
     const m = ours.find((r) => r.name === `train_step_${s.name}`);
     const peerTps = (s.batch * s.seq) / (s.ms / 1000);
-    const note = `tfjs forward+backward ${s.ms.toFixed(0)} ms at B${s.batch}×T${s.seq} = ${peerTps.toFixed(0)} tokens/s`;
+    const note = `tfjs forward+backward ${s.ms.toFixed(0)} ms at B${s.batch}×T${s.seq} = ${peerTps.toFixed(0)} tokens/s (median of ${s.reps})`;
     if (!m) { console.log(`  step ${s.name}: ${note}`); continue; }
     const [b, t] = m.shape.slice(1).split('×T').map(Number);
-    const ourTps = (b * t) / (m.ms / 1000);
-    console.log(`  step ${s.name}: ${note} vs ours forward+backward+AdamW ${m.ms.toFixed(0)} ms at ${m.shape} = ${ourTps.toFixed(0)} tokens/s → ${(ourTps / peerTps).toFixed(2)}× the tokens/s`);
+    const ourTps = (b * t) / (m.wallMs / 1000);
+    console.log(`  step ${s.name}: ${note} vs ours forward+backward+AdamW ${m.wallMs.toFixed(0)} ms at ${m.shape} = ${ourTps.toFixed(0)} tokens/s `
+      + `(median of ${m.samples}) → ${(ourTps / peerTps).toFixed(2)}× the tokens/s`);
   }
 }

@@ -1,131 +1,169 @@
-// Memory-bound kernels (rmsnorm, rope, swiglu, embedding, cross_entropy) at MiniMind2-small training
-// shapes (B·T = 16·340 = 5440 rows, H 512, FFN 1408, V 6400, nh 8, nkv 2, hd 64), next to a vec4 copy
-// kernel measured the same way: the roofline these kernels are judged against (target ≥ 50% of it).
-// Timing: wall clock over a batch of calls; the host sleeps through most of the expected time before
-// awaiting, because Dawn's Node binding spins a core while a GPU promise is pending (LAVAPIPE-NOTES).
-// Bytes per call come from each kernel module's bench metadata (the minimum traffic of the op).
-// Run alone: npx tsx bench/memory_bound.ts
-import { pathToFileURL } from 'node:url';
-import { initGpu, closeGpu } from '../runtime/device.js';
-import { defineKernel, launch, flush, sync } from '../runtime/kernel.js';
-import { Tensor, beginScope, endScope, noGrad } from '../runtime/tensor.js';
-import * as rmsnormK from '../kernels/rmsnorm.js';
-import * as ropeK from '../kernels/rope.js';
-import * as swigluK from '../kernels/swiglu.js';
-import * as embeddingK from '../kernels/embedding.js';
-import * as ceK from '../kernels/cross_entropy.js';
-import '../kernels/index.js';
+// Memory-bound rows, each pass timed on its own: the forward kernel, then the backward kernel called
+// through its backward rule with the forward's saved inputs (no tape walk, no forward in the time).
+// Bytes per call are what that pass moves, from each module's bench metadata:
+//   rmsnorm   forward 4·(2·rows·H + H + rows)       backward 4·(3·rows·H + rows + 2·H)  (dW partials stay in cache)
+//   rope      forward = backward 8·size              (x in, y out; the cos/sin table stays in cache)
+//   swiglu    forward 12·n (g, u in; y out)          backward 20·n (g, u, dy in; dg, du out)
+//   embedding forward 4·(2·N·H + N)                  backward 4·(N·H + 2·distinct·H + 2·N)
+//   cross_entropy forward 4·rows·V + 12·rows (loss only) or 8·rows·V + 12·rows (+dlogits in place);
+//             backward 8·rows·V (dlogits scaled in place; at upstream 1 it is skipped: no row)
+// Target: ≥ 50% of the copy roofline (issue 6).
+import { Tensor, TapeNode, gradSlot } from '../runtime/tensor.js';
+import { mulberry32 } from '../runtime/random.js';
+import * as rms from '../kernels/rmsnorm.js';
+import * as rp from '../kernels/rope.js';
+import * as sw from '../kernels/swiglu.js';
+import * as emb from '../kernels/embedding.js';
+import * as ce from '../kernels/cross_entropy.js';
+import { B, T, N, H, I, V, NH, HD, Case, host, rand, f64, compare, verify, scoped } from './case.js';
 
-/** pctCopy: GB/s as a percent of the copy probe timed right next to it (the machine's load drifts). */
-export interface Row { name: string; shape: string; ms: number; gbps: number; pctCopy: number }
-
-const B = 16, T = 340, R = B * T, H = 512, FFN = 1408, V = 6400, NH = 8, NKV = 2, HD = 64;
-
-const copyKernel = defineKernel({
-  name: 'copy_probe', params: [['n', 'u32']], buffers: [['x', 'read', 'vec4<f32>'], ['y', 'rw', 'vec4<f32>']],
-  wgsl: () => `@compute @workgroup_size(256) fn copy_probe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let i = wgIndex(wid, nwg) * 256u + lid.x;
-  if (i < p.n) { y[i] = x[i]; }
-}`,
-});
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** ms per call of `fn` over one batch of ≥ ~150 ms (after a first call that compiles and fills the pool). */
-async function timeBatch(fn: () => void): Promise<number> {
-  const once = async () => { const t = performance.now(); fn(); await sync(); return performance.now() - t; };
-  await once();
-  const est = Math.max(0.05, await once());
-  const iters = Math.max(3, Math.ceil(150 / est));
-  const t0 = performance.now();
-  for (let i = 0; i < iters; i++) fn();
-  flush();
-  await sleep(est * iters * 0.8);
-  await sync();
-  return (performance.now() - t0) / iters;
+/** Runs the forward `op` once with gradients recorded and returns its tape node (saved inputs). */
+function nodeOf(op: () => Tensor): TapeNode {
+  const y = op();
+  if (!y.node) throw new Error('bench: the forward recorded no tape node');
+  return y.node;
 }
 
-/** Each call inside its own scope, so temporaries go back to the pool. */
-const scoped = (fn: () => void) => () => { beginScope(); try { fn(); } finally { endScope(); } };
-
-export async function benchMemoryBound(): Promise<Row[]> {
-  const rows: Row[] = [];
-  const nv = (64 << 20) / 16, ca = Tensor.zeros([nv * 4]).keep(), cb = Tensor.empty([nv * 4]).keep();
-  const copy = () => launch(copyKernel, { params: { n: nv }, buffers: [ca.buffer, cb.buffer], workgroups: nv / 256 });
-  const copyBytes = 2 * (64 << 20);
-  /** Kernel and copy probe timed alternately, three times; the medians of ms and of the ratio. */
-  const add = async (name: string, shape: string, bytes: number, fn: () => void) => {
-    const ms: number[] = [], pct: number[] = [];
-    for (let k = 0; k < 3; k++) {
-      const t = await timeBatch(fn), c = await timeBatch(copy);
-      ms.push(t);
-      pct.push((100 * bytes / t) / (copyBytes / c));
-    }
-    const med = (a: number[]) => a.sort((x, y) => x - y)[1];
-    rows.push({ name, shape, ms: med(ms), gbps: bytes / med(ms) / 1e6, pctCopy: med(pct) });
-  };
-  const rand = (n: number, s = 1) => { const a = new Float32Array(n); for (let i = 0; i < n; i++) a[i] = (((i * 2654435761) >>> 0) % 2001 - 1000) * s / 1000; return Tensor.fromArray(a, [n]).keep(); };
-  const held: Tensor[] = [];
-  const keep = (t: Tensor) => { held.push(t.keep()); return t; };
-
-  await add('copy_probe', '64 MiB vec4', copyBytes, copy); // the roofline itself (≈ 100%)
-
-  // rmsnorm: hidden [5440, 512] and per-head q norm [5440·8, 64].
-  for (const [rows_, h] of [[R, H], [R * NH, HD]]) {
-    const x = keep(rand(rows_ * h).reshape([rows_, h])), w = keep(rand(h)), dy = keep(rand(rows_ * h).reshape([rows_, h]));
-    const rstd = keep(Tensor.zeros([rows_])), dw = keep(Tensor.zeros([h]));
-    await add('rmsnorm_forward', `${rows_}×${h}`, rmsnormK.bench.rmsnorm_forward(rows_, h).bytes, scoped(() => noGrad(() => rmsnormK.rmsnorm(x, w, 1e-5))));
-    await add('rmsnorm_backward', `${rows_}×${h}`, rmsnormK.bench.rmsnorm_backward(rows_, h).bytes, scoped(() => rmsnormK.rmsnormBackward(x, w, rstd, dy, dw, 1)));
-  }
-
-  // rope on q [16, 340, 8, 64] and k [16, 340, 2, 64]; the backward is the same kernel with −angle.
-  for (const nh of [NH, NKV]) {
-    const x = keep(rand(R * nh * HD).reshape([B, T, nh, HD]));
-    await add('rope', `${B}×${T}×${nh}×${HD}`, ropeK.bench.rope(x.size).bytes, scoped(() => noGrad(() => ropeK.rope(x, 0, 1e6))));
-  }
-
-  // swiglu on [5440, 1408].
-  const n = R * FFN, g = keep(rand(n, 4)), u = keep(rand(n)), dyf = keep(rand(n));
-  await add('swiglu_forward', `${R}×${FFN}`, swigluK.bench.swiglu_forward(n).bytes, scoped(() => noGrad(() => swigluK.swiglu(g, u))));
-  await add('swiglu_backward', `${R}×${FFN}`, swigluK.bench.swiglu_backward(n).bytes, scoped(() => {
-    swigluK.backward.swiglu({ op: 'swiglu', inputs: [g, u], outputs: [], saved: {} }, [dyf]);
-  }));
-
-  // embedding: 5440 ids into [6400, 512]; backward both ways (host-sorted groups, GPU scan).
-  const hostIds = Int32Array.from({ length: R }, (_, i) => (i * 7919) % V);
-  const ids = keep(Tensor.fromArray(hostIds, [B, T], 'i32')), table = keep(rand(V * H).reshape([V, H]));
-  table.requiresGrad = true;
-  const dye = keep(rand(R * H).reshape([B, T, H]));
-  const distinct = new Set(hostIds).size;
-  await add('embedding_forward', `${R} ids × ${H}`, embeddingK.bench.embedding_forward(R, H).bytes, scoped(() => noGrad(() => embeddingK.embedding(ids, table))));
-  for (const host of [true, false]) {
-    const y = embeddingK.embedding(ids, table, host ? hostIds : undefined).keep();
-    held.push(y);
-    const node = y.node!;
-    await add(`embedding_backward${host ? '' : '_scan'}`, `${R} ids × ${H}`, embeddingK.bench.embedding_backward(R, H, distinct).bytes,
-      scoped(() => embeddingK.backward.embedding(node, [dye])));
-  }
-
-  // cross_entropy on [16, 340, 6400]: fused loss + dlogits in place; forward only; backward scale.
-  const logits = keep(rand(R * V, 8).reshape([B, T, V]));
-  const labels = keep(Tensor.fromArray(hostIds.map((v, i) => (i % 3 ? v : -100)), [B, T], 'i32'));
-  logits.requiresGrad = true;
-  await add('cross_entropy', `${B}×${T}×${V} fused fwd+bwd`, ceK.bench.cross_entropy(R, V).bytes, scoped(() => ceK.crossEntropy(logits, labels)));
-  await add('cross_entropy_forward', `${B}×${T}×${V} loss only`, ceK.bench.cross_entropy(R, V, false).bytes, scoped(() => noGrad(() => ceK.crossEntropy(logits, labels))));
-  for (const s of [1, 0.5]) {
-    const gs = keep(Tensor.fromArray([s], [1]));
-    await add('cross_entropy_backward', `${B}×${T}×${V} upstream ${s}`, s === 1 ? 0 : 8 * R * V, scoped(() => {
-      ceK.backward.cross_entropy({ op: 'cross_entropy', inputs: [logits, labels], outputs: [], saved: {} }, [gs, null]);
-    }));
-  }
-  for (const t of [...held, ca, cb]) t.dispose();
-  return rows;
+function rmsnormCases(): Case[] {
+  const data = () => [host([N, H], 8), host([H], 9), host([N, H], 10)];
+  return [{
+    name: 'rmsnorm_forward', shape: `${N}x${H}`, work: rms.bench.rmsnorm_forward(N, H),
+    setup: async () => {
+      const [xh, wh] = data();
+      const x = Tensor.fromArray(xh, [N, H]), w = Tensor.fromArray(wh, [H]);
+      await verify('rmsnorm_forward', () => rms.rmsnorm(x, w, 1e-5), rms.reference(f64(xh, 4 * H), f64(wh), 1e-5).y);
+      return scoped(() => rms.rmsnorm(x, w, 1e-5));
+    },
+  }, {
+    name: 'rmsnorm_backward', shape: `${N}x${H}`, work: rms.bench.rmsnorm_backward(N, H),
+    setup: async (held) => {
+      const [xh, wh, dyh] = data();
+      const x = Tensor.fromArray(xh, [N, H], 'f32', true), w = Tensor.fromArray(wh, [H], 'f32', true), dy = Tensor.fromArray(dyh, [N, H]);
+      held.push(gradSlot(w));
+      const node = nodeOf(() => rms.rmsnorm(x, w, 1e-5));
+      await verify('rmsnorm_backward', () => rms.backward.rmsnorm(node, [dy])[0]!, rms.referenceBackward(f64(xh, 4 * H), f64(wh), f64(dyh, 4 * H), 1e-5).dx);
+      return scoped(() => rms.backward.rmsnorm(node, [dy]));
+    },
+  }];
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  await initGpu();
-  for (const r of await benchMemoryBound()) {
-    console.log(`${r.name.padEnd(24)} ${r.shape.padEnd(30)} ${r.ms.toFixed(2).padStart(8)} ms ${r.gbps.toFixed(2).padStart(6)} GB/s ${r.pctCopy.toFixed(0).padStart(4)}% of copy`);
-  }
-  closeGpu();
+function ropeCases(): Case[] {
+  const shape = [B, T, NH, HD], n = T * NH * HD; // checked on the first sequence
+  return [{
+    name: 'rope_forward', shape: shape.join('x'), work: rp.bench.rope(N * NH * HD),
+    setup: async () => {
+      const xh = host(shape, 11), x = Tensor.fromArray(xh, shape);
+      await verify('rope_forward', () => rp.rope(x, 0, 1e6), rp.reference(f64(xh, n), [1, T, NH, HD], 0, 1e6));
+      return scoped(() => rp.rope(x, 0, 1e6));
+    },
+  }, {
+    name: 'rope_backward', shape: shape.join('x'), work: rp.bench.rope(N * NH * HD),
+    setup: async () => {
+      const dyh = host(shape, 12), dy = Tensor.fromArray(dyh, shape);
+      const node = nodeOf(() => rp.rope(rand(shape, 11, 1, true), 0, 1e6));
+      await verify('rope_backward', () => rp.backward.rope(node, [dy])[0]!, rp.reference(f64(dyh, n), [1, T, NH, HD], 0, 1e6, -1));
+      return scoped(() => rp.backward.rope(node, [dy]));
+    },
+  }];
 }
+
+function swigluCases(): Case[] {
+  const n = N * I, k = 4096; // checked on the first k elements
+  const data = () => [host([N, I], 13), host([N, I], 14), host([N, I], 15)];
+  return [{
+    name: 'swiglu_forward', shape: `${N}x${I}`, work: sw.bench.swiglu_forward(n),
+    setup: async () => {
+      const [gh, uh] = data();
+      const g = Tensor.fromArray(gh, [N, I]), u = Tensor.fromArray(uh, [N, I]);
+      await verify('swiglu_forward', () => sw.swiglu(g, u), sw.reference.forward(f64(gh, k), f64(uh, k)));
+      return scoped(() => sw.swiglu(g, u));
+    },
+  }, {
+    name: 'swiglu_backward', shape: `${N}x${I}`, work: sw.bench.swiglu_backward(n),
+    setup: async () => {
+      const [gh, uh, dyh] = data();
+      const g = Tensor.fromArray(gh, [N, I], 'f32', true), u = Tensor.fromArray(uh, [N, I], 'f32', true), dy = Tensor.fromArray(dyh, [N, I]);
+      const node = nodeOf(() => sw.swiglu(g, u));
+      const want = sw.reference.backward(f64(gh, k), f64(uh, k), f64(dyh, k));
+      await verify('swiglu_backward dg', () => sw.backward.swiglu(node, [dy])[0]!, want.dg);
+      await verify('swiglu_backward du', () => sw.backward.swiglu(node, [dy])[1]!, want.du);
+      return scoped(() => sw.backward.swiglu(node, [dy]));
+    },
+  }];
+}
+
+function embeddingCases(): Case[] {
+  const r = mulberry32(16);
+  const ids = Int32Array.from({ length: N }, () => Math.floor(r() * V));
+  const distinct = new Set(ids).size;
+  const backwardCase = (hostIds: boolean): Case => ({
+    name: 'embedding_backward', shape: `${N} ids, ${V}x${H}, ${hostIds ? 'host-sorted' : 'GPU scan'}`,
+    work: emb.bench.embedding_backward(N, H, distinct),
+    note: `${distinct} distinct ids${hostIds ? '' : '; the fallback when the ids are not on the host'}`,
+    setup: async (held) => {
+      const dyh = host([B, T, H], 18);
+      const table = rand([V, H], 17, 1, true), dy = Tensor.fromArray(dyh, [B, T, H]);
+      const node = nodeOf(() => emb.embedding(Tensor.fromArray(ids, [B, T], 'i32'), table, hostIds ? ids : undefined));
+      const call = scoped(() => emb.backward.embedding(node, [dy]));
+      call(); // the table is a leaf: its gradient (zero until now) accumulates in place
+      held.push(table.grad!);
+      compare('embedding_backward', await table.grad!.readF32(), emb.reference.backward(ids, f64(dyh), V, H));
+      return call;
+    },
+  });
+  return [{
+    name: 'embedding_forward', shape: `${N} ids, ${V}x${H}`, work: emb.bench.embedding_forward(N, H),
+    setup: async () => {
+      const th = host([V, H], 17);
+      const idt = Tensor.fromArray(ids, [B, T], 'i32'), table = Tensor.fromArray(th, [V, H]);
+      await verify('embedding_forward', () => emb.embedding(idt, table), emb.reference.forward(ids.subarray(0, 64), f64(th), H));
+      return scoped(() => emb.embedding(idt, table));
+    },
+  }, backwardCase(true), backwardCase(false)];
+}
+
+function crossEntropyCases(): Case[] {
+  // Every position has a label (only t = T−1, which has no next token, is skipped), so the formulas hold.
+  const r = mulberry32(19);
+  const labels = Int32Array.from({ length: N }, () => Math.floor(r() * V));
+  const inputs = (batch: number, grad: boolean) => ({
+    logits: rand([batch, T, V], 20, 1, grad), lab: Tensor.fromArray(labels.subarray(0, batch * T), [batch, T], 'i32'),
+  });
+  // Checked on the first two sequences, as a batch of their own.
+  const ref = () => ce.reference(f64(host([2, T, V], 20)), labels, 2, T, V);
+  const shape = (what: string) => `${B}x${T}x${V} ${what}`;
+  return [{
+    name: 'cross_entropy_forward', shape: shape('loss only'), work: ce.bench.cross_entropy(N, V, false),
+    setup: async () => {
+      const s = inputs(2, false);
+      await verify('cross_entropy_forward', () => ce.crossEntropy(s.logits, s.lab).loss, [ref().loss]);
+      const { logits, lab } = inputs(B, false);
+      return scoped(() => ce.crossEntropy(logits, lab));
+    },
+  }, {
+    name: 'cross_entropy_forward', shape: shape('loss+dlogits'), work: ce.bench.cross_entropy(N, V, true),
+    note: 'writes dlogits over the logits: later calls run on the previous dlogits (same work)',
+    setup: async () => {
+      const s = inputs(2, true);
+      ce.crossEntropy(s.logits, s.lab);
+      compare('cross_entropy_forward dlogits', await s.logits.readF32(), ref().dlogits);
+      const { logits, lab } = inputs(B, true);
+      return scoped(() => ce.crossEntropy(logits, lab));
+    },
+  }, {
+    name: 'cross_entropy_backward', shape: shape('upstream 0.5/2'), work: { bytes: 8 * N * V },
+    note: 'dlogits scaled in place (gradient accumulation), by 0.5 and 2 in turn (no denormals); at upstream 1 the pass is skipped',
+    setup: async () => {
+      const [half, two] = [Tensor.fromArray([0.5], [1]), Tensor.fromArray([2], [1])];
+      const s = inputs(2, true);
+      ce.backward.cross_entropy(nodeOf(() => ce.crossEntropy(s.logits, s.lab).loss), [half, null]);
+      compare('cross_entropy_backward', await s.logits.readF32(), ref().dlogits.map((d) => d / 2));
+      const { logits, lab } = inputs(B, true);
+      const node = nodeOf(() => ce.crossEntropy(logits, lab).loss);
+      let k = 0;
+      return scoped(() => ce.backward.cross_entropy(node, [k++ % 2 ? two : half, null]));
+    },
+  }];
+}
+
+export const memoryBoundCases = (): Case[] => [...rmsnormCases(), ...ropeCases(), ...swigluCases(), ...embeddingCases(), ...crossEntropyCases()];

@@ -1,70 +1,91 @@
-// Optimizer-side kernels at MiniMind2-small size (25,829,888 parameters in 74 tensors): grad_norm
-// over all gradients, and one AdamW step (with the clip factor) as the trainer runs it, multi-tensor
-// over the 74 separate parameter buffers; beside it the same step on ONE flat 25.8M tensor, the
-// layout a flat parameter store would give (one dispatch), to show what the dispatch count costs.
-// Napkin math: AdamW moves 28 B/param (p r+w, g r, m r+w, v r+w) = 723 MB per step; at lavapipe's
-// ~4–6 GB/s copy roofline that is ~120–180 ms. grad_norm reads 4 B/param = 103 MB.
-// Run alone: npx tsx bench/optimizer.ts [--quick]
-import { pathToFileURL } from 'node:url';
-import { initGpu, closeGpu } from '../runtime/device.js';
-import { counters, resetCounters } from '../runtime/kernel.js';
-import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
-import { AdamW, bench as adamwBench } from '../kernels/adamw.js';
-import { gradNorm, bench as normBench } from '../kernels/grad_norm.js';
-import { minimind2, parameterShapes } from '../model/config.js';
-import { Options, Roofline, Row, formatTable, row, time } from './harness.js';
-import { measureRoofline } from './roofline.js';
+// Optimizer-side rows at MiniMind2-small size (25.8M parameters in 74 tensors): the global gradient
+// norm and one AdamW step with the clip factor read from it, as the trainer runs them, over the 74
+// separate tensors (one dispatch per few tensors) and over a flat ParamStore (views into two buffers:
+// one dispatch per binding-sized chunk). Bytes: grad_norm reads 4 B per element, AdamW moves 28
+// (p read+write, g read, m and v read+write); over the store, the alignment padding between views too
+// (the passes cover it).
+import { Tensor, copyInto, gradSlot } from '../runtime/tensor.js';
+import { readBuffer } from '../runtime/kernel.js';
+import { ParamStore } from '../runtime/param_store.js';
+import * as adamw from '../kernels/adamw.js';
+import * as gn from '../kernels/grad_norm.js';
+import { preset, parameterShapes } from '../model/config.js';
+import { Case, host, rand, compare, verify, scoped } from './case.js';
 
-/** A parameter with a gradient, both filled with a cheap deterministic pattern. */
-function param(shape: number[], seed: number): Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = ((((i + seed) * 2654435761) >>> 0) % 2001 - 1000) / 1000;
-  const p = Tensor.fromArray(a, shape, 'f32', true).keep();
-  p.grad = Tensor.fromArray(a.map((v) => v * 1e-2), shape).keep();
-  return p;
+const named = () => parameterShapes(preset('minimind2-small'));
+const LR = 1e-4, SLICE = 256;
+
+/** Parameters (seeded, scale 0.05) with gradients (scale 0.01): 74 tensors, or views of one store. */
+function parameters(layout: 'tensors' | 'store', held: { dispose(): void }[]): { ps: Tensor[]; store?: ParamStore } {
+  const shapes = named();
+  let store: ParamStore | undefined;
+  let ps: Tensor[];
+  if (layout === 'store') {
+    store = new ParamStore(shapes);
+    ps = [...store.params.values()];
+    ps.forEach((p, i) => copyInto(p, rand(shapes[i][1], 200 + i, 0.05)));
+  } else {
+    ps = shapes.map(([, s], i) => rand(s, 200 + i, 0.05, true));
+  }
+  ps.forEach((p, i) => copyInto(gradSlot(p), rand(shapes[i][1], 300 + i, 0.01)));
+  held.push(...(store ? [store] : ps.map((p) => p.grad!)));
+  return { ps, store };
 }
 
-export async function benchOptimizer(o: Options = { quick: false }, roof?: Roofline): Promise<Row[]> {
-  const shapes = parameterShapes(minimind2()).map(([, s]) => s);
-  const params = shapes.map((s, i) => param(s, i));
-  const n = params.reduce((a, p) => a + p.size, 0);
-  const shape = `${(n / 1e6).toFixed(1)}M params`;
-  const rows: Row[] = [];
-  const opt = new AdamW(params, { lr: 1e-4 });
-  const grads = params.map((p) => p.grad!);
-  const dispatches = (fn: () => void) => { resetCounters(); fn(); return counters().dispatches; };
-  const scoped = (fn: () => void) => () => { beginScope(); fn(); endScope(); };
-
-  const normStep = scoped(() => { gradNorm(grads); });
-  const dNorm = dispatches(normStep);
-  rows.push({ ...row('grad_norm', `${shape}, ${params.length} tensors`, await time('grad_norm', normStep, o), normBench.grad_norm(n), roof),
-    note: `${dNorm} dispatches` });
-
-  const norm = gradNorm(grads).keep();
-  const step = () => opt.step(1e-4, norm, 1.0);
-  rows.push({ ...row('adamw', `${shape}, ${params.length} tensors`, await time('adamw', step, o), adamwBench.adamw(n), roof),
-    note: `${dispatches(step)} dispatches, clip factor read from the norm buffer` });
-  norm.dispose();
-  for (const p of params) { p.grad!.dispose(); p.dispose(); }
-  opt.state().m.concat(opt.state().v).forEach((t) => t.dispose());
-
-  const flat = param([n], 7);
-  const flatOpt = new AdamW([flat], { lr: 1e-4 });
-  const flatStep = () => flatOpt.step(1e-4);
-  rows.push({ ...row('adamw_flat', `${shape}, 1 tensor`, await time('adamw_flat', flatStep, o), adamwBench.adamw(n), roof),
-    note: `${dispatches(flatStep)} dispatch, no clip` });
-  flat.grad!.dispose(); flat.dispose();
-  flatOpt.state().m.concat(flatOpt.state().v).forEach((t) => t.dispose());
-  return rows;
+/** First and last SLICE elements of a tensor, from the GPU. */
+async function ends(t: Tensor): Promise<Float32Array[]> {
+  const n = Math.min(SLICE, t.size);
+  return Promise.all([0, t.size - n].map(async (e) => new Float32Array(await readBuffer(t.buffer, t.offset + 4 * e, 4 * n))));
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  await initGpu();
-  const o = { quick: process.argv.includes('--quick') };
-  const { roof, rows: roofRows } = await measureRoofline(o);
-  const rows = await benchOptimizer(o, roof);
-  console.log(formatTable([...roofRows, ...rows]));
-  for (const r of rows) console.log(`  ${r.name}: ${r.note}`);
-  closeGpu();
+/** One step from fresh moments against the float64 reference, on the first and last elements of every
+ *  tensor: the update p' − p (|update| ≈ lr, far below |p|) and the first moment. */
+async function checkStep(ps: Tensor[], opt: adamw.AdamW, norm: Tensor): Promise<void> {
+  const hostGrads = named().map(([, s], i) => host(s, 300 + i, 0.01));
+  const clipCoef = Math.min(1 / (gn.reference(hostGrads) + 1e-6), 1);
+  opt.step(LR, norm, 1.0);
+  for (const [i, p] of ps.entries()) {
+    const [ph, gh] = [host(p.shape, 200 + i, 0.05), hostGrads[i]];
+    const [got, m] = [await ends(p), await ends(opt.momentsOf(p).m)];
+    [0, p.size - got[0].length].forEach((e, k) => {
+      const n = got[k].length;
+      const [p0, mw, vw] = [Float64Array.from(ph.subarray(e, e + n)), new Float64Array(n), new Float64Array(n)];
+      const pw = p0.slice();
+      adamw.reference(pw, gh.subarray(e, e + n), mw, vw, { lr: LR, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.01, step: 1, clipCoef });
+      compare(`adamw tensor ${i} update`, got[k].map((x, j) => x - p0[j]), pw.map((x, j) => x - p0[j]), e);
+      compare(`adamw tensor ${i} m`, m[k], mw, e);
+    });
+  }
+}
+
+export function optimizerCases(): Case[] {
+  const n = named().reduce((a, [, s]) => a + s.reduce((x, y) => x * y, 1), 0);
+  const out: Case[] = [];
+  for (const layout of ['tensors', 'store'] as const) {
+    const shape = layout === 'tensors' ? `74 tensors, ${n} floats` : `1 ParamStore, ${n} floats`;
+    const norm: Case = {
+      name: 'grad_norm', shape, work: gn.bench.grad_norm(n), bound: 'memory',
+      setup: async (held) => {
+        const { ps, store } = parameters(layout, held);
+        if (store) norm.work = gn.bench.grad_norm(store.bytes / 4);
+        const grads = store ? store.chunks(store.grads) : ps.map((p) => p.grad!);
+        await verify('grad_norm', () => gn.gradNorm(grads), [gn.reference(named().map(([, s], i) => host(s, 300 + i, 0.01)))]);
+        return scoped(() => gn.gradNorm(grads));
+      },
+    };
+    const step: Case = {
+      name: 'adamw', shape, work: adamw.bench.adamw(n), bound: 'memory',
+      setup: async (held) => {
+        const { ps, store } = parameters(layout, held);
+        if (store) step.work = adamw.bench.adamw(store.bytes / 4);
+        const opt = store ? new adamw.AdamW(store, { lr: LR }) : new adamw.AdamW(ps, { lr: LR });
+        held.push(opt);
+        const clip = gn.gradNorm(store ? store.chunks(store.grads) : ps.map((p) => p.grad!));
+        await checkStep(ps, opt, clip);
+        return () => opt.step(LR, clip, 1.0);
+      },
+    };
+    out.push(norm, step);
+  }
+  return out;
 }

@@ -1,7 +1,8 @@
 // One whole training step (forward, backward, global-norm clip, AdamW) of a preset at a batch
-// shape: tokens/s, dispatches and submits per step, peak GPU bytes, and model FLOPs as a fraction
-// of the measured FMA peak. FLOPs per token: 6·(non-embedding params + tied head) for the matmuls
-// (forward 2, backward 4) plus causal attention 6·L·T·H (QKᵀ and PV at half the T×T each).
+// shape: tokens/s, dispatches and submits per step, peak GPU bytes, and model FLOPs (the caller
+// takes them as a fraction of the measured FMA peak). FLOPs per token: 6·(non-embedding params +
+// tied head) for the matmuls (forward 2, backward 4) plus causal attention 6·L·T·H (QKᵀ and PV at
+// half the T×T each).
 import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { counters, resetCounters, sync } from '../runtime/kernel.js';
@@ -12,7 +13,7 @@ import { gradNorm } from '../kernels/grad_norm.js';
 import { MiniMind } from '../model/minimind.js';
 import { preset, countParameters, MiniMindConfig } from '../model/config.js';
 import { mulberry32 as rng } from '../runtime/random.js';
-import { Options, Roofline, Row, time } from './harness.js';
+import { Options, Row, Sampling, time } from './harness.js';
 
 export function stepFlops(c: MiniMindConfig, B: number, T: number): number {
   // The tied table is counted once: as the LM head matmul (the embedding gather costs no FLOPs).
@@ -21,7 +22,8 @@ export function stepFlops(c: MiniMindConfig, B: number, T: number): number {
   return B * T * (6 * matmulParams + attn);
 }
 
-export async function benchStep(name: string, B: number, T: number, o: Options, roof: Roofline): Promise<Row> {
+/** `sampling`: fewer samples for a step of seconds (the caller knows which). */
+export async function benchStep(name: string, B: number, T: number, o: Options, sampling: Sampling = {}): Promise<Row> {
   const cfg = preset(name);
   const model = new MiniMind(cfg, 1);
   const store = model.store;
@@ -37,23 +39,25 @@ export async function benchStep(name: string, B: number, T: number, o: Options, 
     opt.zeroGrad();
     endScope();
   };
-  await step();
+  const t0 = performance.now();
+  await step(); // warm-up: compiles pipelines, fills the pool
   await sync();
+  const warmMs = performance.now() - t0;
   trimPool(); // earlier benchmarks' free buffers must not count toward this step's peak
   resetPeak();
   const base = poolStats().inUseBytes; // tensors other benchmarks keep alive
   resetCounters();
-  await step();
-  await sync();
+  // Wall clock: tokens/s is end to end, the host's recording of the step's dispatches included.
+  const t = await time(`step_${name}`, step, o, { ...sampling, clock: 'wall', warmup: false, expectMs: warmMs });
   const { dispatches, submits } = counters();
   const peak = poolStats().peakInUseBytes - base; // the step's activations and gradients, above parameters and moments
-  const t = await time(`step_${name}`, step, { ...o, quick: true });
   model.dispose();
   opt.dispose();
   const flops = stepFlops(cfg, B, T);
   return {
-    name: `train_step_${name}`, shape: `B${B}×T${T}`, ms: t.seconds * 1e3, spread: t.spread,
-    gflops: flops / t.seconds / 1e9, pctRoofline: (100 * flops) / t.seconds / 1e9 / roof.fmaGflops,
-    note: `${((B * T) / t.seconds).toFixed(0)} tokens/s, ${dispatches} dispatches, ${submits} submits, peak ${(peak / 2 ** 20).toFixed(0)} MiB`,
+    name: `train_step_${name}`, shape: `B${B}×T${T}`, ms: t.seconds * 1e3, spread: t.spread, samples: t.samples, clock: t.clock,
+    wallMs: t.wallSeconds * 1e3, gflops: flops / t.seconds / 1e9,
+    note: `${((B * T) / t.seconds).toFixed(0)} tokens/s, ${dispatches / t.samples} dispatches, ${submits / t.samples} submits, `
+      + `peak ${(peak / 2 ** 20).toFixed(0)} MiB`,
   };
 }

@@ -32,7 +32,9 @@ export function initGpu(opts: { quiet?: boolean } = {}): Promise<Gpu> {
 
 async function acquire(quiet: boolean): Promise<Gpu> {
   process.env.XDG_RUNTIME_DIR ??= `/tmp/xdg-runtime-${process.getuid?.() ?? 0}`;
-  const flags: string[] = [];
+  // Dawn rounds timestamp-query values to 65.536 µs by default (a browser's timing-attack guard);
+  // the bench times kernels of ~1 ms with them, so ask for full resolution.
+  const flags: string[] = ['disable-dawn-features=timestamp_quantization'];
   if (process.env.MINIMIND_ADAPTER) flags.push(`adapter=${process.env.MINIMIND_ADAPTER}`);
   if (process.env.MINIMIND_BACKEND) flags.push(`backend=${process.env.MINIMIND_BACKEND}`);
   gpuFactory = create(flags);

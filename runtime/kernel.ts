@@ -271,8 +271,10 @@ function timestampPass(writes: GPUComputePassTimestampWrites): void {
 /** GPU nanoseconds taken by the work `fn` records: an empty pass writes a timestamp before fn's first
  *  command and another after its last, so the span covers every pass, copy and clear in between (the
  *  recorder ends a pass at each copy/clear), plus idle time between submits if fn flushes midway.
- *  Flushes and waits for the GPU. One timing at a time; throws where the device has no timestamp queries. */
-export async function timeGpu(fn: () => void | Promise<void>): Promise<number> {
+ *  Flushes and waits for the GPU; with `sleepMs` the host first sleeps that long (Dawn spins the JS
+ *  thread while a GPU promise is pending, which slows a software adapter sharing its cores).
+ *  One timing at a time; throws where the device has no timestamp queries. */
+export async function timeGpu(fn: () => void | Promise<void>, opts: { sleepMs?: number } = {}): Promise<number> {
   if (!hasGpuTimer()) throw new Error(`timeGpu: the adapter (${gpu().adapterName}) has no 'timestamp-query' feature`);
   const { device } = gpu();
   timer ??= {
@@ -288,6 +290,8 @@ export async function timeGpu(fn: () => void | Promise<void>): Promise<number> {
     await fn();
     timestampPass({ querySet: t.set, endOfPassWriteIndex: 1 });
     rec.begin().resolveQuerySet(t.set, 0, 2, t.resolved, 0);
+    flush();
+    if (opts.sleepMs) await new Promise((r) => setTimeout(r, opts.sleepMs));
     const [begin, end] = new BigUint64Array(await readBuffer(t.resolved, 0, 16));
     if (end < begin) throw new Error(`timeGpu: end timestamp ${end} precedes begin ${begin}`);
     return Number(end - begin);
