@@ -5,6 +5,7 @@ import * as reduce from './reduce.js';
 import * as matmul from './matmul.js';
 import * as rmsnorm from './rmsnorm.js';
 import * as rope from './rope.js';
+import * as qkvRope from './qkv_rope.js';
 import * as swiglu from './swiglu.js';
 import * as embedding from './embedding.js';
 import * as crossEntropy from './cross_entropy.js';
@@ -17,6 +18,7 @@ registerBackward({
   ...matmul.backward,
   ...rmsnorm.backward,
   ...rope.backward,
+  ...qkvRope.backward,
   ...swiglu.backward,
   ...embedding.backward,
   ...crossEntropy.backward,

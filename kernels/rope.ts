@@ -56,7 +56,7 @@ export function ropeTable(hd: number, theta: number, n: number): Float32Array {
 /** GPU tables per (hd, theta), grown to the next power of two ≥ the positions needed. */
 const tables = new Map<string, { tab: Tensor; n: number }>();
 
-function table(hd: number, theta: number, need: number): Tensor {
+export function ropeTableTensor(hd: number, theta: number, need: number): Tensor {
   const key = `${hd}|${theta}`;
   const old = tables.get(key);
   if (old && old.n >= need && !old.tab.disposed) return old.tab;
@@ -73,7 +73,7 @@ function launchRope(x: Tensor, y: Tensor, posOffset: number, theta: number, sgn:
   const vec4 = hd % 8 === 0;
   const hhv = vec4 ? hd / 8 : hd / 2;
   const rows = x.size / hd;
-  const tab = table(hd, theta, posOffset + T);
+  const tab = ropeTableTensor(hd, theta, posOffset + T);
   launch(kernels.rope, {
     params: { rows, hhv, nh, T, pos0: posOffset, sgn }, buffers: [x.binding(), tab.binding(), y.binding()],
     workgroups: Math.ceil(rows / WG), variant: { vec4 },

@@ -8,6 +8,7 @@ import { mulberry32 } from '../runtime/random.js';
 import { add, matmul } from '../kernels/index.js';
 import { rmsnorm } from '../kernels/rmsnorm.js';
 import { rope } from '../kernels/rope.js';
+import { qkvRope } from '../kernels/qkv_rope.js';
 import { attention, attentionDecode, writeKV } from '../kernels/attention.js';
 import { swiglu } from '../kernels/swiglu.js';
 import { embedding } from '../kernels/embedding.js';
@@ -101,15 +102,13 @@ export class MiniMind {
       const l = `model.layers.${i}`;
       // Attention block
       const a = rmsnorm(h, this.p(`${l}.input_layernorm.weight`), eps);
-      let q = matmul(a, this.p(`${l}.self_attn.q_proj.weight`)).reshape([B, T, nh, hd]);
-      let k = matmul(a, this.p(`${l}.self_attn.k_proj.weight`)).reshape([B, T, nkv, hd]);
-      const v = matmul(a, this.p(`${l}.self_attn.v_proj.weight`)).reshape([B, T, nkv, hd]);
-      if (c.qk_norm) {
-        q = rmsnorm(q, this.p(`${l}.self_attn.q_norm.weight`), eps);
-        k = rmsnorm(k, this.p(`${l}.self_attn.k_norm.weight`), eps);
-      }
-      q = rope(q, pos, c.rope_theta);
-      k = rope(k, pos, c.rope_theta);
+      // One matmul against q_proj|k_proj|v_proj (stored back to back), then split (+ RoPE).
+      const qkv = matmul(a, this.store.span(['q_proj', 'k_proj', 'v_proj'].map((n) => `${l}.self_attn.${n}.weight`)));
+      const split = { nh, nkv, hd, posOffset: pos, theta: c.rope_theta };
+      const [qs, ks, v] = qkvRope(qkv, { ...split, rope: !c.qk_norm });
+      // minimind-3: per-head RMSNorm of q and k before RoPE.
+      const q = c.qk_norm ? rope(rmsnorm(qs, this.p(`${l}.self_attn.q_norm.weight`), eps), pos, c.rope_theta) : qs;
+      const k = c.qk_norm ? rope(rmsnorm(ks, this.p(`${l}.self_attn.k_norm.weight`), eps), pos, c.rope_theta) : ks;
       let o: Tensor;
       if (!cache) o = attention(q, k, v);
       else {
@@ -183,12 +182,12 @@ export class MiniMind {
   }
 }
 
-/** Store order: state-dict order, with up_proj moved before down_proj so that gate_proj and
- *  up_proj sit next to each other (as q/k/v already do). */
-function storeLayout(shapes: [string, number[]][]): [string, number[]][] {
+/** Store order: state-dict order, with up_proj moved before down_proj; k_proj and v_proj packed
+ *  right after q_proj, up_proj after gate_proj, so each group is one spanned weight (one matmul). */
+function storeLayout(shapes: [string, number[]][]): [string, number[], boolean][] {
   const out = [...shapes];
   for (let i = 0; i + 2 < out.length; i++) {
     if (out[i][0].endsWith('.gate_proj.weight') && out[i + 2][0].endsWith('.up_proj.weight')) [out[i + 1], out[i + 2]] = [out[i + 2], out[i + 1]];
   }
-  return out;
+  return out.map(([name, shape]) => [name, shape, /\.(k_proj|v_proj|up_proj)\.weight$/.test(name)]);
 }

@@ -21,16 +21,22 @@ export class ParamStore {
   readonly grads: GPUBuffer;
   /** Bytes used by views and their padding (the buffers may be larger: pool size classes). */
   readonly bytes: number;
+  /** Views spanning several parameters (span()), with the parameters each covers. */
+  private readonly spans = new Map<string, { view: Tensor; members: Tensor[] }>();
 
-  constructor(layout: Iterable<readonly [string, readonly number[]]>) {
+  /** layout: [name, shape, packed]; a packed parameter follows the previous one with no padding,
+   *  so that the two can be spanned by one view (the first of a run starts aligned). */
+  constructor(layout: Iterable<readonly [string, readonly number[], boolean?]>) {
     const align = Math.max(ALIGN, gpu().limits.minStorageBufferOffsetAlignment);
     const offsets: [string, readonly number[], number][] = [];
     let bytes = 0;
-    for (const [name, shape] of layout) {
+    for (const [name, shape, packed] of layout) {
       if (offsets.some(([n]) => n === name)) throw new Error(`ParamStore: parameter ${name} given twice`);
+      if (!packed) bytes = Math.ceil(bytes / align) * align;
       offsets.push([name, shape, bytes]);
-      bytes += Math.ceil((shape.reduce((a, b) => a * b, 1) * 4) / align) * align;
+      bytes += shape.reduce((a, b) => a * b, 1) * 4;
     }
+    bytes = Math.ceil(bytes / align) * align;
     const max = gpu().limits.maxBufferSize;
     if (bytes > max) throw new Error(`ParamStore: ${bytes} bytes of parameters exceed the adapter's maxBufferSize (${max})`);
     this.bytes = Math.max(bytes, align);
@@ -51,6 +57,25 @@ export class ParamStore {
     return t;
   }
 
+  /** One [Σ rows, cols] view (and gradient view) over parameters stored back to back, each
+   *  [rows_i, cols]: e.g. q/k/v projections as one weight for one matmul. Cached per name list. */
+  span(names: string[]): Tensor {
+    const key = names.join('|');
+    const hit = this.spans.get(key);
+    if (hit) return hit.view;
+    const members = names.map((n) => this.get(n));
+    const cols = members[0].shape.at(-1)!;
+    members.forEach((m, i) => {
+      if (m.shape.length !== 2 || m.shape[1] !== cols) throw new Error(`ParamStore.span: ${names[i]} is [${m.shape}], not [·, ${cols}]`);
+      if (i && m.offset !== members[i - 1].offset + members[i - 1].size * 4) throw new Error(`ParamStore.span: ${names[i]} is not stored right after ${names[i - 1]} (pack it in the layout)`);
+    });
+    const shape = [members.reduce((a, m) => a + m.shape[0], 0), cols];
+    const view = Tensor.view(this.data, members[0].offset, shape, true);
+    view.grad = Tensor.view(this.grads, members[0].offset, shape);
+    this.spans.set(key, { view, members });
+    return view;
+  }
+
   /** 1-D views covering bytes [from, to) of `buf` (data, grads, or a buffer laid out alike), each
    *  no larger than one storage binding, split at aligned offsets. */
   chunks(buf: GPUBuffer, from = 0, to = this.bytes): Tensor[] {
@@ -65,8 +90,9 @@ export class ParamStore {
   liveRanges(): [number, number][] {
     const ranges: [number, number][] = [];
     const list = [...this.params.values()];
+    const viaSpan = new Set([...this.spans.values()].filter((s) => s.view.hasGrad).flatMap((s) => s.members));
     list.forEach((p, i) => {
-      if (!p.hasGrad) return;
+      if (!p.hasGrad && !viaSpan.has(p)) return;
       const end = i + 1 < list.length ? list[i + 1].offset : this.bytes;
       const last = ranges.at(-1);
       if (last && last[1] === p.offset) last[1] = end;
@@ -79,6 +105,7 @@ export class ParamStore {
   zeroGrad(): void {
     clearBuffer(this.grads, this.bytes);
     for (const p of this.params.values()) p.hasGrad = false;
+    for (const s of this.spans.values()) s.view.hasGrad = false;
   }
 
   dispose(): void {

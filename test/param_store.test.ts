@@ -65,6 +65,27 @@ s('a matmul weight in the store gets its gradient accumulated into its view', as
   assertClose(await store.get('after').grad!.read(), new Float64Array(2), 'neighbour after', 0, 0);
 });
 
+s('packed parameters form one spanned weight; its gradient lands in (and makes live) each member', async () => {
+  const store = new ParamStore([['pad', [5]], ['q', [3, 4]], ['k', [2, 4], true], ['v', [1, 4], true], ['after', [2]]]);
+  const [q, k, v] = ['q', 'k', 'v'].map((n) => store.get(n));
+  assert.is(q.offset % 256, 0);
+  assert.is(k.offset, q.offset + 48);
+  assert.is(v.offset, k.offset + 32);
+  const w = randn(24, 3);
+  writeBuffer(store.data, q.offset, Float32Array.from(w));
+  const span = store.span(['q', 'k', 'v']);
+  assert.is(store.span(['q', 'k', 'v']), span, 'cached');
+  assert.equal([...span.shape], [6, 4]);
+  const xData = randn(4, 4);
+  backward(sum(matmul(Tensor.fromArray(xData, [1, 4]), span)));
+  assert.equal(store.liveRanges(), [[q.offset, store.get('after').offset]]);
+  for (const [t, rows] of [[q, 3], [k, 2], [v, 1]] as const) {
+    assertClose(await t.grad!.read(), Array.from({ length: rows * 4 }, (_, i) => xData[i % 4]), `d${t.shape}`, 1e-6, 0);
+  }
+  assert.throws(() => store.span(['q', 'v']), /not stored right after q/);
+  assert.throws(() => store.span(['pad', 'q']), /not \[·, 5\]|is \[5\]/);
+});
+
 s('AdamW over a store: one dispatch, bit-identical to AdamW over separate tensors', async () => {
   const { store, data } = filled();
   const list = data.map((d, i) => Tensor.fromArray(d, LAYOUT[i][1], 'f32', true));
