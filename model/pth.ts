@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { readZip, writeZipFile } from './zip.js';
 import { PickleWriter, PyGlobal, unpickle } from './pickle.js';
-import { ITEM_SIZE, decode, encode, numel, tensorList, type DType, type FloatDType, type TensorsIn, type WeightTensor } from './weights.js';
+import { ITEM_SIZE, decode, encode, numel, tensorList, type DType, type FloatDType, type TensorsIn, type WeightTensor } from './dtype.js';
 
 const STORAGES: Record<string, DType> = {
   'torch.FloatStorage': 'float32', 'torch.HalfStorage': 'float16', 'torch.BFloat16Storage': 'bfloat16',

@@ -3,7 +3,7 @@
 // bytes, relative to the end of the header), then the raw little-endian row-major data. No code, no pickle.
 import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from './zip.js';
-import { ITEM_SIZE, decode, encode, numel, tensorList, type DType, type FloatDType, type TensorsIn, type WeightTensor } from './weights.js';
+import { ITEM_SIZE, decode, encode, numel, tensorList, type DType, type FloatDType, type TensorsIn, type WeightTensor } from './dtype.js';
 
 const DTYPES: Record<string, DType> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16', I32: 'int32', I64: 'int64' };
 const CODE = Object.fromEntries(Object.entries(DTYPES).map(([k, v]) => [v, k])) as Record<DType, string>;

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { readPth, tiedPairs, writePth } from '../model/pth.js';
 import { readSafetensors } from '../model/safetensors.js';
 import { unpickle } from '../model/pickle.js';
-import { bf16FromF32Bits, checkStateDict, f16FromF32Bits, f16ToF32Table, type WeightTensor } from '../model/weights.js';
+import { checkStateDict } from '../model/weights.js';
+import { bf16FromF32Bits, f16FromF32Bits, f16ToF32Table, type WeightTensor } from '../model/dtype.js';
 
 const FIX = join(import.meta.dirname, 'fixtures', 'pth');
 const PWNED = '/tmp/minimind-pth-pwned'; // what the malicious fixtures' command would create
