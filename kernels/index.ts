@@ -4,6 +4,7 @@ import * as elementwise from './elementwise.js';
 import * as reduce from './reduce.js';
 import * as matmul from './matmul.js';
 import * as rmsnorm from './rmsnorm.js';
+import * as addRmsnorm from './add_rmsnorm.js';
 import * as rope from './rope.js';
 import * as qkvRope from './qkv_rope.js';
 import * as swiglu from './swiglu.js';
@@ -17,6 +18,7 @@ registerBackward({
   ...reduce.backward,
   ...matmul.backward,
   ...rmsnorm.backward,
+  ...addRmsnorm.backward,
   ...rope.backward,
   ...qkvRope.backward,
   ...swiglu.backward,

@@ -6,11 +6,11 @@
 // and writes one partial row; a second kernel sums the partials per column in chunk order.
 // Layout (lavapipe, LAVAPIPE-NOTES): one invocation per row with vec4 loads when H % 4 == 0 runs
 // at copy speed; a workgroup per row with a shared-memory tree was 5–10× slower (barriers).
-import { defineKernel, launch } from '../runtime/kernel.js';
+import { defineKernel, launch, type Kernel } from '../runtime/kernel.js';
 import { Tensor, needsGrad, record, gradSlot } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 
-const WG = 64;
+export const WG = 64;
 /** Backward: rows per invocation chosen so about this many partial rows exist. */
 const TARGET_CHUNKS = 512;
 
@@ -21,33 +21,29 @@ const vt = (vec4: boolean) => vec4
   ? 'alias VT = vec4<f32>;\nfn hsum(v: VT) -> f32 { return v.x + v.y + v.z + v.w; }\n'
   : 'alias VT = f32;\nfn hsum(v: VT) -> f32 { return v; }\n';
 
-export const kernels = {
-  /** y[r, :] and rstd[r] for one row r per invocation. */
-  rmsnorm_forward: defineKernel({
-    name: 'rmsnorm_forward',
-    params: [['rows', 'u32'], ['hv', 'u32'], ['h', 'u32'], ['eps', 'f32']],
-    buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['y', 'rw', 'VT'], ['rstd', 'rw', 'f32']],
-    wgsl: (v) => `${vt(v.vec4 as boolean)}
-${entry('rmsnorm_forward')} {
+/** Forward WGSL: y[r, :] and rstd[r] for one row r per invocation, of x, or with `add` of s = x + res
+ *  (also written out: the fused residual add of add_rmsnorm.ts). */
+export function forwardWgsl(name: string, vec4: boolean, add: boolean): string {
+  const xv = add ? 'x[b + i] + res[b + i]' : 'x[b + i]';
+  return `${vt(vec4)}
+${entry(name)} {
   let r = wgIndex(wid, nwg) * ${WG}u + lid.x;
   if (r >= p.rows) { return; }
   let b = r * p.hv;
   var acc = VT(0.0);
-  for (var i = 0u; i < p.hv; i++) { let v = x[b + i]; acc += v * v; }
+  for (var i = 0u; i < p.hv; i++) { let v = ${xv}; ${add ? 's[b + i] = v; ' : ''}acc += v * v; }
   let rs = inverseSqrt(hsum(acc) / f32(p.h) + p.eps);
-  for (var i = 0u; i < p.hv; i++) { y[b + i] = w[i] * (x[b + i] * rs); }
+  for (var i = 0u; i < p.hv; i++) { y[b + i] = w[i] * (${add ? 's' : 'x'}[b + i] * rs); }
   rstd[r] = rs;
 }
-`,
-  }),
-  /** dx for rows [k·rpi, (k+1)·rpi) and their dw partial sum into part[k, :], one chunk k per invocation. */
-  rmsnorm_backward: defineKernel({
-    name: 'rmsnorm_backward',
-    params: [['rows', 'u32'], ['hv', 'u32'], ['h', 'u32'], ['rpi', 'u32'], ['chunks', 'u32']],
-    buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['dy', 'read', 'VT'], ['rstd', 'read', 'f32'],
-      ['dx', 'rw', 'VT'], ['part', 'rw', 'VT']],
-    wgsl: (v) => `${vt(v.vec4 as boolean)}
-${entry('rmsnorm_backward')} {
+`;
+}
+
+/** Backward WGSL: dx for rows [k·rpi, (k+1)·rpi) and their dw partial sum into part[k, :], one chunk
+ *  k per invocation; with `add`, dx also takes the gradient ds that reached the norm's input directly. */
+export function backwardWgsl(name: string, vec4: boolean, add: boolean): string {
+  return `${vt(vec4)}
+${entry(name)} {
   let k = wgIndex(wid, nwg) * ${WG}u + lid.x;
   if (k >= p.chunks) { return; }
   let pb = k * p.hv;
@@ -61,12 +57,28 @@ ${entry('rmsnorm_backward')} {
     for (var i = 0u; i < p.hv; i++) {
       let xv = x[b + i];
       let g = dy[b + i];
-      dx[b + i] = rs * (w[i] * g) - xv * c;
+      dx[b + i] = rs * (w[i] * g) - xv * c${add ? ' + ds[b + i]' : ''};
       part[pb + i] += g * (xv * rs);
     }
   }
 }
-`,
+`;
+}
+
+export const FORWARD_PARAMS = [['rows', 'u32'], ['hv', 'u32'], ['h', 'u32'], ['eps', 'f32']] as const;
+export const BACKWARD_PARAMS = [['rows', 'u32'], ['hv', 'u32'], ['h', 'u32'], ['rpi', 'u32'], ['chunks', 'u32']] as const;
+
+export const kernels = {
+  rmsnorm_forward: defineKernel({
+    name: 'rmsnorm_forward', params: FORWARD_PARAMS,
+    buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['y', 'rw', 'VT'], ['rstd', 'rw', 'f32']],
+    wgsl: (v) => forwardWgsl('rmsnorm_forward', v.vec4 as boolean, false),
+  }),
+  rmsnorm_backward: defineKernel({
+    name: 'rmsnorm_backward', params: BACKWARD_PARAMS,
+    buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['dy', 'read', 'VT'], ['rstd', 'read', 'f32'],
+      ['dx', 'rw', 'VT'], ['part', 'rw', 'VT']],
+    wgsl: (v) => backwardWgsl('rmsnorm_backward', v.vec4 as boolean, false),
   }),
   /** dw[i] = beta·dw[i] + Σ_k part[k, i], summed in chunk order (deterministic). */
   rmsnorm_dw: defineKernel({
@@ -86,7 +98,7 @@ ${entry('rmsnorm_dw')} {
   }),
 };
 
-function dims(x: Tensor, w: Tensor): { rows: number; h: number; hv: number; vec4: boolean } {
+export function dims(x: Tensor, w: Tensor): { rows: number; h: number; hv: number; vec4: boolean } {
   const h = x.shape[x.shape.length - 1];
   if (w.shape.length !== 1 || w.shape[0] !== h) throw new Error(`rmsnorm: x [${x.shape}] with weight [${w.shape}]`);
   const vec4 = h % 4 === 0;
@@ -108,15 +120,18 @@ export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
   return y;
 }
 
-/** Fused backward: dx (new tensor) and dw (accumulated into `dw` when beta = 1, else overwritten). */
-export function rmsnormBackward(x: Tensor, w: Tensor, rstd: Tensor, dy: Tensor, dw: Tensor, beta: 0 | 1): Tensor {
+/** Fused backward: dx (new tensor) and dw (accumulated into `dw` when beta = 1, else overwritten).
+ *  `fused` runs another backward kernel with these buffers plus extra ones before dx (add_rmsnorm). */
+export function rmsnormBackward(x: Tensor, w: Tensor, rstd: Tensor, dy: Tensor, dw: Tensor, beta: 0 | 1,
+  fused?: { kernel: Kernel; extra: Tensor[] }): Tensor {
   const { rows, h, hv, vec4 } = dims(x, w);
   const rpi = Math.max(1, Math.ceil(rows / TARGET_CHUNKS));
   const chunks = Math.ceil(rows / rpi);
   const dx = Tensor.empty(x.shape);
   const part = Tensor.empty([chunks, h]);
-  launch(kernels.rmsnorm_backward, {
-    params: { rows, hv, h, rpi, chunks }, buffers: [x.binding(), w.binding(), dy.binding(), rstd.binding(), dx.binding(), part.binding()],
+  launch(fused?.kernel ?? kernels.rmsnorm_backward, {
+    params: { rows, hv, h, rpi, chunks },
+    buffers: [x, w, dy, rstd, ...(fused?.extra ?? []), dx, part].map((t) => t.binding()),
     workgroups: Math.ceil(chunks / WG), variant: { vec4 },
   });
   launch(kernels.rmsnorm_dw, {

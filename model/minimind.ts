@@ -9,6 +9,7 @@ import { add, matmul } from '../kernels/index.js';
 import { rmsnorm } from '../kernels/rmsnorm.js';
 import { rope } from '../kernels/rope.js';
 import { qkvRope } from '../kernels/qkv_rope.js';
+import { addRmsnorm } from '../kernels/add_rmsnorm.js';
 import { attention, attentionDecode, writeKV } from '../kernels/attention.js';
 import { swiglu } from '../kernels/swiglu.js';
 import { embedding } from '../kernels/embedding.js';
@@ -97,11 +98,13 @@ export class MiniMind {
     const [B, T] = ids.shape;
     const { num_attention_heads: nh, num_key_value_heads: nkv, head_dim: hd, rms_norm_eps: eps } = c;
     let h = embedding(ids, this.p('model.embed_tokens.weight'), o.hostIds); // (B, T, H)
+    // Each residual add is fused with the norm that reads its result (add_rmsnorm): `a` is the
+    // normed input of the next block, `h` the residual stream.
+    let a = rmsnorm(h, this.p('model.layers.0.input_layernorm.weight'), eps);
     let aux: Tensor | null = null;
     for (let i = 0; i < c.num_hidden_layers; i++) {
       const l = `model.layers.${i}`;
       // Attention block
-      const a = rmsnorm(h, this.p(`${l}.input_layernorm.weight`), eps);
       // One matmul against q_proj|k_proj|v_proj (stored back to back), then split (+ RoPE).
       const qkv = matmul(a, this.store.span(['q_proj', 'k_proj', 'v_proj'].map((n) => `${l}.self_attn.${n}.weight`)));
       const split = { nh, nkv, hd, posOffset: pos, theta: c.rope_theta };
@@ -119,9 +122,9 @@ export class MiniMind {
         o = T > 1 ? attention(q, k, v) : attentionDecode(q, cache.k[i], cache.v[i], pos + 1);
       }
       o = o.reshape([B, T, nh * hd]); // (B, T, nh·hd)
-      h = add(h, matmul(o, this.p(`${l}.self_attn.o_proj.weight`)));
+      let m: Tensor;
+      [h, m] = addRmsnorm(h, matmul(o, this.p(`${l}.self_attn.o_proj.weight`)), this.p(`${l}.post_attention_layernorm.weight`), eps);
       // MLP block
-      const m = rmsnorm(h, this.p(`${l}.post_attention_layernorm.weight`), eps);
       let y: Tensor;
       if (!c.use_moe) {
         const f = this.ffn(`${l}.mlp`);
@@ -136,10 +139,10 @@ export class MiniMind {
         y = r.y;
         aux = aux ? add(aux, r.aux) : r.aux;
       }
-      h = add(h, y);
+      const next = i + 1 < c.num_hidden_layers ? `model.layers.${i + 1}.input_layernorm.weight` : 'model.norm.weight';
+      [h, a] = addRmsnorm(h, y, this.p(next), eps);
     }
-    h = rmsnorm(h, this.p('model.norm.weight'), eps);
-    return { logits: matmul(h, this.p('model.embed_tokens.weight')), aux }; // tied LM head
+    return { logits: matmul(a, this.p('model.embed_tokens.weight')), aux }; // tied LM head
   }
 
   /** The training loss of spec §4. The logits are consumed (the CE kernel overwrites them with dlogits). */

@@ -1,0 +1,60 @@
+// add_rmsnorm: a residual add fused with the RMSNorm after it (MiniMind: h = h + attn(…) then
+// post_attention_layernorm(h); h = h + mlp(…) then the next layer's input_layernorm or the final norm):
+//   s = x + res,   y = w ⊙ s / sqrt(mean(s²) + eps).
+// Forward writes s (the new residual stream) and y in one pass over the rows. Backward adds the
+// gradient that reached s from its other consumer (the next residual add) inside rmsnorm's fused
+// backward, ds = g_s + dx_norm, and hands ds to both x and res: one pass instead of norm + add.
+// dw as in rmsnorm.ts (partials, then a deterministic column sum). Saves rstd [rows].
+import { defineKernel, launch } from '../runtime/kernel.js';
+import { Tensor, needsGrad, record, gradSlot } from '../runtime/tensor.js';
+import type { BackwardRule } from '../runtime/autograd.js';
+import { BACKWARD_PARAMS, FORWARD_PARAMS, WG, backwardWgsl, dims, forwardWgsl, rmsnormBackward } from './rmsnorm.js';
+
+export const kernels = {
+  add_rmsnorm_forward: defineKernel({
+    name: 'add_rmsnorm_forward', params: FORWARD_PARAMS,
+    buffers: [['x', 'read', 'VT'], ['res', 'read', 'VT'], ['w', 'read', 'VT'], ['s', 'rw', 'VT'], ['y', 'rw', 'VT'], ['rstd', 'rw', 'f32']],
+    wgsl: (v) => forwardWgsl('add_rmsnorm_forward', v.vec4 as boolean, true),
+  }),
+  add_rmsnorm_backward: defineKernel({
+    name: 'add_rmsnorm_backward', params: BACKWARD_PARAMS,
+    buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['dy', 'read', 'VT'], ['rstd', 'read', 'f32'], ['ds', 'read', 'VT'],
+      ['dx', 'rw', 'VT'], ['part', 'rw', 'VT']],
+    wgsl: (v) => backwardWgsl('add_rmsnorm_backward', v.vec4 as boolean, true),
+  }),
+};
+
+/** [s, y]: s = x + res (same shape [..., H]), y = rmsnorm(s, w, eps). */
+export function addRmsnorm(x: Tensor, res: Tensor, w: Tensor, eps: number): [Tensor, Tensor] {
+  x.assertLive(); res.assertLive(); w.assertLive();
+  if (x.size !== res.size || x.shape.at(-1) !== res.shape.at(-1)) throw new Error(`add_rmsnorm: x [${x.shape}] + res [${res.shape}]`);
+  const { rows, h, hv, vec4 } = dims(x, w);
+  const s = Tensor.empty(x.shape), y = Tensor.empty(x.shape), rstd = Tensor.empty([rows]);
+  launch(kernels.add_rmsnorm_forward, {
+    params: { rows, hv, h, eps }, buffers: [x, res, w, s, y, rstd].map((t) => t.binding()),
+    workgroups: Math.ceil(rows / WG), variant: { vec4 },
+  });
+  if (needsGrad(x, res, w)) record('add_rmsnorm', [x, res, w], [s, y], { rstd });
+  else rstd.dispose();
+  return [s, y];
+}
+
+export const backward: Record<string, BackwardRule> = {
+  add_rmsnorm: (node, [gs, gy]) => {
+    const [x, res, w] = node.inputs, s = node.outputs[0];
+    if (!gy) return [gs, gs, null]; // only s was used: the add alone
+    const leaf = w.requiresGrad && !w.node;
+    const dw = leaf ? gradSlot(w) : Tensor.empty(w.shape);
+    const ds = rmsnormBackward(s, w, node.saved.rstd as Tensor, gy, dw, leaf ? 1 : 0,
+      gs ? { kernel: kernels.add_rmsnorm_backward, extra: [gs] } : undefined);
+    if (!w.requiresGrad) dw.dispose();
+    return [x.requiresGrad ? ds : null, res.requiresGrad ? ds : null, leaf ? undefined : w.requiresGrad ? dw : null];
+  },
+};
+
+/** Bench metadata for rows × h: forward reads x, res and writes s, y (+ w, rstd); backward as
+ *  rmsnorm's plus reading ds. */
+export const bench = {
+  add_rmsnorm_forward: (rows: number, h: number) => ({ bytes: 4 * (4 * rows * h + h + rows) }),
+  add_rmsnorm_backward: (rows: number, h: number) => ({ bytes: 4 * (4 * rows * h + rows + 2 * h) }),
+};
