@@ -60,12 +60,20 @@ ${entry('cross_entropy_forward')} {
   let b = r * p.vv;
   if (label == ${IGNORE}) { losses[gr] = 0.0; zeroRow(b); return; }
   if (label < 0 || u32(label) >= p.V) { losses[gr] = bitcast<f32>(0x7fc00000u | (p.V & 0u)); /* NaN (runtime: WGSL rejects a constant NaN) */ zeroRow(b); return; }
+  // One pass for max and Σexp (online softmax per lane): exp(−|x − m|) is exp(x − m) when x ≤ m, else
+  // the factor that rescales the sum to the new max; one exp per element (on lavapipe the exps, not
+  // the memory, bound this kernel).
   var m = VT(-3.4e38);
-  for (var i = 0u; i < p.vv; i++) { m = max(m, logits[b + i]); }
-  let mx = hmax(m);
   var s = VT(0.0);
-  for (var i = 0u; i < p.vv; i++) { s += exp(logits[b + i] - mx); }
-  let sum = hsum(s);
+  for (var i = 0u; i < p.vv; i++) {
+    let v = logits[b + i];
+    let e = exp(-abs(v - m));
+    let up = v > m;
+    s = select(s + e, s * e + 1.0, up);
+    m = select(m, v, up);
+  }
+  let mx = hmax(m);
+  let sum = hsum(s * exp(m - mx));
   let l = u32(label);
   let xl = ${v.vec4 ? 'logits[b + l / 4u][l % 4u]' : 'logits[b + l]'};
   losses[gr] = log(sum) + mx - xl;
