@@ -7,13 +7,14 @@
 // Dawn's Node binding spins the JS thread while a GPU promise is pending (LAVAPIPE-NOTES.md): on 2
 // cores that halved a copy kernel's speed on lavapipe (20 ms awaited at once, 10 ms with the host
 // asleep). So the host sleeps before it awaits: past the expected GPU time on the GPU clock (the
-// timestamps do not see the sleep), through 80-90% of the fastest call so far on the wall clock.
+// timestamps do not see the sleep), through half the fastest call so far on the wall clock.
 // Rows report the median per call and the spread: the 95% margin of error of the mean, % of the
 // mean, as benny would print it (large with few samples; `n` gives the count).
 import { add, complete, configure, cycle, suite } from 'benny';
 import { flush, hasGpuTimer, sync, timeGpu } from '../runtime/kernel.js';
 
-export type Clock = 'gpu' | 'wall';
+/** 'gpu+host': a GPU span plus the host's recording time before the submit (whole training steps). */
+export type Clock = 'gpu' | 'wall' | 'gpu+host';
 
 export interface Row {
   name: string;
@@ -25,8 +26,8 @@ export interface Row {
   /** Calls timed (warm-up excluded). */
   samples: number;
   clock: Clock;
-  /** Median wall time per call (start to completion), milliseconds, whatever `clock` is. */
-  wallMs: number;
+  /** Median host time per call spent recording its work (before the submit), milliseconds. */
+  hostMs: number;
   gflops?: number;
   gbps?: number;
   /** Percent of this adapter's measured FMA peak (compute rows) or copy bandwidth (memory rows). */
@@ -44,10 +45,11 @@ export interface Options { quick: boolean }
  *  seconds; no warm-up call where the case already ran the call; 'wall' where host time is the point. */
 export interface Sampling { minSamples?: number; maxTime?: number; warmup?: boolean; clock?: 'wall'; expectMs?: number }
 
-/** A roofline kernel to re-measure around rows: `work` FLOPs or bytes per call, `ms` its expected time. */
-export interface Probe { call: () => void; work: number; ms: number }
+/** A roofline kernel to re-measure around rows: `work` FLOPs or bytes per call, `ms` its expected
+ *  time, `rate` the roofline's own (GFLOP/s or GB/s, from the roofline rows). */
+export interface Probe { call: () => void; work: number; ms: number; rate: number }
 
-export interface Timing { seconds: number; spread: number; samples: number; clock: Clock; wallSeconds: number }
+export interface Timing { seconds: number; spread: number; samples: number; clock: Clock; hostSeconds: number }
 
 /** Which clock rows use, and why (printed, and written to the JSON). */
 export const clock: { gpu: boolean; why: string } = { gpu: false, why: 'not checked yet' };
@@ -64,26 +66,30 @@ function spread(xs: number[]): number {
   return (100 * (T95[n - 2] ?? 1.96) * sd) / Math.sqrt(n) / mean;
 }
 
-/** One call of `fn` timed by `use`, the host first sleeping for a call expected to take `expectMs`
- *  (0: no sleep): [ms by that clock, wall ms]. */
-async function call(fn: () => void | Promise<void>, use: Clock, expectMs: number, first = false): Promise<[number, number]> {
+/** One call of `fn` timed by `use`, the host sleeping before it waits for a call expected to take
+ *  `expectMs` (0: no sleep): [ms by that clock, host ms spent in fn recording the work]. On the GPU clock
+ *  it sleeps just past the expected time (the timestamps do not see it), or through 3/4 of a `rough`
+ *  estimate (a warm-up's, with compilation in it); on the wall clock through half of it, a bound that
+ *  stays below the call's time even if the estimate came from a call slowed 2× by the spin (an
+ *  oversleep would count in the time). */
+async function call(fn: () => void | Promise<void>, use: Clock, expectMs: number, rough = false): Promise<[number, number]> {
   const t0 = performance.now();
+  let host = 0;
+  const recorded = async () => { await fn(); host = performance.now() - t0; };
   if (use === 'gpu') {
-    const sleepMs = expectMs ? 1.2 * expectMs + 1 : 0;
-    const ns = await timeGpu(fn, { sleepMs: sleepMs >= 2 ? sleepMs : 0 }); // setTimeout's granularity is ~1 ms
-    return [ns / 1e6, performance.now() - t0];
+    const sleepMs = (rough ? 0.75 : 1.1) * expectMs + 1;
+    const ns = await timeGpu(recorded, { sleepMs: expectMs && sleepMs >= 2 ? sleepMs : 0 }); // setTimeout's granularity is ~1 ms
+    return [ns / 1e6, host];
   }
-  await fn();
+  await recorded();
   flush();
-  // The GPU started at the flush: the host's recording time counts against the sleep.
-  const left = (first ? 0.8 : 0.9) * expectMs - (performance.now() - t0);
+  const left = 0.5 * expectMs - host; // the GPU started at the flush
   if (left >= 2) await sleep(left);
   await sync();
-  const ms = performance.now() - t0;
-  return [ms, ms];
+  return [performance.now() - t0, host];
 }
 
-/** The probe's rate (GFLOP/s or GB/s): median over k calls. */
+/** The probe's rate (GFLOP/s or GB/s) over k calls: from their median time. */
 export async function probeRate(p: Probe, k: number): Promise<number> {
   const use: Clock = clock.gpu ? 'gpu' : 'wall';
   const ms: number[] = [];
@@ -96,14 +102,14 @@ export async function time(name: string, fn: () => void | Promise<void>, o: Opti
   const use: Clock = clock.gpu && s.clock !== 'wall' ? 'gpu' : 'wall';
   // Warm-up: compiles pipelines, fills the buffer pool; its time sets the first host sleep.
   let fastest = s.warmup === false ? s.expectMs ?? 0 : (await call(fn, use, 0))[0];
-  const got: number[] = [], wall: number[] = [];
+  const got: number[] = [], host: number[] = [];
   // benny calls the case once, unawaited, to see whether it returns a promise: calls before
   // benchmark.js starts (onStart) return at once, so no work overlaps and none goes untimed.
   let started = false;
   const sampled = async () => {
     if (!started) return;
-    const [ms, w] = await call(fn, use, fastest, got.length === 0);
-    got.push(ms); wall.push(w);
+    const [ms, h] = await call(fn, use, fastest, got.length === 0);
+    got.push(ms); host.push(h);
     fastest = got.length > 1 ? Math.min(fastest, ms) : ms;
   };
   const cases = o.quick ? { minSamples: 2, maxTime: 0.3 } : { minSamples: s.minSamples ?? 8, maxTime: s.maxTime ?? 3 };
@@ -115,7 +121,7 @@ export async function time(name: string, fn: () => void | Promise<void>, o: Opti
     complete(() => undefined),
   );
   if (!got.length) throw new Error(`bench ${name}: benny ran no timed call`);
-  return { seconds: median(got) / 1e3, spread: spread(got), samples: got.length, clock: use, wallSeconds: median(wall) / 1e3 };
+  return { seconds: median(got) / 1e3, spread: spread(got), samples: got.length, clock: use, hostSeconds: median(host) / 1e3 };
 }
 
 /** Use GPU timestamps only if they agree with the wall clock on calls of `probe` (a big matmul): the GPU
@@ -123,8 +129,9 @@ export async function time(name: string, fn: () => void | Promise<void>, o: Opti
 export async function chooseClock(probe: () => void): Promise<void> {
   if (!hasGpuTimer()) { Object.assign(clock, { gpu: false, why: "the adapter has no 'timestamp-query'" }); return; }
   const pairs: [number, number][] = [];
-  await call(probe, 'gpu', 0);
-  for (let i = 0; i < 3; i++) pairs.push(await call(probe, 'gpu', 0)); // no sleep: the wall span is the call's
+  const wallOf = async () => { const t0 = performance.now(); const [g] = await call(probe, 'gpu', 0); return [g, performance.now() - t0] as [number, number]; };
+  await wallOf();
+  for (let i = 0; i < 3; i++) pairs.push(await wallOf()); // no sleep: the wall span is the call's
   const [g, w] = [median(pairs.map((p) => p[0])), median(pairs.map((p) => p[1]))];
   const ok = pairs.every(([gp, wp]) => gp > 0 && gp <= wp) && g >= 0.7 * w;
   const what = `timestamps on a ${w.toFixed(0)} ms matmul: GPU ${g.toFixed(1)} ms vs wall ${w.toFixed(1)} ms`;
@@ -135,7 +142,7 @@ export async function chooseClock(probe: () => void): Promise<void> {
  *  take a percentage of (FMA GFLOP/s for compute rows, copy GB/s for memory rows). */
 export function row(name: string, shape: string, t: Timing, work: { flops?: number; bytes?: number },
   roof?: Roofline, bound: 'compute' | 'memory' = work.flops && !work.bytes ? 'compute' : 'memory'): Row {
-  const r: Row = { name, shape, ms: t.seconds * 1e3, spread: t.spread, samples: t.samples, clock: t.clock, wallMs: t.wallSeconds * 1e3 };
+  const r: Row = { name, shape, ms: t.seconds * 1e3, spread: t.spread, samples: t.samples, clock: t.clock, hostMs: t.hostSeconds * 1e3 };
   if (work.flops) r.gflops = work.flops / t.seconds / 1e9;
   if (work.bytes) r.gbps = work.bytes / t.seconds / 1e9;
   if (roof) {

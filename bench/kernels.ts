@@ -2,8 +2,9 @@
 // attention; bench/compute_bound.ts), memory-bound passes (bench/memory_bound.ts) and the optimizer
 // (bench/optimizer.ts). Work per call comes from each kernel module's bench metadata. Each case
 // validates its output once against the float64 reference before it is timed. A row's % roofline is
-// of the roofline probe (FMA for compute rows, copy for memory rows) timed just before and after it:
-// the machine's speed drifts within a run, and a row is compared with its own moment.
+// of the median of three rates of its roofline kernel (FMA for compute rows, copy for memory rows):
+// timed just before the row, just after it, and at the start of the run. The machine's speed drifts
+// within a run, so a row is compared with its own moment, and one disturbed probe cannot skew it.
 import { beginScope, endScope } from '../runtime/tensor.js';
 import { poolStats, resetPeak } from '../runtime/buffer.js';
 import { sync } from '../runtime/kernel.js';
@@ -12,16 +13,16 @@ import { computeBoundCases } from './compute_bound.js';
 import { memoryBoundCases } from './memory_bound.js';
 import { optimizerCases } from './optimizer.js';
 
-const PROBE_CALLS = 3;
+const PROBE_CALLS = 5;
 
 export async function benchKernels(o: Options, probes: { compute: Probe; memory: Probe }, want: (name: string) => boolean): Promise<Row[]> {
   const rows: Row[] = [];
   for (const c of [...computeBoundCases(), ...memoryBoundCases(), ...optimizerCases()]) {
     if (!want(c.name) || (o.quick && c.slow)) continue;
     const held: { dispose(): void }[] = [];
+    const t0 = performance.now();
     beginScope();
     try {
-      const t0 = performance.now();
       const call = await c.setup(held);
       await sync();
       const setupMs = performance.now() - t0; // a bound on one call, for the first sleep of a case that ran it already
@@ -33,7 +34,7 @@ export async function benchKernels(o: Options, probes: { compute: Probe; memory:
       const t = await time(`${c.name} ${c.shape}`, call, o, { ...c.sampling, ...(c.warm ? { warmup: false, expectMs: setupMs } : {}) });
       const peak = poolStats().peakInUseBytes - before;
       rates.push(await probeRate(probe, PROBE_CALLS));
-      const rate = (rates[0] + rates[1]) / 2;
+      const rate = [...rates, probe.rate].sort((a, b) => a - b)[1];
       const roof = { fmaGflops: rate, copyGbps: rate };
       const notes = [c.note, c.peak ? `peak +${(peak / 2 ** 20).toFixed(1)} MiB per call` : undefined].filter(Boolean);
       rows.push({ ...row(c.name, c.shape, t, c.work, roof, bound), ...(notes.length ? { note: notes.join('; ') } : {}) });
@@ -42,7 +43,8 @@ export async function benchKernels(o: Options, probes: { compute: Probe; memory:
       for (const h of held) h.dispose();
     }
     const r = rows.at(-1)!;
-    process.stdout.write(`  ${r.name} ${r.shape}: ${r.ms.toFixed(2)} ms (${r.clock}, n ${r.samples})${r.pctRoofline !== undefined ? `, ${r.pctRoofline.toFixed(0)}% of roofline` : ''}\n`);
+    process.stdout.write(`  ${r.name} ${r.shape}: ${r.ms.toFixed(2)} ms (${r.clock}, n ${r.samples})`
+      + `${r.pctRoofline !== undefined ? `, ${r.pctRoofline.toFixed(0)}% of roofline` : ''} [row took ${((performance.now() - t0) / 1e3).toFixed(1)} s]\n`);
   }
   return rows;
 }

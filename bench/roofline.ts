@@ -66,8 +66,8 @@ export async function measureRoofline(o: Options): Promise<{ roof: Roofline; row
     roof: { fmaGflops: fmaRow.gflops!, copyGbps: copyRow.gbps! },
     rows: [fmaRow, copyRow],
     probes: {
-      compute: { call: runFma(m), work: flops(m), ms: (tf.seconds * 1e3) / 4 },
-      memory: { call: runCopy(best.per), work: bytes, ms: best.t.seconds * 1e3 },
+      compute: { call: runFma(m), work: flops(m), ms: (tf.seconds * 1e3) / 4, rate: fmaRow.gflops! },
+      memory: { call: runCopy(best.per), work: bytes, ms: best.t.seconds * 1e3, rate: copyRow.gbps! },
     },
   };
 }

@@ -93,7 +93,8 @@ let override: (RegisterTile | SharedTile) | undefined;
 export function setTileVariant(v: RegisterTile | SharedTile | undefined): void { override = v; }
 
 /** The tile configuration for this adapter and operand layout. Tile sizes measured on lavapipe with
- *  bench/matmul.ts at M=5440 K=512 N=1408 and 6400, GFLOP/s on a quiet machine: forward (a k4, b k)
+ *  a GEMM probe (now the matmul rows of bench/compute_bound.ts) with setTileVariant overrides at
+ *  M=5440 K=512 N=1408 and 6400, GFLOP/s on a quiet machine: forward (a k4, b k)
  *  16×8: 59–60 vs 16×4: 52–55, 24×4: 32–55; dX (k4, n) 24×4: 58–59 vs 16×4: 50–53, 24×8: 32;
  *  dW (m4, n) 16×4: 52 vs 8×4: 38, 16×8: 37, 32×4: 41. u = 4 beat 2 and 8 (2-3× slower). */
 export function tileVariant(g: Gemm): RegisterTile | SharedTile {

@@ -290,9 +290,19 @@ export async function timeGpu(fn: () => void | Promise<void>, opts: { sleepMs?: 
     await fn();
     timestampPass({ querySet: t.set, endOfPassWriteIndex: 1 });
     rec.begin().resolveQuerySet(t.set, 0, 2, t.resolved, 0);
+    // Read back in the same submit as fn's work (readBuffer would add a second), so counters() stay fn's own.
+    const staging = acquireBuffer(16, READBACK_USAGE);
+    copyBuffer(t.resolved, 0, staging, 0, 16);
     flush();
     if (opts.sleepMs) await new Promise((r) => setTimeout(r, opts.sleepMs));
-    const [begin, end] = new BigUint64Array(await readBuffer(t.resolved, 0, 16));
+    try {
+      await staging.mapAsync(GPUMapMode.READ, 0, 16);
+    } finally {
+      await settleErrors();
+    }
+    const [begin, end] = new BigUint64Array(staging.getMappedRange(0, 16).slice(0));
+    staging.unmap();
+    releaseBuffer(staging);
     if (end < begin) throw new Error(`timeGpu: end timestamp ${end} precedes begin ${begin}`);
     return Number(end - begin);
   } finally {

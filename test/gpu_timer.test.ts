@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Tensor, beginScope, endScope, copyInto } from '../runtime/tensor.js';
-import { hasGpuTimer, timeGpu } from '../runtime/kernel.js';
+import { counters, hasGpuTimer, resetCounters, sync, timeGpu } from '../runtime/kernel.js';
 import { gpu } from '../runtime/device.js';
 import { add, scale } from '../kernels/index.js';
 import { setupGpu, randn, assertClose } from './util.js';
@@ -45,6 +45,15 @@ s('timeGpu: a span of passes, a copy and an async gap lies within the wall time,
   const wallNs = (performance.now() - t0) * 1e6;
   assert.ok(ns > 0 && ns <= wallNs, `GPU span ${ns} ns outside (0, wall ${wallNs.toFixed(0)} ns]`);
   assertClose(await out!.read(), a.map((x, i) => 2 * (x + b[i])), 'timed work');
+});
+
+s('timeGpu: the timed work goes in one submit, readback included (counters stay the work\'s own)', async () => {
+  if (!hasGpuTimer()) return rejects(() => timeGpu(() => undefined), /timestamp-query/);
+  const t = Tensor.fromArray(randn(1024, 3), [1024]);
+  await sync();
+  resetCounters();
+  await timeGpu(() => { add(t, t); add(t, t); });
+  assert.equal(counters(), { dispatches: 2, submits: 1 });
 });
 
 s('timeGpu: timings do not nest, and a failed one frees the timer', async () => {
