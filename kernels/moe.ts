@@ -23,10 +23,11 @@ import { defineKernel, launch, readBuffer, clearBuffer, copyBuffer, Variant, Bin
 import { Tensor, needsGrad, record, noGrad, isGradEnabled } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 import { matmul } from './matmul.js';
-import { swiglu } from './swiglu.js';
+import { swiglu, swigluPacked } from './swiglu.js';
 import { add } from './elementwise.js';
 
-export interface ExpertWeights { gate_proj: Tensor; up_proj: Tensor; down_proj: Tensor }
+/** gate_up: gate_proj and up_proj as one [2I, H] weight (stored back to back), for one matmul. */
+export interface ExpertWeights { gate_proj: Tensor; up_proj: Tensor; down_proj: Tensor; gate_up?: Tensor }
 export interface MoEWeights { gate: Tensor /* [E,H] */; experts: ExpertWeights[]; shared?: ExpertWeights[] }
 export type AuxForm = 'seq_aux' | 'global' | 'minimind3';
 export interface MoEConfig { topK: number; normTopk: boolean; auxForm: AuxForm; alpha: number }
@@ -208,7 +209,8 @@ function auxGroups(form: AuxForm, B: number, T: number, K: number): { G: number;
   throw new Error(`moeFFN: unknown auxForm '${form as string}'`);
 }
 
-const mlp = (x: Tensor, f: ExpertWeights) => matmul(swiglu(matmul(x, f.gate_proj), matmul(x, f.up_proj)), f.down_proj);
+const mlp = (x: Tensor, f: ExpertWeights) => matmul(f.gate_up ? swigluPacked(matmul(x, f.gate_up))
+  : swiglu(matmul(x, f.gate_proj), matmul(x, f.up_proj)), f.down_proj);
 
 /** The MoE FFN of one layer: y [B,T,H] and its aux loss [1]. Async: reads the E expert row counts back. */
 export async function moeFFN(x: Tensor, p: MoEWeights, cfg: MoEConfig): Promise<{ y: Tensor; aux: Tensor }> {

@@ -1,6 +1,9 @@
 // swiglu: y = silu(g)·u (MiniMind MLP: down_proj(silu(gate_proj(x)) * up_proj(x))), fused, and its
 // backward in one kernel: with σ = sigmoid(g),  dg = dy·u·σ·(1 + g·(1 − σ)),  du = dy·g·σ.
 // Nothing is saved: backward reads g and u, the op's inputs.
+// swiglu_packed takes g and u side by side in one gu [..., 2I] (the output of one matmul against
+// gate_proj|up_proj stored back to back) and gives dgu in the same layout, so the projection's
+// backward is one dX and one dW matmul. A workgroup row per token row (2-D grid): no divisions.
 // One invocation per vec4 (copy speed on lavapipe; scalar f32 loads run at a third of it); a
 // trailing partial vec4 is handled element by element so n need not be a multiple of 4.
 import { defineKernel, launch } from '../runtime/kernel.js';
@@ -43,6 +46,57 @@ ${HEAD('swiglu_forward')}
   }),
 };
 
+const PACKED_HEAD = (name: string) => `@compute @workgroup_size(${WG}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let c = wid.x * ${WG}u + lid.x;   // column of y in VT units (iv per row)
+  if (c >= p.iv) { return; }
+  for (var r = wid.y; r < p.rows; r += nwg.y) {   // rows past 65535 workgroups loop
+    let gi = r * 2u * p.iv + c;
+    let ui = gi + p.iv;
+    let yi = r * p.iv + c;`;
+const VT = (v: Record<string, unknown>) => `alias VT = ${v.vec4 ? 'vec4<f32>' : 'f32'};\n`;
+
+export const packedKernels = {
+  swiglu_packed_forward: defineKernel({
+    name: 'swiglu_packed_forward', params: [['rows', 'u32'], ['iv', 'u32']],
+    buffers: [['gu', 'read', 'VT'], ['y', 'rw', 'VT']],
+    wgsl: (v) => `${VT(v)}${PACKED_HEAD('swiglu_packed_forward')}
+    let g = gu[gi];
+    y[yi] = g / (1.0 + exp(-g)) * gu[ui];
+  }
+}
+`,
+  }),
+  swiglu_packed_backward: defineKernel({
+    name: 'swiglu_packed_backward', params: [['rows', 'u32'], ['iv', 'u32']],
+    buffers: [['gu', 'read', 'VT'], ['dy', 'read', 'VT'], ['dgu', 'rw', 'VT']],
+    wgsl: (v) => `${VT(v)}${PACKED_HEAD('swiglu_packed_backward')}
+    let g = gu[gi];
+    let sg = 1.0 / (1.0 + exp(-g));
+    let d = dy[yi];
+    dgu[gi] = d * gu[ui] * sg * (1.0 + g * (1.0 - sg));
+    dgu[ui] = d * g * sg;
+  }
+}
+`,
+  }),
+};
+
+function launchPacked(k: (typeof packedKernels)[keyof typeof packedKernels], gu: Tensor, bufs: Tensor[]): void {
+  const I = gu.shape.at(-1)! / 2, rows = gu.size / (2 * I), vec4 = I % 4 === 0, iv = vec4 ? I / 4 : I;
+  launch(k, { params: { rows, iv }, buffers: bufs.map((t) => t.binding()), workgroups: [Math.ceil(iv / WG), Math.min(rows, 65535), 1], variant: { vec4 } });
+}
+
+/** y [..., I] = silu(g)·u for gu [..., 2I] holding g then u in each row. */
+export function swigluPacked(gu: Tensor): Tensor {
+  gu.assertLive();
+  const I2 = gu.shape.at(-1)!;
+  if (I2 % 2) throw new Error(`swiglu_packed: gu must be [..., 2·I], got [${gu.shape}]`);
+  const y = Tensor.empty([...gu.shape.slice(0, -1), I2 / 2]);
+  launchPacked(packedKernels.swiglu_packed_forward, gu, [gu, y]);
+  if (needsGrad(gu)) record('swiglu_packed', [gu], [y], {});
+  return y;
+}
+
 const groups = (n: number) => Math.ceil(n / 4 / WG);
 
 /** y = silu(g)·u, elementwise; g and u of the same shape. */
@@ -70,6 +124,11 @@ export const backward: Record<string, BackwardRule> = {
     if (!g.requiresGrad) dg.dispose();
     if (!u.requiresGrad) du.dispose();
     return [g.requiresGrad ? dg : null, u.requiresGrad ? du : null];
+  },
+  swiglu_packed: (node, [dy]) => {
+    const gu = node.inputs[0], dgu = Tensor.empty(gu.shape);
+    launchPacked(packedKernels.swiglu_packed_backward, gu, [gu, dy!, dgu]);
+    return [dgu];
   },
 };
 

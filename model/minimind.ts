@@ -11,7 +11,7 @@ import { rope } from '../kernels/rope.js';
 import { qkvRope } from '../kernels/qkv_rope.js';
 import { addRmsnorm } from '../kernels/add_rmsnorm.js';
 import { attention, attentionDecode, writeKV } from '../kernels/attention.js';
-import { swiglu } from '../kernels/swiglu.js';
+import { swigluPacked } from '../kernels/swiglu.js';
 import { embedding } from '../kernels/embedding.js';
 import { crossEntropy } from '../kernels/cross_entropy.js';
 import { moeFFN } from '../kernels/moe.js';
@@ -26,7 +26,8 @@ export interface Loss {
   count: Tensor;
 }
 
-type FFN = { gate_proj: Tensor; up_proj: Tensor; down_proj: Tensor };
+/** One SwiGLU MLP: gate_proj and up_proj as their separate views and as one spanned [2I, H] weight. */
+type FFN = { gate_proj: Tensor; up_proj: Tensor; gate_up: Tensor; down_proj: Tensor };
 
 /** Per-layer key/value caches for generation: [B, maxT, nkv, hd] each. */
 export interface KVCache { k: Tensor[]; v: Tensor[]; maxT: number }
@@ -79,7 +80,10 @@ export class MiniMind {
   }
 
   private ffn(pre: string): FFN {
-    return { gate_proj: this.p(`${pre}.gate_proj.weight`), up_proj: this.p(`${pre}.up_proj.weight`), down_proj: this.p(`${pre}.down_proj.weight`) };
+    return {
+      gate_proj: this.p(`${pre}.gate_proj.weight`), up_proj: this.p(`${pre}.up_proj.weight`), down_proj: this.p(`${pre}.down_proj.weight`),
+      gate_up: this.store.span([`${pre}.gate_proj.weight`, `${pre}.up_proj.weight`]),
+    };
   }
 
   /** Empty KV caches for batch B and up to maxT positions (kept: free them with freeCache). */
@@ -128,7 +132,7 @@ export class MiniMind {
       let y: Tensor;
       if (!c.use_moe) {
         const f = this.ffn(`${l}.mlp`);
-        y = matmul(swiglu(matmul(m, f.gate_proj), matmul(m, f.up_proj)), f.down_proj);
+        y = matmul(swigluPacked(matmul(m, f.gate_up)), f.down_proj); // one matmul for gate and up
       } else {
         const experts = Array.from({ length: c.n_routed_experts }, (_, e) => this.ffn(`${l}.mlp.experts.${e}`));
         const shared = Array.from({ length: c.n_shared_experts }, (_, e) => this.ffn(`${l}.mlp.shared_experts.${e}`));

@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Tensor, beginScope, endScope, setSentinelMode } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
-import { swiglu, swigluComposite, reference, backward as rules } from '../kernels/swiglu.js';
+import { swiglu, swigluComposite, swigluPacked, reference, backward as rules } from '../kernels/swiglu.js';
 import { setupGpu, randn, assertClose, numericGrad, dot, AWKWARD } from './util.js';
 
 const s = suite('swiglu');
@@ -68,6 +68,34 @@ s('no write past y, dg or du (sentinel guard regions)', async () => {
     assert.equal(await dg.overwrittenGuard(), [], `dg n=${n}`);
     assert.equal(await du.overwrittenGuard(), [], `du n=${n}`);
   }
+});
+
+/** Rows [g (I) | u (I)] → separate g and u, and back. */
+const unpack = (gu: Float64Array, I: number) => [0, 1].map((h) => Float64Array.from({ length: gu.length / 2 }, (_, i) => gu[Math.floor(i / I) * 2 * I + h * I + (i % I)]));
+const pack = (g: Float64Array, u: Float64Array, I: number) => Float64Array.from({ length: 2 * g.length }, (_, j) => {
+  const r = Math.floor(j / (2 * I)), c = j % (2 * I);
+  return c < I ? g[r * I + c] : u[r * I + c - I];
+});
+
+// I = 1, 7 (scalar path), 16, 1408 (vec4; MiniMind2-small's FFN width); rows 1, 33, 65.
+for (const [rows, I] of [[1, 1], [33, 7], [65, 16], [3, 1408]]) {
+  s(`packed gu [rows, 2I]: forward and backward (dgu in the same layout) match float64 at rows=${rows} I=${I}`, async () => {
+    setSentinelMode(true);
+    const gu = randn(rows * 2 * I, rows + I, 4), dy = randn(rows * I, 2 * rows + I);
+    const tgu = Tensor.fromArray(gu, [rows, 2 * I], 'f32', true);
+    const y = swigluPacked(tgu);
+    assert.equal([...y.shape], [rows, I]);
+    const [g, u] = unpack(gu, I);
+    assertClose(await y.read(), reference.forward(g, u), 'y', 1e-5, 1e-6);
+    assert.equal(await y.overwrittenGuard(), [], 'y guard');
+    backward(y, Tensor.fromArray(dy, [rows, I]));
+    const want = reference.backward(g, u, dy);
+    assertClose(await tgu.grad!.read(), pack(want.dg, want.du, I), 'dgu', 1e-5, 1e-6);
+  });
+}
+
+s('packed: an odd last dimension is an error', () => {
+  assert.throws(() => swigluPacked(Tensor.zeros([2, 7])), /\[\.\.\., 2·I\]/);
 });
 
 s.run();
