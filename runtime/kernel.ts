@@ -214,6 +214,18 @@ export function writeBuffer(dst: GPUBuffer, dstOffset: number, data: ArrayBuffer
   rec.staging.push(staging);
 }
 
+/** Awaits a GPU promise with a ref'd timer held, so that Node cannot decide it has nothing left to
+ *  wait for (an idle data-loader worker is unref'd): the trainer once exited with code 13 (unsettled
+ *  await) right at its first step on a loaded machine; nothing here relies on Dawn's own handles. */
+async function held<T>(p: Promise<T>): Promise<T> {
+  const keep = setInterval(() => {}, 1 << 30);
+  try {
+    return await p;
+  } finally {
+    clearInterval(keep);
+  }
+}
+
 /** Read bytes back: flushes, copies to a mappable buffer and waits for the GPU. */
 export async function readBuffer(src: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
   const size = Math.ceil(bytes / 4) * 4;
@@ -221,7 +233,7 @@ export async function readBuffer(src: GPUBuffer, offset: number, bytes: number):
   copyBuffer(src, offset, staging, 0, size);
   flush();
   try {
-    await staging.mapAsync(GPUMapMode.READ, 0, size);
+    await held(staging.mapAsync(GPUMapMode.READ, 0, size));
   } finally {
     await settleErrors();
   }
@@ -234,7 +246,7 @@ export async function readBuffer(src: GPUBuffer, offset: number, bytes: number):
 /** Wait until the GPU has finished all submitted work (for timing). */
 export async function sync(): Promise<void> {
   flush();
-  await gpu().device.queue.onSubmittedWorkDone();
+  await held(gpu().device.queue.onSubmittedWorkDone());
   await settleErrors();
 }
 
@@ -296,7 +308,7 @@ export async function timeGpu(fn: () => void | Promise<void>, opts: { sleepMs?: 
     flush();
     if (opts.sleepMs) await new Promise((r) => setTimeout(r, opts.sleepMs));
     try {
-      await staging.mapAsync(GPUMapMode.READ, 0, 16);
+      await held(staging.mapAsync(GPUMapMode.READ, 0, 16));
     } finally {
       await settleErrors();
     }
