@@ -1,8 +1,10 @@
 // Memory-bound rows, each pass timed on its own: the forward kernel, then the backward kernel called
 // through its backward rule with the forward's saved inputs (no tape walk, no forward in the time).
 // Bytes per call are what that pass moves, from each module's bench metadata:
-//   rmsnorm   forward 4·(2·rows·H + H + rows)       backward 4·(3·rows·H + rows + 2·H)  (dW partials stay in cache)
+//   rmsnorm   forward 4·(2·rows·H + H + rows)       backward 4·(5·rows·H + 4·rows + 4·H + 2·chunks·H) (two passes)
+//   add_rmsnorm forward 4·(4·rows·H + H + rows)     backward rmsnorm's + 4·rows·H (ds)
 //   rope      forward = backward 8·size              (x in, y out; the cos/sin table stays in cache)
+//   qkv_rope  forward = backward 8·size of qkv       (qkv in, q/k/v out, or back)
 //   swiglu    forward 12·n (g, u in; y out)          backward 20·n (g, u, dy in; dg, du out)
 //   embedding forward 4·(2·N·H + N)                  backward 4·(N·H + 2·distinct·H + 2·N)
 //   cross_entropy forward 4·rows·V + 12·rows (loss only) or 8·rows·V + 12·rows (+dlogits in place);
@@ -11,11 +13,13 @@
 import { Tensor, TapeNode, gradSlot } from '../runtime/tensor.js';
 import { mulberry32 } from '../runtime/random.js';
 import * as rms from '../kernels/rmsnorm.js';
+import * as arms from '../kernels/add_rmsnorm.js';
 import * as rp from '../kernels/rope.js';
+import * as qkvr from '../kernels/qkv_rope.js';
 import * as sw from '../kernels/swiglu.js';
 import * as emb from '../kernels/embedding.js';
 import * as ce from '../kernels/cross_entropy.js';
-import { B, T, N, H, I, V, NH, HD, Case, host, rand, f64, compare, verify, scoped } from './case.js';
+import { B, T, N, H, I, V, NH, NKV, HD, Case, host, rand, f64, compare, verify, scoped } from './case.js';
 
 /** Runs the forward `op` once with gradients recorded and returns its tape node (saved inputs). */
 function nodeOf(op: () => Tensor): TapeNode {
@@ -47,6 +51,33 @@ function rmsnormCases(): Case[] {
   }];
 }
 
+function addRmsnormCases(): Case[] {
+  const data = () => [host([N, H], 21), host([N, H], 22), host([H], 9), host([N, H], 23), host([N, H], 24)];
+  const s4 = (xh: Float32Array, rh: Float32Array) => Float64Array.from({ length: 4 * H }, (_, i) => xh[i] + rh[i]); // s on 4 rows
+  return [{
+    name: 'add_rmsnorm_forward', shape: `${N}x${H}`, work: arms.bench.add_rmsnorm_forward(N, H),
+    setup: async () => {
+      const [xh, rh, wh] = data();
+      const x = Tensor.fromArray(xh, [N, H]), res = Tensor.fromArray(rh, [N, H]), w = Tensor.fromArray(wh, [H]);
+      await verify('add_rmsnorm_forward', () => arms.addRmsnorm(x, res, w, 1e-5)[1], rms.reference(s4(xh, rh), f64(wh), 1e-5).y);
+      return scoped(() => arms.addRmsnorm(x, res, w, 1e-5));
+    },
+  }, {
+    name: 'add_rmsnorm_backward', shape: `${N}x${H}`, work: arms.bench.add_rmsnorm_backward(N, H),
+    setup: async (held) => {
+      const [xh, rh, wh, gsh, gyh] = data();
+      const [x, res] = [Tensor.fromArray(xh, [N, H], 'f32', true), Tensor.fromArray(rh, [N, H], 'f32', true)];
+      const w = Tensor.fromArray(wh, [H], 'f32', true), gs = Tensor.fromArray(gsh, [N, H]), gy = Tensor.fromArray(gyh, [N, H]);
+      held.push(gradSlot(w));
+      const y = arms.addRmsnorm(x, res, w, 1e-5)[1];
+      const node = y.node!;
+      const dx = rms.referenceBackward(s4(xh, rh), f64(wh), f64(gyh, 4 * H), 1e-5).dx.map((d, i) => d + gsh[i]);
+      await verify('add_rmsnorm_backward', () => arms.backward.add_rmsnorm(node, [gs, gy])[0]!, dx);
+      return scoped(() => arms.backward.add_rmsnorm(node, [gs, gy]));
+    },
+  }];
+}
+
 function ropeCases(): Case[] {
   const shape = [B, T, NH, HD], n = T * NH * HD; // checked on the first sequence
   return [{
@@ -63,6 +94,40 @@ function ropeCases(): Case[] {
       const node = nodeOf(() => rp.rope(rand(shape, 11, 1, true), 0, 1e6));
       await verify('rope_backward', () => rp.backward.rope(node, [dy])[0]!, rp.reference(f64(dyh, n), [1, T, NH, HD], 0, 1e6, -1));
       return scoped(() => rp.backward.rope(node, [dy]));
+    },
+  }];
+}
+
+function qkvRopeCases(): Case[] {
+  const W = (NH + 2 * NKV) * HD, o = { nh: NH, nkv: NKV, hd: HD, posOffset: 0, theta: 1e6, rope: true };
+  /** The q, k, v parts of the first sequence of a packed [T, W] array, as [1, T, heads, HD] float64. */
+  const part = (a: Float32Array, from: number, heads: number) =>
+    Float64Array.from({ length: T * heads * HD }, (_, i) => a[Math.floor(i / (heads * HD)) * W + from + (i % (heads * HD))]);
+  const ref = (a: Float32Array, sgn: 1 | -1) => [
+    rp.reference(part(a, 0, NH), [1, T, NH, HD], 0, 1e6, sgn), rp.reference(part(a, NH * HD, NKV), [1, T, NKV, HD], 0, 1e6, sgn),
+    part(a, (NH + NKV) * HD, NKV)];
+  return [{
+    name: 'qkv_rope_forward', shape: `${B}x${T}x${W}`, work: qkvr.bench.qkv_rope(N * W),
+    setup: async () => {
+      const h = host([B, T, W], 25), qkv = Tensor.fromArray(h, [B, T, W]);
+      const want = ref(h, 1);
+      for (const j of [0, 1, 2]) await verify(`qkv_rope_forward ${'qkv'[j]}`, () => qkvr.qkvRope(qkv, o)[j], want[j]);
+      return scoped(() => qkvr.qkvRope(qkv, o));
+    },
+  }, {
+    name: 'qkv_rope_backward', shape: `${B}x${T}x${W}`, work: qkvr.bench.qkv_rope(N * W),
+    setup: async () => {
+      const node = qkvr.qkvRope(rand([B, T, W], 25, 1, true), o)[0].node!;
+      const [dq, dk, dv] = [host([B, T, NH, HD], 26), host([B, T, NKV, HD], 27), host([B, T, NKV, HD], 28)];
+      const g = [Tensor.fromArray(dq, [B, T, NH, HD]), Tensor.fromArray(dk, [B, T, NKV, HD]), Tensor.fromArray(dv, [B, T, NKV, HD])];
+      // dqkv of the first sequence, packed: rotated-back dq | dk, then dv, per token.
+      const [rq, rk] = [rp.reference(f64(dq, T * NH * HD), [1, T, NH, HD], 0, 1e6, -1), rp.reference(f64(dk, T * NKV * HD), [1, T, NKV, HD], 0, 1e6, -1)];
+      const want = Float64Array.from({ length: T * W }, (_, i) => {
+        const t = Math.floor(i / W), c = i % W;
+        return c < NH * HD ? rq[t * NH * HD + c] : c < (NH + NKV) * HD ? rk[t * NKV * HD + c - NH * HD] : dv[t * NKV * HD + c - (NH + NKV) * HD];
+      });
+      await verify('qkv_rope_backward', () => qkvr.backward.qkv_rope(node, g)[0]!, want);
+      return scoped(() => qkvr.backward.qkv_rope(node, g));
     },
   }];
 }
@@ -166,4 +231,5 @@ function crossEntropyCases(): Case[] {
   }];
 }
 
-export const memoryBoundCases = (): Case[] => [...rmsnormCases(), ...ropeCases(), ...swigluCases(), ...embeddingCases(), ...crossEntropyCases()];
+export const memoryBoundCases = (): Case[] => [...rmsnormCases(), ...addRmsnormCases(), ...ropeCases(), ...qkvRopeCases(), ...swigluCases(),
+  ...embeddingCases(), ...crossEntropyCases()];

@@ -8,7 +8,7 @@
 import { defineKernel, launch } from '../runtime/kernel.js';
 import { Tensor, needsGrad, record, gradSlot } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
-import { BACKWARD_PARAMS, FORWARD_PARAMS, WG, backwardWgsl, dims, forwardWgsl, rmsnormBackward } from './rmsnorm.js';
+import { BACKWARD_PARAMS, FORWARD_PARAMS, WG, backwardWgsl, dims, forwardWgsl, rmsnormBackward, bench as rmsnormBench } from './rmsnorm.js';
 
 export const kernels = {
   add_rmsnorm_forward: defineKernel({
@@ -18,8 +18,8 @@ export const kernels = {
   }),
   add_rmsnorm_backward: defineKernel({
     name: 'add_rmsnorm_backward', params: BACKWARD_PARAMS,
-    buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['dy', 'read', 'VT'], ['rstd', 'read', 'f32'], ['ds', 'read', 'VT'],
-      ['dx', 'rw', 'VT'], ['part', 'rw', 'VT']],
+    buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['dy', 'read', 'VT'], ['rstd', 'read', 'f32'], ['c', 'read', 'f32'],
+      ['ds', 'read', 'VT'], ['dx', 'rw', 'VT'], ['part', 'rw', 'VT']],
     wgsl: (v) => backwardWgsl('add_rmsnorm_backward', v.vec4 as boolean, true),
   }),
 };
@@ -56,5 +56,5 @@ export const backward: Record<string, BackwardRule> = {
  *  rmsnorm's plus reading ds. */
 export const bench = {
   add_rmsnorm_forward: (rows: number, h: number) => ({ bytes: 4 * (4 * rows * h + h + rows) }),
-  add_rmsnorm_backward: (rows: number, h: number) => ({ bytes: 4 * (4 * rows * h + rows + 2 * h) }),
+  add_rmsnorm_backward: (rows: number, h: number) => ({ bytes: rmsnormBench.rmsnorm_backward(rows, h).bytes + 4 * rows * h }),
 };
