@@ -25,7 +25,7 @@ function matmulCases(): Case[] {
     const name = impl === 'naive' ? 'matmul_naive' : 'matmul';
     out.push({
       name, shape: `${N}x${H}·${n}x${H}ᵀ`, bound: 'compute', work: { flops: mm.bench.matmul(N, n, H).flops },
-      slow: impl === 'naive', sampling: impl === 'naive' ? { minSamples: 3, maxTime: 0 } : undefined, warm: impl === 'naive',
+      slow: impl === 'naive', sampling: impl === 'naive' ? { minSamples: 2, maxTime: 0 } : undefined, warm: impl === 'naive',
       setup: async () => {
         const xh = host([N, H], 1), wh = host([n, H], 2);
         const x = Tensor.fromArray(xh, [N, H]), w = Tensor.fromArray(wh, [n, H]);
@@ -91,7 +91,7 @@ function attentionCases(): Case[] {
     const f = att.bench.attention_forward(Bq, Tq, NH, NKV, HD), b = att.bench.attention_backward(Bq, Tq, NH, NKV, HD);
     out.push({
       name, shape: `B${Bq} T${Tq} ${NH}/${NKV}×${HD}`, bound: 'compute', work: { flops: f.flops + (bwd ? b.flops : 0) },
-      slow: impl === 'naive' && Tq === 1024, sampling: impl === 'naive' ? { minSamples: 3, maxTime: 0 } : undefined,
+      slow: impl === 'naive' && Tq === 1024, sampling: impl === 'naive' ? { minSamples: 2, maxTime: 0 } : undefined,
       setup: async (held) => {
         const [qh, kh, vh, gyh] = [host([Bq, Tq, NH, HD], 4), host([Bq, Tq, NKV, HD], 5), host([Bq, Tq, NKV, HD], 6), host([Bq, Tq, NH, HD], 7)];
         const [q, k, v] = [Tensor.fromArray(qh, [Bq, Tq, NH, HD], 'f32', bwd), Tensor.fromArray(kh, [Bq, Tq, NKV, HD], 'f32', bwd),

@@ -8,8 +8,9 @@
 // cores that halved a copy kernel's speed on lavapipe (20 ms awaited at once, 10 ms with the host
 // asleep). So the host sleeps before it awaits: past the expected GPU time on the GPU clock (the
 // timestamps do not see the sleep), through half the fastest call so far on the wall clock.
-// Rows report the median per call and the spread: the 95% margin of error of the mean, % of the
-// mean, as benny would print it (large with few samples; `n` gives the count).
+// Whole training steps add the host's recording time to their GPU span ('gpu+host'). Rows report the
+// median per call and the spread: the 95% margin of error of the mean, % of the mean, as benny would
+// print it (large with few samples; `n` gives the count).
 import { add, complete, configure, cycle, suite } from 'benny';
 import { flush, hasGpuTimer, sync, timeGpu } from '../runtime/kernel.js';
 
@@ -32,7 +33,7 @@ export interface Row {
   gbps?: number;
   /** Percent of this adapter's measured FMA peak (compute rows) or copy bandwidth (memory rows). */
   pctRoofline?: number;
-  /** The roofline that percentage is of (GFLOP/s or GB/s): its probe, timed around this row. */
+  /** The roofline that percentage is of (GFLOP/s or GB/s): see bench/kernels.ts. */
   roofline?: number;
   note?: string;
 }
@@ -41,8 +42,9 @@ export interface Roofline { fmaGflops: number; copyGbps: number }
 
 export interface Options { quick: boolean }
 
-/** Per-case sampling (full runs; --quick takes 2 samples of everything): fewer samples for calls of
- *  seconds; no warm-up call where the case already ran the call; 'wall' where host time is the point. */
+/** Per-case sampling: fewer samples for calls of seconds (full runs only: --quick always asks for 2
+ *  samples and 0.3 s); no warm-up call where the case already ran the call; 'wall' where host time is
+ *  the point; the expected time of a call when there is no warm-up. */
 export interface Sampling { minSamples?: number; maxTime?: number; warmup?: boolean; clock?: 'wall'; expectMs?: number }
 
 /** A roofline kernel to re-measure around rows: `work` FLOPs or bytes per call, `ms` its expected
@@ -112,7 +114,7 @@ export async function time(name: string, fn: () => void | Promise<void>, o: Opti
     got.push(ms); host.push(h);
     fastest = got.length > 1 ? Math.min(fastest, ms) : ms;
   };
-  const cases = o.quick ? { minSamples: 2, maxTime: 0.3 } : { minSamples: s.minSamples ?? 8, maxTime: s.maxTime ?? 3 };
+  const cases = o.quick ? { minSamples: 2, maxTime: 0.3 } : { minSamples: s.minSamples ?? 8, maxTime: s.maxTime ?? 2 };
   const onStart = () => { started = true; };
   await suite(name,
     add(name, sampled, { onStart } as object),
