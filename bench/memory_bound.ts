@@ -5,7 +5,7 @@
 //   add_rmsnorm forward 4·(4·rows·H + H + rows)     backward rmsnorm's + 4·rows·H (ds)
 //   rope      forward = backward 8·size              (x in, y out; the cos/sin table stays in cache)
 //   qkv_rope  forward = backward 8·size of qkv       (qkv in, q/k/v out, or back)
-//   swiglu    forward 12·n (g, u in; y out)          backward 20·n (g, u, dy in; dg, du out)
+//   swiglu    forward 12·n (g, u in; y out)          backward 20·n (g, u, dy in; dg, du out); swiglu_packed alike
 //   embedding forward 4·(2·N·H + N)                  backward 4·(N·H + 2·distinct·H + 2·N)
 //   cross_entropy forward 4·rows·V + 12·rows (loss only) or 8·rows·V + 12·rows (+dlogits in place);
 //             backward 8·rows·V (dlogits scaled in place; at upstream 1 it is skipped: no row)
@@ -153,6 +153,33 @@ function swigluCases(): Case[] {
       await verify('swiglu_backward dg', () => sw.backward.swiglu(node, [dy])[0]!, want.dg);
       await verify('swiglu_backward du', () => sw.backward.swiglu(node, [dy])[1]!, want.du);
       return scoped(() => sw.backward.swiglu(node, [dy]));
+    },
+  }, ...swigluPackedCases()];
+}
+
+/** g and u side by side in one gu [N, 2·I] (the fused gate/up projection's output). */
+function swigluPackedCases(): Case[] {
+  const n = N * I, rows = 2; // checked on the first rows
+  const half = (gu: Float32Array, second: boolean) => Float64Array.from({ length: rows * I }, (_, i) => gu[Math.floor(i / I) * 2 * I + (second ? I : 0) + (i % I)]);
+  return [{
+    name: 'swiglu_packed_forward', shape: `${N}x2·${I}`, work: sw.bench.swiglu_forward(n),
+    setup: async () => {
+      const h = host([N, 2 * I], 29), gu = Tensor.fromArray(h, [N, 2 * I]);
+      await verify('swiglu_packed_forward', () => sw.swigluPacked(gu), sw.reference.forward(half(h, false), half(h, true)));
+      return scoped(() => sw.swigluPacked(gu));
+    },
+  }, {
+    name: 'swiglu_packed_backward', shape: `${N}x2·${I}`, work: sw.bench.swiglu_backward(n),
+    setup: async () => {
+      const h = host([N, 2 * I], 29), dyh = host([N, I], 30), dy = Tensor.fromArray(dyh, [N, I]);
+      const node = sw.swigluPacked(Tensor.fromArray(h, [N, 2 * I], 'f32', true)).node!;
+      const { dg, du } = sw.reference.backward(half(h, false), half(h, true), f64(dyh, rows * I));
+      const want = Float64Array.from({ length: rows * 2 * I }, (_, i) => {
+        const r = Math.floor(i / (2 * I)), c = i % (2 * I);
+        return c < I ? dg[r * I + c] : du[r * I + c - I];
+      });
+      await verify('swiglu_packed_backward', () => sw.backward.swiglu_packed(node, [dy])[0]!, want);
+      return scoped(() => sw.backward.swiglu_packed(node, [dy]));
     },
   }];
 }
