@@ -3,7 +3,7 @@
 // [B, T, nkv, hd], rotating q and k by RoPE on the way (rope.ts's rotate-half formula and float32
 // table). Backward gathers dq, dk (rotated back) and dv into one dqkv, so the projection's backward
 // is one dX and one dW matmul instead of three of each plus two adds.
-// One invocation per (token, head) row of qkv, vec4s of the half head when hd % 8 == 0.
+// One invocation per (token, head) row, vec4s of the half head when hd % 8 == 0.
 // With rope = false (minimind-3 normalises q and k per head before RoPE) it only splits.
 import { defineKernel, launch, type Kernel } from '../runtime/kernel.js';
 import { Tensor, needsGrad, record } from '../runtime/tensor.js';
@@ -11,12 +11,14 @@ import type { BackwardRule } from '../runtime/autograd.js';
 import { ropeTableTensor } from './rope.js';
 
 const WG = 64;
-const PARAMS = [['rows', 'u32'], ['nH', 'u32'], ['nh', 'u32'], ['nkv', 'u32'], ['T', 'u32'], ['pos0', 'u32'], ['hhv', 'u32'],
-  ['sgn', 'f32'], ['rot', 'u32']] as const;
+// Head counts are compile-time constants (one pipeline per model shape): x86 has no vector integer
+// division, and dividing the row index by uniforms slowed the backward by a fifth. The loop over the
+// half head stays a uniform bound: a constant one, fully unrolled, halved the speed on lavapipe.
+const PARAMS = [['hhv', 'u32'], ['T', 'u32'], ['pos0', 'u32'], ['sgn', 'f32'], ['rot', 'u32']] as const;
 
 /** WGSL of one direction. fwd: packed row → q/k/v row; bwd: q/k/v row → packed row. */
 function body(fwd: boolean): string {
-  // `src`/`dst` expressions for one half-element j of the row; rotation applies to q and k rows.
+  // Moves the half-head vectors j of one row; rotation applies to q and k rows.
   const part = (buf: string, base: string, rotate: boolean) => {
     const [from, to] = fwd ? ['qkv', buf] : [buf, 'qkv'];
     const [fb, tb] = fwd ? ['a0', base] : [base, 'a0'];
@@ -29,41 +31,44 @@ function body(fwd: boolean): string {
         ${move}
       }`;
   };
+  // Per sequence (workgroup row y = batch index b), rows in output order: T·NH q rows, then T·NKV k
+  // rows, then T·NKV v rows, so a workgroup (but those at a border) takes one branch and consecutive
+  // lanes write consecutive rows (lanes interleaving the three kinds ran all three branches, masked).
+  const kind = (first: string, heads: string, at: string, buf: string, rotate: boolean) => `
+    let r = row - ${first};
+    let t = r / ${heads};                                           // position in the sequence
+    let tok = wid.y * p.T + t;
+    let a0 = (tok * (NH + 2u * NKV) + ${at} + r % ${heads}) * 2u * p.hhv;  // the row in qkv
+    let c0 = (p.pos0 + t) * 2u * p.hhv;                               // table row: cos (hhv) then sin (hhv); hhv = half head in VT units
+    let b0 = (tok * ${heads} + r % ${heads}) * 2u * p.hhv;             // the row in ${buf}
+    ${part(buf, 'b0', rotate)}`;
   return `
-  let row = wgIndex(wid, nwg) * ${WG}u + lid.x;   // row = token·nH + head, nH = nh + 2·nkv
-  if (row >= p.rows) { return; }
-  let tok = row / p.nH;
-  let h = row % p.nH;
+  let row = wid.x * ${WG}u + lid.x;
+  if (row >= p.T * (NH + 2u * NKV)) { return; }
   let rot = p.rot != 0u;
-  let c0 = (p.pos0 + tok % p.T) * 2u * p.hhv;      // table row: cos (hhv) then sin (hhv)
-  let a0 = row * 2u * p.hhv;                       // the row in qkv; hhv = half head dim in VT units
-  if (h < p.nh) {
-    let qb = (tok * p.nh + h) * 2u * p.hhv;
-    ${part('q', 'qb', true)}
-  } else if (h < p.nh + p.nkv) {
-    let kb = (tok * p.nkv + h - p.nh) * 2u * p.hhv;
-    ${part('k', 'kb', true)}
-  } else {
-    let vb = (tok * p.nkv + h - p.nh - p.nkv) * 2u * p.hhv;
-    ${part('v', 'vb', false)}
+  if (row < p.T * NH) {${kind('0u', 'NH', '0u', 'q', true)}
+  } else if (row < p.T * (NH + NKV)) {${kind('p.T * NH', 'NKV', 'NH', 'k', true)}
+  } else {${kind('p.T * (NH + NKV)', 'NKV', '(NH + NKV)', 'v', false)}
   }
 }
 `;
 }
 
-const entry = (name: string) => `@compute @workgroup_size(${WG}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {`;
-const VT = (v: Record<string, unknown>) => `alias VT = ${v.vec4 ? 'vec4<f32>' : 'f32'};\n`;
+const entry = (name: string) => `@compute @workgroup_size(${WG}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {`;
+/** VT: f32, or vec4 of the half head when hd % 8 == 0; NH, NKV: q and kv heads. */
+const header = (v: Record<string, unknown>) =>
+  `alias VT = ${v.vec4 ? 'vec4<f32>' : 'f32'};\nconst NH = ${v.nh}u;\nconst NKV = ${v.nkv}u;\n`;
 
 export const kernels: Record<'qkv_rope_forward' | 'qkv_rope_backward', Kernel> = {
   qkv_rope_forward: defineKernel({
     name: 'qkv_rope_forward', params: PARAMS,
     buffers: [['qkv', 'read', 'VT'], ['tab', 'read', 'VT'], ['q', 'rw', 'VT'], ['k', 'rw', 'VT'], ['v', 'rw', 'VT']],
-    wgsl: (v) => VT(v) + entry('qkv_rope_forward') + body(true),
+    wgsl: (v) => header(v) + entry('qkv_rope_forward') + body(true),
   }),
   qkv_rope_backward: defineKernel({
     name: 'qkv_rope_backward', params: PARAMS,
     buffers: [['q', 'read', 'VT'], ['k', 'read', 'VT'], ['v', 'read', 'VT'], ['tab', 'read', 'VT'], ['qkv', 'rw', 'VT']],
-    wgsl: (v) => VT(v) + entry('qkv_rope_backward') + body(false),
+    wgsl: (v) => header(v) + entry('qkv_rope_backward') + body(false),
   }),
 };
 
@@ -71,10 +76,13 @@ export interface QkvShape { nh: number; nkv: number; hd: number; posOffset: numb
 
 function params(qkvShape: readonly number[], o: QkvShape, sgn: 1 | -1) {
   const [B, T] = qkvShape;
-  const vec4 = o.hd % 8 === 0, nH = o.nh + 2 * o.nkv;
+  const vec4 = o.hd % 8 === 0;
+  if (B > 65535) throw new Error(`qkv_rope: batch ${B} exceeds the 65535 workgroups of a grid row`);
   return {
-    p: { rows: B * T * nH, nH, nh: o.nh, nkv: o.nkv, T, pos0: o.posOffset, hhv: vec4 ? o.hd / 8 : o.hd / 2, sgn, rot: o.rope ? 1 : 0 },
-    vec4, tab: ropeTableTensor(o.hd, o.theta, o.posOffset + T), workgroups: Math.ceil((B * T * nH) / WG),
+    p: { hhv: vec4 ? o.hd / 8 : o.hd / 2, T, pos0: o.posOffset, sgn, rot: o.rope ? 1 : 0 },
+    variant: { vec4, nh: o.nh, nkv: o.nkv },
+    tab: ropeTableTensor(o.hd, o.theta, o.posOffset + T),
+    workgroups: [Math.ceil((T * (o.nh + 2 * o.nkv)) / WG), B, 1] as [number, number, number],
   };
 }
 
@@ -89,7 +97,7 @@ export function qkvRope(qkv: Tensor, o: QkvShape): [Tensor, Tensor, Tensor] {
   const q = Tensor.empty([B, T, o.nh, o.hd]), k = Tensor.empty([B, T, o.nkv, o.hd]), v = Tensor.empty([B, T, o.nkv, o.hd]);
   const l = params(qkv.shape, o, 1);
   launch(kernels.qkv_rope_forward, {
-    params: l.p, workgroups: l.workgroups, variant: { vec4: l.vec4 },
+    params: l.p, workgroups: l.workgroups, variant: l.variant,
     buffers: [qkv.binding(), l.tab.binding(), q.binding(), k.binding(), v.binding()],
   });
   if (needsGrad(qkv)) record('qkv_rope', [qkv], [q, k, v], { o });
@@ -104,7 +112,7 @@ export const backward: Record<string, BackwardRule> = {
     const dqkv = Tensor.empty(qkv.shape);
     const l = params(qkv.shape, o, -1);
     launch(kernels.qkv_rope_backward, {
-      params: l.p, workgroups: l.workgroups, variant: { vec4: l.vec4 },
+      params: l.p, workgroups: l.workgroups, variant: l.variant,
       buffers: [dq.binding(), dk.binding(), dv.binding(), l.tab.binding(), dqkv.binding()],
     });
     return [dqkv];

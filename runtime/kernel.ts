@@ -226,12 +226,14 @@ async function held<T>(p: Promise<T>): Promise<T> {
   }
 }
 
-/** Read bytes back: flushes, copies to a mappable buffer and waits for the GPU. */
-export async function readBuffer(src: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
+/** Read bytes back: flushes, copies to a mappable buffer and waits for the GPU. With `sleepMs` the
+ *  host first sleeps that long (Dawn spins the JS thread while it waits; see wait_pacer.ts). */
+export async function readBuffer(src: GPUBuffer, offset: number, bytes: number, sleepMs = 0): Promise<ArrayBuffer> {
   const size = Math.ceil(bytes / 4) * 4;
   const staging = acquireBuffer(size, READBACK_USAGE);
   copyBuffer(src, offset, staging, 0, size);
   flush();
+  if (sleepMs > 0) await held(new Promise((r) => setTimeout(r, sleepMs)));
   try {
     await held(staging.mapAsync(GPUMapMode.READ, 0, size));
   } finally {

@@ -9,6 +9,7 @@ import { add, fill } from '../kernels/index.js';
 import { AdamW } from '../kernels/adamw.js';
 import { gradNorm } from '../kernels/grad_norm.js';
 import { readScalars } from '../runtime/scalars.js';
+import { WaitPacer } from '../runtime/wait_pacer.js';
 import { poolStats } from '../runtime/buffer.js';
 import type { MiniMind } from '../model/minimind.js';
 import { lrAt } from './schedule.js';
@@ -77,6 +78,7 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
     const logs: StepLog[] = [];
     const t0 = performance.now();
     let tokens = 0, steps = 0, skipped = 0, badInARow = 0, lastLoss = NaN;
+    const pacer = new WaitPacer(); // the host sleeps through most of each step's GPU work
     let pendingMicro = 0; // micro-steps accumulated since the last optimizer step
     let poisoned = false; // a non-finite value entered the gradients being accumulated
     let saveDue = false;
@@ -100,7 +102,9 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
         pendingMicro++;
         const boundary = step % accum === 0 || step === iters;
         const norm = boundary ? gradNorm(store.chunks(store.grads)) : null;
-        const [ce, ax, gn] = await readScalars([loss, aux, norm]);
+        const work = b.batch * b.seqLen, waitStart = performance.now();
+        const [ce, ax, gn] = await readScalars([loss, aux, norm], pacer.sleepFor(work));
+        pacer.record(work, performance.now() - waitStart);
         const objectiveValue = ce + (aux ? ax : 0);
         // float16: inf/NaN gradients with a finite loss are a loss-scale overflow (GradScaler skips
         // the step and halves the scale); in float32 they count as a bad step.
