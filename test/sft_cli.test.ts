@@ -13,8 +13,8 @@ const sft = (args: string[]) => spawnSync('npx', ['tsx', 'train/sft.ts', ...args
 
 s('the built-in run, shortened to 60 steps, finishes and its loss falls well below the first', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sft-'));
-  const log = join(dir, 'log.jsonl');
-  const r = sft(['--max_steps', '60', '--log_interval', '10', '--samples', '0', '--save_dir', dir, '--checkpoint_dir', dir, '--log_file', log]);
+  const log = join(dir, 'full_sft_log.jsonl'); // the built-in run logs next to its weights
+  const r = sft(['--max_steps', '60', '--log_interval', '10', '--samples', '0', '--save_dir', dir, '--checkpoint_dir', join(dir, 'ckpt')]);
   assert.is(r.status, 0, r.stderr + r.stdout);
   const rows = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.is(rows.length, 6);
@@ -22,6 +22,7 @@ s('the built-in run, shortened to 60 steps, finishes and its loss falls well bel
   for (const k of ['epoch', 'step', 'iters', 'loss', 'logits_loss', 'aux_loss', 'lr', 'grad_norm', 'tokens_per_s', 'elapsed_s']) assert.ok(k in rows[0], k);
   assert.ok(existsSync(join(dir, 'full_sft_128.pth')) && existsSync(join(dir, 'full_sft_128_loss.svg')));
   assert.match(r.stdout, /Epoch:\[1\/1\]\(60\/1250\), loss: [\d.]+, logits_loss: [\d.]+, aux_loss: 0\.0000, lr: [\d.]+, epoch_time: [\d.]+min/);
+  assert.match(r.stdout, /\(60\/1250\).*epoch_time: 0\.0min/, 'the time left counts to --max_steps, not the epoch end');
 });
 
 s('non-finite losses skip the step and stop the run after --max_bad_steps, with the last good state saved', () => {

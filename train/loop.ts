@@ -144,7 +144,9 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
         if (step % args.log_interval === 0 || step === iters) {
           logs.push(log);
           const spent = (performance.now() - epochStart) / 60000;
-          const eta = (spent / (step - skip)) * (iters - skip) - spent;
+          // Time left in the epoch, or to --max_steps when that comes first.
+          const end = args.max_steps > 0 ? Math.min(iters, step + args.max_steps - steps) : iters;
+          const eta = (spent / (step - skip)) * (end - step);
           if (tty) process.stdout.write('\r\x1b[K');
           print(`Epoch:[${epoch + 1}/${args.epochs}](${step}/${iters}), loss: ${objectiveValue.toFixed(4)}, logits_loss: ${ce.toFixed(4)}, `
             + `aux_loss: ${(aux ? ax : 0).toFixed(4)}, lr: ${lr.toFixed(8)}, epoch_time: ${eta.toFixed(1)}min`);

@@ -7,7 +7,7 @@ const argv = process.argv.slice(2);
 const builtin = !argv.some((a) => /^--(data_path|help|h)\b/.test(a) || a === '-h');
 const defaults = { save_weight: 'pretrain', learning_rate: 5e-4, epochs: 1, max_seq_len: 340, data_path: '../dataset/pretrain_hq.jsonl', from_weight: 'none' };
 try {
-  const args = parseArgs(argv, builtin ? { ...defaults, ...BUILTIN, save_weight: 'pretrain', log_file: 'out/pretrain_log.jsonl' } : defaults,
+  const args = parseArgs(argv, builtin ? { ...defaults, ...BUILTIN, save_weight: 'pretrain' } : defaults,
     'usage: npx tsx train/pretrain.ts [flags]');
   await run('pretrain', args, builtin);
 } catch (e) {

@@ -1,7 +1,7 @@
 // The body of sft.ts and pretrain.ts: resolve data, tokenizer, model and checkpoints from the
 // flags, train, then print sample answers, a loss-curve picture and a one-line summary.
 import { mkdirSync, existsSync, rmSync, openSync, readSync, closeSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { initGpu, closeGpu, gpu } from '../runtime/device.js';
 import '../kernels/index.js';
 import { MiniMind } from '../model/minimind.js';
@@ -54,6 +54,8 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     const saveDir = resolve(args.save_dir), ckptDir = resolve(args.checkpoint_dir);
     mkdirSync(saveDir, { recursive: true });
     mkdirSync(ckptDir, { recursive: true });
+    if (builtin && !args.log_file) args.log_file = join(saveDir, `${args.save_weight}_log.jsonl`); // next to the weights
+    if (args.log_file) mkdirSync(dirname(resolve(args.log_file)), { recursive: true });
     const weightPath = join(saveDir, `${args.save_weight}_${cfg.hidden_size}${moe}.pth`);
     const resumePath = join(ckptDir, `${args.save_weight}_${cfg.hidden_size}${moe}_resume.safetensors`);
     if (args.from_weight !== 'none' && !args.from_resume) {

@@ -8,7 +8,7 @@ const builtin = !argv.some((a) => /^--(data_path|help|h)\b/.test(a) || a === '-h
 const usage = 'usage: npx tsx train/sft.ts [flags]\n'
   + 'Without --data_path: the built-in run (generated data + tokenizer, tiny preset, from scratch; saves to ./out and ./checkpoints).';
 try {
-  const args = parseArgs(argv, builtin ? { ...BUILTIN, log_file: 'out/full_sft_log.jsonl' } : {}, usage);
+  const args = parseArgs(argv, builtin ? BUILTIN : {}, usage);
   await run('sft', args, builtin);
 } catch (e) {
   console.error(`error: ${(e as Error).message}`);
