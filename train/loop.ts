@@ -102,9 +102,7 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
         pendingMicro++;
         const boundary = step % accum === 0 || step === iters;
         const norm = boundary ? gradNorm(store.chunks(store.grads)) : null;
-        const work = b.batch * b.seqLen, waitStart = performance.now();
-        const [ce, ax, gn] = await readScalars([loss, aux, norm], pacer.sleepFor(work));
-        pacer.record(work, performance.now() - waitStart);
+        const [ce, ax, gn] = await pacer.pace(b.batch * b.seqLen, (sleepMs) => readScalars([loss, aux, norm], sleepMs));
         const objectiveValue = ce + (aux ? ax : 0);
         // float16: inf/NaN gradients with a finite loss are a loss-scale overflow (GradScaler skips
         // the step and halves the scale); in float32 they count as a bad step.
