@@ -139,7 +139,11 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
           grad_norm: gradNormValue, tokens_per_s: tokens / elapsed, elapsed_s: elapsed, ...(scaler ? { loss_scale: scale } : {}),
         };
         o.onStep?.(log);
-        if (step % args.log_interval === 0 || step === iters) {
+        const last = epoch === args.epochs - 1 && step === iters;
+        // A short run stops at the first optimizer boundary at or after max_steps (nothing half-accumulated).
+        const stopEarly = args.max_steps > 0 && steps >= args.max_steps && pendingMicro === 0;
+        // The last step of a run is always logged (the loss curve and log end where training did).
+        if (step % args.log_interval === 0 || step === iters || stopEarly) {
           logs.push(log);
           const spent = (performance.now() - epochStart) / 60000;
           // Time left in the epoch, or to --max_steps when that comes first.
@@ -152,9 +156,6 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
         } else if (tty) {
           process.stdout.write(`\r\x1b[K[${step}/${iters}] loss ${objectiveValue.toFixed(4)}  ${(tokens / elapsed).toFixed(0)} tok/s`);
         }
-        const last = epoch === args.epochs - 1 && step === iters;
-        // A short run stops at the first optimizer boundary at or after max_steps (nothing half-accumulated).
-        const stopEarly = args.max_steps > 0 && steps >= args.max_steps && pendingMicro === 0;
         if (step % args.save_interval === 0) saveDue = true;
         // Saved only between optimizer steps, so a resume never needs half-accumulated gradients.
         if (pendingMicro === 0 && (saveDue || last || stopEarly)) { await save(epoch, step); saveDue = false; }
