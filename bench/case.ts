@@ -29,7 +29,9 @@ export interface Case {
 /** Seeded uniform values in [-scale, scale). */
 export function host(shape: readonly number[], seed: number, scale = 1): Float32Array {
   const r = mulberry32(seed);
-  return Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => (r() * 2 - 1) * scale);
+  const a = new Float32Array(shape.reduce((x, y) => x * y, 1)); // a plain loop: Float32Array.from(fn) took seconds at 35M
+  for (let i = 0; i < a.length; i++) a[i] = (r() * 2 - 1) * scale;
+  return a;
 }
 
 export function rand(shape: readonly number[], seed: number, scale = 1, grad = false): Tensor {

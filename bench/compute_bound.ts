@@ -92,7 +92,7 @@ function attentionCases(): Case[] {
     const f = att.bench.attention_forward(Bq, Tq, NH, NKV, HD), b = att.bench.attention_backward(Bq, Tq, NH, NKV, HD);
     out.push({
       name, shape: `B${Bq} T${Tq} ${NH}/${NKV}×${HD}`, bound: 'compute', work: { flops: f.flops + (bwd ? b.flops : 0) },
-      slow: impl === 'naive' && Tq === 1024, sampling: impl === 'naive' ? { minSamples: 2, maxTime: 0 } : undefined,
+      slow: impl === 'naive', sampling: impl === 'naive' ? { minSamples: 2, maxTime: 0 } : undefined,
       setup: async (held) => {
         const [qh, kh, vh, gyh] = [host([Bq, Tq, NH, HD], 4), host([Bq, Tq, NKV, HD], 5), host([Bq, Tq, NKV, HD], 6), host([Bq, Tq, NH, HD], 7)];
         const [q, k, v] = [Tensor.fromArray(qh, [Bq, Tq, NH, HD], 'f32', bwd), Tensor.fromArray(kh, [Bq, Tq, NKV, HD], 'f32', bwd),

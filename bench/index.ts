@@ -68,7 +68,8 @@ if (peer) printPeer(peer, rows);
 const slug = gpu().adapterName.replace(/[^A-Za-z0-9.]+/g, '-').replace(/^-|-$/g, '').slice(0, 80);
 const dir = join(import.meta.dirname, 'results');
 mkdirSync(dir, { recursive: true });
-const out = join(dir, `${slug}.json`);
+// A --quick run (development) keeps its own file: it never replaces a full run's numbers.
+const out = join(dir, `${slug}${o.quick ? '.quick' : ''}.json`);
 const seconds = (performance.now() - t0) / 1000;
 const date = new Date().toISOString();
 let result: Record<string, unknown> = { adapter: gpu().adapterName, date, quick: o.quick, seconds, clock, roofline: roof, rows, peer };
