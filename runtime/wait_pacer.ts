@@ -4,9 +4,9 @@
 // sleeps through most of it first: WaitPacer learns the wait per unit of work (tokens, say) and
 // proposes a sleep of `fraction` of the expected wait.
 // The first wait is not learnt from (pipelines and buffers are set up on first use: a MiniMind2-small
-// step's first wait is about twice a paced one; an unpaced wait, the core spinning, 1.5×). A wait that ends right after the sleep overslept by an unknown
-// amount: the next proposal halves, so an overestimate shrinks geometrically, and the first wait that
-// outlasts its sleep gives the exact figure again.
+// step's first wait is about twice a paced one; an unpaced wait, the core spinning, 1.5×). A wait
+// that ends right after the sleep overslept by an unknown amount: the next proposal halves, so an
+// overestimate shrinks geometrically, and the first wait that outlasts its sleep is learnt exactly.
 
 /** setTimeout's granularity is about 1 ms: shorter sleeps (a real GPU's steps) are not worth taking. */
 const MIN_SLEEP_MS = 2;
