@@ -20,6 +20,7 @@
 // saved: scores [N,E], top-k indices and weights [N,k], lists [E,N], coef [G,E] (all small).
 // Note: MiniMind2's training path rounds expert outputs to float16 before the weighted sum; we keep f32.
 import { defineKernel, launch, readBuffer, clearBuffer, copyBuffer, Variant, Binding } from '../runtime/kernel.js';
+import type { WaitPacer } from '../runtime/wait_pacer.js';
 import { Tensor, needsGrad, record, noGrad, isGradEnabled } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 import { matmul } from './matmul.js';
@@ -30,7 +31,11 @@ import { add } from './elementwise.js';
 export interface ExpertWeights { gate_proj: Tensor; up_proj: Tensor; down_proj: Tensor; gate_up?: Tensor }
 export interface MoEWeights { gate: Tensor /* [E,H] */; experts: ExpertWeights[]; shared?: ExpertWeights[] }
 export type AuxForm = 'seq_aux' | 'global' | 'minimind3';
-export interface MoEConfig { topK: number; normTopk: boolean; auxForm: AuxForm; alpha: number }
+export interface MoEConfig {
+  topK: number; normTopk: boolean; auxForm: AuxForm; alpha: number;
+  /** Paces the count read-back (the host sleeps through most of the GPU work before it; see wait_pacer.ts). */
+  pacer?: WaitPacer;
+}
 
 const WG = 256;
 const ROW_WG = 64;
@@ -236,7 +241,8 @@ export async function moeFFN(x: Tensor, p: MoEWeights, cfg: MoEConfig): Promise<
   });
   if (needsGrad(logits)) record('moe_router', [logits], [w, aux], { scores, idx, coef, M, norm: cfg.normTopk });
   const gradMode = isGradEnabled(); // noGrad() around an async call ends at its first await
-  const counts = Array.from(new Uint32Array(await readBuffer(countsT.buffer, countsT.offset, 4 * E)));
+  const read = (sleepMs: number) => readBuffer(countsT.buffer, countsT.offset, 4 * E, sleepMs);
+  const counts = Array.from(new Uint32Array(await (cfg.pacer ? cfg.pacer.pace(N, read) : read(0))));
   const run = () => experts(x2, w, lists, counts, p, K).reshape([B, T, H]);
   return { y: gradMode ? run() : noGrad(run), aux };
 }

@@ -57,20 +57,22 @@ export function minimind3(over: Partial<MiniMindConfig> = {}): MiniMindConfig {
   });
 }
 
-export const PRESETS: Record<string, () => MiniMindConfig> = {
-  'minimind2-small': () => minimind2(),
-  minimind2: () => minimind2({ hidden_size: 768, num_hidden_layers: 16 }),
-  'minimind2-moe': () => minimind2({ hidden_size: 640, use_moe: true }),
-  minimind3: () => minimind3(),
-  'minimind3-moe': () => minimind3({ use_moe: true }),
+type Over = Partial<MiniMindConfig>;
+/** Named configurations; `over` changes fields before the derived ones (head_dim, FFN width) follow. */
+export const PRESETS: Record<string, (over?: Over) => MiniMindConfig> = {
+  'minimind2-small': (over = {}) => minimind2(over),
+  minimind2: (over = {}) => minimind2({ hidden_size: 768, num_hidden_layers: 16, ...over }),
+  'minimind2-moe': (over = {}) => minimind2({ hidden_size: 640, use_moe: true, ...over }),
+  minimind3: (over = {}) => minimind3(over),
+  'minimind3-moe': (over = {}) => minimind3({ use_moe: true, ...over }),
   /** The built-in default run's model: small enough to learn the generated set in minutes on lavapipe. */
-  tiny: () => minimind2({ hidden_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 }),
+  tiny: (over = {}) => minimind2({ hidden_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, ...over }),
 };
 
-export function preset(name: string): MiniMindConfig {
+export function preset(name: string, over: Over = {}): MiniMindConfig {
   const make = PRESETS[name];
   if (!make) throw new Error(`unknown preset '${name}'; choose one of: ${Object.keys(PRESETS).join(', ')}`);
-  return make();
+  return validate(make(over), `preset ${name}`);
 }
 
 /** Read a MiniMind/HF config.json; keys it omits keep the MiniMind2 defaults (head_dim and

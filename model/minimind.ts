@@ -15,6 +15,7 @@ import { swigluPacked } from '../kernels/swiglu.js';
 import { embedding } from '../kernels/embedding.js';
 import { crossEntropy } from '../kernels/cross_entropy.js';
 import { moeFFN } from '../kernels/moe.js';
+import { WaitPacer } from '../runtime/wait_pacer.js';
 import { MiniMindConfig, parameterShapes, validate } from './config.js';
 
 export interface Loss {
@@ -37,6 +38,9 @@ export class MiniMind {
   readonly params = new Map<string, Tensor>();
   /** Flat parameter and gradient buffers (one optimizer dispatch, one clear). */
   readonly store: ParamStore;
+  /** Training steps' MoE count read-backs, one pacer per layer (each waits for a different share of
+   *  the forward); generation is not paced (its waits are short and per token far longer). */
+  private readonly moePacers: WaitPacer[] = [];
 
   constructor(readonly cfg: MiniMindConfig, seed = 0) {
     validate(cfg);
@@ -95,9 +99,10 @@ export class MiniMind {
 
   /** Logits [B,T,V] for ids [B,T] (i32). Without a cache: positions 0..T-1, full causal attention
    *  (training). With a cache: the ids sit at positions pos..pos+T-1, their keys/values are written
-   *  into the cache, and queries attend to everything cached so far (prefill needs pos = 0). */
-  async logits(ids: Tensor, o: { hostIds?: Int32Array; cache?: KVCache; pos?: number } = {}): Promise<{ logits: Tensor; aux: Tensor | null }> {
-    const { cache, pos = 0 } = o;
+   *  into the cache, and queries attend to everything cached so far (prefill needs pos = 0).
+   *  `pace`: the host sleeps before MoE read-backs (training steps of a steady size). */
+  async logits(ids: Tensor, o: { hostIds?: Int32Array; cache?: KVCache; pos?: number; pace?: boolean } = {}): Promise<{ logits: Tensor; aux: Tensor | null }> {
+    const { cache, pos = 0, pace = false } = o;
     const c = this.cfg;
     const [B, T] = ids.shape;
     const { num_attention_heads: nh, num_key_value_heads: nkv, head_dim: hd, rms_norm_eps: eps } = c;
@@ -139,6 +144,7 @@ export class MiniMind {
         const r = await moeFFN(m, { gate: this.p(`${l}.mlp.gate.weight`), experts, shared }, {
           topK: c.num_experts_per_tok, normTopk: c.norm_topk_prob, alpha: c.aux_loss_alpha,
           auxForm: c.aux_form === 'minimind3' ? 'minimind3' : c.seq_aux ? 'seq_aux' : 'global',
+          pacer: pace ? (this.moePacers[i] ??= new WaitPacer()) : undefined,
         });
         y = r.y;
         aux = aux ? add(aux, r.aux) : r.aux;
@@ -151,7 +157,7 @@ export class MiniMind {
 
   /** The training loss of spec §4. The logits are consumed (the CE kernel overwrites them with dlogits). */
   async loss(ids: Tensor, labels: Tensor, hostIds?: Int32Array): Promise<Loss> {
-    const { logits, aux } = await this.logits(ids, { hostIds });
+    const { logits, aux } = await this.logits(ids, { hostIds, pace: true });
     const { loss, count } = crossEntropy(logits, labels);
     return { loss, aux, count };
   }

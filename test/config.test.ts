@@ -4,6 +4,7 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { preset, countParameters, readConfig, parameterShapes } from '../model/config.js';
+import { parseArgs, wasGiven } from '../train/args.js';
 
 const s = suite('config');
 
@@ -41,6 +42,20 @@ s('readConfig takes HF keys, derives head_dim and intermediate_size, and names a
   assert.throws(() => readConfig(p), /config\.json: field 'hidden_size'/);
   writeFileSync(p, JSON.stringify({ num_attention_heads: 8, num_key_value_heads: 3 }));
   assert.throws(() => readConfig(p), /multiple of num_key_value_heads/);
+});
+
+s('model flags change a preset before its derived sizes follow; a bad result names the preset', () => {
+  const moe = preset('tiny', { use_moe: true });
+  assert.equal([moe.use_moe, moe.hidden_size, moe.num_hidden_layers], [true, 128, 2]);
+  const wide = preset('minimind2-small', { hidden_size: 768, num_hidden_layers: 2 });
+  assert.equal([wide.head_dim, wide.intermediate_size, wide.num_hidden_layers], [96, 2048, 2]);
+  assert.throws(() => preset('tiny', { hidden_size: 132 }), /preset tiny: head_dim must be even/);
+});
+
+s('parseArgs tells the flags on the command line from defaults and built-in settings', () => {
+  const a = parseArgs(['--use_moe', '1', '--hidden_size=256'], { preset: 'tiny', num_hidden_layers: 2 });
+  assert.equal([wasGiven(a, 'use_moe'), wasGiven(a, 'hidden_size'), wasGiven(a, 'num_hidden_layers'), wasGiven(a, 'preset')], [true, true, false, false]);
+  assert.equal([a.use_moe, a.hidden_size, a.num_hidden_layers], [1, 256, 2]);
 });
 
 s.run();

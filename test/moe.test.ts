@@ -4,6 +4,7 @@ import { Tensor, beginScope, endScope, setSentinelMode, noGrad } from '../runtim
 import { backward } from '../runtime/autograd.js';
 import { add, mul, scale, sum } from '../kernels/index.js';
 import { moeFFN, reference, MoEConfig, MoERef, ExpertRef } from '../kernels/moe.js';
+import { WaitPacer } from '../runtime/wait_pacer.js';
 import { readSafetensors } from '../model/safetensors.js';
 import { setupGpu, randn, assertClose, numericGrad, dot } from './util.js';
 import { existsSync, readFileSync } from 'node:fs';
@@ -108,6 +109,19 @@ s('inference under noGrad records nothing and gives the same output', async () =
   const b = await noGrad(() => moeFFN(g.x, g.w, MINIMIND2));
   assert.is(b.y.node, null);
   assertClose(await b.y.read(), await a.y.read(), 'y', 0, 0);
+});
+
+s('a paced count read-back (the host sleeping first) gives the same output', async () => {
+  const l = layer(2, 33, 9, 6, 4, 1, 12);
+  const g = upload(l);
+  const pacer = new WaitPacer(0.5);
+  pacer.record(1, 0, 1); // warm-up, not learnt
+  pacer.record(66, 0, 20); // as if a wait took 20 ms: the next read-back sleeps 10 ms first
+  assert.is(pacer.sleepFor(66), 10);
+  const a = await moeFFN(g.x, g.w, MINIMIND2);
+  const b = await moeFFN(g.x, g.w, { ...MINIMIND2, pacer });
+  assertClose(await b.y.read(), await a.y.read(), 'y', 0, 0);
+  assert.ok(pacer.sleepFor(66) !== 10, 'the pacer learnt from the read-back');
 });
 
 s('writes nothing past y, aux or any gradient', async () => {

@@ -39,7 +39,7 @@ export const FLAGS: Record<keyof TrainArgs, Flag> = {
   use_compile: { kind: 'number', def: 0, help: 'accepted; not needed (kernels are compiled once per shape-free pipeline)' },
   tokenizer_path: { kind: 'string', def: '', help: 'directory with tokenizer.json + tokenizer_config.json' },
   config: { kind: 'string', def: '', help: 'MiniMind/HF config.json (overrides --hidden_size etc.)' },
-  preset: { kind: 'string', def: '', help: 'minimind2-small | minimind2 | minimind2-moe | minimind3 | minimind3-moe | tiny' },
+  preset: { kind: 'string', def: '', help: 'minimind2-small | minimind2 | minimind2-moe | minimind3 | minimind3-moe | tiny; --hidden_size, --num_hidden_layers, --use_moe given change it' },
   seed: { kind: 'number', def: 42, help: 'seed for initialisation and data order (epoch e uses seed + e)' },
   log_file: { kind: 'string', def: '', help: 'JSON lines: one object per logged step' },
   checkpoint_dir: { kind: 'string', def: '../checkpoints', help: 'where the resume checkpoint lives' },
@@ -49,8 +49,16 @@ export const FLAGS: Record<keyof TrainArgs, Flag> = {
   samples: { kind: 'number', def: -1, help: 'sample answers printed before and after training (-1 = 3 for the built-in run, else 0)' },
 };
 
+const given = new WeakMap<TrainArgs, Set<string>>();
+
+/** Whether `--key` was on the command line (not a default, nor a built-in run's setting). */
+export function wasGiven(args: TrainArgs, key: keyof TrainArgs): boolean {
+  return given.get(args)?.has(key) ?? false;
+}
+
 export function parseArgs(argv: string[], overrides: Partial<Record<keyof TrainArgs, string | number | boolean>> = {}, usage = ''): TrainArgs {
   const out: Record<string, unknown> = {};
+  const seen = new Set<string>();
   for (const [k, f] of Object.entries(FLAGS)) out[k] = overrides[k as keyof TrainArgs] ?? f.def;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -61,6 +69,7 @@ export function parseArgs(argv: string[], overrides: Partial<Record<keyof TrainA
     const m = a.match(/^--([a-z_]+)(?:=(.*))?$/);
     if (!m || !(m[1] in FLAGS)) throw new Error(`unknown argument '${a}' (see --help)`);
     const flag = FLAGS[m[1] as keyof TrainArgs];
+    seen.add(m[1]);
     if (flag.kind === 'flag') { out[m[1]] = m[2] === undefined ? true : m[2] !== '0' && m[2] !== 'false'; continue; }
     const v = m[2] ?? argv[++i];
     if (v === undefined) throw new Error(`--${m[1]} needs a value`);
@@ -71,6 +80,7 @@ export function parseArgs(argv: string[], overrides: Partial<Record<keyof TrainA
     } else out[m[1]] = v;
   }
   const args = out as unknown as TrainArgs;
+  given.set(args, seen);
   for (const k of ['epochs', 'batch_size', 'accumulation_steps', 'log_interval', 'save_interval', 'max_seq_len'] as const) {
     if (!Number.isInteger(args[k]) || args[k] < 1) throw new Error(`--${k} must be a positive integer, got ${args[k]}`);
   }

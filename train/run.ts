@@ -14,7 +14,7 @@ import { PretrainDataset } from '../data/pretrain.js';
 import { DataLoader } from '../data/loader.js';
 import { availableParallelism } from 'node:os';
 import { ensureDefaultData } from '../data/defaults.js';
-import { TrainArgs } from './args.js';
+import { TrainArgs, wasGiven } from './args.js';
 import { precisionFor } from './grad_scaler.js';
 import { trainLoop, BatchSource, peakBytes } from './loop.js';
 import { loadResume } from './checkpoint.js';
@@ -104,9 +104,15 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
 
 function modelConfig(args: TrainArgs, tok: ChatTokenizer): MiniMindConfig {
   let cfg: MiniMindConfig;
-  if (args.config) cfg = readConfig(args.config);
-  else if (args.preset) cfg = preset(args.preset);
-  else cfg = minimind2({ hidden_size: args.hidden_size, num_hidden_layers: args.num_hidden_layers, use_moe: !!args.use_moe });
+  const shape = { hidden_size: args.hidden_size, num_hidden_layers: args.num_hidden_layers, use_moe: !!args.use_moe };
+  const given = (['hidden_size', 'num_hidden_layers', 'use_moe'] as const).filter((k) => wasGiven(args, k));
+  if (args.config) {
+    cfg = readConfig(args.config);
+    if (given.length) console.log(`[train] --config ${args.config} sets the model: ${given.map((k) => `--${k}`).join(', ')} not used`);
+  } else if (args.preset) {
+    // Model flags on the command line change the preset (the built-in run's tiny one included).
+    cfg = preset(args.preset, Object.fromEntries(given.map((k) => [k, shape[k]])));
+  } else cfg = minimind2(shape);
   if (tok.vocabSize > cfg.vocab_size) throw new Error(`tokenizer has ${tok.vocabSize} tokens but the model's vocab_size is ${cfg.vocab_size}`);
   return cfg;
 }
