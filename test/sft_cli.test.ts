@@ -40,4 +40,14 @@ s('bad flags are refused with the flag named', () => {
   assert.match(r.stderr, /--batch_size must be a number, got 'many'/);
 });
 
+s('a missing data file or resume checkpoint is a clear error, and the process exits (no loader thread left behind)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'missing-'));
+  const data = sft(['--data_path', join(dir, 'nope.jsonl')]);
+  assert.is(data.status, 1);
+  assert.match(data.stderr, /--data_path .*nope\.jsonl: no such file/);
+  const resume = sft(['--from_resume', '1', '--samples', '0', '--save_dir', dir, '--checkpoint_dir', dir]);
+  assert.is(resume.status, 1, `exit status ${resume.status} (null: killed by the timeout, the process hung)`);
+  assert.match(resume.stderr, /--from_resume 1: no resume checkpoint at .*full_sft_128_resume\.safetensors/);
+});
+
 s.run();

@@ -31,6 +31,7 @@ export const BUILTIN: Partial<Record<keyof TrainArgs, string | number>> = {
 export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promise<void> {
   const t0 = performance.now();
   await initGpu();
+  let source: ReturnType<typeof datasetSource> | undefined; // its worker threads keep Node alive until closed
   try {
     // 1. Data and tokenizer (the project's own generated set when none is named).
     let tokDir = args.tokenizer_path;
@@ -42,10 +43,13 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     const tok = await loadTokenizer(tokDir);
     const { notice } = precisionFor(args.dtype);
     if (notice) console.log(`[train] ${notice}`);
+    if (!existsSync(args.data_path)) {
+      throw new Error(`--data_path ${args.data_path}: no such file (run without --data_path for the built-in generated data)`);
+    }
     const ds = mode === 'sft'
       ? await SFTDataset.open(args.data_path, tok, args.max_seq_len, { skipBadLines: args.skip_bad_lines })
       : await PretrainDataset.open(args.data_path, tok, args.max_seq_len, { skipBadLines: args.skip_bad_lines });
-    const source = datasetSource(ds, args);
+    source = datasetSource(ds, args);
 
     // 2. Model.
     const cfg = modelConfig(args, tok);
@@ -83,8 +87,6 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
           + `${(peakBytes() / 2 ** 30).toFixed(2)} GiB when it failed. Lower --batch_size or --max_seq_len (and raise --accumulation_steps). ${(e as Error).message}`);
       }
       throw e;
-    } finally {
-      await source.close();
     }
     if (prompts.length) await showSamples('after training', model, tok, prompts);
 
@@ -98,6 +100,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     console.log(`[train] done: ${result.steps} steps, ${result.tokens} tokens, ${(result.tokens / result.seconds).toFixed(0)} tokens/s, `
       + `final loss ${result.lastLoss.toFixed(4)}, ${result.skipped} skipped, ${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${files.join(', ')}`);
   } finally {
+    await source?.close(); // also on an error before training (a missing resume checkpoint hung the process)
     closeGpu();
   }
 }
