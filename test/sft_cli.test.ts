@@ -1,11 +1,12 @@
 // `train/sft.ts` as a user runs it: the built-in run (shortened by flags) learns, and a diverging
-// run stops with a clear message after --max_bad_steps non-finite losses, leaving a checkpoint.
+// run stops with a clear message after --max_bad_steps non-finite losses, leaving a checkpoint; Ctrl-C
+// saves and stops; bad input is a clear error.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 
 const s = suite('sft_cli');
 const root = join(import.meta.dirname, '..');
@@ -48,6 +49,33 @@ s('a missing data file or resume checkpoint is a clear error, and the process ex
   const resume = sft(['--from_resume', '1', '--samples', '0', '--save_dir', dir, '--checkpoint_dir', dir]);
   assert.is(resume.status, 1, `exit status ${resume.status} (null: killed by the timeout, the process hung)`);
   assert.match(resume.stderr, /--from_resume 1: no resume checkpoint at .*full_sft_128_resume\.safetensors/);
+});
+
+s('Ctrl-C saves at the next optimizer step and exits 130; --from_resume 1 continues from there', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sigint-'));
+  const flags = ['--log_interval', '1', '--samples', '0', '--save_dir', dir, '--checkpoint_dir', dir];
+  // Its own process group, signalled as a whole as a terminal's Ctrl-C does; tsx itself, not npx
+  // (npm exec dies of the signal at once, leaving the trainer to save and exit on its own).
+  const child = spawn(join(root, 'node_modules', '.bin', 'tsx'), ['train/sft.ts', ...flags], { cwd: root, detached: true, env: { ...process.env, MINIMIND_QUIET: '1' } });
+  let out = '';
+  const code = await new Promise<number | null>((done, fail) => {
+    const timer = setTimeout(() => { process.kill(-child.pid!, 'SIGKILL'); fail(new Error(`no exit after Ctrl-C:\n${out}`)); }, 240_000);
+    let sent = false;
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (!sent && /Epoch:\[1\/1\]\(2\//.test(out)) { sent = true; process.kill(-child.pid!, 'SIGINT'); }
+    });
+    child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    child.on('close', (c) => { clearTimeout(timer); done(c); }); // after stdout is drained, unlike 'exit'
+  });
+  assert.is(code, 130, out);
+  assert.match(out, /interrupted: weights and resume checkpoint saved/);
+  const saved = Number(out.match(/Epoch:\[1\/1\]\((\d+)\/1250\)[^\n]*\n\[train\] interrupted/)?.[1]);
+  assert.ok(saved >= 2, `saved at step ${saved}`);
+  const r = sft([...flags, '--from_resume', '1', '--max_steps', '1']);
+  assert.is(r.status, 0, r.stderr + r.stdout);
+  assert.match(r.stdout, new RegExp(`resumed from .*step ${saved}/1250`));
+  assert.match(r.stdout, new RegExp(`Epoch:\\[1/1\\]\\(${saved + 1}/1250\\)`));
 });
 
 s.run();

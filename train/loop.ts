@@ -34,7 +34,11 @@ export interface StepLog {
   loss_scale?: number;
 }
 
-export interface LoopResult { steps: number; tokens: number; seconds: number; lastLoss: number; skipped: number; logs: StepLog[] }
+export interface LoopResult {
+  steps: number; tokens: number; seconds: number; lastLoss: number; skipped: number; logs: StepLog[];
+  /** Stopped by Ctrl-C (SIGINT) at an optimizer boundary, after saving. */
+  interrupted: boolean;
+}
 
 export interface LoopOptions {
   args: TrainArgs;
@@ -61,9 +65,18 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
   const { precision } = precisionFor(args.dtype);
   const scaler = precision === 'f16' ? new GradScaler(o.initScale) : null;
   setMatmulPrecision(precision);
+  // Ctrl-C: finish the accumulation, save, and return; a second Ctrl-C quits at once.
+  let interrupt = false;
+  const onSigint = () => {
+    if (interrupt) process.exit(130);
+    interrupt = true;
+    print('\ninterrupted: saving at the next optimizer step (Ctrl-C again to quit without saving)');
+  };
+  process.on('SIGINT', onSigint);
   try {
     return await loop();
   } finally {
+    process.off('SIGINT', onSigint);
     setMatmulPrecision('f32');
     opt.dispose();
   }
@@ -142,8 +155,9 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
         const last = epoch === args.epochs - 1 && step === iters;
         // A short run stops at the first optimizer boundary at or after max_steps (nothing half-accumulated).
         const stopEarly = args.max_steps > 0 && steps >= args.max_steps && pendingMicro === 0;
+        const stopping = stopEarly || (interrupt && pendingMicro === 0);
         // The last step of a run is always logged (the loss curve and log end where training did).
-        if (step % args.log_interval === 0 || step === iters || stopEarly) {
+        if (step % args.log_interval === 0 || step === iters || stopping) {
           logs.push(log);
           const spent = (performance.now() - epochStart) / 60000;
           // Time left in the epoch, or to --max_steps when that comes first.
@@ -158,11 +172,11 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
         }
         if (step % args.save_interval === 0) saveDue = true;
         // Saved only between optimizer steps, so a resume never needs half-accumulated gradients.
-        if (pendingMicro === 0 && (saveDue || last || stopEarly)) { await save(epoch, step); saveDue = false; }
-        if (stopEarly) return { steps, tokens, seconds: elapsed, lastLoss, skipped, logs };
+        if (pendingMicro === 0 && (saveDue || last || stopping)) { await save(epoch, step); saveDue = false; }
+        if (stopping) return { steps, tokens, seconds: elapsed, lastLoss, skipped, logs, interrupted: !stopEarly };
       }
     }
-    return { steps, tokens, seconds: (performance.now() - t0) / 1000, lastLoss, skipped, logs };
+    return { steps, tokens, seconds: (performance.now() - t0) / 1000, lastLoss, skipped, logs, interrupted: false };
   }
 
   async function save(epoch: number, step: number): Promise<void> {

@@ -88,7 +88,10 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
       }
       throw e;
     }
-    if (prompts.length) await showSamples('after training', model, tok, prompts);
+    if (result.interrupted) {
+      console.log(`[train] interrupted: weights and resume checkpoint saved; continue with the same flags and --from_resume 1`);
+      process.exitCode = 130;
+    } else if (prompts.length) await showSamples('after training', model, tok, prompts);
 
     // 4. Summary.
     const files = [weightPath, resumePath];
