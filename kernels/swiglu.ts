@@ -54,8 +54,7 @@ const PACKED_HEAD = (name: string) => `@compute @workgroup_size(${WG}) fn ${name
   if (yi >= p.n) { return; }
   let r = yi / IV;
   let gi = yi + r * IV;                            // g[r, c] at row r of gu, then u[r, c] IV later
-  let ui = gi + IV;
-  {`;
+  let ui = gi + IV;`;
 const VT = (v: Record<string, unknown>) => `alias VT = ${v.vec4 ? 'vec4<f32>' : 'f32'};\nconst IV = ${v.iv}u;\n`;
 
 export const packedKernels = {
@@ -63,9 +62,8 @@ export const packedKernels = {
     name: 'swiglu_packed_forward', params: [['n', 'u32']],
     buffers: [['gu', 'read', 'VT'], ['y', 'rw', 'VT']],
     wgsl: (v) => `${VT(v)}${PACKED_HEAD('swiglu_packed_forward')}
-    let g = gu[gi];
-    y[yi] = g / (1.0 + exp(-g)) * gu[ui];
-  }
+  let g = gu[gi];
+  y[yi] = g / (1.0 + exp(-g)) * gu[ui];
 }
 `,
   }),
@@ -73,12 +71,11 @@ export const packedKernels = {
     name: 'swiglu_packed_backward', params: [['n', 'u32']],
     buffers: [['gu', 'read', 'VT'], ['dy', 'read', 'VT'], ['dgu', 'rw', 'VT']],
     wgsl: (v) => `${VT(v)}${PACKED_HEAD('swiglu_packed_backward')}
-    let g = gu[gi];
-    let sg = 1.0 / (1.0 + exp(-g));
-    let d = dy[yi];
-    dgu[gi] = d * gu[ui] * sg * (1.0 + g * (1.0 - sg));
-    dgu[ui] = d * g * sg;
-  }
+  let g = gu[gi];
+  let sg = 1.0 / (1.0 + exp(-g));
+  let d = dy[yi];
+  dgu[gi] = d * gu[ui] * sg * (1.0 + g * (1.0 - sg));
+  dgu[ui] = d * g * sg;
 }
 `,
   }),

@@ -233,7 +233,7 @@ export async function readBuffer(src: GPUBuffer, offset: number, bytes: number, 
   const staging = acquireBuffer(size, READBACK_USAGE);
   copyBuffer(src, offset, staging, 0, size);
   flush();
-  if (sleepMs > 0) await held(new Promise((r) => setTimeout(r, sleepMs)));
+  if (sleepMs > 0) await new Promise((r) => setTimeout(r, sleepMs)); // a timer keeps Node alive itself
   try {
     await held(staging.mapAsync(GPUMapMode.READ, 0, size));
   } finally {
