@@ -14,9 +14,9 @@ const UNROLL = 16;
 const BODY = Array.from({ length: UNROLL }, () => '    a0 = fma(a0, m, m); a1 = fma(a1, m, m); a2 = fma(a2, m, m); a3 = fma(a3, m, m);\n'
   + '    a4 = fma(a4, m, m); a5 = fma(a5, m, m); a6 = fma(a6, m, m); a7 = fma(a7, m, m);').join('\n');
 const fma = defineKernel({
-  name: 'roofline_fma', params: [['n', 'u32'], ['s', 'f32']], buffers: [['y', 'rw', 'vec4<f32>']],
-  wgsl: () => `
-@compute @workgroup_size(64) fn roofline_fma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  name: 'roofline_fma', params: [['n', 'u32'], ['s', 'f32']], buffers: [['y', 'rw', 'vec4<f32>']], workgroup: 64,
+  wgsl: (_, entry) => `
+${entry} {
   let i = wgIndex(wid, nwg) * 64u + lid.x;
   if (i >= p.n) { return; }
   let m = vec4<f32>(p.s);
@@ -31,11 +31,11 @@ ${BODY}
 });
 
 /** y = x over n vec4s: variant per = vec4s per invocation (strided by the workgroup), or 0 for a grid-stride loop. */
-const copy = defineKernel({
-  name: 'roofline_copy', params: [['n', 'u32'], ['stride', 'u32']], buffers: [['x', 'read', 'vec4<f32>'], ['y', 'rw', 'vec4<f32>']],
-  wgsl: (v) => `
-@compute @workgroup_size(256) fn roofline_copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-${v.per ? `  let base = wgIndex(wid, nwg) * ${256 * (v.per as number)}u + lid.x;
+const copy = defineKernel<{ per: number }>({
+  name: 'roofline_copy', params: [['n', 'u32'], ['stride', 'u32']], buffers: [['x', 'read', 'vec4<f32>'], ['y', 'rw', 'vec4<f32>']], workgroup: 256,
+  wgsl: (v, entry) => `
+${entry} {
+${v.per ? `  let base = wgIndex(wid, nwg) * ${256 * v.per}u + lid.x;
   for (var k = 0u; k < ${v.per}u; k++) { let i = base + k * 256u; if (i < p.n) { y[i] = x[i]; } }`
     : '  for (var i = wgIndex(wid, nwg) * 256u + lid.x; i < p.n; i += p.stride) { y[i] = x[i]; }'}
 }`,

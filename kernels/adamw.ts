@@ -12,7 +12,7 @@
 // adapter. Over a ParamStore a run is a whole binding-sized chunk of the flat buffers.
 // Gradients are not modified (PyTorch's clip scales them in place; the trainer zeroes them next).
 // Bytes per element: 28 (p read+write, g read, m and v read+write). FLOPs ≈ 14.
-import { defineKernel, launch, Kernel, clearBuffer } from '../runtime/kernel.js';
+import { defineKernel, launch, clearBuffer, type Kernel } from '../runtime/kernel.js';
 import { Tensor, copyInto } from '../runtime/tensor.js';
 import { ParamStore } from '../runtime/param_store.js';
 import { acquireBuffer, releaseBuffer } from '../runtime/buffer.js';
@@ -25,19 +25,19 @@ const CHUNK = WG * ITEMS;
 const SCALARS = [['total', 'u32'], ['clip', 'u32'], ['maxNorm', 'f32'], ['inv', 'f32'], ['decay', 'f32'], ['b1', 'f32'], ['omb1', 'f32'],
   ['b2', 'f32'], ['omb2', 'f32'], ['bc2s', 'f32'], ['negStep', 'f32'], ['eps', 'f32']] as const;
 
-const cache = new Map<number, Kernel>();
+const cache = new Map<number, Kernel<{ S: number }>>();
 
-function adamwKernel(S: number): Kernel {
+function adamwKernel(S: number): Kernel<{ S: number }> {
   let k = cache.get(S);
   if (k) return k;
   const slots = Array.from({ length: S }, (_, s) => s);
-  k = defineKernel({
-    name: 'adamw',
+  k = defineKernel<{ S: number }>({
+    name: 'adamw', workgroup: WG,
     params: [...SCALARS, ...slots.flatMap((s) => [[`n${s}`, 'u32'], [`w${s}`, 'u32']] as const)],
     buffers: [['norm', 'read', 'f32'],
       ...slots.flatMap((s) => [[`p${s}`, 'rw', 'f32'], [`g${s}`, 'read', 'f32'], [`m${s}`, 'rw', 'f32'], [`v${s}`, 'rw', 'f32']] as const)],
-    wgsl: () => `
-@compute @workgroup_size(${WG}) fn adamw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    wgsl: (_, entry) => `
+${entry} {
   ${slotSearch(S)}
   var coef = 1.0;
   if (p.clip != 0u) { coef = min(p.maxNorm / (norm[0] * p.inv + 1e-6), 1.0); }

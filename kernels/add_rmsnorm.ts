@@ -8,19 +8,19 @@
 import { defineKernel, launch } from '../runtime/kernel.js';
 import { Tensor, needsGrad, record, gradSlot } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
-import { BACKWARD_PARAMS, FORWARD_PARAMS, WG, backwardWgsl, dims, forwardWgsl, rmsnormBackward, bench as rmsnormBench } from './rmsnorm.js';
+import { BACKWARD_PARAMS, FORWARD_PARAMS, WG, backwardWgsl, dims, forwardWgsl, rmsnormBackward, bench as rmsnormBench, type RowWidth } from './rmsnorm.js';
 
 export const kernels = {
-  add_rmsnorm_forward: defineKernel({
-    name: 'add_rmsnorm_forward', params: FORWARD_PARAMS,
+  add_rmsnorm_forward: defineKernel<RowWidth>({
+    name: 'add_rmsnorm_forward', params: FORWARD_PARAMS, workgroup: WG,
     buffers: [['x', 'read', 'VT'], ['res', 'read', 'VT'], ['w', 'read', 'VT'], ['s', 'rw', 'VT'], ['y', 'rw', 'VT'], ['rstd', 'rw', 'f32']],
-    wgsl: (v) => forwardWgsl('add_rmsnorm_forward', v.vec4 as boolean, true),
+    wgsl: (v, entry) => forwardWgsl(entry, v.vec4, true),
   }),
-  add_rmsnorm_backward: defineKernel({
-    name: 'add_rmsnorm_backward', params: BACKWARD_PARAMS,
+  add_rmsnorm_backward: defineKernel<RowWidth>({
+    name: 'add_rmsnorm_backward', params: BACKWARD_PARAMS, workgroup: WG,
     buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['dy', 'read', 'VT'], ['rstd', 'read', 'f32'], ['c', 'read', 'f32'],
       ['ds', 'read', 'VT'], ['dx', 'rw', 'VT'], ['part', 'rw', 'VT']],
-    wgsl: (v) => backwardWgsl('add_rmsnorm_backward', v.vec4 as boolean, true),
+    wgsl: (v, entry) => backwardWgsl(entry, v.vec4, true),
   }),
 };
 

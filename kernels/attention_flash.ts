@@ -10,8 +10,7 @@
 //    rows are private arrays, blocks of bc keys, loops over hd with a runtime bound (p.n4) so the
 //    compiler does not unroll them: lavapipe took minutes to compile the fully unrolled version.
 // Scores are in log2 units: q (or k) is pre-scaled by scale2 = log2(e)/sqrt(hd) and exp2 is used.
-import { defineKernel, type Kernel } from '../runtime/kernel.js';
-import { gpu } from '../runtime/device.js';
+import { defineKernel } from '../runtime/kernel.js';
 
 /** sg: subgroup-broadcast body (wg = bc = subgroup size); else the loop body, wg rows × bc keys. */
 export interface FlashTile { sg: boolean; wg: number; bc: number }
@@ -36,10 +35,10 @@ function lanes(v: FlashVariant) {
 }
 
 /** Header shared by all three: the tile (rows [r0, r0+wg) of head pair bh); 2-D folding extras return. */
-function prologue(v: FlashVariant, name: string, heads: string): string {
+function prologue(v: FlashVariant, entry: string, heads: string): string {
   return `
 const N4 = ${v.hd / 4}u;
-@compute @workgroup_size(${v.wg}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+${entry} {
   let nTB = (p.T + ${v.wg}u - 1u) / ${v.wg}u;
   let w = wgIndex(wid, nwg);
   if (w >= p.B * ${heads} * nTB) { return; }
@@ -59,9 +58,9 @@ const rows = (v: FlashVariant) => ({
 });
 
 /** Online-softmax forward for one query row per lane; keys 0..qpos0+t are visible to row t. */
-function forward(v: FlashVariant): string {
+function forward(v: FlashVariant, entry: string): string {
   const r = rows(v), S = v.wg, L = lanes(v), U = L.U;
-  const head = `${prologue(v, 'attention_forward', 'p.nh')}
+  const head = `${prologue(v, entry, 'p.nh')}
   let h = bh % p.nh;
   let b = bh / p.nh;
   let t = min(r0 + lid.x, p.T - 1u);
@@ -123,9 +122,9 @@ function forward(v: FlashVariant): string {
 }
 
 /** One query row per lane: D = dO·O (to dsum, for pass 2) and dq = scale·Σ_j p(dp − D)·k_j. */
-function backwardDq(v: FlashVariant): string {
+function backwardDq(v: FlashVariant, entry: string): string {
   const r = rows(v), S = v.wg, L = lanes(v), U = L.U;
-  const head = `${prologue(v, 'attention_backward_dq', 'p.nh')}
+  const head = `${prologue(v, entry, 'p.nh')}
   let h = bh % p.nh;
   let b = bh / p.nh;
   let t = min(r0 + lid.x, p.T - 1u);
@@ -179,9 +178,9 @@ function backwardDq(v: FlashVariant): string {
 }
 
 /** One key row j per lane, over the group's query heads and query rows i ≥ j: dk, dv. */
-function backwardDkv(v: FlashVariant): string {
+function backwardDkv(v: FlashVariant, entry: string): string {
   const r = rows(v), S = v.wg, L = lanes(v), U = L.U;
-  const head = `${prologue(v, 'attention_backward_dkv', 'p.nkv')}
+  const head = `${prologue(v, entry, 'p.nkv')}
   let g = bh % p.nkv;
   let b = bh / p.nkv;
   let j = min(r0 + lid.x, p.T - 1u);
@@ -249,30 +248,26 @@ function backwardDkv(v: FlashVariant): string {
     }${tail}`;
 }
 
-/** WGSL wants `enable subgroups;` before any declaration, i.e. before the generated header. */
-function withSubgroups(k: Kernel): Kernel {
-  const header = k.header;
-  return { ...k, header: () => (gpu().features.has('subgroups') ? 'enable subgroups;\n' : '') + header() };
-}
-
+/** The subgroup body needs WGSL's subgroups extension. */
+const common = { workgroup: (v: FlashVariant) => v.wg, enable: (v: FlashVariant) => (v.sg ? ['subgroups'] : []) };
 const vec4s = (...names: string[]) => names.map((n) => [n, 'read', 'vec4<f32>'] as const);
 const BWD_PARAMS = [['B', 'u32'], ['n4', 'u32'], ['T', 'u32'], ['nh', 'u32'], ['nkv', 'u32'], ['scale', 'f32'], ['scale2', 'f32']] as const;
 
 export const kernels = {
-  attention_forward: withSubgroups(defineKernel({
-    name: 'attention_forward',
+  attention_forward: defineKernel<FlashVariant>({
+    name: 'attention_forward', ...common,
     params: [['B', 'u32'], ['n4', 'u32'], ['T', 'u32'], ['nh', 'u32'], ['nkv', 'u32'], ['kvT', 'u32'], ['qpos0', 'u32'], ['scale2', 'f32']],
     buffers: [...vec4s('q', 'k', 'v'), ['o', 'rw', 'vec4<f32>'], ['lse', 'rw', 'f32']],
-    wgsl: (v) => forward(v as unknown as FlashVariant),
-  })),
-  attention_backward_dq: withSubgroups(defineKernel({
-    name: 'attention_backward_dq', params: BWD_PARAMS,
+    wgsl: forward,
+  }),
+  attention_backward_dq: defineKernel<FlashVariant>({
+    name: 'attention_backward_dq', params: BWD_PARAMS, ...common,
     buffers: [...vec4s('q', 'k', 'v', 'o', 'dout'), ['lse', 'read', 'f32'], ['dq', 'rw', 'vec4<f32>'], ['dsum', 'rw', 'f32']],
-    wgsl: (v) => backwardDq(v as unknown as FlashVariant),
-  })),
-  attention_backward_dkv: withSubgroups(defineKernel({
-    name: 'attention_backward_dkv', params: BWD_PARAMS,
+    wgsl: backwardDq,
+  }),
+  attention_backward_dkv: defineKernel<FlashVariant>({
+    name: 'attention_backward_dkv', params: BWD_PARAMS, ...common,
     buffers: [...vec4s('q', 'k', 'v', 'dout'), ['lse', 'read', 'f32'], ['dsum', 'read', 'f32'], ['dk', 'rw', 'vec4<f32>'], ['dv', 'rw', 'vec4<f32>']],
-    wgsl: (v) => backwardDkv(v as unknown as FlashVariant),
-  })),
+    wgsl: backwardDkv,
+  }),
 };

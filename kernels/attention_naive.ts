@@ -9,8 +9,7 @@ import { gpu } from '../runtime/device.js';
 
 const WG = 64;
 const SHAPE: [string, 'u32'][] = [['n', 'u32'], ['T', 'u32'], ['nh', 'u32'], ['nkv', 'u32'], ['hd', 'u32'], ['b0', 'u32']];
-const HEAD = (name: string) => `@compute @workgroup_size(${WG}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, `
-  + `@builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+const HEAD = (entry: string) => `${entry} {
   let i = wgIndex(wid, nwg) * ${WG}u + lid.x;
   if (i >= p.n) { return; }
   let rep = p.nh / p.nkv;`;
@@ -19,8 +18,8 @@ const f32s = (...names: string[]) => names.map((n) => [n, 'read', 'f32'] as cons
 export const kernels = {
   /** m[bl,h,r,c] = scale·q_r·k_c for c ≤ r, else 0 (softmax skips it). */
   attention_naive_scores: defineKernel({
-    name: 'attention_naive_scores', params: [...SHAPE, ['scale', 'f32']], buffers: [...f32s('q', 'k'), ['m', 'rw', 'f32']],
-    wgsl: () => `${HEAD('attention_naive_scores')}
+    name: 'attention_naive_scores', workgroup: WG, params: [...SHAPE, ['scale', 'f32']], buffers: [...f32s('q', 'k'), ['m', 'rw', 'f32']],
+    wgsl: (_, entry) => `${HEAD(entry)}
   let c = i % p.T; let r = (i / p.T) % p.T; let h = (i / (p.T * p.T)) % p.nh; let b = p.b0 + i / (p.T * p.T * p.nh);
   var s = 0.0;
   if (c <= r) {
@@ -31,8 +30,8 @@ export const kernels = {
   }),
   /** One row per invocation: m = softmax over c ≤ r in place (0 beyond), lse = max + log Σ exp. */
   attention_naive_softmax: defineKernel({
-    name: 'attention_naive_softmax', params: SHAPE, buffers: [['m', 'rw', 'f32'], ['lse', 'rw', 'f32']],
-    wgsl: () => `${HEAD('attention_naive_softmax')}
+    name: 'attention_naive_softmax', workgroup: WG, params: SHAPE, buffers: [['m', 'rw', 'f32'], ['lse', 'rw', 'f32']],
+    wgsl: (_, entry) => `${HEAD(entry)}
   let r = i % p.T; let base = i * p.T;
   var mx = -1e30;
   for (var c = 0u; c <= r; c++) { mx = max(mx, m[base + c]); }
@@ -44,8 +43,8 @@ export const kernels = {
   }),
   /** y[b,r,h,d] = alpha·Σ_{c≤r} m[bl,h,r,c]·x[b,c,g,d]: O = P·V, and dQ = scale·dS·K. */
   attention_naive_pv: defineKernel({
-    name: 'attention_naive_pv', params: [...SHAPE, ['alpha', 'f32']], buffers: [...f32s('m', 'x'), ['y', 'rw', 'f32']],
-    wgsl: () => `${HEAD('attention_naive_pv')}
+    name: 'attention_naive_pv', workgroup: WG, params: [...SHAPE, ['alpha', 'f32']], buffers: [...f32s('m', 'x'), ['y', 'rw', 'f32']],
+    wgsl: (_, entry) => `${HEAD(entry)}
   let d = i % p.hd; let h = (i / p.hd) % p.nh; let r = (i / (p.hd * p.nh)) % p.T; let bl = i / (p.hd * p.nh * p.T);
   var s = 0.0;
   for (var c = 0u; c <= r; c++) { s += m[((bl * p.nh + h) * p.T + r) * p.T + c] * x[(((p.b0 + bl) * p.T + c) * p.nkv + h / rep) * p.hd + d]; }
@@ -54,8 +53,8 @@ export const kernels = {
   }),
   /** y[b,c,g,d] = alpha·Σ_{h∈g} Σ_{r≥c} m[bl,h,r,c]·x[b,r,h,d]: dV = Pᵀ·dO, dK = scale·dSᵀ·Q. */
   attention_naive_ptx: defineKernel({
-    name: 'attention_naive_ptx', params: [...SHAPE, ['alpha', 'f32']], buffers: [...f32s('m', 'x'), ['y', 'rw', 'f32']],
-    wgsl: () => `${HEAD('attention_naive_ptx')}
+    name: 'attention_naive_ptx', workgroup: WG, params: [...SHAPE, ['alpha', 'f32']], buffers: [...f32s('m', 'x'), ['y', 'rw', 'f32']],
+    wgsl: (_, entry) => `${HEAD(entry)}
   let d = i % p.hd; let g = (i / p.hd) % p.nkv; let c = (i / (p.hd * p.nkv)) % p.T; let bl = i / (p.hd * p.nkv * p.T);
   var s = 0.0;
   for (var h = g * rep; h < g * rep + rep; h++) {
@@ -66,8 +65,8 @@ export const kernels = {
   }),
   /** ds[bl,h,r,c] = P·(dO_r·v_c − D_r), D_r = dO_r·O_r (recomputed per element: it is the naive one). */
   attention_naive_ds: defineKernel({
-    name: 'attention_naive_ds', params: SHAPE, buffers: [...f32s('m', 'v', 'o', 'dout'), ['ds', 'rw', 'f32']],
-    wgsl: () => `${HEAD('attention_naive_ds')}
+    name: 'attention_naive_ds', workgroup: WG, params: SHAPE, buffers: [...f32s('m', 'v', 'o', 'dout'), ['ds', 'rw', 'f32']],
+    wgsl: (_, entry) => `${HEAD(entry)}
   let c = i % p.T; let r = (i / p.T) % p.T; let h = (i / (p.T * p.T)) % p.nh; let b = p.b0 + i / (p.T * p.T * p.nh);
   let qr = ((b * p.T + r) * p.nh + h) * p.hd;
   var dp = 0.0; var D = 0.0;

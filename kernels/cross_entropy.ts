@@ -11,6 +11,7 @@
 // into chunks under maxStorageBufferBindingSize: 5440×6400 floats is 139 MB > 128 MiB), loss
 // reduction (1 workgroup, fixed order: deterministic).
 import { defineKernel, launch, type Binding } from '../runtime/kernel.js';
+import { treeSum, vecType } from '../runtime/wgsl.js';
 import { Tensor, needsGrad, record } from '../runtime/tensor.js';
 import { gpu } from '../runtime/device.js';
 import type { BackwardRule } from '../runtime/autograd.js';
@@ -19,25 +20,19 @@ const WG = 64;
 const RED = 256; // single-workgroup reductions
 const IGNORE = -100;
 const SCALE_GROUPS = 512; // workgroups of the backward's strided scale loop
-const entry = (name: string, wg = WG) => `@compute @workgroup_size(${wg}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, `
-  + '@builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>)';
-const vt = (vec4: unknown) => vec4
-  ? 'alias VT = vec4<f32>;\nfn hsum(v: VT) -> f32 { return v.x + v.y + v.z + v.w; }\nfn hmax(v: VT) -> f32 { return max(max(v.x, v.y), max(v.z, v.w)); }\n'
-  : 'alias VT = f32;\nfn hsum(v: VT) -> f32 { return v; }\nfn hmax(v: VT) -> f32 { return v; }\n';
 /** The label row gr is trained on: labels[gr + 1] within the same sequence, else ignored. */
 const LABEL = `fn labelOf(gr: u32) -> i32 { if (gr % p.T + 1u < p.T) { return labels[gr + 1u]; } return ${IGNORE}; }`;
 /** Tree sum of red[] over one workgroup of ${RED}; the total ends in red[0]. */
-const TREE = `workgroupBarrier();
-  for (var s = ${RED / 2}u; s > 0u; s >>= 1u) { if (lid.x < s) { red[lid.x] += red[lid.x + s]; } workgroupBarrier(); }`;
+const TREE = treeSum('red', RED);
 
 export const kernels = {
   /** count[0] = number of rows with a label (float, exact below 2^24). */
   cross_entropy_count: defineKernel({
-    name: 'cross_entropy_count', params: [['rows', 'u32'], ['T', 'u32']],
+    name: 'cross_entropy_count', params: [['rows', 'u32'], ['T', 'u32']], workgroup: RED,
     buffers: [['labels', 'read', 'i32'], ['count', 'rw', 'f32']],
-    wgsl: () => `${LABEL}
+    wgsl: (_, entry) => `${LABEL}
 var<workgroup> red: array<u32, ${RED}>;
-${entry('cross_entropy_count', RED)} {
+${entry} {
   var c = 0u;
   for (var r = lid.x; r < p.rows; r += ${RED}u) { if (labelOf(r) != ${IGNORE}) { c++; } }
   red[lid.x] = c;
@@ -47,12 +42,12 @@ ${entry('cross_entropy_count', RED)} {
 `,
   }),
   /** Per row: losses[gr] = lse − x[label]; with variant grad, the row becomes (softmax − onehot)/count. */
-  cross_entropy_forward: defineKernel({
-    name: 'cross_entropy_forward', params: [['rows', 'u32'], ['r0', 'u32'], ['T', 'u32'], ['V', 'u32'], ['vv', 'u32']],
+  cross_entropy_forward: defineKernel<{ vec4: boolean; grad: boolean }>({
+    name: 'cross_entropy_forward', params: [['rows', 'u32'], ['r0', 'u32'], ['T', 'u32'], ['V', 'u32'], ['vv', 'u32']], workgroup: WG,
     buffers: [['logits', 'rw', 'VT'], ['labels', 'read', 'i32'], ['count', 'read', 'f32'], ['losses', 'rw', 'f32']],
-    wgsl: (v) => `${vt(v.vec4)}${LABEL}
+    wgsl: (v, entry) => `${vecType(v.vec4)}${LABEL}
 fn zeroRow(b: u32) { ${v.grad ? 'for (var i = 0u; i < p.vv; i++) { logits[b + i] = VT(0.0); }' : ''} }
-${entry('cross_entropy_forward')} {
+${entry} {
   let r = wgIndex(wid, nwg) * ${WG}u + lid.x;   // row within this chunk of the logits
   if (r >= p.rows) { return; }
   let gr = p.r0 + r;
@@ -86,10 +81,10 @@ ${entry('cross_entropy_forward')} {
   }),
   /** loss[0] = Σ losses / max(count, 1), summed in a fixed order. */
   cross_entropy_loss: defineKernel({
-    name: 'cross_entropy_loss', params: [['rows', 'u32']],
+    name: 'cross_entropy_loss', params: [['rows', 'u32']], workgroup: RED,
     buffers: [['losses', 'read', 'f32'], ['count', 'read', 'f32'], ['loss', 'rw', 'f32']],
-    wgsl: () => `var<workgroup> red: array<f32, ${RED}>;
-${entry('cross_entropy_loss', RED)} {
+    wgsl: (_, entry) => `var<workgroup> red: array<f32, ${RED}>;
+${entry} {
   var t = 0.0;
   for (var r = lid.x; r < p.rows; r += ${RED}u) { t += losses[r]; }
   red[lid.x] = t;
@@ -100,11 +95,11 @@ ${entry('cross_entropy_loss', RED)} {
   }),
   /** Backward: d *= g[0] in place, skipped when g[0] == 1 (the usual case: no accumulation). A fixed
    *  grid with a strided loop, so the skip costs a few hundred invocations, not one per element. */
-  cross_entropy_backward: defineKernel({
-    name: 'cross_entropy_backward', params: [['n', 'u32'], ['stride', 'u32']],
+  cross_entropy_backward: defineKernel<{ vec4: boolean }>({
+    name: 'cross_entropy_backward', params: [['n', 'u32'], ['stride', 'u32']], workgroup: RED,
     buffers: [['g', 'read', 'f32'], ['d', 'rw', 'VT']],
-    wgsl: (v) => `alias VT = ${v.vec4 ? 'vec4<f32>' : 'f32'};
-${entry('cross_entropy_backward', RED)} {
+    wgsl: (v, entry) => `${vecType(v.vec4)}
+${entry} {
   let s = g[0];
   if (s == 1.0) { return; }
   for (var i = wgIndex(wid, nwg) * ${RED}u + lid.x; i < p.n; i += p.stride) { d[i] = d[i] * s; }

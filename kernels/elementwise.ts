@@ -7,14 +7,12 @@ import type { BackwardRule } from '../runtime/autograd.js';
 
 const WG = 256;
 const INDEX = `let i = wgIndex(wid, nwg) * ${WG}u + lid.x;\n  if (i >= p.n) { return; }`;
-const ENTRY = (name: string) =>
-  `@compute @workgroup_size(${WG}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>)`;
 
 function binary(name: string, expr: string): Kernel {
   return defineKernel({
     name, params: [['n', 'u32']],
-    buffers: [['a', 'read', 'f32'], ['b', 'read', 'f32'], ['y', 'rw', 'f32']],
-    wgsl: () => `${ENTRY(name)} {\n  ${INDEX}\n  y[i] = ${expr};\n}\n`,
+    buffers: [['a', 'read', 'f32'], ['b', 'read', 'f32'], ['y', 'rw', 'f32']], workgroup: WG,
+    wgsl: (_, entry) => `${entry} {\n  ${INDEX}\n  y[i] = ${expr};\n}\n`,
   });
 }
 
@@ -24,24 +22,24 @@ export const kernels = {
   silu_backward: binary('silu_backward', 'b[i] * (1.0 / (1.0 + exp(-a[i]))) * (1.0 + a[i] * (1.0 - 1.0 / (1.0 + exp(-a[i]))))'),
   scale: defineKernel({
     name: 'scale', params: [['n', 'u32'], ['s', 'f32']],
-    buffers: [['a', 'read', 'f32'], ['y', 'rw', 'f32']],
-    wgsl: () => `${ENTRY('scale')} {\n  ${INDEX}\n  y[i] = a[i] * p.s;\n}\n`,
+    buffers: [['a', 'read', 'f32'], ['y', 'rw', 'f32']], workgroup: WG,
+    wgsl: (_, entry) => `${entry} {\n  ${INDEX}\n  y[i] = a[i] * p.s;\n}\n`,
   }),
   silu: defineKernel({
     name: 'silu', params: [['n', 'u32']],
-    buffers: [['a', 'read', 'f32'], ['y', 'rw', 'f32']],
-    wgsl: () => `${ENTRY('silu')} {\n  ${INDEX}\n  let x = a[i];\n  y[i] = x / (1.0 + exp(-x));\n}\n`,
+    buffers: [['a', 'read', 'f32'], ['y', 'rw', 'f32']], workgroup: WG,
+    wgsl: (_, entry) => `${entry} {\n  ${INDEX}\n  let x = a[i];\n  y[i] = x / (1.0 + exp(-x));\n}\n`,
   }),
   add_into: defineKernel({
     name: 'add_into', params: [['n', 'u32']],
-    buffers: [['a', 'read', 'f32'], ['y', 'rw', 'f32']],
-    wgsl: () => `${ENTRY('add_into')} {\n  ${INDEX}\n  y[i] = y[i] + a[i];\n}\n`,
+    buffers: [['a', 'read', 'f32'], ['y', 'rw', 'f32']], workgroup: WG,
+    wgsl: (_, entry) => `${entry} {\n  ${INDEX}\n  y[i] = y[i] + a[i];\n}\n`,
   }),
   /** y[i] = s · x[0]: broadcast of a scalar (the backward of sum and mean). */
   fill: defineKernel({
     name: 'fill', params: [['n', 'u32'], ['s', 'f32']],
-    buffers: [['a', 'read', 'f32'], ['y', 'rw', 'f32']],
-    wgsl: () => `${ENTRY('fill')} {\n  ${INDEX}\n  y[i] = p.s * a[0];\n}\n`,
+    buffers: [['a', 'read', 'f32'], ['y', 'rw', 'f32']], workgroup: WG,
+    wgsl: (_, entry) => `${entry} {\n  ${INDEX}\n  y[i] = p.s * a[0];\n}\n`,
   }),
 };
 

@@ -10,6 +10,7 @@
 //    and records the last bad position in a flag that checkEmbeddingIds() turns into an error.
 // Both orders are fixed, so the result is bit-identical run to run (no float atomics).
 import { defineKernel, launch, readBuffer, writeBuffer } from '../runtime/kernel.js';
+import { vecType } from '../runtime/wgsl.js';
 import { Tensor, needsGrad, record, gradSlot } from '../runtime/tensor.js';
 import { acquireBuffer } from '../runtime/buffer.js';
 import type { BackwardRule } from '../runtime/autograd.js';
@@ -18,17 +19,16 @@ const WG = 64;
 /** Host-sorted backward: columns (in VT units) per invocation; 1 (an integer division per element) ran at
  *  ~45-65% of copy speed, 16 at 70-90%, and a whole row per invocation serialises a frequent id. */
 const COLS = 16;
-const entry = (name: string) => `@compute @workgroup_size(${WG}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, `
-  + '@builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>)';
-const vt = (v: Record<string, unknown>) => `alias VT = ${v.vec4 ? 'vec4<f32>' : 'f32'};`;
+/** VT is vec4<f32> when H % 4 == 0 (hv = H/4), else f32. */
+interface Width { vec4: boolean }
 
 export const kernels = {
   /** One invocation per position r, copying its row; bad ids clamp and set flag = 1 + r. */
-  embedding_forward: defineKernel({
-    name: 'embedding_forward', params: [['N', 'u32'], ['hv', 'u32'], ['V', 'u32']],
+  embedding_forward: defineKernel<Width>({
+    name: 'embedding_forward', workgroup: WG, params: [['N', 'u32'], ['hv', 'u32'], ['V', 'u32']],
     buffers: [['ids', 'read', 'i32'], ['table', 'read', 'VT'], ['y', 'rw', 'VT'], ['flag', 'rw', 'atomic<u32>']],
-    wgsl: (v) => `${vt(v)}
-${entry('embedding_forward')} {
+    wgsl: (v, entry) => `${vecType(v.vec4)}
+${entry} {
   let r = wgIndex(wid, nwg) * ${WG}u + lid.x;
   if (r >= p.N) { return; }
   let id = ids[r];
@@ -40,11 +40,11 @@ ${entry('embedding_forward')} {
   }),
   /** Host-sorted: groups = [uniq(U) | start(U+1) | positions(N)]; dw[uniq[k]] += Σ dy[positions of k],
    *  one invocation per (distinct id k, block of cb columns): a frequent id (padding) spreads over lanes. */
-  embedding_backward: defineKernel({
-    name: 'embedding_backward', params: [['n', 'u32'], ['hv', 'u32'], ['U', 'u32'], ['cb', 'u32'], ['nb', 'u32']],
+  embedding_backward: defineKernel<Width>({
+    name: 'embedding_backward', workgroup: WG, params: [['n', 'u32'], ['hv', 'u32'], ['U', 'u32'], ['cb', 'u32'], ['nb', 'u32']],
     buffers: [['groups', 'read', 'i32'], ['dy', 'read', 'VT'], ['dw', 'rw', 'VT']],
-    wgsl: (v) => `${vt(v)}
-${entry('embedding_backward')} {
+    wgsl: (v, entry) => `${vecType(v.vec4)}
+${entry} {
   let i = wgIndex(wid, nwg) * ${WG}u + lid.x;   // over U · nb
   if (i >= p.n) { return; }
   let k = i / p.nb;
@@ -61,11 +61,11 @@ ${entry('embedding_backward')} {
 `,
   }),
   /** GPU-only: one invocation per vocab row v, scanning all N positions in order. */
-  embedding_backward_scan: defineKernel({
-    name: 'embedding_backward_scan', params: [['V', 'u32'], ['hv', 'u32'], ['N', 'u32']],
+  embedding_backward_scan: defineKernel<Width>({
+    name: 'embedding_backward_scan', workgroup: WG, params: [['V', 'u32'], ['hv', 'u32'], ['N', 'u32']],
     buffers: [['ids', 'read', 'i32'], ['dy', 'read', 'VT'], ['dw', 'rw', 'VT']],
-    wgsl: (v) => `${vt(v)}
-${entry('embedding_backward_scan')} {
+    wgsl: (v, entry) => `${vecType(v.vec4)}
+${entry} {
   let v = wgIndex(wid, nwg) * ${WG}u + lid.x;
   if (v >= p.V) { return; }
   for (var r = 0u; r < p.N; r++) {

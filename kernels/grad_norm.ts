@@ -8,7 +8,8 @@
 // dispatch reduces the partials in a fixed order and takes the root: deterministic, no atomics.
 // Dispatches: ceil(tensors / S) + 1, S = maxStorageBuffersPerShaderStage − 1 (capped at 16);
 // on lavapipe (16 buffers) a 74-tensor MiniMind2-small is 5 + 1. Bytes: 4·Σn read.
-import { defineKernel, launch, Kernel } from '../runtime/kernel.js';
+import { defineKernel, launch, type Kernel } from '../runtime/kernel.js';
+import { treeSum } from '../runtime/wgsl.js';
 import { Tensor } from '../runtime/tensor.js';
 import { gpu } from '../runtime/device.js';
 
@@ -56,20 +57,20 @@ export function slotTable(sizes: number[], chunk: number): { w: number[]; total:
 
 // ---- kernels ----------------------------------------------------------------------------------
 
-const cache = new Map<number, Kernel>();
+const cache = new Map<number, Kernel<{ S: number }>>();
 
 /** partials[pbase + wg·WG + lid] = Σ g_s[i]² over the ITEMS elements of slot s that invocation covers.
  *  No workgroup memory or barriers: on lavapipe a barrier tree made this pass 4× slower. */
-function gradNormKernel(S: number): Kernel {
+function gradNormKernel(S: number): Kernel<{ S: number }> {
   let k = cache.get(S);
   if (k) return k;
   const slots = Array.from({ length: S }, (_, s) => s);
-  k = defineKernel({
-    name: 'grad_norm',
+  k = defineKernel<{ S: number }>({
+    name: 'grad_norm', workgroup: WG,
     params: [['total', 'u32'], ['pbase', 'u32'], ...slots.flatMap((s) => [[`n${s}`, 'u32'], [`w${s}`, 'u32']] as const)],
     buffers: [['partials', 'rw', 'f32'], ...slots.map((s) => [`g${s}`, 'read', 'vec4<f32>'] as const)],
-    wgsl: () => `
-@compute @workgroup_size(${WG}) fn grad_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    wgsl: (_, entry) => `
+${entry} {
   ${slotSearch(S)}
   var a = vec4<f32>(0.0);
 ${slotSwitch(S, (s) => `      let base = (wg - p.w${s}) * ${CHUNK / 4}u + lid.x; // vec4 index
@@ -90,19 +91,15 @@ ${slotSwitch(S, (s) => `      let base = (wg - p.w${s}) * ${CHUNK / 4}u + lid.x;
 export const kernels = {
   /** out[0] = √(Σ partials), one workgroup, fixed order. */
   grad_norm_final: defineKernel({
-    name: 'grad_norm_final', params: [['n', 'u32']],
+    name: 'grad_norm_final', params: [['n', 'u32']], workgroup: WG,
     buffers: [['partials', 'read', 'f32'], ['out', 'rw', 'f32']],
-    wgsl: () => `
+    wgsl: (_, entry) => `
 var<workgroup> acc: array<f32, ${WG}>;
-@compute @workgroup_size(${WG}) fn grad_norm_final(@builtin(local_invocation_id) lid: vec3<u32>) {
+${entry} {
   var t = 0.0;
   for (var i = lid.x; i < p.n; i += ${WG}u) { t += partials[i]; }
   acc[lid.x] = t;
-  workgroupBarrier();
-  for (var h = ${WG / 2}u; h > 0u; h >>= 1u) {
-    if (lid.x < h) { acc[lid.x] += acc[lid.x + h]; }
-    workgroupBarrier();
-  }
+  ${treeSum('acc', WG)}
   if (lid.x == 0u) { out[0] = sqrt(acc[0]); }
 }
 `,

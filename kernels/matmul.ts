@@ -2,7 +2,7 @@
 // products dX = dY·W and dW += dYᵀ·X (accumulated into the existing gradient).
 // All three are one strided GEMM: C[m,n] (+)= Σ_k A[m·am + k·ak] · B[k·bk + n·bn], C row-major [M,N].
 // FLOPs: 2·M·N·K per product.
-import { defineKernel, launch, type Kernel, type Variant } from '../runtime/kernel.js';
+import { defineKernel, launch } from '../runtime/kernel.js';
 import { gpu } from '../runtime/device.js';
 import { Tensor, needsGrad, record, gradSlot } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
@@ -38,10 +38,10 @@ fn hs(x: f32) -> f32 { return hv(vec4<f32>(x)).x; }
 
 export const kernels = {
   /** v1, naive: one output element per invocation. */
-  matmul_naive: defineKernel({
-    name: 'matmul_naive', params: PARAMS, buffers: BUFFERS,
-    wgsl: (v) => `
-@compute @workgroup_size(${WG}) fn matmul_naive(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  matmul_naive: defineKernel<{ h: boolean }>({
+    name: 'matmul_naive', params: PARAMS, buffers: BUFFERS, workgroup: WG,
+    wgsl: (v, entry) => `
+${entry} {
   let i = wgIndex(wid, nwg) * ${WG}u + lid.x;
   if (i >= p.M * p.N) { return; }
   let m = i / p.N;
@@ -56,17 +56,13 @@ ${precisionFns(v.h === true)}`,
   }),
   /** v2, tiled: register tiles (CPU adapters) or shared-memory tiles (GPUs), per the variant
    *  (WGSL and the design notes in matmul_tiled.ts). */
-  matmul_tiled: withSubgroups(defineKernel({
+  matmul_tiled: defineKernel<(RegisterTile | SharedTile) & { h: boolean }>({
     name: 'matmul_tiled', params: PARAMS, buffers: [['a', 'read', 'vec4<f32>'], ['b', 'read', 'vec4<f32>'], ['c', 'rw', 'f32']],
-    wgsl: (v) => ('wg' in v ? registerTiled(v as unknown as RegisterTile) : sharedTiled(v as unknown as SharedTile)) + precisionFns(v.h === true),
-  })),
+    workgroup: (v) => ('wg' in v ? v.wg : [v.bn / v.tn, v.bm / v.tm]),
+    enable: (v) => ('wg' in v && v.a !== 's' ? ['subgroups'] : []),
+    wgsl: (v, entry) => ('wg' in v ? registerTiled(v, entry) : sharedTiled(v, entry)) + precisionFns(v.h),
+  }),
 };
-
-/** WGSL wants `enable subgroups;` before any declaration, i.e. before the generated header. */
-function withSubgroups(k: Kernel): Kernel {
-  const header = k.header;
-  return { ...k, header: () => (gpu().features.has('subgroups') ? 'enable subgroups;\n' : '') + header() };
-}
 
 export interface Gemm {
   a: Tensor; b: Tensor; c: Tensor;
@@ -164,7 +160,7 @@ function launchGemm(g: Gemm, off: [number, number, number], words: number): void
   const v = tileVariant(g);
   const [tileM, tileN] = 'wg' in v ? [v.tm, v.wg * v.tn] : [v.bm, v.bn];
   const workgroups = Math.ceil(g.M / tileM) * Math.ceil(g.N / tileN);
-  launch(kernels.matmul_tiled, { params, buffers, workgroups, variant: { ...(v as unknown as Variant), h } });
+  launch(kernels.matmul_tiled, { params, buffers, workgroups, variant: { ...v, h } });
 }
 
 /** y[..., N] = x[..., K] · w[N, K]ᵀ */

@@ -56,7 +56,7 @@ function aSource(v: RegisterTile): { u: number; bases: string[]; loads: (kk: num
   }
 }
 
-export function registerTiled(v: RegisterTile): string {
+export function registerTiled(v: RegisterTile, entry: string): string {
   const { wg, tm, tn, b: bm } = v;
   const bad = (v.a !== 's' && wg !== 8) || ((v.a === 'm' || v.a === 'k4') && tm % wg) || (v.a === 'm4' && ![8, 16, 32].includes(tm))
     || (bm === 'n' && tn % 4) || v.u % 4;
@@ -83,7 +83,7 @@ export function registerTiled(v: RegisterTile): string {
   return `
 fn loadA(i: u32) -> f32 { return hs(a[i >> 2u][i & 3u]); }
 fn loadB(i: u32) -> f32 { return hs(b[i >> 2u][i & 3u]); }
-@compute @workgroup_size(${wg}) fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+${entry} {
   let t = wgIndex(wid, nwg);
   let tilesN = (p.N + ${wg * tn - 1}u) / ${wg * tn}u;
   let m0 = (t / tilesN) * ${tm}u;
@@ -112,7 +112,7 @@ fn out(m: u32, n: u32, v: f32) {
  *  of B in workgroup memory per step (zero-filled outside the matrix), each invocation tm×tn outputs. */
 export interface SharedTile { bm: number; bn: number; bk: number; tm: number; tn: number }
 
-export function sharedTiled(v: SharedTile): string {
+export function sharedTiled(v: SharedTile, entry: string): string {
   const { bm, bn, bk, tm, tn } = v;
   const tx = bn / tn, ty = bm / tm, threads = tx * ty;
   const R = range(tm), C = range(tn);
@@ -121,7 +121,7 @@ fn loadA(i: u32) -> f32 { return hs(a[i >> 2u][i & 3u]); }
 fn loadB(i: u32) -> f32 { return hs(b[i >> 2u][i & 3u]); }
 var<workgroup> As: array<f32, ${bm * bk}>; // [bk][bm]
 var<workgroup> Bs: array<f32, ${bk * bn}>; // [bk][bn]
-@compute @workgroup_size(${tx}, ${ty}) fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32, @builtin(local_invocation_id) lid: vec3<u32>) {
+${entry} {
   let t = wgIndex(wid, nwg);
   let tilesN = (p.N + ${bn - 1}u) / ${bn}u;
   let m0 = (t / tilesN) * ${bm}u;

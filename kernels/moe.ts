@@ -19,7 +19,8 @@
 // Backward: dlogits from dw (through the renorm and softmax) plus the aux coefficients times d(aux);
 // saved: scores [N,E], top-k indices and weights [N,k], lists [E,N], coef [G,E] (all small).
 // Note: MiniMind2's training path rounds expert outputs to float16 before the weighted sum; we keep f32.
-import { defineKernel, launch, readBuffer, clearBuffer, copyBuffer, Variant, Binding } from '../runtime/kernel.js';
+import { defineKernel, launch, readBuffer, clearBuffer, copyBuffer, type Binding } from '../runtime/kernel.js';
+import { treeSum } from '../runtime/wgsl.js';
 import type { WaitPacer } from '../runtime/wait_pacer.js';
 import { Tensor, needsGrad, record, noGrad, isGradEnabled } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
@@ -39,11 +40,9 @@ export interface MoEConfig {
 
 const WG = 256;
 const ROW_WG = 64;
-const ENTRY = (name: string, wg = WG) => `@compute @workgroup_size(${wg}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>)`;
-const EK = (v: Variant) => `const E = ${v.E}u;\nconst K = ${v.K}u;\n`;
-/** Tree sum of red[0..WG) into red[0]. */
-const TREE = `  workgroupBarrier();
-  for (var h = ${WG / 2}u; h > 0u; h >>= 1u) { if (lid.x < h) { red[lid.x] += red[lid.x + h]; } workgroupBarrier(); }`;
+/** Experts and top-k, compile-time (per-token arrays are sized by them). */
+interface EK { E: number; K: number }
+const EK = (v: EK) => `const E = ${v.E}u;\nconst K = ${v.K}u;\n`;
 /** Per-expert row kernels: row r of expert e is pick lists[off + r] = n·K + slot, token n. */
 const ROWS = `let i = wgIndex(wid, nwg) * ${WG}u + lid.x;
   if (i >= p.rows * p.H) { return; }
@@ -53,10 +52,10 @@ const ROWS = `let i = wgIndex(wid, nwg) * ${WG}u + lid.x;
 const rowParams = [['rows', 'u32'], ['H', 'u32'], ['K', 'u32'], ['off', 'u32']] as const;
 
 export const kernels = {
-  moe_route: defineKernel({
-    name: 'moe_route', params: [['N', 'u32'], ['norm', 'u32']],
+  moe_route: defineKernel<EK>({
+    name: 'moe_route', params: [['N', 'u32'], ['norm', 'u32']], workgroup: 64,
     buffers: [['logits', 'read', 'f32'], ['scores', 'rw', 'f32'], ['idx', 'rw', 'u32'], ['w', 'rw', 'f32']],
-    wgsl: (v) => `${EK(v)}${ENTRY('moe_route', 64)} {
+    wgsl: (v, entry) => `${EK(v)}${entry} {
   let n = wgIndex(wid, nwg) * 64u + lid.x;
   if (n >= p.N) { return; }
   var s: array<f32, E>;
@@ -84,13 +83,13 @@ export const kernels = {
   }),
   /** One workgroup. For each expert e, group g, chunk of WG tokens: flag tokens picking e, inclusive
    *  scan, append picks n·K+slot to lists[e·N ..] in token order; cnt[g,e] from the running count. */
-  moe_lists: defineKernel({
-    name: 'moe_lists', params: [['N', 'u32'], ['G', 'u32'], ['M', 'u32'], ['cscale', 'f32']],
+  moe_lists: defineKernel<EK>({
+    name: 'moe_lists', params: [['N', 'u32'], ['G', 'u32'], ['M', 'u32'], ['cscale', 'f32']], workgroup: WG,
     buffers: [['idx', 'read', 'u32'], ['scores', 'read', 'f32'], ['lists', 'rw', 'u32'], ['counts', 'rw', 'u32'],
       ['coef', 'rw', 'f32'], ['aux', 'rw', 'f32']],
-    wgsl: (v) => `${EK(v)}var<workgroup> scan: array<u32, ${WG}>;
+    wgsl: (v, entry) => `${EK(v)}var<workgroup> scan: array<u32, ${WG}>;
 var<workgroup> red: array<f32, ${WG}>;
-${ENTRY('moe_lists')} {
+${entry} {
   var auxAcc = 0.0;
   for (var e = 0u; e < E; e++) {
     var base = 0u;
@@ -118,7 +117,7 @@ ${ENTRY('moe_lists')} {
         workgroupBarrier();
       }
       red[lid.x] = ssum;
-${TREE}
+      ${treeSum('red', WG)}
       if (lid.x == 0u) {
         let cf = p.cscale * f32(base - start);
         coef[g * E + e] = cf;
@@ -133,28 +132,28 @@ ${TREE}
 `,
   }),
   moe_gather: defineKernel({
-    name: 'moe_gather', params: rowParams,
+    name: 'moe_gather', params: rowParams, workgroup: WG,
     buffers: [['x', 'read', 'f32'], ['lists', 'read', 'u32'], ['xe', 'rw', 'f32']],
-    wgsl: () => `${ENTRY('moe_gather')} {\n  ${ROWS}\n  xe[i] = x[t];\n}\n`,
+    wgsl: (_, entry) => `${entry} {\n  ${ROWS}\n  xe[i] = x[t];\n}\n`,
   }),
   /** Backward of moe_gather: dx[token] += dxe[row]. */
   moe_scatter: defineKernel({
-    name: 'moe_scatter', params: rowParams,
+    name: 'moe_scatter', params: rowParams, workgroup: WG,
     buffers: [['dxe', 'read', 'f32'], ['lists', 'read', 'u32'], ['dx', 'rw', 'f32']],
-    wgsl: () => `${ENTRY('moe_scatter')} {\n  ${ROWS}\n  dx[t] += dxe[i];\n}\n`,
+    wgsl: (_, entry) => `${entry} {\n  ${ROWS}\n  dx[t] += dxe[i];\n}\n`,
   }),
   moe_combine: defineKernel({
-    name: 'moe_combine', params: rowParams,
+    name: 'moe_combine', params: rowParams, workgroup: WG,
     buffers: [['ye', 'read', 'f32'], ['lists', 'read', 'u32'], ['w', 'read', 'f32'], ['y', 'rw', 'f32']],
-    wgsl: () => `${ENTRY('moe_combine')} {\n  ${ROWS}\n  y[t] += w[pick] * ye[i];\n}\n`,
+    wgsl: (_, entry) => `${entry} {\n  ${ROWS}\n  y[t] += w[pick] * ye[i];\n}\n`,
   }),
   /** A workgroup per row: dye[r] = w[pick]·dy[n], dw[pick] = dy[n]·ye[r]. */
   moe_combine_backward: defineKernel({
-    name: 'moe_combine_backward', params: rowParams,
+    name: 'moe_combine_backward', params: rowParams, workgroup: ROW_WG,
     buffers: [['ye', 'read', 'f32'], ['lists', 'read', 'u32'], ['w', 'read', 'f32'], ['dy', 'read', 'f32'],
       ['dye', 'rw', 'f32'], ['dw', 'rw', 'f32']],
-    wgsl: () => `var<workgroup> red: array<f32, ${ROW_WG}>;
-${ENTRY('moe_combine_backward', ROW_WG)} {
+    wgsl: (_, entry) => `var<workgroup> red: array<f32, ${ROW_WG}>;
+${entry} {
   let r = wgIndex(wid, nwg);
   if (r >= p.rows) { return; }
   let pick = lists[p.off + r];
@@ -167,18 +166,17 @@ ${ENTRY('moe_combine_backward', ROW_WG)} {
     acc += d * ye[r * p.H + h];
   }
   red[lid.x] = acc;
-  workgroupBarrier();
-  for (var h = ${ROW_WG / 2}u; h > 0u; h >>= 1u) { if (lid.x < h) { red[lid.x] += red[lid.x + h]; } workgroupBarrier(); }
+  ${treeSum('red', ROW_WG)}
   if (lid.x == 0u) { dw[pick] = red[0]; }
 }
 `,
   }),
   /** dlogits = s ⊙ (ds − Σ s·ds), ds = d(aux)·coef + the renorm's backward of dw. */
-  moe_route_backward: defineKernel({
-    name: 'moe_route_backward', params: [['N', 'u32'], ['M', 'u32'], ['norm', 'u32'], ['hasDw', 'u32'], ['hasAux', 'u32']],
+  moe_route_backward: defineKernel<EK>({
+    name: 'moe_route_backward', params: [['N', 'u32'], ['M', 'u32'], ['norm', 'u32'], ['hasDw', 'u32'], ['hasAux', 'u32']], workgroup: 64,
     buffers: [['scores', 'read', 'f32'], ['idx', 'read', 'u32'], ['w', 'read', 'f32'], ['dw', 'read', 'f32'],
       ['coef', 'read', 'f32'], ['daux', 'read', 'f32'], ['dlogits', 'rw', 'f32']],
-    wgsl: (v) => `${EK(v)}${ENTRY('moe_route_backward', 64)} {
+    wgsl: (v, entry) => `${EK(v)}${entry} {
   let n = wgIndex(wid, nwg) * 64u + lid.x;
   if (n >= p.N) { return; }
   var ds: array<f32, E>;

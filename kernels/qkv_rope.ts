@@ -6,6 +6,7 @@
 // One invocation per (token, head) row, vec4s of the half head when hd % 8 == 0.
 // With rope = false (minimind-3 normalises q and k per head before RoPE) it only splits.
 import { defineKernel, launch, type Kernel } from '../runtime/kernel.js';
+import { vecType } from '../runtime/wgsl.js';
 import { Tensor, needsGrad, record } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 import { ropeTableTensor } from './rope.js';
@@ -54,21 +55,20 @@ function body(fwd: boolean): string {
 `;
 }
 
-const entry = (name: string) => `@compute @workgroup_size(${WG}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {`;
 /** VT: f32, or vec4 of the half head when hd % 8 == 0; NH, NKV: q and kv heads. */
-const header = (v: Record<string, unknown>) =>
-  `alias VT = ${v.vec4 ? 'vec4<f32>' : 'f32'};\nconst NH = ${v.nh}u;\nconst NKV = ${v.nkv}u;\n`;
+interface Heads { vec4: boolean; nh: number; nkv: number }
+const header = (v: Heads) => `${vecType(v.vec4)}const NH = ${v.nh}u;\nconst NKV = ${v.nkv}u;\n`;
 
-export const kernels: Record<'qkv_rope_forward' | 'qkv_rope_backward', Kernel> = {
-  qkv_rope_forward: defineKernel({
-    name: 'qkv_rope_forward', params: PARAMS,
+export const kernels: Record<'qkv_rope_forward' | 'qkv_rope_backward', Kernel<Heads>> = {
+  qkv_rope_forward: defineKernel<Heads>({
+    name: 'qkv_rope_forward', params: PARAMS, workgroup: WG,
     buffers: [['qkv', 'read', 'VT'], ['tab', 'read', 'VT'], ['q', 'rw', 'VT'], ['k', 'rw', 'VT'], ['v', 'rw', 'VT']],
-    wgsl: (v) => header(v) + entry('qkv_rope_forward') + body(true),
+    wgsl: (v, entry) => `${header(v)}${entry} {${body(true)}`,
   }),
-  qkv_rope_backward: defineKernel({
-    name: 'qkv_rope_backward', params: PARAMS,
+  qkv_rope_backward: defineKernel<Heads>({
+    name: 'qkv_rope_backward', params: PARAMS, workgroup: WG,
     buffers: [['q', 'read', 'VT'], ['k', 'read', 'VT'], ['v', 'read', 'VT'], ['tab', 'read', 'VT'], ['qkv', 'rw', 'VT']],
-    wgsl: (v) => header(v) + entry('qkv_rope_backward') + body(false),
+    wgsl: (v, entry) => `${header(v)}${entry} {${body(false)}`,
   }),
 };
 

@@ -4,6 +4,7 @@ import { defineKernel, launch } from '../runtime/kernel.js';
 import { Tensor, needsGrad, record } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 import { fill } from './elementwise.js';
+import { treeSum } from '../runtime/wgsl.js';
 
 const WG = 256;
 const MAX_PARTIALS = 1024;
@@ -12,18 +13,14 @@ export const kernels = {
   /** partials[w] = s · Σ x[i] over the elements that workgroup w covers (stride = groups·WG). */
   sum: defineKernel({
     name: 'sum', params: [['n', 'u32'], ['groups', 'u32'], ['s', 'f32']],
-    buffers: [['x', 'read', 'f32'], ['partials', 'rw', 'f32']],
-    wgsl: () => `
+    buffers: [['x', 'read', 'f32'], ['partials', 'rw', 'f32']], workgroup: WG,
+    wgsl: (_, entry) => `
 var<workgroup> acc: array<f32, ${WG}>;
-@compute @workgroup_size(${WG}) fn sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+${entry} {
   var t = 0.0;
   for (var i = wid.x * ${WG}u + lid.x; i < p.n; i += p.groups * ${WG}u) { t += x[i]; }
   acc[lid.x] = t;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid.x < s) { acc[lid.x] += acc[lid.x + s]; }
-    workgroupBarrier();
-  }
+  ${treeSum('acc', WG)}
   if (lid.x == 0u) { partials[wid.x] = acc[0] * p.s; }
 }
 `,

@@ -10,6 +10,7 @@
 // Layout (lavapipe, LAVAPIPE-NOTES): one invocation per row with vec4 loads when H % 4 == 0 runs
 // at copy speed; a workgroup per row with a shared-memory tree was 5–10× slower (barriers).
 import { defineKernel, launch, type Kernel } from '../runtime/kernel.js';
+import { vecType } from '../runtime/wgsl.js';
 import { Tensor, needsGrad, record, gradSlot } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 
@@ -17,19 +18,15 @@ export const WG = 64;
 /** Backward: rows per chunk chosen so about this many partial rows exist. */
 const TARGET_CHUNKS = 64;
 
-const entry = (name: string) => `@compute @workgroup_size(${WG}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, `
-  + '@builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>)';
-/** VT is vec4<f32> when H % 4 == 0 (params hv = H/4), else f32 (hv = H); hsum adds its lanes. */
-const vt = (vec4: boolean) => vec4
-  ? 'alias VT = vec4<f32>;\nfn hsum(v: VT) -> f32 { return v.x + v.y + v.z + v.w; }\n'
-  : 'alias VT = f32;\nfn hsum(v: VT) -> f32 { return v; }\n';
+/** Variant of every rmsnorm kernel: VT is vec4<f32> when H % 4 == 0 (params hv = H/4), else f32 (hv = H). */
+export interface RowWidth { vec4: boolean }
 
 /** Forward WGSL: y[r, :] and rstd[r] for one row r per invocation, of x, or with `add` of s = x + res
  *  (also written out: the fused residual add of add_rmsnorm.ts). */
-export function forwardWgsl(name: string, vec4: boolean, add: boolean): string {
+export function forwardWgsl(entry: string, vec4: boolean, add: boolean): string {
   const xv = add ? 'x[b + i] + res[b + i]' : 'x[b + i]';
-  return `${vt(vec4)}
-${entry(name)} {
+  return `${vecType(vec4)}
+${entry} {
   let r = wgIndex(wid, nwg) * ${WG}u + lid.x;
   if (r >= p.rows) { return; }
   let b = r * p.hv;
@@ -46,9 +43,9 @@ ${entry(name)} {
  *  part[k, i] = Σ_r dy·x·rstd over them, one (column i, chunk k) per invocation, i fastest (neighbouring
  *  lanes read neighbouring columns); c from rmsnorm_backward_dot. With `add`, dx also takes the
  *  gradient ds that reached the norm's input directly. */
-export function backwardWgsl(name: string, vec4: boolean, add: boolean): string {
-  return `${vt(vec4)}
-${entry(name)} {
+export function backwardWgsl(entry: string, vec4: boolean, add: boolean): string {
+  return `${vecType(vec4)}
+${entry} {
   let t = wgIndex(wid, nwg) * ${WG}u + lid.x;
   let i = t % p.hv;
   let k = t / p.hv;
@@ -72,17 +69,17 @@ export const FORWARD_PARAMS = [['rows', 'u32'], ['hv', 'u32'], ['h', 'u32'], ['e
 export const BACKWARD_PARAMS = [['rows', 'u32'], ['hv', 'u32'], ['h', 'u32'], ['rpi', 'u32'], ['chunks', 'u32']] as const;
 
 export const kernels = {
-  rmsnorm_forward: defineKernel({
-    name: 'rmsnorm_forward', params: FORWARD_PARAMS,
+  rmsnorm_forward: defineKernel<RowWidth>({
+    name: 'rmsnorm_forward', params: FORWARD_PARAMS, workgroup: WG,
     buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['y', 'rw', 'VT'], ['rstd', 'rw', 'f32']],
-    wgsl: (v) => forwardWgsl('rmsnorm_forward', v.vec4 as boolean, false),
+    wgsl: (v, entry) => forwardWgsl(entry, v.vec4, false),
   }),
   /** Backward, first pass: c[r] = rstd[r]³ · Σ_i w[i]·dy[r, i]·x[r, i] / H, one row r per invocation. */
-  rmsnorm_backward_dot: defineKernel({
-    name: 'rmsnorm_backward_dot', params: [['rows', 'u32'], ['hv', 'u32'], ['h', 'u32']],
+  rmsnorm_backward_dot: defineKernel<RowWidth>({
+    name: 'rmsnorm_backward_dot', params: [['rows', 'u32'], ['hv', 'u32'], ['h', 'u32']], workgroup: WG,
     buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['dy', 'read', 'VT'], ['rstd', 'read', 'f32'], ['c', 'rw', 'f32']],
-    wgsl: (v) => `${vt(v.vec4 as boolean)}
-${entry('rmsnorm_backward_dot')} {
+    wgsl: (v, entry) => `${vecType(v.vec4)}
+${entry} {
   let r = wgIndex(wid, nwg) * ${WG}u + lid.x;
   if (r >= p.rows) { return; }
   let b = r * p.hv;
@@ -93,19 +90,19 @@ ${entry('rmsnorm_backward_dot')} {
 }
 `,
   }),
-  rmsnorm_backward: defineKernel({
-    name: 'rmsnorm_backward', params: BACKWARD_PARAMS,
+  rmsnorm_backward: defineKernel<RowWidth>({
+    name: 'rmsnorm_backward', params: BACKWARD_PARAMS, workgroup: WG,
     buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['dy', 'read', 'VT'], ['rstd', 'read', 'f32'], ['c', 'read', 'f32'],
       ['dx', 'rw', 'VT'], ['part', 'rw', 'VT']],
-    wgsl: (v) => backwardWgsl('rmsnorm_backward', v.vec4 as boolean, false),
+    wgsl: (v, entry) => backwardWgsl(entry, v.vec4, false),
   }),
   /** dw[i] = beta·dw[i] + Σ_k part[k, i], summed in chunk order (deterministic). */
-  rmsnorm_dw: defineKernel({
-    name: 'rmsnorm_dw',
+  rmsnorm_dw: defineKernel<RowWidth>({
+    name: 'rmsnorm_dw', workgroup: WG,
     params: [['hv', 'u32'], ['chunks', 'u32'], ['beta', 'f32']],
     buffers: [['part', 'read', 'VT'], ['dw', 'rw', 'VT']],
-    wgsl: (v) => `${vt(v.vec4 as boolean)}
-${entry('rmsnorm_dw')} {
+    wgsl: (v, entry) => `${vecType(v.vec4)}
+${entry} {
   let i = wgIndex(wid, nwg) * ${WG}u + lid.x;
   if (i >= p.hv) { return; }
   var s = VT(0.0);
@@ -142,7 +139,7 @@ export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
 /** Fused backward: dx (new tensor) and dw (accumulated into `dw` when beta = 1, else overwritten).
  *  `fused` runs another backward kernel with these buffers plus extra ones before dx (add_rmsnorm). */
 export function rmsnormBackward(x: Tensor, w: Tensor, rstd: Tensor, dy: Tensor, dw: Tensor, beta: 0 | 1,
-  fused?: { kernel: Kernel; extra: Tensor[] }): Tensor {
+  fused?: { kernel: Kernel<RowWidth>; extra: Tensor[] }): Tensor {
   const { rows, h, hv, vec4 } = dims(x, w);
   const rpi = Math.max(1, Math.ceil(rows / TARGET_CHUNKS));
   const chunks = Math.ceil(rows / rpi);

@@ -7,6 +7,7 @@
 // One invocation per row (b, t, head), looping over vec4s of the half when hd % 8 == 0, else scalars
 // (an invocation per element spent its time on integer divisions: 37% of copy speed; per row ~100%+).
 import { defineKernel, launch } from '../runtime/kernel.js';
+import { vecType } from '../runtime/wgsl.js';
 import { Tensor, needsGrad, record } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 
@@ -14,12 +15,12 @@ const WG = 64;
 
 export const kernels = {
   /** out = rotate(x, sgn·angle); table row pos = [cos(hd/2) | sin(hd/2)]. */
-  rope: defineKernel({
-    name: 'rope',
+  rope: defineKernel<{ vec4: boolean }>({
+    name: 'rope', workgroup: WG,
     params: [['rows', 'u32'], ['hhv', 'u32'], ['nh', 'u32'], ['T', 'u32'], ['pos0', 'u32'], ['sgn', 'f32']],
     buffers: [['x', 'read', 'VT'], ['tab', 'read', 'VT'], ['y', 'rw', 'VT']],
-    wgsl: (v) => `alias VT = ${v.vec4 ? 'vec4<f32>' : 'f32'};
-@compute @workgroup_size(${WG}) fn rope(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    wgsl: (v, entry) => `${vecType(v.vec4)}
+${entry} {
   let row = wgIndex(wid, nwg) * ${WG}u + lid.x;  // row = (b·T + t)·nh + head
   if (row >= p.rows) { return; }
   let c0 = (p.pos0 + (row / p.nh) % p.T) * 2u * p.hhv;   // table row: cos (hhv) then sin (hhv)

@@ -12,17 +12,17 @@ import type { BackwardRule } from '../runtime/autograd.js';
 import { mul, silu } from './elementwise.js';
 
 const WG = 256;
-const HEAD = (name: string) => `@compute @workgroup_size(${WG}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+const HEAD = (entry: string) => `${entry} {
   let i = wgIndex(wid, nwg) * ${WG}u + lid.x;   // vec4 index; p.n counts scalars
   if (i * 4u >= p.n) { return; }
   let full = i * 4u + 4u <= p.n;`;
 
 export const kernels = {
   swiglu_forward: defineKernel({
-    name: 'swiglu_forward', params: [['n', 'u32']],
+    name: 'swiglu_forward', params: [['n', 'u32']], workgroup: WG,
     buffers: [['g', 'read', 'vec4<f32>'], ['u', 'read', 'vec4<f32>'], ['y', 'rw', 'vec4<f32>']],
-    wgsl: () => `fn f(g: vec4<f32>, u: vec4<f32>) -> vec4<f32> { return g / (1.0 + exp(-g)) * u; }
-${HEAD('swiglu_forward')}
+    wgsl: (_, entry) => `fn f(g: vec4<f32>, u: vec4<f32>) -> vec4<f32> { return g / (1.0 + exp(-g)) * u; }
+${HEAD(entry)}
   if (full) { y[i] = f(g[i], u[i]); return; }
   let v = f(g[i], u[i]);
   for (var k = 0u; i * 4u + k < p.n; k++) { y[i][k] = v[k]; }
@@ -30,10 +30,10 @@ ${HEAD('swiglu_forward')}
 `,
   }),
   swiglu_backward: defineKernel({
-    name: 'swiglu_backward', params: [['n', 'u32']],
+    name: 'swiglu_backward', params: [['n', 'u32']], workgroup: WG,
     buffers: [['g', 'read', 'vec4<f32>'], ['u', 'read', 'vec4<f32>'], ['dy', 'read', 'vec4<f32>'],
       ['dg', 'rw', 'vec4<f32>'], ['du', 'rw', 'vec4<f32>']],
-    wgsl: () => `${HEAD('swiglu_backward')}
+    wgsl: (_, entry) => `${HEAD(entry)}
   let gv = g[i];
   let sg = 1.0 / (1.0 + exp(-gv));
   let d = dy[i];
@@ -49,28 +49,30 @@ ${HEAD('swiglu_forward')}
 // One invocation per vec4 of y over a 1-D grid; the row length IV (in VT units) is a compile-time
 // constant so the division finding the row is a multiply (a workgroup row per token row left a
 // quarter of the lanes idle at I = 1408 and ran at 54% of copy speed).
-const PACKED_HEAD = (name: string) => `@compute @workgroup_size(${WG}) fn ${name}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+const PACKED_HEAD = (entry: string) => `${entry} {
   let yi = wgIndex(wid, nwg) * ${WG}u + lid.x;   // index of y in VT units
   if (yi >= p.n) { return; }
   let r = yi / IV;
   let gi = yi + r * IV;                            // g[r, c] at row r of gu, then u[r, c] IV later
   let ui = gi + IV;`;
-const VT = (v: Record<string, unknown>) => `alias VT = ${v.vec4 ? 'vec4<f32>' : 'f32'};\nconst IV = ${v.iv}u;\n`;
+/** vec4: VT is vec4<f32> (I % 4 == 0); iv: I in VT units. */
+interface Packed { vec4: boolean; iv: number }
+const VT = (v: Packed) => `alias VT = ${v.vec4 ? 'vec4<f32>' : 'f32'};\nconst IV = ${v.iv}u;\n`;
 
 export const packedKernels = {
-  swiglu_packed_forward: defineKernel({
-    name: 'swiglu_packed_forward', params: [['n', 'u32']],
+  swiglu_packed_forward: defineKernel<Packed>({
+    name: 'swiglu_packed_forward', params: [['n', 'u32']], workgroup: WG,
     buffers: [['gu', 'read', 'VT'], ['y', 'rw', 'VT']],
-    wgsl: (v) => `${VT(v)}${PACKED_HEAD('swiglu_packed_forward')}
+    wgsl: (v, entry) => `${VT(v)}${PACKED_HEAD(entry)}
   let g = gu[gi];
   y[yi] = g / (1.0 + exp(-g)) * gu[ui];
 }
 `,
   }),
-  swiglu_packed_backward: defineKernel({
-    name: 'swiglu_packed_backward', params: [['n', 'u32']],
+  swiglu_packed_backward: defineKernel<Packed>({
+    name: 'swiglu_packed_backward', params: [['n', 'u32']], workgroup: WG,
     buffers: [['gu', 'read', 'VT'], ['dy', 'read', 'VT'], ['dgu', 'rw', 'VT']],
-    wgsl: (v) => `${VT(v)}${PACKED_HEAD('swiglu_packed_backward')}
+    wgsl: (v, entry) => `${VT(v)}${PACKED_HEAD(entry)}
   let g = gu[gi];
   let sg = 1.0 / (1.0 + exp(-g));
   let d = dy[yi];

@@ -7,33 +7,73 @@ import { gpu, checkGpuError, deferGpuError } from './device.js';
 import { acquireBuffer, releaseBuffer, READBACK_USAGE } from './buffer.js';
 
 export type ParamType = 'u32' | 'i32' | 'f32';
-export type Variant = Record<string, string | number | boolean>;
+/** A kernel's variant: a plain record of compile-time choices (tile sizes, vector width...). */
+export type Variant = object;
+/** Workgroup size: x, or [x, y]. */
+export type WorkgroupSize = number | readonly [number, number];
 
-export interface KernelSpec {
+export interface KernelSpec<V extends Variant> {
   /** WGSL entry point, bench row and test name. */
   name: string;
   /** Uniform params in struct order; one pipeline serves every shape. */
   params: readonly (readonly [string, ParamType])[];
   /** Storage buffers in binding order: [name, access, WGSL element type]. */
   buffers: readonly (readonly [string, 'read' | 'rw', string])[];
-  /** WGSL source after the generated header; must define `@compute fn ${name}`. */
-  wgsl: (v: Variant) => string;
+  /** Invocations per workgroup, fixed or per variant. */
+  workgroup: WorkgroupSize | ((v: V) => WorkgroupSize);
+  /** WGSL extensions a variant needs ('subgroups', 'f16'): enabled before the header, and the
+   *  variant is refused on an adapter without the feature. With 'subgroups' the entry point also
+   *  gets the builtins sgid (subgroup_invocation_id) and sgsize (subgroup_size). */
+  enable?: (v: V) => readonly string[];
+  /** WGSL after the generated header. `entry` is the signature of the compute entry point (named
+   *  after the kernel, builtins wid, nwg, lid, li), to be followed by its body `{ ... }`. */
+  wgsl: (v: V, entry: string) => string;
 }
 
-export interface Kernel extends KernelSpec {
-  header(): string;
+export interface Kernel<V extends Variant = Record<string, never>> extends KernelSpec<V> {
+  /** The whole WGSL module of a variant. */
+  source(v: V): string;
+  /** [x, y] invocations per workgroup of a variant. */
+  size(v: V): [number, number];
 }
 
-export function defineKernel(spec: KernelSpec): Kernel {
+const FEATURE: Record<string, string> = { subgroups: 'subgroups', f16: 'shader-f16' };
+
+export function defineKernel<V extends Variant = Record<string, never>>(spec: KernelSpec<V>): Kernel<V> {
+  const size = (v: V): [number, number] => {
+    const w = typeof spec.workgroup === 'function' ? spec.workgroup(v) : spec.workgroup;
+    return typeof w === 'number' ? [w, 1] : [w[0], w[1]];
+  };
   return {
     ...spec,
-    header() {
+    size,
+    source(v) {
+      const enables = spec.enable?.(v) ?? [];
+      const [x, y] = size(v);
+      const builtins = ['@builtin(workgroup_id) wid: vec3<u32>', '@builtin(num_workgroups) nwg: vec3<u32>',
+        '@builtin(local_invocation_id) lid: vec3<u32>', '@builtin(local_invocation_index) li: u32',
+        ...(enables.includes('subgroups') ? ['@builtin(subgroup_invocation_id) sgid: u32', '@builtin(subgroup_size) sgsize: u32'] : [])];
+      const entry = `@compute @workgroup_size(${x}${y > 1 ? `, ${y}` : ''}) fn ${spec.name}(${builtins.join(', ')})`;
       const fields = spec.params.length ? spec.params.map(([n, t]) => `  ${n}: ${t},`).join('\n') : '  _unused: u32,';
       const binds = spec.buffers.map(([n, access, type], i) =>
         `@group(0) @binding(${i + 1}) var<storage, ${access === 'rw' ? 'read_write' : 'read'}> ${n}: array<${type}>;`);
-      return `struct Params {\n${fields}\n};\n@group(0) @binding(0) var<uniform> p: Params;\n${binds.join('\n')}\n${PRELUDE}`;
+      return `${enables.map((e) => `enable ${e};\n`).join('')}struct Params {\n${fields}\n};\n`
+        + `@group(0) @binding(0) var<uniform> p: Params;\n${binds.join('\n')}\n${PRELUDE}${spec.wgsl(v, entry)}`;
     },
   };
+}
+
+/** Why variant v of kernel k cannot run on this adapter (a missing feature, a workgroup past the
+ *  limits), or null when it can. Compile errors are only found by compiling. */
+export function unsupported<V extends Variant>(k: Kernel<V>, v: V): string | null {
+  const { features, limits } = gpu();
+  for (const e of k.enable?.(v) ?? []) {
+    if (!features.has(FEATURE[e] ?? e)) return `needs the adapter feature '${FEATURE[e] ?? e}'`;
+  }
+  const [x, y] = k.size(v);
+  if (x * y > limits.maxComputeInvocationsPerWorkgroup) return `${x * y} invocations per workgroup > maxComputeInvocationsPerWorkgroup ${limits.maxComputeInvocationsPerWorkgroup}`;
+  if (x > limits.maxComputeWorkgroupSizeX || y > limits.maxComputeWorkgroupSizeY) return `workgroup ${x}×${y} exceeds maxComputeWorkgroupSize`;
+  return null;
 }
 
 /** Helpers every kernel may use. Dispatches over 65535 workgroups are folded into 2-D grids:
@@ -48,12 +88,13 @@ const ARENA_SLOTS = 2048;
 interface Compiled { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }
 const pipelines = new Map<string, Compiled>();
 
-function compile(k: Kernel, v: Variant): Compiled {
+function compile<V extends Variant>(k: Kernel<V>, v: V): Compiled {
   const key = `${k.name}|${JSON.stringify(v)}`;
   let c = pipelines.get(key);
   if (c) return c;
+  const why = unsupported(k, v);
+  if (why) throw new Error(`kernel ${key}: ${why}`);
   const { device } = gpu();
-  const code = k.header() + k.wgsl(v);
   const entries: GPUBindGroupLayoutEntry[] = [
     { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
     ...k.buffers.map(([, access], i) => ({
@@ -62,14 +103,16 @@ function compile(k: Kernel, v: Variant): Compiled {
     })),
   ];
   device.pushErrorScope('validation');
-  const module = device.createShaderModule({ label: k.name, code });
+  const module = device.createShaderModule({ label: k.name, code: k.source(v) });
   const layout = device.createBindGroupLayout({ label: k.name, entries });
   const pipeline = device.createComputePipeline({
     label: key, layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
     compute: { module, entryPoint: k.name },
   });
   rec.scopes.push(device.popErrorScope().then((e) => {
-    if (e) deferGpuError(new Error(`kernel ${key} failed to compile: ${e.message}`));
+    if (!e) return;
+    pipelines.delete(key); // a later launch recompiles and reports again
+    deferGpuError(new Error(`kernel ${key} failed to compile: ${e.message}`));
   }));
   c = { pipeline, layout };
   pipelines.set(key, c);
@@ -135,19 +178,19 @@ class Recorder {
 
 const rec = new Recorder();
 
-export interface LaunchArgs {
+export interface LaunchArgs<V extends Variant> {
   params?: Record<string, number>;
   buffers: Binding[];
   /** Workgroup count: a number (folded into 2-D when too large) or an explicit [x, y, z]. */
   workgroups: number | [number, number, number];
-  variant?: Variant;
+  variant?: V;
 }
 
-export function launch(k: Kernel, a: LaunchArgs): void {
+export function launch<V extends Variant>(k: Kernel<V>, a: LaunchArgs<V>): void {
   checkGpuError();
   const { device, limits } = gpu();
   if (rec.slots === ARENA_SLOTS) rec.flush();
-  const { pipeline, layout } = compile(k, a.variant ?? {});
+  const { pipeline, layout } = compile(k, a.variant ?? ({} as V));
   const enc = rec.begin();
   const base = (rec.slots * SLOT) / 4;
   k.params.forEach(([n, t], i) => {

@@ -16,9 +16,10 @@ s.after.each(() => { setSentinelMode(false); endScope(); });
 
 /** Writes one element past n: the bug the guard regions exist to catch. */
 const overrun = defineKernel({
-  name: 'overrun_test', params: [['n', 'u32']], buffers: [['y', 'rw', 'f32']],
-  wgsl: () => `@compute @workgroup_size(64) fn overrun_test(@builtin(global_invocation_id) g: vec3<u32>) {
-  if (g.x <= p.n) { y[g.x] = 1.0; }
+  name: 'overrun_test', params: [['n', 'u32']], buffers: [['y', 'rw', 'f32']], workgroup: 64,
+  wgsl: (_, entry) => `${entry} {
+  let i = wid.x * 64u + lid.x;
+  if (i <= p.n) { y[i] = 1.0; }
 }`,
 });
 
@@ -34,8 +35,8 @@ s('guard regions catch an out-of-bounds write, and stay intact for correct kerne
 });
 
 s('a WGSL compile error is thrown with the kernel name', async () => {
-  const bad = defineKernel({ name: 'broken_test', params: [], buffers: [['y', 'rw', 'f32']],
-    wgsl: () => `@compute @workgroup_size(1) fn broken_test() { y[0] = undefined_symbol; }` });
+  const bad = defineKernel({ name: 'broken_test', params: [], buffers: [['y', 'rw', 'f32']], workgroup: 1,
+    wgsl: (_, entry) => `${entry} { y[0] = undefined_symbol; }` });
   const t = Tensor.empty([1]);
   let err: unknown;
   try {
