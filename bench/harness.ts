@@ -13,6 +13,7 @@
 // print it (large with few samples; `n` gives the count).
 import { add, complete, configure, cycle, suite } from 'benny';
 import { flush, hasGpuTimer, sync, timeGpu } from '../runtime/kernel.js';
+import type { Sampling } from '../kernels/case.js';
 
 /** 'gpu+host': a GPU span plus the host's recording time before the submit (whole training steps). */
 export type Clock = 'gpu' | 'wall' | 'gpu+host';
@@ -35,6 +36,8 @@ export interface Row {
   pctRoofline?: number;
   /** The roofline that percentage is of (GFLOP/s or GB/s): see bench/kernels.ts. */
   roofline?: number;
+  /** The variant(s) the timed call ran, as the tuner labels them. */
+  variant?: string;
   note?: string;
 }
 
@@ -42,10 +45,7 @@ export interface Roofline { fmaGflops: number; copyGbps: number }
 
 export interface Options { quick: boolean }
 
-/** Per-case sampling: fewer samples for calls of seconds (full runs only: --quick always asks for 2
- *  samples and 0.3 s); no warm-up call where the case already ran the call; 'wall' where host time is
- *  the point; the expected time of a call when there is no warm-up. */
-export interface Sampling { minSamples?: number; maxTime?: number; warmup?: boolean; clock?: 'wall'; expectMs?: number }
+export type { Sampling } from '../kernels/case.js';
 
 /** A roofline kernel to re-measure around rows: `work` FLOPs or bytes per call, `ms` its expected
  *  time, `rate` the roofline's own (GFLOP/s or GB/s, from the roofline rows). */
@@ -155,11 +155,11 @@ export function row(name: string, shape: string, t: Timing, work: { flops?: numb
 }
 
 export function formatTable(rows: Row[]): string {
-  const head = ['kernel', 'shape', 'ms/call', '±%', 'n', 'clock', 'GFLOP/s', 'GB/s', '% roofline'];
+  const head = ['kernel', 'shape', 'ms/call', '±%', 'n', 'clock', 'GFLOP/s', 'GB/s', '% roofline', 'variant'];
   const body = rows.map((r) => [r.name, r.shape, r.ms.toFixed(3), r.spread.toFixed(1), String(r.samples), r.clock,
-    r.gflops?.toFixed(2) ?? '', r.gbps?.toFixed(2) ?? '', r.pctRoofline !== undefined ? r.pctRoofline.toFixed(1) : '']);
+    r.gflops?.toFixed(2) ?? '', r.gbps?.toFixed(2) ?? '', r.pctRoofline !== undefined ? r.pctRoofline.toFixed(1) : '', r.variant ?? '']);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i < 2 || i === 5 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
+  const line = (cells: string[]) => cells.map((c, i) => (i < 2 || i === 5 || i === 9 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
   return [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...body.map(line)].join('\n');
 }
 

@@ -9,7 +9,8 @@ import { beginScope, endScope } from '../runtime/tensor.js';
 import { poolStats, resetPeak } from '../runtime/buffer.js';
 import { sync } from '../runtime/kernel.js';
 import { Options, Probe, Row, probeRate, row, time } from './harness.js';
-import { computeBoundCases } from './compute_bound.js';
+import { tuner } from '../runtime/tuner.js';
+import { OPS } from '../kernels/index.js';
 import { memoryBoundCases } from './memory_bound.js';
 import { optimizerCases } from './optimizer.js';
 
@@ -17,13 +18,15 @@ const PROBE_CALLS = 5;
 
 export async function benchKernels(o: Options, probes: { compute: Probe; memory: Probe }, want: (name: string) => boolean): Promise<Row[]> {
   const rows: Row[] = [];
-  for (const c of [...computeBoundCases(), ...memoryBoundCases(), ...optimizerCases()]) {
+  for (const c of [...OPS.flatMap((op) => op.cases?.() ?? []), ...memoryBoundCases(), ...optimizerCases()]) {
     if (!want(c.name) || (o.quick && c.slow)) continue;
     const held: { dispose(): void }[] = [];
     const t0 = performance.now();
     beginScope();
     try {
       const call = await c.setup(held);
+      // Shapes the setup met for the first time are tuned before the timing (first use).
+      await tuner().tunePending();
       await sync();
       const setupMs = performance.now() - t0; // a bound on one call, for the first sleep of a case that ran it already
       const bound = c.bound ?? 'memory';
@@ -31,13 +34,15 @@ export async function benchKernels(o: Options, probes: { compute: Probe; memory:
       const rates = [await probeRate(probe, PROBE_CALLS)];
       const before = poolStats().inUseBytes;
       resetPeak();
+      tuner().takePicks();
       const t = await time(`${c.name} ${c.shape}`, call, o, { ...c.sampling, ...(c.warm ? { warmup: false, expectMs: setupMs } : {}) });
+      const variant = c.variant ?? (tuner().takePicks().map((x) => `${x.id.split('|')[0]} ${x.label}`).join('; ') || undefined);
       const peak = poolStats().peakInUseBytes - before;
       rates.push(await probeRate(probe, PROBE_CALLS));
       const rate = [...rates, probe.rate].sort((a, b) => a - b)[1];
       const roof = { fmaGflops: rate, copyGbps: rate };
       const notes = [c.note, c.peak ? `peak +${(peak / 2 ** 20).toFixed(1)} MiB per call` : undefined].filter(Boolean);
-      rows.push({ ...row(c.name, c.shape, t, c.work, roof, bound), ...(notes.length ? { note: notes.join('; ') } : {}) });
+      rows.push({ ...row(c.name, c.shape, t, c.work, roof, bound), ...(variant ? { variant } : {}), ...(notes.length ? { note: notes.join('; ') } : {}) });
     } finally {
       endScope();
       for (const h of held) h.dispose();

@@ -12,70 +12,19 @@
 // Target: ≥ 50% of the copy roofline (issue 6).
 import { Tensor, TapeNode, gradSlot } from '../runtime/tensor.js';
 import { mulberry32 } from '../runtime/random.js';
-import * as rms from '../kernels/rmsnorm.js';
-import * as arms from '../kernels/add_rmsnorm.js';
+import { noTargets } from '../runtime/autograd.js';
 import * as rp from '../kernels/rope.js';
 import * as qkvr from '../kernels/qkv_rope.js';
 import * as sw from '../kernels/swiglu.js';
 import * as emb from '../kernels/embedding.js';
 import * as ce from '../kernels/cross_entropy.js';
-import { B, T, N, H, I, V, NH, NKV, HD, Case, host, rand, f64, compare, verify, scoped } from './case.js';
+import { B, T, N, H, I, V, NH, NKV, HD, Case, host, rand, f64, compare, verify, scoped } from '../kernels/case.js';
 
 /** Runs the forward `op` once with gradients recorded and returns its tape node (saved inputs). */
 function nodeOf(op: () => Tensor): TapeNode {
   const y = op();
   if (!y.node) throw new Error('bench: the forward recorded no tape node');
   return y.node;
-}
-
-function rmsnormCases(): Case[] {
-  const data = () => [host([N, H], 8), host([H], 9), host([N, H], 10)];
-  return [{
-    name: 'rmsnorm_forward', shape: `${N}x${H}`, work: rms.bench.rmsnorm_forward(N, H),
-    setup: async () => {
-      const [xh, wh] = data();
-      const x = Tensor.fromArray(xh, [N, H]), w = Tensor.fromArray(wh, [H]);
-      await verify('rmsnorm_forward', () => rms.rmsnorm(x, w, 1e-5), rms.reference(f64(xh, 4 * H), f64(wh), 1e-5).y);
-      return scoped(() => rms.rmsnorm(x, w, 1e-5));
-    },
-  }, {
-    name: 'rmsnorm_backward', shape: `${N}x${H}`, work: rms.bench.rmsnorm_backward(N, H),
-    setup: async (held) => {
-      const [xh, wh, dyh] = data();
-      const x = Tensor.fromArray(xh, [N, H], 'f32', true), w = Tensor.fromArray(wh, [H], 'f32', true), dy = Tensor.fromArray(dyh, [N, H]);
-      held.push(gradSlot(w));
-      const node = nodeOf(() => rms.rmsnorm(x, w, 1e-5));
-      await verify('rmsnorm_backward', () => rms.backward.rmsnorm(node, [dy])[0]!, rms.referenceBackward(f64(xh, 4 * H), f64(wh), f64(dyh, 4 * H), 1e-5).dx);
-      return scoped(() => rms.backward.rmsnorm(node, [dy]));
-    },
-  }];
-}
-
-function addRmsnormCases(): Case[] {
-  const data = () => [host([N, H], 21), host([N, H], 22), host([H], 9), host([N, H], 23), host([N, H], 24)];
-  const s4 = (xh: Float32Array, rh: Float32Array) => Float64Array.from({ length: 4 * H }, (_, i) => xh[i] + rh[i]); // s on 4 rows
-  return [{
-    name: 'add_rmsnorm_forward', shape: `${N}x${H}`, work: arms.bench.add_rmsnorm_forward(N, H),
-    setup: async () => {
-      const [xh, rh, wh] = data();
-      const x = Tensor.fromArray(xh, [N, H]), res = Tensor.fromArray(rh, [N, H]), w = Tensor.fromArray(wh, [H]);
-      await verify('add_rmsnorm_forward', () => arms.addRmsnorm(x, res, w, 1e-5)[1], rms.reference(s4(xh, rh), f64(wh), 1e-5).y);
-      return scoped(() => arms.addRmsnorm(x, res, w, 1e-5));
-    },
-  }, {
-    name: 'add_rmsnorm_backward', shape: `${N}x${H}`, work: arms.bench.add_rmsnorm_backward(N, H),
-    setup: async (held) => {
-      const [xh, rh, wh, gsh, gyh] = data();
-      const [x, res] = [Tensor.fromArray(xh, [N, H], 'f32', true), Tensor.fromArray(rh, [N, H], 'f32', true)];
-      const w = Tensor.fromArray(wh, [H], 'f32', true), gs = Tensor.fromArray(gsh, [N, H]), gy = Tensor.fromArray(gyh, [N, H]);
-      held.push(gradSlot(w));
-      const y = arms.addRmsnorm(x, res, w, 1e-5)[1];
-      const node = y.node!;
-      const dx = rms.referenceBackward(s4(xh, rh), f64(wh), f64(gyh, 4 * H), 1e-5).dx.map((d, i) => d + gsh[i]);
-      await verify('add_rmsnorm_backward', () => arms.backward.add_rmsnorm(node, [gs, gy])[0]!, dx);
-      return scoped(() => arms.backward.add_rmsnorm(node, [gs, gy]));
-    },
-  }];
 }
 
 function ropeCases(): Case[] {
@@ -92,8 +41,8 @@ function ropeCases(): Case[] {
     setup: async () => {
       const dyh = host(shape, 12), dy = Tensor.fromArray(dyh, shape);
       const node = nodeOf(() => rp.rope(rand(shape, 11, 1, true), 0, 1e6));
-      await verify('rope_backward', () => rp.backward.rope(node, [dy])[0]!, rp.reference(f64(dyh, n), [1, T, NH, HD], 0, 1e6, -1));
-      return scoped(() => rp.backward.rope(node, [dy]));
+      await verify('rope_backward', () => rp.backward.rope(node, [dy], noTargets)[0]!, rp.reference(f64(dyh, n), [1, T, NH, HD], 0, 1e6, -1));
+      return scoped(() => rp.backward.rope(node, [dy], noTargets));
     },
   }];
 }
@@ -126,8 +75,8 @@ function qkvRopeCases(): Case[] {
         const t = Math.floor(i / W), c = i % W;
         return c < NH * HD ? rq[t * NH * HD + c] : c < (NH + NKV) * HD ? rk[t * NKV * HD + c - NH * HD] : dv[t * NKV * HD + c - (NH + NKV) * HD];
       });
-      await verify('qkv_rope_backward', () => qkvr.backward.qkv_rope(node, g)[0]!, want);
-      return scoped(() => qkvr.backward.qkv_rope(node, g));
+      await verify('qkv_rope_backward', () => qkvr.backward.qkv_rope(node, g, noTargets)[0]!, want);
+      return scoped(() => qkvr.backward.qkv_rope(node, g, noTargets));
     },
   }];
 }
@@ -150,9 +99,9 @@ function swigluCases(): Case[] {
       const g = Tensor.fromArray(gh, [N, I], 'f32', true), u = Tensor.fromArray(uh, [N, I], 'f32', true), dy = Tensor.fromArray(dyh, [N, I]);
       const node = nodeOf(() => sw.swiglu(g, u));
       const want = sw.reference.backward(f64(gh, k), f64(uh, k), f64(dyh, k));
-      await verify('swiglu_backward dg', () => sw.backward.swiglu(node, [dy])[0]!, want.dg);
-      await verify('swiglu_backward du', () => sw.backward.swiglu(node, [dy])[1]!, want.du);
-      return scoped(() => sw.backward.swiglu(node, [dy]));
+      await verify('swiglu_backward dg', () => sw.backward.swiglu(node, [dy], noTargets)[0]!, want.dg);
+      await verify('swiglu_backward du', () => sw.backward.swiglu(node, [dy], noTargets)[1]!, want.du);
+      return scoped(() => sw.backward.swiglu(node, [dy], noTargets));
     },
   }, ...swigluPackedCases()];
 }
@@ -178,8 +127,8 @@ function swigluPackedCases(): Case[] {
         const r = Math.floor(i / (2 * I)), c = i % (2 * I);
         return c < I ? dg[r * I + c] : du[r * I + c - I];
       });
-      await verify('swiglu_packed_backward', () => sw.backward.swiglu_packed(node, [dy])[0]!, want);
-      return scoped(() => sw.backward.swiglu_packed(node, [dy]));
+      await verify('swiglu_packed_backward', () => sw.backward.swiglu_packed(node, [dy], noTargets)[0]!, want);
+      return scoped(() => sw.backward.swiglu_packed(node, [dy], noTargets));
     },
   }];
 }
@@ -196,7 +145,7 @@ function embeddingCases(): Case[] {
       const dyh = host([B, T, H], 18);
       const table = rand([V, H], 17, 1, true), dy = Tensor.fromArray(dyh, [B, T, H]);
       const node = nodeOf(() => emb.embedding(Tensor.fromArray(ids, [B, T], 'i32'), table, hostIds ? ids : undefined));
-      const call = scoped(() => emb.backward.embedding(node, [dy]));
+      const call = scoped(() => emb.backward.embedding(node, [dy], noTargets));
       call(); // the table is a leaf: its gradient (zero until now) accumulates in place
       held.push(table.grad!);
       compare('embedding_backward', await table.grad!.readF32(), emb.reference.backward(ids, f64(dyh), V, H));
@@ -248,15 +197,15 @@ function crossEntropyCases(): Case[] {
     setup: async () => {
       const [half, two] = [Tensor.fromArray([0.5], [1]), Tensor.fromArray([2], [1])];
       const s = inputs(2, true);
-      ce.backward.cross_entropy(nodeOf(() => ce.crossEntropy(s.logits, s.lab).loss), [half, null]);
+      ce.backward.cross_entropy(nodeOf(() => ce.crossEntropy(s.logits, s.lab).loss), [half, null], noTargets);
       compare('cross_entropy_backward', await s.logits.readF32(), ref().dlogits.map((d) => d / 2));
       const { logits, lab } = inputs(B, true);
       const node = nodeOf(() => ce.crossEntropy(logits, lab).loss);
       let k = 0;
-      return scoped(() => ce.backward.cross_entropy(node, [k++ % 2 ? two : half, null]));
+      return scoped(() => ce.backward.cross_entropy(node, [k++ % 2 ? two : half, null], noTargets));
     },
   }];
 }
 
-export const memoryBoundCases = (): Case[] => [...rmsnormCases(), ...addRmsnormCases(), ...ropeCases(), ...qkvRopeCases(), ...swigluCases(),
+export const memoryBoundCases = (): Case[] => [...ropeCases(), ...qkvRopeCases(), ...swigluCases(),
   ...embeddingCases(), ...crossEntropyCases()];

@@ -10,7 +10,7 @@ import { ParamStore } from '../runtime/param_store.js';
 import * as adamw from '../kernels/adamw.js';
 import * as gn from '../kernels/grad_norm.js';
 import { preset, parameterShapes } from '../model/config.js';
-import { Case, host, rand, compare, verify, scoped } from './case.js';
+import { Case, host, rand, compare, verify, scoped } from '../kernels/case.js';
 
 const named = () => parameterShapes(preset('minimind2-small'));
 const LR = 1e-4, SLICE = 256;

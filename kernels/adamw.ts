@@ -12,7 +12,7 @@
 // adapter. Over a ParamStore a run is a whole binding-sized chunk of the flat buffers.
 // Gradients are not modified (PyTorch's clip scales them in place; the trainer zeroes them next).
 // Bytes per element: 28 (p read+write, g read, m and v read+write). FLOPs ≈ 14.
-import { defineKernel, launch, clearBuffer, type Kernel } from '../runtime/kernel.js';
+import { defineKernel, launch, clearBuffer, isPlanning, type Kernel } from '../runtime/kernel.js';
 import { Tensor, copyInto } from '../runtime/tensor.js';
 import { ParamStore } from '../runtime/param_store.js';
 import { acquireBuffer, releaseBuffer } from '../runtime/buffer.js';
@@ -118,7 +118,7 @@ export class AdamW {
   step(lr: number = this.lr, clipNorm?: Tensor, maxNorm?: number, invScale = 1): void {
     if (clipNorm && maxNorm === undefined) throw new Error('AdamW.step: clipNorm given without maxNorm');
     if (clipNorm && clipNorm.size !== 1) throw new Error(`AdamW.step: clipNorm must be [1], got [${clipNorm.shape}]`);
-    this.t++;
+    if (!isPlanning()) this.t++; // a planned step (runtime/kernel.ts plan) changes nothing
     const [b1, b2] = this.betas;
     const bc1 = 1 - b1 ** this.t, bc2 = 1 - b2 ** this.t;
     const scalars = {

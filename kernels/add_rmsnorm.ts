@@ -5,18 +5,21 @@
 // gradient that reached s from its other consumer (the next residual add) inside rmsnorm's fused
 // backward, ds = g_s + dx_norm, and hands ds to both x and res: one pass instead of norm + add.
 // dw as in rmsnorm.ts (partials, then a deterministic column sum). Saves rstd [rows].
-import { defineKernel, launch } from '../runtime/kernel.js';
-import { Tensor, needsGrad, record, gradSlot } from '../runtime/tensor.js';
+import { defineKernel } from '../runtime/kernel.js';
+import { Tensor, needsGrad, record } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
-import { BACKWARD_PARAMS, FORWARD_PARAMS, WG, backwardWgsl, dims, forwardWgsl, rmsnormBackward, bench as rmsnormBench, type RowWidth } from './rmsnorm.js';
+import { BACKWARD_PARAMS, FORWARD_PARAMS, WG, backwardWgsl, forwardWgsl, rowEnable, rowSize, type RowWidth } from './rmsnorm_wgsl.js';
+import { dims, launchForward, rmsnormBackward, bench as rmsnormBench } from './rmsnorm.js';
+import { tuner } from '../runtime/tuner.js';
+import { rmsnormTunables } from './rmsnorm_variants.js';
 
 export const kernels = {
   add_rmsnorm_forward: defineKernel<RowWidth>({
-    name: 'add_rmsnorm_forward', params: FORWARD_PARAMS, workgroup: WG,
+    name: 'add_rmsnorm_forward', params: FORWARD_PARAMS, workgroup: rowSize, enable: rowEnable,
     buffers: [['x', 'read', 'VT'], ['res', 'read', 'VT'], ['w', 'read', 'VT'], ['s', 'rw', 'VT'], ['y', 'rw', 'VT'], ['rstd', 'rw', 'f32']],
-    wgsl: (v, entry) => forwardWgsl(entry, v.vec4, true),
+    wgsl: (v, entry) => forwardWgsl(entry, v, true),
   }),
-  add_rmsnorm_backward: defineKernel<RowWidth>({
+  add_rmsnorm_backward: defineKernel<{ vec4: boolean }>({
     name: 'add_rmsnorm_backward', params: BACKWARD_PARAMS, workgroup: WG,
     buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['dy', 'read', 'VT'], ['rstd', 'read', 'f32'], ['c', 'read', 'f32'],
       ['ds', 'read', 'VT'], ['dx', 'rw', 'VT'], ['part', 'rw', 'VT']],
@@ -28,27 +31,24 @@ export const kernels = {
 export function addRmsnorm(x: Tensor, res: Tensor, w: Tensor, eps: number): [Tensor, Tensor] {
   x.assertLive(); res.assertLive(); w.assertLive();
   if (x.size !== res.size || x.shape.at(-1) !== res.shape.at(-1)) throw new Error(`add_rmsnorm: x [${x.shape}] + res [${res.shape}]`);
-  const { rows, h, hv, vec4 } = dims(x, w);
+  const { rows, h } = dims(x, w);
   const s = Tensor.empty(x.shape), y = Tensor.empty(x.shape), rstd = Tensor.empty([rows]);
-  launch(kernels.add_rmsnorm_forward, {
-    params: { rows, hv, h, eps }, buffers: [x, res, w, s, y, rstd].map((t) => t.binding()),
-    workgroups: Math.ceil(rows / WG), variant: { vec4 },
-  });
+  launchForward(kernels.add_rmsnorm_forward, tuner().pick(rmsnormTunables.addForward, { rows, h }), x, w, [x, res, w, s, y, rstd], eps);
   if (needsGrad(x, res, w)) record('add_rmsnorm', [x, res, w], [s, y], { rstd });
   else rstd.dispose();
   return [s, y];
 }
 
 export const backward: Record<string, BackwardRule> = {
-  add_rmsnorm: (node, [gs, gy]) => {
+  add_rmsnorm: (node, [gs, gy], into) => {
     const [x, res, w] = node.inputs, s = node.outputs[0];
     if (!gy) return [gs, gs, null]; // only s was used: the add alone
-    const leaf = w.requiresGrad && !w.node;
-    const dw = leaf ? gradSlot(w) : Tensor.empty(w.shape);
-    const ds = rmsnormBackward(s, w, node.saved.rstd as Tensor, gy, dw, leaf ? 1 : 0,
-      gs ? { kernel: kernels.add_rmsnorm_backward, extra: [gs] } : undefined);
+    const t = into(2); // a leaf weight's gradient is summed in place
+    const dw = t?.tensor ?? Tensor.empty(w.shape);
+    const ds = rmsnormBackward(s, w, node.saved.rstd as Tensor, gy, dw, t?.accumulate ? 1 : 0,
+      gs ? { fused: { kernel: kernels.add_rmsnorm_backward, extra: [gs] } } : {});
     if (!w.requiresGrad) dw.dispose();
-    return [x.requiresGrad ? ds : null, res.requiresGrad ? ds : null, leaf ? undefined : w.requiresGrad ? dw : null];
+    return [x.requiresGrad ? ds : null, res.requiresGrad ? ds : null, w.requiresGrad ? dw : null];
   },
 };
 

@@ -10,40 +10,23 @@
 // The WGSL and its two tilings (lavapipe subgroups, GPU loops) are in attention_flash.ts. The naive
 // materialise-T×T version (attention_naive.ts) stays selectable as second reference and baseline.
 import { launch, copyBuffer } from '../runtime/kernel.js';
-import { gpu } from '../runtime/device.js';
 import { Tensor, needsGrad, record } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
+import { tuner } from '../runtime/tuner.js';
 import * as naive from './attention_naive.js';
 import { kernels, type FlashTile } from './attention_flash.js';
+import { attentionTunables, type AttentionShape } from './attention_variants.js';
 
 export { reference } from './attention_naive.js';
 export { kernels } from './attention_flash.js';
+export type { FlashTile, AttentionShape };
 
-/** Kernel variant: sg (subgroup broadcast, wg = bc = subgroup size) or loop (wg rows per
- *  workgroup, bc keys per block); see attention_flash.ts. */
-export type AttentionConfig = FlashTile;
-let override: AttentionConfig | undefined;
-/** Force a tile configuration (tests, probes); undefined restores the per-adapter choice. Returns the previous override. */
-export function setAttentionConfig(c: AttentionConfig | undefined): AttentionConfig | undefined {
-  const prev = override;
-  override = c;
-  return prev;
+export interface AttentionOptions {
+  /** 'naive' materialises the [B,nh,T,T] probabilities (the second reference and bench baseline). */
+  impl?: 'flash' | 'naive';
+  /** Use this tiling for every flash kernel of the call instead of the tuner's picks (tests, bench). */
+  tile?: FlashTile;
 }
-
-/** Per adapter: lavapipe (subgroups of one fixed size S) takes sg with S rows per workgroup; a GPU, loop with 64 rows × 16 keys. */
-export function attentionConfig(): AttentionConfig {
-  if (override) return override;
-  const { isSoftware, features, adapter } = gpu();
-  const { subgroupMinSize: lo, subgroupMaxSize: hi } = adapter.info as unknown as { subgroupMinSize?: number; subgroupMaxSize?: number };
-  // bc = 4 lanes per unrolled step: as fast as all 8 at T = 340 (measured), and a shorter compile.
-  if (isSoftware && features.has('subgroups') && lo && lo === hi) return { sg: true, wg: lo, bc: Math.min(4, lo) };
-  return isSoftware ? { sg: false, wg: 8, bc: 4 } : { sg: false, wg: 64, bc: 16 };
-}
-
-export type AttentionImpl = 'flash' | 'naive';
-let impl: AttentionImpl = 'flash';
-/** Select the implementation used by attention() (bench and tests compare them). */
-export function setAttentionImpl(i: AttentionImpl): void { impl = i; }
 
 const LOG2E = Math.LOG2E;
 
@@ -59,38 +42,47 @@ function dims(q: Tensor, k: Tensor, v: Tensor, op: string) {
   return { B, T, nh, nkv, hd, scale: 1 / Math.sqrt(hd) };
 }
 
-function forwardFlash(q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, kvT: number, qpos0: number): void {
+const shapeOf = (q: Tensor, k: Tensor, kvT: number): AttentionShape => {
+  const [B, T, nh, hd] = q.shape;
+  return { B, T, nh, nkv: k.shape[2], hd, kvT };
+};
+
+/** The forward kernel with tile t: o and lse for queries at positions qpos0.. over kvT cached keys. */
+export function launchForward(t: FlashTile, q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, kvT: number, qpos0: number): void {
   const [B, T, nh, hd] = q.shape, nkv = k.shape[2];
-  const cfg = attentionConfig();
   launch(kernels.attention_forward, {
     params: { B, n4: hd / 4, T, nh, nkv, kvT, qpos0, scale2: LOG2E / Math.sqrt(hd) },
     buffers: [q.binding(), k.binding(), v.binding(), o.binding(), lse.binding()],
-    workgroups: B * nh * Math.ceil(T / cfg.wg), variant: { hd, ...cfg },
+    workgroups: B * nh * Math.ceil(T / t.wg), variant: { hd, ...t },
   });
 }
 
+function forwardFlash(q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, kvT: number, qpos0: number, tile?: FlashTile): void {
+  launchForward(tile ?? tuner().pick(attentionTunables.forward, shapeOf(q, k, kvT)), q, k, v, o, lse, kvT, qpos0);
+}
+
 /** Causal GQA attention; records 'attention' (saving lse) when gradients are needed. */
-export function attention(q: Tensor, k: Tensor, v: Tensor): Tensor {
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   const { B, T, nh } = dims(q, k, v, 'attention');
   if (k.shape[1] !== T) throw new Error(`attention: q has ${T} positions, k/v ${k.shape[1]}`);
-  if (impl === 'naive') return naive.attentionNaive(q, k, v);
+  if (opts.impl === 'naive') return naive.attentionNaive(q, k, v);
   const o = Tensor.empty(q.shape);
   const lse = Tensor.empty([B, nh, T]);
-  forwardFlash(q, k, v, o, lse, T, 0);
-  if (needsGrad(q, k, v)) record('attention', [q, k, v], [o], { lse });
+  forwardFlash(q, k, v, o, lse, T, 0, opts.tile);
+  if (needsGrad(q, k, v)) record('attention', [q, k, v], [o], { lse, tile: opts.tile });
   else lse.dispose();
   return o;
 }
 
 /** One new query per sequence over a KV cache [B,maxT,nkv,hd] holding `len` positions (the last
  *  one is the current token's). No gradient. */
-export function attentionDecode(q: Tensor, kCache: Tensor, vCache: Tensor, len: number): Tensor {
+export function attentionDecode(q: Tensor, kCache: Tensor, vCache: Tensor, len: number, opts: Pick<AttentionOptions, 'tile'> = {}): Tensor {
   const { B, nh } = dims(q, kCache, vCache, 'attentionDecode');
   if (q.shape[1] !== 1) throw new Error(`attentionDecode: q [${q.shape}] must hold one position`);
   if (!(len >= 1 && len <= kCache.shape[1])) throw new Error(`attentionDecode: len ${len} outside 1..${kCache.shape[1]}`);
   const o = Tensor.empty(q.shape);
   const lse = Tensor.empty([B, nh, 1]);
-  forwardFlash(q, kCache, vCache, o, lse, kCache.shape[1], len - 1);
+  forwardFlash(q, kCache, vCache, o, lse, kCache.shape[1], len - 1, opts.tile);
   lse.dispose();
   return o;
 }
@@ -106,21 +98,36 @@ export function writeKV(cache: Tensor, x: Tensor, pos: number): void {
   for (let b = 0; b < B; b++) copyBuffer(x.buffer, x.offset + b * t * row, cache.buffer, cache.offset + (b * maxT + pos) * row, t * row);
 }
 
-function backwardFlash(q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, gy: Tensor): Tensor[] {
-  const [B, T, nh, hd] = q.shape, nkv = k.shape[2];
-  const dq = Tensor.empty(q.shape), dk = Tensor.empty(k.shape), dv = Tensor.empty(v.shape);
-  const dsum = Tensor.empty([B, nh, T]);
-  const params = { B, n4: hd / 4, T, nh, nkv, scale: 1 / Math.sqrt(hd), scale2: LOG2E / Math.sqrt(hd) };
-  const cfg = attentionConfig();
-  const variant = { hd, ...cfg };
+const backwardParams = (q: Tensor, k: Tensor) => {
+  const [B, T, nh, hd] = q.shape;
+  return { B, n4: hd / 4, T, nh, nkv: k.shape[2], scale: 1 / Math.sqrt(hd), scale2: LOG2E / Math.sqrt(hd) };
+};
+
+/** Backward pass 1 with tile t: dq and dsum = rowsum(dO∘O). */
+export function launchBackwardDq(t: FlashTile, q: Tensor, k: Tensor, v: Tensor, o: Tensor, gy: Tensor, lse: Tensor, dq: Tensor, dsum: Tensor): void {
+  const [B, T, nh, hd] = q.shape;
   launch(kernels.attention_backward_dq, {
-    params, variant, workgroups: B * nh * Math.ceil(T / cfg.wg),
+    params: backwardParams(q, k), variant: { hd, ...t }, workgroups: B * nh * Math.ceil(T / t.wg),
     buffers: [q.binding(), k.binding(), v.binding(), o.binding(), gy.binding(), lse.binding(), dq.binding(), dsum.binding()],
   });
+}
+
+/** Backward pass 2 with tile t: dk and dv. */
+export function launchBackwardDkv(t: FlashTile, q: Tensor, k: Tensor, v: Tensor, gy: Tensor, lse: Tensor, dsum: Tensor, dk: Tensor, dv: Tensor): void {
+  const [B, T, , hd] = q.shape, nkv = k.shape[2];
   launch(kernels.attention_backward_dkv, {
-    params, variant, workgroups: B * nkv * Math.ceil(T / cfg.wg),
+    params: backwardParams(q, k), variant: { hd, ...t }, workgroups: B * nkv * Math.ceil(T / t.wg),
     buffers: [q.binding(), k.binding(), v.binding(), gy.binding(), lse.binding(), dsum.binding(), dk.binding(), dv.binding()],
   });
+}
+
+function backwardFlash(q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, gy: Tensor, tile?: FlashTile): Tensor[] {
+  const [B, T, nh] = q.shape;
+  const dq = Tensor.empty(q.shape), dk = Tensor.empty(k.shape), dv = Tensor.empty(v.shape);
+  const dsum = Tensor.empty([B, nh, T]);
+  const s = shapeOf(q, k, T);
+  launchBackwardDq(tile ?? tuner().pick(attentionTunables.dq, s), q, k, v, o, gy, lse, dq, dsum);
+  launchBackwardDkv(tile ?? tuner().pick(attentionTunables.dkv, s), q, k, v, gy, lse, dsum, dk, dv);
   dsum.dispose(); // later commands only may reuse it (queue order)
   return [dq, dk, dv];
 }
@@ -128,8 +135,8 @@ function backwardFlash(q: Tensor, k: Tensor, v: Tensor, o: Tensor, lse: Tensor, 
 export const backward: Record<string, BackwardRule> = {
   attention: (node, [gy]) => {
     const [q, k, v] = node.inputs;
-    const s = node.saved as { lse?: Tensor; p?: Tensor[] };
-    const grads = s.p ? naive.backwardNaive(q, k, v, node.outputs[0], s.p, gy!) : backwardFlash(q, k, v, node.outputs[0], s.lse!, gy!);
+    const s = node.saved as { lse?: Tensor; p?: Tensor[]; tile?: FlashTile };
+    const grads = s.p ? naive.backwardNaive(q, k, v, node.outputs[0], s.p, gy!) : backwardFlash(q, k, v, node.outputs[0], s.lse!, gy!, s.tile);
     return grads.map((g, i) => (node.inputs[i].requiresGrad ? g : (g.dispose(), null)));
   },
 };

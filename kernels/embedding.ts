@@ -1,6 +1,6 @@
 // embedding: out[b, t, :] = table[ids[b, t], :] (MiniMind embed_tokens, no scaling); ids i32 [B, T],
 // table [V, H]. Backward is a deterministic scatter-add into the table's gradient (the tied LM head's
-// matmul dW accumulates into the same gradSlot, so this adds, never overwrites):
+// matmul dW accumulates into the same gradient, so this adds, never overwrites):
 //  - with the ids known on the host (pass them: the data loader has them anyway), a counting sort on
 //    the host groups positions by id; one invocation per (distinct id, vec4 column) sums its
 //    positions' rows in ascending position order and adds the sum once into the gradient.
@@ -9,9 +9,9 @@
 //    (the scan reads the same id in every lane, which is cheap); the forward clamps out-of-range ids
 //    and records the last bad position in a flag that checkEmbeddingIds() turns into an error.
 // Both orders are fixed, so the result is bit-identical run to run (no float atomics).
-import { defineKernel, launch, readBuffer, writeBuffer } from '../runtime/kernel.js';
+import { defineKernel, launch, readBuffer, writeBuffer, clearBuffer } from '../runtime/kernel.js';
 import { vecType } from '../runtime/wgsl.js';
-import { Tensor, needsGrad, record, gradSlot } from '../runtime/tensor.js';
+import { Tensor, needsGrad, record } from '../runtime/tensor.js';
 import { acquireBuffer } from '../runtime/buffer.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 
@@ -134,12 +134,15 @@ export function embedding(ids: Tensor, table: Tensor, hostIds?: Int32Array): Ten
 }
 
 export const backward: Record<string, BackwardRule> = {
-  embedding: (node, [dy]) => {
+  embedding: (node, [dy], into) => {
     const [ids, table] = node.inputs;
+    if (!table.requiresGrad) return [null, null];
     const [V, H] = table.shape;
     const vec4 = H % 4 === 0, hv = vec4 ? H / 4 : H;
-    const leaf = !table.node;
-    const dw = leaf ? gradSlot(table) : Tensor.zeros(table.shape);
+    // The kernels add into dw: a leaf's gradient in place (zeroed first if it held nothing), else zeros.
+    const t = into(1);
+    const dw = t?.tensor ?? Tensor.zeros(table.shape);
+    if (t && !t.accumulate) clearBuffer(dw.buffer, dw.size * 4, dw.offset);
     const groups = node.saved.groups as Tensor | undefined;
     if (groups) {
       const nb = Math.ceil(hv / COLS), n = (node.saved.U as number) * nb;
@@ -152,7 +155,7 @@ export const backward: Record<string, BackwardRule> = {
         params: { V, hv, N: ids.size }, buffers: [ids.binding(), dy!.binding(), dw.binding()], workgroups: Math.ceil(V / WG), variant: { vec4 },
       });
     }
-    return [null, leaf ? undefined : dw];
+    return [null, dw];
   },
 };
 

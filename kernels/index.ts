@@ -1,9 +1,14 @@
-// All ops, and the one table that registers their backward rules with the autograd engine.
+// All ops in one table: each op's backward rules (registered here with the autograd engine), its
+// kernel families with variants and the shapes the variant sweep forces each variant on
+// (test/variants.test.ts), and its bench rows (bench/kernels.ts). Adding an op is its module, a
+// test file for what the sweep cannot know, and a line here.
 import { registerBackward } from '../runtime/autograd.js';
 import * as elementwise from './elementwise.js';
 import * as reduce from './reduce.js';
 import * as matmul from './matmul.js';
+import * as matmulVariants from './matmul_variants.js';
 import * as rmsnorm from './rmsnorm.js';
+import * as rmsnormVariants from './rmsnorm_variants.js';
 import * as addRmsnorm from './add_rmsnorm.js';
 import * as rope from './rope.js';
 import * as qkvRope from './qkv_rope.js';
@@ -12,23 +17,50 @@ import * as embedding from './embedding.js';
 import * as crossEntropy from './cross_entropy.js';
 import * as moe from './moe.js';
 import * as attention from './attention.js';
+import * as attentionVariants from './attention_variants.js';
+import { sweep, type Op } from './op.js';
 
-registerBackward({
-  ...elementwise.backward,
-  ...reduce.backward,
-  ...matmul.backward,
-  ...rmsnorm.backward,
-  ...addRmsnorm.backward,
-  ...rope.backward,
-  ...qkvRope.backward,
-  ...swiglu.backward,
-  ...embedding.backward,
-  ...crossEntropy.backward,
-  ...moe.backward,
-  ...attention.backward,
-}, { addInto: elementwise.addInto, add: elementwise.add });
+// Matmul shapes (M, N, K): 1 and odd sizes (no multiple of any tile or of the vec4 width: scalar
+// paths), multiples of 4 with partial tiles (vec4 paths), and enough row tiles for grouped orders.
+const GEMMS: [number, number, number][] = [[1, 1, 1], [33, 65, 7], [65, 68, 132], [130, 136, 64]];
+// Attention [B, T, nh, nkv, hd]: T not a multiple of the row tiles or key blocks, GQA 2 and 4 and
+// plain MHA, head dims 16 and 32; decode (T = 1 over a longer cache) for the forward.
+const ATTENTION = [[2, 33, 4, 2, 16], [1, 65, 4, 1, 16], [1, 20, 2, 2, 32]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd, kvT: T }));
+
+// Row ops [rows, H]: H 33, 65 (no vec4 path), 16 (per-head q/k norm), 512 and 640 (hidden sizes);
+// rows 1, 7, 33, 1025: no multiple of a workgroup or of the backward's row chunks.
+const ROWS = [[1, 33], [33, 65], [65, 512], [7, 640], [1025, 64], [3, 16]].map(([rows, h]) => ({ rows, h }));
+
+export const OPS: Op[] = [
+  { name: 'elementwise', backward: elementwise.backward },
+  { name: 'reduce', backward: reduce.backward },
+  {
+    name: 'matmul', backward: matmul.backward, cases: matmulVariants.cases,
+    sweeps: () => [sweep(matmulVariants.matmulTunable, GEMMS.flatMap(([M, N, K]) => Object.values(matmulVariants.linearShapes(M, N, K))))],
+  },
+  {
+    name: 'rmsnorm', backward: rmsnorm.backward, cases: rmsnormVariants.cases,
+    sweeps: () => Object.values(rmsnormVariants.rmsnormTunables).map((t) => sweep(t, ROWS)),
+  },
+  { name: 'add_rmsnorm', backward: addRmsnorm.backward },
+  { name: 'rope', backward: rope.backward },
+  { name: 'qkv_rope', backward: qkvRope.backward },
+  { name: 'swiglu', backward: swiglu.backward },
+  { name: 'embedding', backward: embedding.backward },
+  { name: 'cross_entropy', backward: crossEntropy.backward },
+  { name: 'moe', backward: moe.backward },
+  {
+    name: 'attention', backward: attention.backward, cases: attentionVariants.cases,
+    sweeps: () => {
+      const t = attentionVariants.attentionTunables;
+      return [sweep(t.forward, [...ATTENTION, { B: 2, T: 1, nh: 4, nkv: 2, hd: 16, kvT: 21 }]), sweep(t.dq, ATTENTION), sweep(t.dkv, ATTENTION)];
+    },
+  },
+];
+
+registerBackward(Object.assign({}, ...OPS.map((o) => o.backward ?? {})), { addInto: elementwise.addInto, add: elementwise.add });
 
 export { add, mul, scale, silu, addInto, fill } from './elementwise.js';
 export { sum, mean } from './reduce.js';
-export { matmul, gemm, setMatmulImpl } from './matmul.js';
-export { attention, attentionDecode, writeKV, setAttentionImpl, setAttentionConfig } from './attention.js';
+export { matmul, gemm } from './matmul.js';
+export { attention, attentionDecode, writeKV } from './attention.js';

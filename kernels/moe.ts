@@ -19,12 +19,12 @@
 // Backward: dlogits from dw (through the renorm and softmax) plus the aux coefficients times d(aux);
 // saved: scores [N,E], top-k indices and weights [N,k], lists [E,N], coef [G,E] (all small).
 // Note: MiniMind2's training path rounds expert outputs to float16 before the weighted sum; we keep f32.
-import { defineKernel, launch, readBuffer, clearBuffer, copyBuffer, type Binding } from '../runtime/kernel.js';
+import { defineKernel, launch, readBuffer, clearBuffer, copyBuffer, isPlanning, type Binding } from '../runtime/kernel.js';
 import { treeSum } from '../runtime/wgsl.js';
 import type { WaitPacer } from '../runtime/wait_pacer.js';
 import { Tensor, needsGrad, record, noGrad, isGradEnabled } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
-import { matmul } from './matmul.js';
+import { matmul, type MatmulOptions } from './matmul.js';
 import { swiglu, swigluPacked } from './swiglu.js';
 import { add } from './elementwise.js';
 
@@ -36,6 +36,8 @@ export interface MoEConfig {
   topK: number; normTopk: boolean; auxForm: AuxForm; alpha: number;
   /** Paces the count read-back (the host sleeps through most of the GPU work before it; see wait_pacer.ts). */
   pacer?: WaitPacer;
+  /** Options of every matmul (router and experts): the model's precision. */
+  matmul?: MatmulOptions;
 }
 
 const WG = 256;
@@ -212,8 +214,8 @@ function auxGroups(form: AuxForm, B: number, T: number, K: number): { G: number;
   throw new Error(`moeFFN: unknown auxForm '${form as string}'`);
 }
 
-const mlp = (x: Tensor, f: ExpertWeights) => matmul(f.gate_up ? swigluPacked(matmul(x, f.gate_up))
-  : swiglu(matmul(x, f.gate_proj), matmul(x, f.up_proj)), f.down_proj);
+const mlp = (x: Tensor, f: ExpertWeights, o?: MatmulOptions) => matmul(f.gate_up ? swigluPacked(matmul(x, f.gate_up, o))
+  : swiglu(matmul(x, f.gate_proj, o), matmul(x, f.up_proj, o)), f.down_proj, o);
 
 /** The MoE FFN of one layer: y [B,T,H] and its aux loss [1]. Async: reads the E expert row counts back. */
 export async function moeFFN(x: Tensor, p: MoEWeights, cfg: MoEConfig): Promise<{ y: Tensor; aux: Tensor }> {
@@ -225,7 +227,7 @@ export async function moeFFN(x: Tensor, p: MoEWeights, cfg: MoEConfig): Promise<
   if (N === 0) throw new Error('moeFFN: empty batch');
   const variant = { E, K };
   const x2 = x.reshape([N, H]);
-  const logits = matmul(x2, p.gate); // [N, E]
+  const logits = matmul(x2, p.gate, cfg.matmul); // [N, E]
   const scores = Tensor.empty([N, E]), idx = Tensor.empty([N, K], 'u32'), w = Tensor.empty([N, K]);
   launch(kernels.moe_route, {
     params: { N, norm: cfg.normTopk ? 1 : 0 }, buffers: [logits.binding(), scores.binding(), idx.binding(), w.binding()],
@@ -240,13 +242,15 @@ export async function moeFFN(x: Tensor, p: MoEWeights, cfg: MoEConfig): Promise<
   if (needsGrad(logits)) record('moe_router', [logits], [w, aux], { scores, idx, coef, M, norm: cfg.normTopk });
   const gradMode = isGradEnabled(); // noGrad() around an async call ends at its first await
   const read = (sleepMs: number) => readBuffer(countsT.buffer, countsT.offset, 4 * E, sleepMs);
-  const counts = Array.from(new Uint32Array(await (cfg.pacer ? cfg.pacer.pace(N, read) : read(0))));
-  const run = () => experts(x2, w, lists, counts, p, K).reshape([B, T, H]);
+  // Planning a step (runtime/kernel.ts plan) runs no kernel: assume balanced routing.
+  const counts = isPlanning() ? Array.from({ length: E }, () => Math.ceil((N * K) / E))
+    : Array.from(new Uint32Array(await (cfg.pacer ? cfg.pacer.pace(N, read) : read(0))));
+  const run = () => experts(x2, w, lists, counts, p, K, cfg.matmul).reshape([B, T, H]);
   return { y: gradMode ? run() : noGrad(run), aux };
 }
 
 /** Gather each expert's rows, run its MLP on exactly those rows, combine with the shared experts. */
-function experts(x2: Tensor, w: Tensor, lists: Tensor, counts: number[], p: MoEWeights, K: number): Tensor {
+function experts(x2: Tensor, w: Tensor, lists: Tensor, counts: number[], p: MoEWeights, K: number, o?: MatmulOptions): Tensor {
   const [N, H] = x2.shape;
   const xe = counts.map((c, e) => {
     const t = Tensor.empty([c, H]);
@@ -254,8 +258,8 @@ function experts(x2: Tensor, w: Tensor, lists: Tensor, counts: number[], p: MoEW
     return t;
   });
   if (needsGrad(x2)) record('moe_gather', [x2], xe, { lists, counts, K });
-  const ye = xe.map((t, e) => mlp(t, p.experts[e])); // [c_e, H]; an expert with no rows still gets a (zero) gradient
-  const base = p.shared?.length ? p.shared.map((f) => mlp(x2, f)).reduce((a, b) => add(a, b)) : null;
+  const ye = xe.map((t, e) => mlp(t, p.experts[e], o)); // [c_e, H]; an expert with no rows still gets a (zero) gradient
+  const base = p.shared?.length ? p.shared.map((f) => mlp(x2, f, o)).reduce((a, b) => add(a, b)) : null;
   // y = base + Σ_e scatter(w·ye), in place on a copy of the shared output.
   const y = Tensor.empty([N, H]);
   if (base) copyBuffer(base.buffer, base.offset, y.buffer, y.offset, N * H * 4);

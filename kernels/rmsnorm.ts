@@ -7,97 +7,43 @@
 // and dy twice, yet on lavapipe ran 22% faster (5440×512: 3.3 vs 4.2 ms) than one pass per chunk of
 // rows, whose read-modify-write of a dw partial row for every row was the cost.
 // dw is deterministic without atomics: a last kernel sums the chunks' partials per column in order.
-// Layout (lavapipe, LAVAPIPE-NOTES): one invocation per row with vec4 loads when H % 4 == 0 runs
-// at copy speed; a workgroup per row with a shared-memory tree was 5–10× slower (barriers).
+// Row layout (the variant: rmsnorm_variants.ts picks it per shape class): 'lane', one invocation
+// per row with vec4 loads when H % 4 == 0, runs at copy speed on lavapipe (a workgroup per row with a
+// barrier tree was 5–10× slower there, LAVAPIPE-NOTES.md); 'wg', a workgroup of wg lanes per row
+// striding over it, summed with subgroups where the variant says so: coalesced loads and enough rows
+// in flight for a GPU (5440 rows are 85 workgroups of 64 in the lane layout, a fraction of one wave).
 import { defineKernel, launch, type Kernel } from '../runtime/kernel.js';
 import { vecType } from '../runtime/wgsl.js';
-import { Tensor, needsGrad, record, gradSlot } from '../runtime/tensor.js';
+import { WG, BACKWARD_PARAMS, FORWARD_PARAMS, backwardWgsl, dotWgsl, forwardWgsl, rowEnable, rowGroups, rowSize, type BackwardVariant,
+  type ForwardVariant, type RowWidth } from './rmsnorm_wgsl.js';
+import { Tensor, needsGrad, record } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
+import { tuner } from '../runtime/tuner.js';
+import { rmsnormTunables } from './rmsnorm_variants.js';
 
-export const WG = 64;
-/** Backward: rows per chunk chosen so about this many partial rows exist. */
-const TARGET_CHUNKS = 64;
-
-/** Variant of every rmsnorm kernel: VT is vec4<f32> when H % 4 == 0 (params hv = H/4), else f32 (hv = H). */
-export interface RowWidth { vec4: boolean }
-
-/** Forward WGSL: y[r, :] and rstd[r] for one row r per invocation, of x, or with `add` of s = x + res
- *  (also written out: the fused residual add of add_rmsnorm.ts). */
-export function forwardWgsl(entry: string, vec4: boolean, add: boolean): string {
-  const xv = add ? 'x[b + i] + res[b + i]' : 'x[b + i]';
-  return `${vecType(vec4)}
-${entry} {
-  let r = wgIndex(wid, nwg) * ${WG}u + lid.x;
-  if (r >= p.rows) { return; }
-  let b = r * p.hv;
-  var acc = VT(0.0);
-  for (var i = 0u; i < p.hv; i++) { let v = ${xv}; ${add ? 's[b + i] = v; ' : ''}acc += v * v; }
-  let rs = inverseSqrt(hsum(acc) / f32(p.h) + p.eps);
-  for (var i = 0u; i < p.hv; i++) { y[b + i] = w[i] * (${add ? 's' : 'x'}[b + i] * rs); }
-  rstd[r] = rs;
-}
-`;
-}
-
-/** Backward WGSL, second pass: dx[r, i] for the rows r of chunk k = [k·rpi, (k+1)·rpi) and
- *  part[k, i] = Σ_r dy·x·rstd over them, one (column i, chunk k) per invocation, i fastest (neighbouring
- *  lanes read neighbouring columns); c from rmsnorm_backward_dot. With `add`, dx also takes the
- *  gradient ds that reached the norm's input directly. */
-export function backwardWgsl(entry: string, vec4: boolean, add: boolean): string {
-  return `${vecType(vec4)}
-${entry} {
-  let t = wgIndex(wid, nwg) * ${WG}u + lid.x;
-  let i = t % p.hv;
-  let k = t / p.hv;
-  if (k >= p.chunks) { return; }
-  let wi = w[i];
-  var acc = VT(0.0);
-  for (var r = k * p.rpi; r < min((k + 1u) * p.rpi, p.rows); r++) {
-    let j = r * p.hv + i;
-    let xv = x[j];
-    let g = dy[j];
-    let rs = rstd[r];
-    dx[j] = rs * (wi * g) - xv * c[r]${add ? ' + ds[j]' : ''};
-    acc += g * (xv * rs);
-  }
-  part[k * p.hv + i] = acc;
-}
-`;
-}
-
-export const FORWARD_PARAMS = [['rows', 'u32'], ['hv', 'u32'], ['h', 'u32'], ['eps', 'f32']] as const;
-export const BACKWARD_PARAMS = [['rows', 'u32'], ['hv', 'u32'], ['h', 'u32'], ['rpi', 'u32'], ['chunks', 'u32']] as const;
+export { WG, forwardWgsl, backwardWgsl, FORWARD_PARAMS, BACKWARD_PARAMS, rowSize, rowEnable } from './rmsnorm_wgsl.js';
+export type { RowLayout, ForwardVariant, BackwardVariant, RowWidth } from './rmsnorm_wgsl.js';
 
 export const kernels = {
   rmsnorm_forward: defineKernel<RowWidth>({
-    name: 'rmsnorm_forward', params: FORWARD_PARAMS, workgroup: WG,
+    name: 'rmsnorm_forward', params: FORWARD_PARAMS, workgroup: rowSize, enable: rowEnable,
     buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['y', 'rw', 'VT'], ['rstd', 'rw', 'f32']],
-    wgsl: (v, entry) => forwardWgsl(entry, v.vec4, false),
+    wgsl: (v, entry) => forwardWgsl(entry, v, false),
   }),
   /** Backward, first pass: c[r] = rstd[r]³ · Σ_i w[i]·dy[r, i]·x[r, i] / H, one row r per invocation. */
   rmsnorm_backward_dot: defineKernel<RowWidth>({
-    name: 'rmsnorm_backward_dot', params: [['rows', 'u32'], ['hv', 'u32'], ['h', 'u32']], workgroup: WG,
+    name: 'rmsnorm_backward_dot', params: [['rows', 'u32'], ['hv', 'u32'], ['h', 'u32']], workgroup: rowSize, enable: rowEnable,
     buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['dy', 'read', 'VT'], ['rstd', 'read', 'f32'], ['c', 'rw', 'f32']],
-    wgsl: (v, entry) => `${vecType(v.vec4)}
-${entry} {
-  let r = wgIndex(wid, nwg) * ${WG}u + lid.x;
-  if (r >= p.rows) { return; }
-  let b = r * p.hv;
-  var acc = VT(0.0);
-  for (var i = 0u; i < p.hv; i++) { acc += w[i] * dy[b + i] * x[b + i]; }
-  let rs = rstd[r];
-  c[r] = rs * rs * rs * hsum(acc) / f32(p.h);
-}
-`,
+    wgsl: dotWgsl,
   }),
-  rmsnorm_backward: defineKernel<RowWidth>({
+  rmsnorm_backward: defineKernel<{ vec4: boolean }>({
     name: 'rmsnorm_backward', params: BACKWARD_PARAMS, workgroup: WG,
     buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['dy', 'read', 'VT'], ['rstd', 'read', 'f32'], ['c', 'read', 'f32'],
       ['dx', 'rw', 'VT'], ['part', 'rw', 'VT']],
     wgsl: (v, entry) => backwardWgsl(entry, v.vec4, false),
   }),
   /** dw[i] = beta·dw[i] + Σ_k part[k, i], summed in chunk order (deterministic). */
-  rmsnorm_dw: defineKernel<RowWidth>({
+  rmsnorm_dw: defineKernel<{ vec4: boolean }>({
     name: 'rmsnorm_dw', workgroup: WG,
     params: [['hv', 'u32'], ['chunks', 'u32'], ['beta', 'f32']],
     buffers: [['part', 'read', 'VT'], ['dw', 'rw', 'VT']],
@@ -121,33 +67,46 @@ export function dims(x: Tensor, w: Tensor): { rows: number; h: number; hv: numbe
   return { rows: x.size / h, h, hv: vec4 ? h / 4 : h, vec4 };
 }
 
+/** The forward kernel (rmsnorm_forward, or add_rmsnorm's with its extra buffers) with variant v. */
+export function launchForward(k: Kernel<RowWidth>, v: ForwardVariant, x: Tensor, w: Tensor, buffers: Tensor[], eps: number): void {
+  const { rows, h, hv, vec4 } = dims(x, w);
+  launch(k, { params: { rows, hv, h, eps }, buffers: buffers.map((t) => t.binding()), workgroups: rowGroups(v, rows), variant: { ...v, vec4 } });
+}
+
 /** y = w ⊙ x / sqrt(mean(x², last axis) + eps); x [..., H], w [H]. */
 export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
   x.assertLive(); w.assertLive();
-  const { rows, h, hv, vec4 } = dims(x, w);
+  const { rows, h } = dims(x, w);
   const y = Tensor.empty(x.shape);
   const rstd = Tensor.empty([rows]);
-  launch(kernels.rmsnorm_forward, {
-    params: { rows, hv, h, eps }, buffers: [x.binding(), w.binding(), y.binding(), rstd.binding()],
-    workgroups: Math.ceil(rows / WG), variant: { vec4 },
-  });
+  launchForward(kernels.rmsnorm_forward, tuner().pick(rmsnormTunables.forward, { rows, h }), x, w, [x, w, y, rstd], eps);
   if (needsGrad(x, w)) record('rmsnorm', [x, w], [y], { rstd });
   else rstd.dispose();
   return y;
 }
 
-/** Fused backward: dx (new tensor) and dw (accumulated into `dw` when beta = 1, else overwritten).
- *  `fused` runs another backward kernel with these buffers plus extra ones before dx (add_rmsnorm). */
-export function rmsnormBackward(x: Tensor, w: Tensor, rstd: Tensor, dy: Tensor, dw: Tensor, beta: 0 | 1,
-  fused?: { kernel: Kernel<RowWidth>; extra: Tensor[] }): Tensor {
+export interface BackwardOptions {
+  /** Another backward kernel run with these buffers plus `extra` ones before dx (add_rmsnorm's). */
+  fused?: { kernel: Kernel<{ vec4: boolean }>; extra: Tensor[] };
+  /** The variant; default the tuner's pick (add_rmsnorm's family when fused). */
+  variant?: BackwardVariant;
+  /** Where dx goes; default a new tensor. */
+  dx?: Tensor;
+}
+
+/** Fused backward: dx and dw (accumulated into `dw` when beta = 1, else overwritten). */
+export function rmsnormBackward(x: Tensor, w: Tensor, rstd: Tensor, dy: Tensor, dw: Tensor, beta: 0 | 1, o: BackwardOptions = {}): Tensor {
+  const { fused } = o;
   const { rows, h, hv, vec4 } = dims(x, w);
-  const rpi = Math.max(1, Math.ceil(rows / TARGET_CHUNKS));
+  const bv = o.variant ?? tuner().pick(fused ? rmsnormTunables.addBackward : rmsnormTunables.backward, { rows, h });
+  const rpi = Math.max(1, Math.ceil(rows / bv.chunks));
   const chunks = Math.ceil(rows / rpi);
-  const dx = Tensor.empty(x.shape);
+  const dx = o.dx ?? Tensor.empty(x.shape);
   const c = Tensor.empty([rows]);
   const part = Tensor.empty([chunks, h]);
+  const { chunks: _c, ...layout } = bv;
   launch(kernels.rmsnorm_backward_dot, {
-    params: { rows, hv, h }, buffers: [x, w, dy, rstd, c].map((t) => t.binding()), workgroups: Math.ceil(rows / WG), variant: { vec4 },
+    params: { rows, hv, h }, buffers: [x, w, dy, rstd, c].map((t) => t.binding()), workgroups: rowGroups(layout, rows), variant: { ...layout, vec4 },
   });
   launch(fused?.kernel ?? kernels.rmsnorm_backward, {
     params: { rows, hv, h, rpi, chunks },
@@ -162,14 +121,13 @@ export function rmsnormBackward(x: Tensor, w: Tensor, rstd: Tensor, dy: Tensor, 
 }
 
 export const backward: Record<string, BackwardRule> = {
-  rmsnorm: (node, [dy]) => {
+  rmsnorm: (node, [dy], into) => {
     const [x, w] = node.inputs;
-    const leaf = w.requiresGrad && !w.node;
-    const dw = leaf ? gradSlot(w) : Tensor.empty(w.shape);
-    const dx = rmsnormBackward(x, w, node.saved.rstd as Tensor, dy!, dw, leaf ? 1 : 0);
+    const t = into(1); // a leaf weight's gradient is summed in place
+    const dw = t?.tensor ?? Tensor.empty(w.shape);
+    const dx = rmsnormBackward(x, w, node.saved.rstd as Tensor, dy!, dw, t?.accumulate ? 1 : 0);
     if (!w.requiresGrad) dw.dispose();
-    // A leaf weight got its gradient accumulated in place (undefined: nothing more to add).
-    return [x.requiresGrad ? dx : null, leaf ? undefined : w.requiresGrad ? dw : null];
+    return [x.requiresGrad ? dx : null, w.requiresGrad ? dw : null];
   },
 };
 
@@ -206,12 +164,13 @@ export function referenceBackward(x: Float64Array, w: Float64Array, dy: Float64A
 }
 
 /** Bench metadata: bytes moved for rows × h. Forward: x in, y out, w, rstd out. Backward (its three
- *  kernels): x and dy read twice, dx out, rstd read twice, c out and in, w twice, dW partials out and in,
- *  dw read and written. The op's minimum would be 4·(3·rows·h + rows + 2·h): x, dy in, dx out. */
+ *  kernels): x and dy read twice, dx out, rstd read twice, c out and in, w twice, dW partials out and in
+ *  (64 chunks, the lavapipe choice), dw read and written. The op's minimum would be
+ *  4·(3·rows·h + rows + 2·h): x, dy in, dx out. */
 export const bench = {
   rmsnorm_forward: (rows: number, h: number) => ({ bytes: 4 * (2 * rows * h + h + rows) }),
   rmsnorm_backward: (rows: number, h: number) => {
-    const chunks = Math.ceil(rows / Math.max(1, Math.ceil(rows / TARGET_CHUNKS)));
+    const chunks = Math.ceil(rows / Math.max(1, Math.ceil(rows / 64)));
     return { bytes: 4 * (5 * rows * h + 4 * rows + 4 * h + 2 * chunks * h) };
   },
 };

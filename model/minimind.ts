@@ -6,6 +6,7 @@ import { ParamStore } from '../runtime/param_store.js';
 import { writeBuffer } from '../runtime/kernel.js';
 import { mulberry32 } from '../runtime/random.js';
 import { add, matmul } from '../kernels/index.js';
+import type { MatmulPrecision } from '../kernels/matmul.js';
 import { rmsnorm } from '../kernels/rmsnorm.js';
 import { rope } from '../kernels/rope.js';
 import { qkvRope } from '../kernels/qkv_rope.js';
@@ -41,6 +42,8 @@ export class MiniMind {
   /** Training steps' MoE count read-backs, one pacer per layer (each waits for a different share of
    *  the forward); generation is not paced (its waits are short and per token far longer). */
   private readonly moePacers: WaitPacer[] = [];
+  /** Precision of every matmul, forward and backward: 'f16' for --dtype float16 (the trainer sets it). */
+  precision: MatmulPrecision = 'f32';
 
   constructor(readonly cfg: MiniMindConfig, seed = 0) {
     validate(cfg);
@@ -106,6 +109,7 @@ export class MiniMind {
     const c = this.cfg;
     const [B, T] = ids.shape;
     const { num_attention_heads: nh, num_key_value_heads: nkv, head_dim: hd, rms_norm_eps: eps } = c;
+    const mo = { precision: this.precision };
     let h = embedding(ids, this.p('model.embed_tokens.weight'), o.hostIds); // (B, T, H)
     // Each residual add is fused with the norm that reads its result (add_rmsnorm): `a` is the
     // normed input of the next block, `h` the residual stream.
@@ -115,7 +119,7 @@ export class MiniMind {
       const l = `model.layers.${i}`;
       // Attention block
       // One matmul against q_proj|k_proj|v_proj (stored back to back), then split (+ RoPE).
-      const qkv = matmul(a, this.store.span(['q_proj', 'k_proj', 'v_proj'].map((n) => `${l}.self_attn.${n}.weight`)));
+      const qkv = matmul(a, this.store.span(['q_proj', 'k_proj', 'v_proj'].map((n) => `${l}.self_attn.${n}.weight`)), mo);
       const split = { nh, nkv, hd, posOffset: pos, theta: c.rope_theta };
       const [qs, ks, v] = qkvRope(qkv, { ...split, rope: !c.qk_norm });
       // minimind-3: per-head RMSNorm of q and k before RoPE.
@@ -132,19 +136,19 @@ export class MiniMind {
       }
       o = o.reshape([B, T, nh * hd]); // (B, T, nh·hd)
       let m: Tensor;
-      [h, m] = addRmsnorm(h, matmul(o, this.p(`${l}.self_attn.o_proj.weight`)), this.p(`${l}.post_attention_layernorm.weight`), eps);
+      [h, m] = addRmsnorm(h, matmul(o, this.p(`${l}.self_attn.o_proj.weight`), mo), this.p(`${l}.post_attention_layernorm.weight`), eps);
       // MLP block
       let y: Tensor;
       if (!c.use_moe) {
         const f = this.ffn(`${l}.mlp`);
-        y = matmul(swigluPacked(matmul(m, f.gate_up)), f.down_proj); // one matmul for gate and up
+        y = matmul(swigluPacked(matmul(m, f.gate_up, mo)), f.down_proj, mo); // one matmul for gate and up
       } else {
         const experts = Array.from({ length: c.n_routed_experts }, (_, e) => this.ffn(`${l}.mlp.experts.${e}`));
         const shared = Array.from({ length: c.n_shared_experts }, (_, e) => this.ffn(`${l}.mlp.shared_experts.${e}`));
         const r = await moeFFN(m, { gate: this.p(`${l}.mlp.gate.weight`), experts, shared }, {
           topK: c.num_experts_per_tok, normTopk: c.norm_topk_prob, alpha: c.aux_loss_alpha,
           auxForm: c.aux_form === 'minimind3' ? 'minimind3' : c.seq_aux ? 'seq_aux' : 'global',
-          pacer: pace ? (this.moePacers[i] ??= new WaitPacer()) : undefined,
+          pacer: pace ? (this.moePacers[i] ??= new WaitPacer()) : undefined, matmul: mo,
         });
         y = r.y;
         aux = aux ? add(aux, r.aux) : r.aux;
@@ -152,7 +156,7 @@ export class MiniMind {
       const next = i + 1 < c.num_hidden_layers ? `model.layers.${i + 1}.input_layernorm.weight` : 'model.norm.weight';
       [h, a] = addRmsnorm(h, y, this.p(next), eps);
     }
-    return { logits: matmul(a, this.p('model.embed_tokens.weight')), aux }; // tied LM head
+    return { logits: matmul(a, this.p('model.embed_tokens.weight'), mo), aux }; // tied LM head
   }
 
   /** The training loss of spec §4. The logits are consumed (the CE kernel overwrites them with dlogits). */

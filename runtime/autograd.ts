@@ -1,11 +1,21 @@
 // Reverse-mode autograd over the recorded graph. Nodes are visited in reverse topological order
 // (an explicit sort, not recursion); each op's backward rule lives in its kernel module and is
-// registered here in one table (kernels/index.ts). Gradients of leaves accumulate with +.
-import { Tensor, TapeNode, noGrad, copyInto, gradSlot } from './tensor.js';
+// registered here in one table (kernels/index.ts). Autograd owns accumulation: gradients of leaves
+// and of tensors used twice add with +, and a rule that can write a leaf's gradient in place (a
+// matmul's dW with beta = 1) asks autograd where: into(i).
+import { Tensor, TapeNode, noGrad, copyInto } from './tensor.js';
 
-/** Gradients for node.inputs: a tensor, null (no gradient), or undefined when the rule already
- *  accumulated into input.grad itself (e.g. matmul writing dW with beta = 1). */
-export type BackwardRule = (node: TapeNode, gradOutputs: (Tensor | null)[]) => (Tensor | null | undefined)[];
+/** Where input i's gradient should be written: into a leaf's .grad, adding to what it holds when
+ *  `accumulate` (an earlier gradient, or the zeros of a parameter store), overwriting it otherwise.
+ *  A rule that writes there returns that same tensor; autograd then adds nothing. */
+export interface GradTarget { tensor: Tensor; accumulate: boolean }
+
+/** Gradients for node.inputs (null: none). `into(i)` is null when input i needs no gradient or is
+ *  not a leaf (the rule returns a new tensor, as it may always do). */
+export type BackwardRule = (node: TapeNode, gradOutputs: (Tensor | null)[], into: (i: number) => GradTarget | null) => (Tensor | null)[];
+
+/** `into` for calling a rule directly (bench, tests): every gradient comes back as a new tensor. */
+export const noTargets = (): GradTarget | null => null;
 
 const rules = new Map<string, BackwardRule>();
 let addInto: ((dst: Tensor, src: Tensor) => void) | undefined;
@@ -64,7 +74,7 @@ export function backward(root: Tensor, gradRoot?: Tensor): void {
       if (!rule) throw new Error(`backward: no rule for op '${node.op}'`);
       const gOut = node.outputs.map((o) => grads.get(o) ?? null);
       if (gOut.every((g) => g === null)) continue;
-      const gIn = rule(node, gOut);
+      const gIn = rule(node, gOut, (i) => target(node.inputs[i]));
       node.inputs.forEach((x, i) => {
         const g = gIn[i];
         if (!g || !x.requiresGrad) return;
@@ -88,17 +98,16 @@ export function backward(root: Tensor, gradRoot?: Tensor): void {
   });
 }
 
+/** A leaf's gradient slot for a rule to write into (created, uninitialised, when absent). */
+function target(x: Tensor): GradTarget | null {
+  if (!x.requiresGrad || x.node) return null;
+  if (x.grad) return { tensor: x.grad, accumulate: true };
+  return { tensor: (x.grad = Tensor.empty(x.shape).keep()), accumulate: false };
+}
+
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   leaf.hasGrad = true;
+  if (g === leaf.grad) return; // the rule wrote it in place (into)
   if (leaf.grad) addInto!(leaf.grad, g);
-  else copyInto(gradSlotEmpty(leaf), g);
+  else copyInto((leaf.grad = Tensor.empty(leaf.shape).keep()), g);
 }
-
-function gradSlotEmpty(leaf: Tensor): Tensor {
-  const g = Tensor.empty(leaf.shape);
-  g.keep();
-  leaf.grad = g;
-  return g;
-}
-
-export { gradSlot };

@@ -138,6 +138,8 @@ class Recorder {
   /** Counters for the bench: dispatches and submits since the last resetCounters(). */
   dispatches = 0;
   submits = 0;
+  /** Inside plan(): dispatches are not recorded (see plan). */
+  planning = false;
 
   begin(): GPUCommandEncoder {
     if (!this.encoder) {
@@ -189,20 +191,21 @@ export interface LaunchArgs<V extends Variant> {
 export function launch<V extends Variant>(k: Kernel<V>, a: LaunchArgs<V>): void {
   checkGpuError();
   const { device, limits } = gpu();
+  if (a.buffers.length !== k.buffers.length) {
+    throw new Error(`kernel ${k.name}: ${k.buffers.length} buffers declared, ${a.buffers.length} given`);
+  }
+  for (const [n] of k.params) if (a.params?.[n] === undefined) throw new Error(`kernel ${k.name}: param '${n}' not given`);
+  if (rec.planning) return;
   if (rec.slots === ARENA_SLOTS) rec.flush();
   const { pipeline, layout } = compile(k, a.variant ?? ({} as V));
   const enc = rec.begin();
   const base = (rec.slots * SLOT) / 4;
   k.params.forEach(([n, t], i) => {
-    const v = a.params?.[n];
-    if (v === undefined) throw new Error(`kernel ${k.name}: param '${n}' not given`);
+    const v = a.params![n];
     if (t === 'f32') rec.arenaF32[base + i] = v;
     else if (t === 'i32') rec.arenaI32[base + i] = v;
     else rec.arenaU32[base + i] = v;
   });
-  if (a.buffers.length !== k.buffers.length) {
-    throw new Error(`kernel ${k.name}: ${k.buffers.length} buffers declared, ${a.buffers.length} given`);
-  }
   const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: rec.arenaGpu!, offset: rec.slots * SLOT, size: SLOT } }];
   a.buffers.forEach((b, i) => {
     entries.push({ binding: i + 1, resource: b instanceof GPUBuffer ? { buffer: b } : b });
@@ -219,6 +222,25 @@ export function launch<V extends Variant>(k: Kernel<V>, a: LaunchArgs<V>): void 
   rec.pass.dispatchWorkgroups(x, y, z);
   rec.kernels.add(k.name);
   rec.dispatches++;
+}
+
+/** Runs fn without recording its dispatches: ops do their host work (shapes, allocations, the
+ *  tuner's picks) and launch nothing, so a whole training step can be planned in milliseconds to
+ *  learn which kernel shapes it will use (runtime/tuner.ts). Copies, clears and uploads still run
+ *  (caches built meanwhile stay valid); values read back are those of kernels that did not run. */
+export async function plan<T>(fn: () => Promise<T>): Promise<T> {
+  if (rec.planning) throw new Error('plan() does not nest');
+  rec.planning = true;
+  try {
+    return await fn();
+  } finally {
+    rec.planning = false;
+  }
+}
+
+/** True inside plan(): code that reads values back to size its work (MoE counts) assumes them. */
+export function isPlanning(): boolean {
+  return rec.planning;
 }
 
 /** Submit everything recorded so far. */

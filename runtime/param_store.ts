@@ -10,9 +10,6 @@ import { Tensor } from './tensor.js';
 
 /** Byte alignment of every view: the strictest storage-binding offset alignment of common GPUs. */
 const ALIGN = 256;
-let chunkLimit: number | undefined;
-/** Tests: pretend storage bindings hold at most `bytes` (undefined: the adapter's limit). */
-export function setChunkLimit(bytes: number | undefined): void { chunkLimit = bytes; }
 
 export class ParamStore {
   /** Views in layout order; each has requiresGrad and a .grad view at the same offset. */
@@ -24,9 +21,14 @@ export class ParamStore {
   /** Views spanning several parameters (span()), with the parameters each covers. */
   private readonly spans = new Map<string, { view: Tensor; members: Tensor[] }>();
 
+  /** Largest chunk chunks() hands out: the adapter's storage-binding limit, or less (tests). */
+  private readonly chunkBytes: number;
+
   /** layout: [name, shape, packed]; a packed parameter follows the previous one with no padding,
-   *  so that the two can be spanned by one view (the first of a run starts aligned). */
-  constructor(layout: Iterable<readonly [string, readonly number[], boolean?]>) {
+   *  so that the two can be spanned by one view (the first of a run starts aligned).
+   *  o.bindingBytes: pretend storage bindings hold at most that many bytes (tests of the chunking). */
+  constructor(layout: Iterable<readonly [string, readonly number[], boolean?]>, o: { bindingBytes?: number } = {}) {
+    this.chunkBytes = Math.floor((o.bindingBytes ?? gpu().limits.maxStorageBufferBindingSize) / ALIGN) * ALIGN;
     const align = Math.max(ALIGN, gpu().limits.minStorageBufferOffsetAlignment);
     const offsets: [string, readonly number[], number][] = [];
     let bytes = 0;
@@ -79,7 +81,7 @@ export class ParamStore {
   /** 1-D views covering bytes [from, to) of `buf` (data, grads, or a buffer laid out alike), each
    *  no larger than one storage binding, split at aligned offsets. */
   chunks(buf: GPUBuffer, from = 0, to = this.bytes): Tensor[] {
-    const limit = Math.floor((chunkLimit ?? gpu().limits.maxStorageBufferBindingSize) / ALIGN) * ALIGN;
+    const limit = this.chunkBytes;
     const out: Tensor[] = [];
     for (let o = from; o < to; o += limit) out.push(Tensor.view(buf, o, [Math.min(limit, to - o) / 4]));
     return out;

@@ -17,15 +17,14 @@ export interface TapeNode {
 }
 
 let nextId = 0;
-let sentinelMode = false;
 const SENTINEL = 0x7fc0dead; // a NaN payload no kernel produces
 const SENTINEL_BYTES = 1024;
 
-/** Tests: give every new tensor a guard region filled with a sentinel, to catch out-of-bounds writes. */
-export function setSentinelMode(on: boolean): void {
-  sentinelMode = on;
-}
-const scopes: Set<Tensor>[] = [];
+/** Tensors created since beginScope, released by endScope. With `guards` (tests), every tensor
+ *  created in the scope or in scopes nested in it gets a guard region filled with a sentinel after
+ *  its data, to catch out-of-bounds writes. */
+interface Scope { tensors: Set<Tensor>; guards: boolean }
+const scopes: Scope[] = [];
 let gradEnabled = true;
 
 export class Tensor {
@@ -51,7 +50,7 @@ export class Tensor {
     readonly offset = 0,
   ) {
     this.ownsBuffer = owns;
-    if (owns) scopes.at(-1)?.add(this);
+    if (owns) scopes.at(-1)?.tensors.add(this);
   }
 
   get size(): number {
@@ -79,14 +78,14 @@ export class Tensor {
   /** Uninitialised tensor from the pool. */
   static empty(shape: readonly number[], dtype: DType = 'f32'): Tensor {
     const n = shape.reduce((a, b) => a * b, 1);
-    if (!sentinelMode) return new Tensor([...shape], dtype, acquireBuffer(Math.max(4, n * 4)));
+    if (!scopes.at(-1)?.guards) return new Tensor([...shape], dtype, acquireBuffer(Math.max(4, n * 4)));
     // Debug mode: a guard region after the data, filled (with the data) with a sentinel pattern.
     const buf = acquireBuffer(n * 4 + SENTINEL_BYTES);
     writeBuffer(buf, 0, new Uint32Array(buf.size / 4).fill(SENTINEL));
     return new Tensor([...shape], dtype, buf);
   }
 
-  /** Debug mode only: resolves to the indices of guard words past the data that were overwritten. */
+  /** Guarded tensors only: resolves to the indices of guard words past the data that were overwritten. */
   async overwrittenGuard(): Promise<number[]> {
     const words = new Uint32Array(await readBuffer(this.buffer, 0, this.buffer.size));
     const bad: number[] = [];
@@ -142,7 +141,7 @@ export class Tensor {
 
   /** Remove from the current scope so it outlives it (parameters, optimizer state, outputs). */
   keep(): this {
-    for (const s of scopes) s.delete(this);
+    for (const s of scopes) s.tensors.delete(this);
     return this;
   }
 
@@ -160,18 +159,37 @@ export class Tensor {
 
 // ---- scopes -------------------------------------------------------------------------------
 
-export function beginScope(): void {
-  scopes.push(new Set());
+/** Open a scope; `guards` as the enclosing scope's unless given (see Scope). */
+export function beginScope(o: { guards?: boolean } = {}): void {
+  scopes.push({ tensors: new Set(), guards: o.guards ?? scopes.at(-1)?.guards ?? false });
 }
 
 /** Release every tensor created since the matching beginScope, except those in `keep`. */
 export function endScope(keep: Tensor[] = []): void {
   const s = scopes.pop();
   if (!s) throw new Error('endScope without beginScope');
-  for (const t of keep) s.delete(t);
-  for (const t of s) t.dispose();
+  for (const t of keep) s.tensors.delete(t);
+  for (const t of s.tensors) t.dispose();
   // Kept tensors belong to the enclosing scope, if any.
-  for (const t of keep) if (!t.disposed) scopes.at(-1)?.add(t);
+  for (const t of keep) if (!t.disposed) scopes.at(-1)?.tensors.add(t);
+}
+
+/** From now on, tensors created in the current scope (and in scopes opened inside it) get guard
+ *  regions (tests of out-of-bounds writes); it ends with the scope. */
+export function guardScope(): void {
+  const s = scopes.at(-1);
+  if (!s) throw new Error('guardScope outside any scope');
+  s.guards = true;
+}
+
+/** Runs fn in a scope whose tensors have guard regions (tests), ending it when fn settles. */
+export async function withGuards<T>(fn: () => Promise<T>): Promise<T> {
+  beginScope({ guards: true });
+  try {
+    return await fn();
+  } finally {
+    endScope();
+  }
 }
 
 export function tidy<T>(fn: () => T): T {

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, beginScope, endScope, setSentinelMode } from '../runtime/tensor.js';
+import { Tensor, beginScope, endScope, guardScope } from '../runtime/tensor.js';
 import { counters, resetCounters, writeBuffer } from '../runtime/kernel.js';
 import { AdamW, reference, AdamWHyper } from '../kernels/adamw.js';
 import { gradNorm, reference as normRef, slotsPerDispatch } from '../kernels/grad_norm.js';
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 const s = suite('adamw');
 s.before(setupGpu);
 s.before.each(() => beginScope());
-s.after.each(() => { setSentinelMode(false); endScope(); });
+s.after.each(() => endScope());
 
 // Awkward sizes (not multiples of 256 or of the 1024-element chunk); more parameters than one
 // dispatch's slots, so several multi-tensor dispatches run.
@@ -127,7 +127,7 @@ s('state and loadState: a restored optimizer continues exactly like the original
 });
 
 s('writes nothing past any parameter or moment', async () => {
-  setSentinelMode(true);
+  guardScope();
   const params = SIZES.map((n, i) => Tensor.fromArray(randn(n, i), [n], 'f32', true));
   params.forEach((p) => { p.grad = Tensor.fromArray(randn(p.size, 7), p.shape); p.hasGrad = true; });
   const opt = new AdamW(params, { lr: 1e-2 });

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, beginScope, endScope, setSentinelMode } from '../runtime/tensor.js';
+import { Tensor, beginScope, endScope, guardScope } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { addRmsnorm } from '../kernels/add_rmsnorm.js';
 import { reference, referenceBackward } from '../kernels/rmsnorm.js';
@@ -10,7 +10,7 @@ import { setupGpu, randn, assertClose, numericGrad, dot } from './util.js';
 const s = suite('add_rmsnorm');
 s.before(setupGpu);
 s.before.each(() => beginScope());
-s.after.each(() => { setSentinelMode(false); endScope(); });
+s.after.each(() => endScope());
 
 const up = (x: Float64Array, shape: number[], grad = false) => Tensor.fromArray(x, shape, 'f32', grad);
 const weight = (h: number, seed: number) => randn(h, seed, 0.5).map((v) => 1 + v);
@@ -26,7 +26,7 @@ function refGrads(x: Float64Array, res: Float64Array, w: Float64Array, gs: Float
 for (const [rows, h] of [[1, 33], [65, 64], [33, 512], [1025, 7]]) {
   for (const withS of [true, false]) {
     s(`s = x + res and y = rmsnorm(s) forward; backward ${withS ? 'with' : 'without'} a gradient on s, at rows=${rows} H=${h}`, async () => {
-      setSentinelMode(true);
+      guardScope();
       const n = rows * h, x = randn(n, rows + h, 2), r = randn(n, 2 * rows + h), w = weight(h, h);
       const gs = withS ? randn(n, 5 + h) : null, gy = randn(n, 6 + h);
       const tx = up(x, [rows, h], true), tr = up(r, [rows, h], true), tw = up(w, [h], true);

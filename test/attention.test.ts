@@ -2,20 +2,18 @@ import { suite } from 'uvu';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
-import { Tensor, TapeNode, beginScope, endScope, setSentinelMode } from '../runtime/tensor.js';
+import { Tensor, TapeNode, beginScope, endScope, guardScope } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { poolStats, resetPeak } from '../runtime/buffer.js';
-import {
-  attention, attentionDecode, writeKV, setAttentionImpl, setAttentionConfig, attentionConfig, reference, backward as rules,
-  type AttentionImpl, type AttentionConfig,
-} from '../kernels/attention.js';
+import { attention, attentionDecode, writeKV, reference, backward as rules, type AttentionOptions, type FlashTile } from '../kernels/attention.js';
+import { noTargets } from '../runtime/autograd.js';
 import { readSafetensors } from '../model/safetensors.js';
 import { setupGpu, randn, assertClose, numericGrad, dot } from './util.js';
 
 const s = suite('attention');
 s.before(setupGpu);
 s.before.each(() => beginScope());
-s.after.each(() => { endScope(); setAttentionImpl('flash'); setSentinelMode(false); });
+s.after.each(() => endScope());
 
 type Shape = [B: number, T: number, nh: number, nkv: number, hd: number];
 const up = (x: Float64Array, shape: number[], grad = false) => Tensor.fromArray(x, shape, 'f32', grad);
@@ -28,22 +26,21 @@ function problem([B, T, nh, nkv, hd]: Shape, seed: number) {
 }
 
 /** Forward (out, lse) and the backward rule's dq, dk, dv against float64, with guard regions checked. */
-async function checkAgainstReference(shape: Shape, impl: AttentionImpl, seed: number): Promise<void> {
+async function checkAgainstReference(shape: Shape, o: AttentionOptions, seed: number): Promise<void> {
   const [B, T, nh, nkv, hd] = shape;
   const pr = problem(shape, seed);
-  setSentinelMode(true);
-  setAttentionImpl(impl);
+  guardScope();
   const q = up(pr.q, [B, T, nh, hd], true), k = up(pr.k, [B, T, nkv, hd], true), v = up(pr.v, [B, T, nkv, hd], true);
-  const o = attention(q, k, v);
-  const lse = (o.node!.saved as { lse: Tensor }).lse;
-  const grads = rules.attention(o.node as TapeNode, [up(pr.gy, [B, T, nh, hd])]) as Tensor[];
-  const what = `${impl} [${shape}]`;
-  assertClose(await o.read(), pr.fwd.out, `${what} out`, 2e-4, 2e-5);
+  const out = attention(q, k, v, o);
+  const lse = (out.node!.saved as { lse: Tensor }).lse;
+  const grads = rules.attention(out.node as TapeNode, [up(pr.gy, [B, T, nh, hd])], noTargets) as Tensor[];
+  const what = `${o.impl ?? 'flash'} ${o.tile ? JSON.stringify(o.tile) : ''} [${shape}]`;
+  assertClose(await out.read(), pr.fwd.out, `${what} out`, 2e-4, 2e-5);
   assertClose(await lse.read(), pr.fwd.lse, `${what} lse`, 2e-5, 2e-5);
   assertClose(await grads[0].read(), pr.bwd.dq, `${what} dq`, 1e-3, 1e-4);
   assertClose(await grads[1].read(), pr.bwd.dk, `${what} dk`, 1e-3, 1e-4);
   assertClose(await grads[2].read(), pr.bwd.dv, `${what} dv`, 1e-3, 1e-4);
-  for (const [name, t] of [['out', o], ['lse', lse], ['dq', grads[0]], ['dk', grads[1]], ['dv', grads[2]]] as const) {
+  for (const [name, t] of [['out', out], ['lse', lse], ['dq', grads[0]], ['dk', grads[1]], ['dv', grads[2]]] as const) {
     assert.equal(await t.overwrittenGuard(), [], `${what}: ${name} written past its end`);
   }
 }
@@ -52,36 +49,18 @@ async function checkAgainstReference(shape: Shape, impl: AttentionImpl, seed: nu
 // nh/nkv = 2, 1 (plain MHA) and 4 (nkv = 1); head dims 16..128. hd 128 runs the loop body: its
 // subgroup body takes ~30 s to compile on lavapipe (the same generator as hd 16..64).
 const LOOP = { sg: false, wg: 8, bc: 4 };
-const SHAPES: [Shape, AttentionConfig?][] = [
+const SHAPES: [Shape, FlashTile?][] = [
   [[1, 1, 4, 2, 16]], [[2, 33, 4, 2, 16]], [[1, 65, 4, 4, 16]], [[2, 65, 4, 1, 16]], [[1, 130, 4, 2, 16]],
   [[1, 33, 2, 1, 32]], [[1, 20, 2, 2, 64]], [[1, 9, 2, 1, 128], LOOP],
 ];
+// Every tiling is also forced on small shapes by test/variants.test.ts.
 for (const impl of ['flash', 'naive'] as const) {
-  SHAPES.forEach(([shape, cfg], i) => {
+  SHAPES.forEach(([shape, tile], i) => {
     s(`${impl} forward and backward match float64 at [B,T,nh,nkv,hd] = [${shape}], no out-of-bounds writes`, async () => {
-      const prev = setAttentionConfig(cfg);
-      try {
-        await checkAgainstReference(shape, impl, 100 + 10 * i);
-      } finally {
-        setAttentionConfig(prev);
-      }
+      await checkAgainstReference(shape, { impl, tile: impl === 'flash' ? tile : undefined }, 100 + 10 * i);
     });
   });
 }
-
-s('every flash tiling gives the same answers (loop 4×3 and 32×16; subgroup, all lanes at once)', async () => {
-  const cfgs: AttentionConfig[] = [{ sg: false, wg: 4, bc: 3 }, { sg: false, wg: 32, bc: 16 }];
-  const def = attentionConfig();
-  if (def.sg) cfgs.push({ ...def, bc: def.wg });
-  for (const cfg of cfgs) {
-    const prev = setAttentionConfig(cfg);
-    try {
-      await checkAgainstReference([2, 37, 4, 2, 16], 'flash', 7);
-    } finally {
-      setAttentionConfig(prev);
-    }
-  }
-});
 
 s('gradients flow through the tape from reshaped projections; an input without grad gets none', async () => {
   const [B, T, nh, nkv, hd] = [2, 33, 4, 2, 16];
@@ -134,13 +113,12 @@ s('flash memory is linear in T (no [nh,T,T] buffer); naive materialises it', asy
   const [B, T, nh, nkv, hd] = [1, 512, 4, 2, 16];
   const tt = nh * T * T * 4; // bytes of one [nh,T,T] f32 buffer: 4 MiB
   for (const impl of ['flash', 'naive'] as const) {
-    setAttentionImpl(impl);
     const q = up(randn(B * T * nh * hd, 1), [B, T, nh, hd], true), k = up(randn(B * T * nkv * hd, 2), [B, T, nkv, hd], true);
     const v = up(randn(B * T * nkv * hd, 3), [B, T, nkv, hd], true), gy = up(randn(B * T * nh * hd, 4), [B, T, nh, hd]);
     const before = poolStats().inUseBytes;
     resetPeak();
-    const o = attention(q, k, v);
-    rules.attention(o.node as TapeNode, [gy]);
+    const o = attention(q, k, v, { impl });
+    rules.attention(o.node as TapeNode, [gy], noTargets);
     const extra = poolStats().peakInUseBytes - before;
     if (impl === 'flash') assert.ok(extra < tt / 8, `flash used ${extra} bytes at T=${T}`);
     else assert.ok(extra >= tt, `naive used only ${extra} bytes at T=${T}`);
@@ -158,9 +136,8 @@ s('flash and naive match the PyTorch golden fixture (kernel_attention: B 2, T 37
   const ref = reference.forward(f64('q'), f64('k'), f64('v'), B, T, nh, nkv, hd);
   assertClose(ref.out, f64('out'), 'float64 reference out', 1e-5, 1e-6);
   for (const impl of ['flash', 'naive'] as const) {
-    setAttentionImpl(impl);
     const q = up(f64('q'), get('q').shape, true), k = up(f64('k'), get('k').shape, true), v = up(f64('v'), get('v').shape, true);
-    const o = attention(q, k, v);
+    const o = attention(q, k, v, { impl });
     assertClose(await o.read(), f64('out'), `${impl} out`, 2e-4, 2e-5);
     backward(o, up(f64('dout'), o.shape as number[]));
     assertClose(await q.grad!.read(), f64('dq'), `${impl} dq`, 1e-3, 1e-4);

@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Tensor, beginScope, endScope, setSentinelMode, noGrad } from '../runtime/tensor.js';
+import { Tensor, beginScope, endScope, guardScope, noGrad } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { scale, matmul } from '../kernels/index.js';
 import { crossEntropy, reference } from '../kernels/cross_entropy.js';
@@ -11,7 +11,7 @@ import { setupGpu, randn, rng, assertClose, numericGrad, readFixture } from './u
 const s = suite('cross_entropy');
 s.before(setupGpu);
 s.before.each(() => beginScope());
-s.after.each(() => { setSentinelMode(false); endScope(); });
+s.after.each(() => endScope());
 
 const IGNORE = -100;
 /** Labels in [0, V) with ~30% ignored, and sequence 0 fully ignored when B > 1. */
@@ -134,7 +134,7 @@ s('the float64 reference gradient matches finite differences of the loss', () =>
 });
 
 s('no write past loss, count or the logits (sentinel guard regions)', async () => {
-  setSentinelMode(true);
+  guardScope();
   for (const [B, T, V] of [[3, 33, 50], [1, 65, 64]]) {
     const tl = Tensor.fromArray(randn(B * T * V, 9), [B, T, V], 'f32', true);
     const { loss, count } = crossEntropy(tl, Tensor.fromArray(makeLabels(B, T, V, 10), [B, T], 'i32'));

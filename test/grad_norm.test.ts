@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, beginScope, endScope, setSentinelMode } from '../runtime/tensor.js';
+import { Tensor, beginScope, endScope, guardScope } from '../runtime/tensor.js';
 import { counters, resetCounters } from '../runtime/kernel.js';
 import { gradNorm, reference, slotsPerDispatch } from '../kernels/grad_norm.js';
 import { setupGpu, randn, assertClose } from './util.js';
@@ -8,7 +8,7 @@ import { setupGpu, randn, assertClose } from './util.js';
 const s = suite('grad_norm');
 s.before(setupGpu);
 s.before.each(() => beginScope());
-s.after.each(() => { setSentinelMode(false); endScope(); });
+s.after.each(() => endScope());
 
 // Sizes not multiples of the workgroup (256) or its chunk (16384), from 1 element to several chunks.
 const SIZES = [1, 33, 65, 1025, 4097, 40961, 255, 257, 2, 12345];
@@ -53,7 +53,7 @@ s('a NaN in one gradient propagates to the norm (the trainer skips such steps)',
 });
 
 s('writes nothing past its output', async () => {
-  setSentinelMode(true);
+  guardScope();
   const out = gradNorm(upload(grads(20, 5)));
   assert.equal(await out.overwrittenGuard(), []);
 });

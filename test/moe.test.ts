@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, beginScope, endScope, setSentinelMode, noGrad } from '../runtime/tensor.js';
+import { Tensor, beginScope, endScope, guardScope, noGrad } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { add, mul, scale, sum } from '../kernels/index.js';
 import { moeFFN, reference, MoEConfig, MoERef, ExpertRef } from '../kernels/moe.js';
@@ -13,7 +13,7 @@ import { join } from 'node:path';
 const s = suite('moe');
 s.before(setupGpu);
 s.before.each(() => beginScope());
-s.after.each(() => { setSentinelMode(false); endScope(); });
+s.after.each(() => endScope());
 
 const MINIMIND2: MoEConfig = { topK: 2, normTopk: true, auxForm: 'seq_aux', alpha: 0.01 };
 const MINIMIND3: MoEConfig = { topK: 1, normTopk: true, auxForm: 'minimind3', alpha: 5e-4 };
@@ -125,7 +125,7 @@ s('a paced count read-back (the host sleeping first) gives the same output', asy
 });
 
 s('writes nothing past y, aux or any gradient', async () => {
-  setSentinelMode(true);
+  guardScope();
   const l = layer(2, 33, 65, 19, 4, 1, 13);
   const g = upload(l);
   const { y, aux } = await moeFFN(g.x, g.w, MINIMIND2);

@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { counters, readBuffer, resetCounters, writeBuffer } from '../runtime/kernel.js';
-import { ParamStore, setChunkLimit } from '../runtime/param_store.js';
+import { ParamStore } from '../runtime/param_store.js';
 import { backward } from '../runtime/autograd.js';
 import { matmul, sum } from '../kernels/index.js';
 import { AdamW } from '../kernels/adamw.js';
@@ -12,14 +12,14 @@ import { setupGpu, randn, assertClose } from './util.js';
 const s = suite('param_store');
 s.before(setupGpu);
 s.before.each(() => beginScope());
-s.after.each(() => { setChunkLimit(undefined); endScope(); });
+s.after.each(() => endScope());
 
 // Awkward sizes: most are not multiples of the 64-float alignment, so padding sits between views.
 const LAYOUT: [string, number[]][] = [['a', [33]], ['b', [65, 3]], ['c', [1]], ['d', [1025]], ['e', [7, 9]]];
 const size = (shape: number[]) => shape.reduce((x, y) => x * y, 1);
 
-function filled(): { store: ParamStore; data: Float64Array[] } {
-  const store = new ParamStore(LAYOUT);
+function filled(o: { bindingBytes?: number } = {}): { store: ParamStore; data: Float64Array[] } {
+  const store = new ParamStore(LAYOUT, o);
   const data = LAYOUT.map(([, shape], i) => randn(size(shape), 20 + i));
   [...store.params.values()].forEach((p, i) => writeBuffer(p.buffer, p.offset, Float32Array.from(data[i])));
   return { store, data };
@@ -112,12 +112,11 @@ s('AdamW over a store: one dispatch, bit-identical to AdamW over separate tensor
 });
 
 s('parameters without a gradient are skipped; runs split at them and at the binding limit', async () => {
-  const { store, data } = filled();
+  const { store, data } = filled({ bindingBytes: 1024 }); // 'd' (4100 bytes) spans five chunks
   const params = [...store.params.values()];
   const live = [true, true, false, true, true];
   setGrads(params, LAYOUT.map(([, shape], i) => randn(size(shape), 7 + i)), live);
   assert.equal(store.liveRanges(), [[0, params[2].offset], [params[3].offset, store.bytes]]);
-  setChunkLimit(1024); // 'd' (4100 bytes) spans five chunks
   const opt = new AdamW(store, { lr: 0.1 });
   resetCounters();
   opt.step(0.1);

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, beginScope, endScope, setSentinelMode } from '../runtime/tensor.js';
+import { Tensor, beginScope, endScope, guardScope } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { qkvRope } from '../kernels/qkv_rope.js';
 import { ropeTable, reference as ropeRef } from '../kernels/rope.js';
@@ -10,7 +10,7 @@ import { setupGpu, randn, assertClose } from './util.js';
 const s = suite('qkv_rope');
 s.before(setupGpu);
 s.before.each(() => beginScope());
-s.after.each(() => { setSentinelMode(false); endScope(); });
+s.after.each(() => endScope());
 
 const THETA = 1e6;
 const up = (x: ArrayLike<number>, shape: number[], grad = false) => Tensor.fromArray(x, shape, 'f32', grad);
@@ -46,7 +46,7 @@ const CASES = [[1, 1, 1, 1, 2, 0], [2, 33, 4, 2, 16, 0], [1, 65, 3, 1, 6, 5], [2
 for (const [B, T, nh, nkv, hd, pos] of CASES) {
   for (const rope of [true, false]) {
     s(`${rope ? 'split + rotate' : 'split only'}: forward and backward match float64 at B${B} T${T} nh${nh} nkv${nkv} hd${hd} pos ${pos}`, async () => {
-      setSentinelMode(true);
+      guardScope();
       const W = (nh + 2 * nkv) * hd, n = B * T * W;
       const x = randn(n, n + hd), tab = ropeTable(hd, THETA, pos + T);
       const tx = up(x, [B, T, W], true);

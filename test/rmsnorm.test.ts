@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Tensor, beginScope, endScope, setSentinelMode } from '../runtime/tensor.js';
+import { Tensor, beginScope, endScope, withGuards } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { rmsnorm, rmsnormBackward, reference, referenceBackward } from '../kernels/rmsnorm.js';
 import { setupGpu, randn, assertClose, numericGrad, dot, readFixture } from './util.js';
@@ -10,7 +10,7 @@ import { setupGpu, randn, assertClose, numericGrad, dot, readFixture } from './u
 const s = suite('rmsnorm');
 s.before(setupGpu);
 s.before.each(() => beginScope());
-s.after.each(() => { setSentinelMode(false); endScope(); });
+s.after.each(() => endScope());
 
 const up = (x: Float64Array, shape: number[], grad = false) => Tensor.fromArray(x, shape, 'f32', grad);
 const weight = (h: number, seed: number) => randn(h, seed, 0.5).map((v) => 1 + v);
@@ -62,14 +62,14 @@ s('no write past y, dx or dw (sentinel guard regions)', async () => {
   // Inputs get no guard (created before sentinel mode): a guard's NaN payload survives arithmetic, so an
   // overrun computed from guarded inputs could write the sentinel itself back and go unnoticed.
   for (const [rows, h] of [[65, 33], [33, 64], [1025, 17]]) { // 1025 rows: the last backward chunk is partial
-    setSentinelMode(false);
     const x = up(randn(rows * h, 41), [rows, h]), w = up(weight(h, 42), [h]), dy = up(randn(rows * h, 43), [rows, h]);
     const rstd = Tensor.fromArray(reference(randn(rows * h, 41), weight(h, 42), 1e-5).rstd, [rows]);
-    setSentinelMode(true);
-    const y = rmsnorm(x, w, 1e-5);
-    const dw = Tensor.zeros([h]);
-    const dx = rmsnormBackward(x, w, rstd, dy, dw, 1);
-    for (const [name, t] of [['y', y], ['dx', dx], ['dw', dw]] as const) assert.equal(await t.overwrittenGuard(), [], name);
+    await withGuards(async () => {
+      const y = rmsnorm(x, w, 1e-5);
+      const dw = Tensor.zeros([h]);
+      const dx = rmsnormBackward(x, w, rstd, dy, dw, 1);
+      for (const [name, t] of [['y', y], ['dx', dx], ['dw', dw]] as const) assert.equal(await t.overwrittenGuard(), [], name);
+    });
   }
 });
 

@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Tensor, beginScope, endScope, setSentinelMode } from '../runtime/tensor.js';
+import { Tensor, beginScope, endScope, withGuards } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { rope, ropeTable, reference } from '../kernels/rope.js';
 import { setupGpu, randn, assertClose, numericGrad, dot, readFixture } from './util.js';
@@ -10,7 +10,7 @@ import { setupGpu, randn, assertClose, numericGrad, dot, readFixture } from './u
 const s = suite('rope');
 s.before(setupGpu);
 s.before.each(() => beginScope());
-s.after.each(() => { setSentinelMode(false); endScope(); });
+s.after.each(() => endScope());
 
 const THETA = 1e6;
 const up = (x: Float64Array, shape: number[], grad = false) => Tensor.fromArray(x, shape, 'f32', grad);
@@ -75,11 +75,11 @@ s('no write past the output (sentinel guard regions)', async () => {
   // Inputs get no guard (created before sentinel mode): a guard's NaN payload survives arithmetic, so an
   // overrun computed from guarded inputs could write the sentinel itself back and go unnoticed.
   for (const shape of [[1, 33, 3, 16], [2, 5, 1, 10]]) {
-    setSentinelMode(false);
     const x = up(randn(numel(shape), 81), shape);
-    setSentinelMode(true);
-    const y = rope(x, 2, THETA);
-    assert.equal(await y.overwrittenGuard(), [], `y [${shape}]`);
+    await withGuards(async () => {
+      const y = rope(x, 2, THETA);
+      assert.equal(await y.overwrittenGuard(), [], `y [${shape}]`);
+    });
   }
 });
 

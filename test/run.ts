@@ -6,6 +6,11 @@ import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { closeGpu } from '../runtime/device.js';
 
+// Tests are deterministic: the hand-picked variants (no timing, no cache file) unless a test makes
+// its own tuner; every variant is checked by test/variants.test.ts. Child processes inherit this.
+process.env.MINIMIND_TUNE ??= 'off';
+process.env.MINIMIND_TUNE_FILE ??= 'none';
+
 const root = join(import.meta.dirname, '..', 'test');
 const filter = process.argv[2] ?? '';
 

@@ -2,7 +2,7 @@
 // large dispatches fold into 2-D grids, and a training-like loop reuses pooled memory.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, beginScope, endScope, setSentinelMode, noGrad } from '../runtime/tensor.js';
+import { Tensor, beginScope, endScope, guardScope, noGrad } from '../runtime/tensor.js';
 import { defineKernel, launch, flush } from '../runtime/kernel.js';
 import { poolStats } from '../runtime/buffer.js';
 import { backward } from '../runtime/autograd.js';
@@ -12,7 +12,7 @@ import { setupGpu, randn, assertClose } from './util.js';
 const s = suite('runtime');
 s.before(setupGpu);
 s.before.each(() => beginScope());
-s.after.each(() => { setSentinelMode(false); endScope(); });
+s.after.each(() => endScope());
 
 /** Writes one element past n: the bug the guard regions exist to catch. */
 const overrun = defineKernel({
@@ -24,7 +24,7 @@ const overrun = defineKernel({
 });
 
 s('guard regions catch an out-of-bounds write, and stay intact for correct kernels', async () => {
-  setSentinelMode(true);
+  guardScope();
   const t = Tensor.empty([33]);
   launch(overrun, { params: { n: 33 }, buffers: [t.buffer], workgroups: 1 });
   assert.equal(await t.overwrittenGuard(), [33]);

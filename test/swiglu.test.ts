@@ -1,14 +1,14 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, beginScope, endScope, setSentinelMode } from '../runtime/tensor.js';
-import { backward } from '../runtime/autograd.js';
+import { Tensor, beginScope, endScope, guardScope, withGuards } from '../runtime/tensor.js';
+import { backward, noTargets } from '../runtime/autograd.js';
 import { swiglu, swigluComposite, swigluPacked, reference, backward as rules } from '../kernels/swiglu.js';
 import { setupGpu, randn, assertClose, numericGrad, dot, AWKWARD } from './util.js';
 
 const s = suite('swiglu');
 s.before(setupGpu);
 s.before.each(() => beginScope());
-s.after.each(() => { setSentinelMode(false); endScope(); });
+s.after.each(() => endScope());
 
 const up = (x: Float64Array, grad = false) => Tensor.fromArray(x, [x.length], 'f32', grad);
 
@@ -58,15 +58,15 @@ s('no write past y, dg or du (sentinel guard regions)', async () => {
   // Inputs get no guard (created before sentinel mode): a guard's NaN payload survives arithmetic, so an
   // overrun computed from guarded inputs could write the sentinel itself back and go unnoticed.
   for (const n of [1, 33, 1025]) {
-    setSentinelMode(false);
     const tg = up(randn(n, 98), true), tu = up(randn(n, 99), true), dy = up(randn(n, 100));
-    setSentinelMode(true);
-    const y = swiglu(tg, tu);
-    assert.equal(await y.overwrittenGuard(), [], `y n=${n}`);
-    // The gradients the kernel writes directly (autograd copies them into the leaves' .grad).
-    const [dg, du] = rules.swiglu(y.node!, [dy]) as Tensor[];
-    assert.equal(await dg.overwrittenGuard(), [], `dg n=${n}`);
-    assert.equal(await du.overwrittenGuard(), [], `du n=${n}`);
+    await withGuards(async () => {
+      const y = swiglu(tg, tu);
+      assert.equal(await y.overwrittenGuard(), [], `y n=${n}`);
+      // The gradients the kernel writes directly (autograd copies them into the leaves' .grad).
+      const [dg, du] = rules.swiglu(y.node!, [dy], noTargets) as Tensor[];
+      assert.equal(await dg.overwrittenGuard(), [], `dg n=${n}`);
+      assert.equal(await du.overwrittenGuard(), [], `du n=${n}`);
+    });
   }
 });
 
@@ -80,7 +80,7 @@ const pack = (g: Float64Array, u: Float64Array, I: number) => Float64Array.from(
 // I = 1, 7 (scalar path), 16, 1408 (vec4; MiniMind2-small's FFN width); rows 1, 33, 65.
 for (const [rows, I] of [[1, 1], [33, 7], [65, 16], [3, 1408]]) {
   s(`packed gu [rows, 2I]: forward and backward (dgu in the same layout) match float64 at rows=${rows} I=${I}`, async () => {
-    setSentinelMode(true);
+    guardScope();
     const gu = randn(rows * 2 * I, rows + I, 4), dy = randn(rows * I, 2 * rows + I);
     const tgu = Tensor.fromArray(gu, [rows, 2 * I], 'f32', true);
     const y = swigluPacked(tgu);

@@ -16,7 +16,8 @@ import { lrAt } from './schedule.js';
 import type { TrainArgs } from './args.js';
 import { saveWeights, saveResume, ResumeState } from './checkpoint.js';
 import { GradScaler, precisionFor } from './grad_scaler.js';
-import { setMatmulPrecision } from '../kernels/matmul.js';
+import { tuneStep } from './tune_step.js';
+import { tuner } from '../runtime/tuner.js';
 
 export interface Batch { inputIds: Int32Array; labels: Int32Array; batch: number; seqLen: number }
 
@@ -64,7 +65,8 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
   const opt = new AdamW(store, { lr: args.learning_rate });
   const { precision } = precisionFor(args.dtype);
   const scaler = precision === 'f16' ? new GradScaler(o.initScale) : null;
-  setMatmulPrecision(precision);
+  const modelPrecision = model.precision;
+  model.precision = precision;
   // Ctrl-C: finish the accumulation, save, and return; a second Ctrl-C quits at once.
   let interrupt = false;
   const onSigint = () => {
@@ -77,7 +79,7 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
     return await loop();
   } finally {
     process.off('SIGINT', onSigint);
-    setMatmulPrecision('f32');
+    model.precision = modelPrecision;
     opt.dispose();
   }
 
@@ -87,6 +89,14 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
       ({ epoch: startEpoch, step: startStep } = o.resume);
       await o.resume.restore(model, opt, scaler);
       print(`resumed from ${o.resumePath}: epoch ${startEpoch + 1}, step ${startStep}/${iters}`);
+    }
+    // Kernel variants for this batch shape, tuned once per adapter and cached: before step 1, so that
+    // every step of the run uses the same ones.
+    const tt = performance.now();
+    const tuned = await tuneStep(model, opt, args.batch_size, args.max_seq_len);
+    if (tuned.length) {
+      print(`[tune] ${tuned.length} kernel shapes tuned in ${((performance.now() - tt) / 1000).toFixed(1)} s, `
+        + `cached in ${tuner().file ?? '(no file)'} for the next run (npm run tune lists them; MINIMIND_TUNE=off skips tuning)`);
     }
     const logs: StepLog[] = [];
     const t0 = performance.now();

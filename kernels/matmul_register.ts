@@ -1,8 +1,10 @@
-// WGSL generators for the tiled GEMM of kernels/matmul.ts (C[m,n] (+)= Σ_k A[m·am + k·ak]·B[k·bk + n·bn],
-// C row-major [M,N]; A and B bound as arrays of vec4, params M N K am ak bk bn beta): register tiles
-// with subgroup broadcasts for CPU adapters (lavapipe), shared-memory tiles for GPUs.
-// Every operand load goes through hv/hs and every result through hs (kernels/matmul.ts defines
-// them: identity in float32, rounding to float16 in the float16 mode).
+// WGSL of the register-tiled GEMM of kernels/matmul.ts, for CPU adapters (lavapipe):
+// C[m,n] (+)= Σ_k A[m·am + k·ak]·B[k·bk + n·bn], C row-major [M,N]; A and B bound as arrays of vec4,
+// params M N K am ak bk bn beta group. Every operand load goes through hv/hs and every result
+// through hs (kernels/matmul.ts defines them: identity in float32, rounding to float16 in float16 mode).
+// Tiles are visited in groups of p.group row tiles (tileOf, kernels/matmul_shared.ts): consecutive
+// workgroups then share B's columns as well as A's rows, which keeps them in a small cache.
+import { TILE_OF } from './matmul_shared.js';
 
 /** Register-tiled GEMM for CPU-like adapters. lavapipe runs a workgroup's invocations as the 8 lanes
  *  of one SIMD vector and (Mesa 25.0) loads every storage element lane by lane, even when all lanes
@@ -21,13 +23,19 @@
  *  The k loop is unrolled by u (8 for a 'k') since lavapipe stores loop-carried values (the
  *  accumulators) to the stack once per iteration. Partial tiles: out-of-range rows and columns are
  *  clamped for loading and skipped for writing; leftover k-steps run one at a time. */
-export interface RegisterTile { wg: number; tm: number; tn: number; u: number; a: 'k' | 'm' | 'k4' | 'm4' | 's'; b: 'k' | 'n' | 's' }
+export interface RegisterTile {
+  kind: 'register'; wg: number; tm: number; tn: number; u: number; a: 'k' | 'm' | 'k4' | 'm4' | 's'; b: 'k' | 'n' | 's';
+  /** Row tiles per group of the tile order (a runtime parameter: no recompilation). */
+  g: number;
+}
+/** What a register variant compiles (the group is a uniform). */
+export type RegisterCompiled = Omit<RegisterTile, 'kind' | 'g'>;
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const sb = (v: string, lane: number) => `subgroupBroadcast(${v}, ${lane}u)`;
 
 /** How the shared A rows are loaded: row bases, loads per chunk, and the value of A[m0+i, k+kk]. */
-function aSource(v: RegisterTile): { u: number; bases: string[]; loads: (kk: number) => string[]; value: (i: number, kk: number) => string } {
+function aSource(v: RegisterCompiled): { u: number; bases: string[]; loads: (kk: number) => string[]; value: (i: number, kk: number) => string } {
   const { wg, tm, a } = v;
   const rowsPerLane = (clamp: string) => range(tm / wg).map((r) => `let ar${r} = min(m0 + ${r * wg}u + lid.x, ${clamp}) * p.am;`);
   const perRow = range(tm).map((i) => `let ar${i} = min(m0 + ${i}u, p.M - 1u) * p.am;`);
@@ -56,7 +64,7 @@ function aSource(v: RegisterTile): { u: number; bases: string[]; loads: (kk: num
   }
 }
 
-export function registerTiled(v: RegisterTile, entry: string): string {
+export function registerTiled(v: RegisterCompiled, entry: string): string {
   const { wg, tm, tn, b: bm } = v;
   const bad = (v.a !== 's' && wg !== 8) || ((v.a === 'm' || v.a === 'k4') && tm % wg) || (v.a === 'm4' && ![8, 16, 32].includes(tm))
     || (bm === 'n' && tn % 4) || v.u % 4;
@@ -83,12 +91,15 @@ export function registerTiled(v: RegisterTile, entry: string): string {
   return `
 fn loadA(i: u32) -> f32 { return hs(a[i >> 2u][i & 3u]); }
 fn loadB(i: u32) -> f32 { return hs(b[i >> 2u][i & 3u]); }
+${TILE_OF}
 ${entry} {
   let t = wgIndex(wid, nwg);
+  let tilesM = (p.M + ${tm - 1}u) / ${tm}u;
   let tilesN = (p.N + ${wg * tn - 1}u) / ${wg * tn}u;
-  let m0 = (t / tilesN) * ${tm}u;
-  if (m0 >= p.M) { return; } // a folded 2-D grid overshoots
-  let n0 = (t % tilesN) * ${wg * tn}u;
+  if (t >= tilesM * tilesN) { return; } // a folded 2-D grid overshoots
+  let tile = tileOf(t, tilesM, tilesN);
+  let m0 = tile.x * ${tm}u;
+  let n0 = tile.y * ${wg * tn}u;
   ${A.bases.join(' ')}
   ${R.map((i) => `let ur${i} = min(m0 + ${i}u, p.M - 1u) * p.am;`).join(' ')}
   ${cols.join(' ')}
@@ -99,55 +110,6 @@ ${entry} {
   }
   for (; k < p.K; k++) { ${fmas((i) => `loadA(ur${i} + k * p.ak)`, (j) => scalarB(j, 'k'))} }
   ${R.flatMap((i) => C.map((j) => `out(m0 + ${i}u, ${col(j)}, c${i}_${j});`)).join('\n  ')}
-}
-fn out(m: u32, n: u32, v: f32) {
-  if (m >= p.M || n >= p.N) { return; }
-  let o = m * p.N + n;
-  if (p.beta != 0.0) { c[o] = hs(v) + p.beta * c[o]; } else { c[o] = hs(v); }
-}
-`;
-}
-
-/** Shared-memory tiled GEMM for real GPUs: a (bm/tm)×(bn/tn) workgroup stages bm×bk of A and bk×bn
- *  of B in workgroup memory per step (zero-filled outside the matrix), each invocation tm×tn outputs. */
-export interface SharedTile { bm: number; bn: number; bk: number; tm: number; tn: number }
-
-export function sharedTiled(v: SharedTile, entry: string): string {
-  const { bm, bn, bk, tm, tn } = v;
-  const tx = bn / tn, ty = bm / tm, threads = tx * ty;
-  const R = range(tm), C = range(tn);
-  return `
-fn loadA(i: u32) -> f32 { return hs(a[i >> 2u][i & 3u]); }
-fn loadB(i: u32) -> f32 { return hs(b[i >> 2u][i & 3u]); }
-var<workgroup> As: array<f32, ${bm * bk}>; // [bk][bm]
-var<workgroup> Bs: array<f32, ${bk * bn}>; // [bk][bn]
-${entry} {
-  let t = wgIndex(wid, nwg);
-  let tilesN = (p.N + ${bn - 1}u) / ${bn}u;
-  let m0 = (t / tilesN) * ${bm}u;
-  let n0 = (t % tilesN) * ${bn}u;
-  var acc: array<f32, ${tm * tn}>;
-  for (var k0 = 0u; k0 < p.K; k0 += ${bk}u) {
-    // Consecutive invocations read consecutive addresses (coalesced): k fastest where k is contiguous.
-    for (var e = li; e < ${bm * bk}u; e += ${threads}u) {
-      let i = select(e % ${bm}u, e / ${bk}u, p.ak == 1u); let kk = select(e / ${bm}u, e % ${bk}u, p.ak == 1u);
-      let m = m0 + i; let k = k0 + kk;
-      As[kk * ${bm}u + i] = select(0.0, loadA(min(m, p.M - 1u) * p.am + min(k, p.K - 1u) * p.ak), m < p.M && k < p.K);
-    }
-    for (var e = li; e < ${bk * bn}u; e += ${threads}u) {
-      let j = select(e % ${bn}u, e / ${bk}u, p.bk == 1u); let kk = select(e / ${bn}u, e % ${bk}u, p.bk == 1u);
-      let n = n0 + j; let k = k0 + kk;
-      Bs[kk * ${bn}u + j] = select(0.0, loadB(min(k, p.K - 1u) * p.bk + min(n, p.N - 1u) * p.bn), n < p.N && k < p.K);
-    }
-    workgroupBarrier();
-    for (var kk = 0u; kk < ${bk}u; kk++) {
-      ${R.map((i) => `let a${i} = As[kk * ${bm}u + lid.y + ${i * ty}u];`).join(' ')}
-      ${C.map((j) => `let b${j} = Bs[kk * ${bn}u + lid.x + ${j * tx}u];`).join(' ')}
-      ${R.flatMap((i) => C.map((j) => `acc[${i * tn + j}] = fma(a${i}, b${j}, acc[${i * tn + j}]);`)).join(' ')}
-    }
-    workgroupBarrier();
-  }
-  ${R.flatMap((i) => C.map((j) => `out(m0 + lid.y + ${i * ty}u, n0 + lid.x + ${j * tx}u, acc[${i * tn + j}]);`)).join('\n  ')}
 }
 fn out(m: u32, n: u32, v: f32) {
   if (m >= p.M || n >= p.N) { return; }

@@ -1,0 +1,177 @@
+// attention's variants: three kernel families (forward, backward dq, backward dk/dv), each tuned on
+// its own, their synthetic trials, and the bench rows. Tilings (attention_flash.ts): sg, subgroup
+// broadcasts with one subgroup of fixed size S per workgroup (CPU adapters: lavapipe's S = 8), bc
+// keys per unrolled step; loop, wg query rows per workgroup and blocks of bc keys, each lane reading
+// the key rows itself (a GPU serves that from its cache). The fallbacks are the hand-picked ones:
+// lavapipe sg with bc = 4 (as fast as 8 at T = 340 and a shorter compile), other CPU adapters loop
+// 8×4, GPUs loop 64 rows × 16 keys.
+import { gpu } from '../runtime/device.js';
+import { Tensor } from '../runtime/tensor.js';
+import { backward as autogradBackward } from '../runtime/autograd.js';
+import { unsupported } from '../runtime/kernel.js';
+import type { Trial, Tunable } from '../runtime/tuner.js';
+import { kernels, type FlashTile } from './attention_flash.js';
+import { attention, launchForward, launchBackwardDq, launchBackwardDkv, reference, bench } from './attention.js';
+import { NH, NKV, HD, B as BB, T as TT, Case, host, f64, compare, verify, scoped, mismatch, tunedCase } from './case.js';
+
+/** One attention call: q [B,T,nh,hd] at positions kvT−T.. over kvT keys/values [B,kvT,nkv,hd]. */
+export interface AttentionShape { B: number; T: number; nh: number; nkv: number; hd: number; kvT: number }
+
+/** The adapter's subgroup size when it is fixed (the sg body needs one subgroup per workgroup). */
+function fixedSubgroup(): number | undefined {
+  const { features, adapter } = gpu();
+  const { subgroupMinSize: lo, subgroupMaxSize: hi } = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+  return features.has('subgroups') && lo && lo === hi ? lo : undefined;
+}
+
+function fallback(): FlashTile {
+  const S = fixedSubgroup(), { isSoftware } = gpu();
+  if (isSoftware && S) return { sg: true, wg: S, bc: Math.min(4, S) };
+  return isSoftware ? { sg: false, wg: 8, bc: 4 } : { sg: false, wg: 64, bc: 16 };
+}
+
+function candidates(): FlashTile[] {
+  const S = fixedSubgroup(), { isSoftware } = gpu();
+  if (isSoftware && S) return [{ sg: true, wg: S, bc: Math.min(4, S) }, { sg: true, wg: S, bc: S }];
+  if (isSoftware) return [{ sg: false, wg: 8, bc: 4 }, { sg: false, wg: 16, bc: 8 }, { sg: false, wg: 4, bc: 4 }];
+  return [{ sg: false, wg: 64, bc: 16 }, { sg: false, wg: 32, bc: 16 }, { sg: false, wg: 64, bc: 32 }, { sg: false, wg: 128, bc: 16 }, { sg: false, wg: 64, bc: 8 }];
+}
+
+/** Every tiling that runs here: the candidates, the others' (GPU and CPU lists), odd ones for the tests. */
+function variants(s: AttentionShape): FlashTile[] {
+  const S = fixedSubgroup();
+  const all = [fallback(), ...candidates(), { sg: false, wg: 8, bc: 4 }, { sg: false, wg: 64, bc: 16 }, { sg: false, wg: 4, bc: 3 }, { sg: false, wg: 32, bc: 16 },
+    ...(S ? [{ sg: true, wg: S, bc: Math.min(4, S) }, { sg: true, wg: S, bc: S }] : [])];
+  const unique = new Map(all.map((t) => [JSON.stringify(t), t]));
+  return [...unique.values()].filter((t) => unsupported(kernels.attention_forward, { hd: s.hd, ...t }) === null);
+}
+
+const p2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+const label = (t: FlashTile) => `${t.sg ? 'sg' : 'loop'} ${t.wg}x${t.bc}`;
+const key = (s: AttentionShape) => `hd${s.hd} r${s.nh / s.nkv} T${p2(s.T)} kv${p2(s.kvT)} bh${p2(s.B * s.nh)}`;
+const family = (name: string, trial: (s: AttentionShape) => Trial<FlashTile>): Tunable<AttentionShape, FlashTile> =>
+  ({ name, key, fallback, candidates, variants, label, trial });
+
+/** Inputs of a trial: q, k, v, the upstream gradient (scale 1), on the GPU and as float32 host copies. */
+function inputs(s: AttentionShape) {
+  const qh = host([s.B, s.T, s.nh, s.hd], 41), kh = host([s.B, s.kvT, s.nkv, s.hd], 42), vh = host([s.B, s.kvT, s.nkv, s.hd], 43);
+  const gh = host([s.B, s.T, s.nh, s.hd], 44);
+  const up = (h: Float32Array, shape: number[]) => Tensor.fromArray(h, shape).keep();
+  return {
+    qh, kh, vh, gh,
+    q: up(qh, [s.B, s.T, s.nh, s.hd]), k: up(kh, [s.B, s.kvT, s.nkv, s.hd]), v: up(vh, [s.B, s.kvT, s.nkv, s.hd]), gy: up(gh, [s.B, s.T, s.nh, s.hd]),
+  };
+}
+/** Checks cover every batch row of small shapes and the first of large ones (rows are independent). */
+const checkedBatch = (s: AttentionShape) => (s.B * s.T * s.nh * s.hd <= 1 << 16 ? s.B : 1);
+
+/** float64 out and lse of batch rows 0..nb−1, queries at positions kvT−T.. (decode: T = 1). */
+function forwardRef(s: AttentionShape, qh: Float32Array, kh: Float32Array, vh: Float32Array, nb: number) {
+  const { T, nh, nkv, hd, kvT } = s, rep = nh / nkv, scale = 1 / Math.sqrt(hd);
+  const out = new Float64Array(nb * T * nh * hd), lse = new Float64Array(nb * nh * T), p = new Float64Array(kvT);
+  for (let b = 0; b < nb; b++) for (let h = 0; h < nh; h++) for (let t = 0; t < T; t++) {
+    const qi = ((b * T + t) * nh + h) * hd, last = kvT - T + t;
+    let mx = -Infinity, sum = 0;
+    for (let j = 0; j <= last; j++) {
+      const ki = ((b * kvT + j) * nkv + Math.floor(h / rep)) * hd;
+      let d = 0;
+      for (let c = 0; c < hd; c++) d += qh[qi + c] * kh[ki + c];
+      mx = Math.max(mx, (p[j] = d * scale));
+    }
+    for (let j = 0; j <= last; j++) sum += (p[j] = Math.exp(p[j] - mx));
+    for (let j = 0; j <= last; j++) {
+      const vi = ((b * kvT + j) * nkv + Math.floor(h / rep)) * hd;
+      for (let c = 0; c < hd; c++) out[qi + c] += (p[j] / sum) * vh[vi + c];
+    }
+    lse[(b * nh + h) * T + t] = mx + Math.log(sum);
+  }
+  return { out, lse };
+}
+
+function forwardTrial(s: AttentionShape): Trial<FlashTile> {
+  const x = inputs(s), o = Tensor.empty([s.B, s.T, s.nh, s.hd]).keep(), lse = Tensor.empty([s.B, s.nh, s.T]).keep();
+  const run = (t: FlashTile) => launchForward(t, x.q, x.k, x.v, o, lse, s.kvT, s.kvT - s.T);
+  const nb = checkedBatch(s);
+  let want: ReturnType<typeof forwardRef> | undefined;
+  return {
+    run,
+    async check(t) {
+      run(t);
+      want ??= forwardRef(s, x.qh, x.kh, x.vh, nb);
+      return mismatch((await o.readF32()).subarray(0, want.out.length), want.out, 2e-4, 2e-5)
+        ?? mismatch((await lse.readF32()).subarray(0, want.lse.length), want.lse, 2e-5, 2e-5);
+    },
+    dispose() { for (const t of [x.q, x.k, x.v, x.gy, o, lse]) t.dispose(); },
+  };
+}
+
+/** The backward passes' trials (training shapes: kvT = T): o, lse and dsum from the fallback tiles. */
+function backwardTrial(pass: 'dq' | 'dkv') {
+  return (s: AttentionShape): Trial<FlashTile> => {
+    const x = inputs(s), sh = [s.B, s.T, s.nh, s.hd];
+    const o = Tensor.empty(sh).keep(), lse = Tensor.empty([s.B, s.nh, s.T]).keep(), dsum = Tensor.empty([s.B, s.nh, s.T]).keep();
+    const dq = Tensor.empty(sh).keep(), dk = Tensor.empty(x.k.shape).keep(), dv = Tensor.empty(x.v.shape).keep();
+    launchForward(fallback(), x.q, x.k, x.v, o, lse, s.T, 0);
+    launchBackwardDq(fallback(), x.q, x.k, x.v, o, x.gy, lse, dq, dsum);
+    const run = (t: FlashTile) => (pass === 'dq' ? launchBackwardDq(t, x.q, x.k, x.v, o, x.gy, lse, dq, dsum)
+      : launchBackwardDkv(t, x.q, x.k, x.v, x.gy, lse, dsum, dk, dv));
+    const nb = checkedBatch(s), n = nb * s.T;
+    let want: { dq: Float64Array; dk: Float64Array; dv: Float64Array } | undefined;
+    return {
+      run,
+      async check(t) {
+        run(t);
+        want ??= reference.backward(f64(x.qh, n * s.nh * s.hd), f64(x.kh, n * s.nkv * s.hd), f64(x.vh, n * s.nkv * s.hd), f64(x.gh, n * s.nh * s.hd), nb, s.T, s.nh, s.nkv, s.hd);
+        const part = async (g: Tensor, w: Float64Array) => mismatch((await g.readF32()).subarray(0, w.length), w, 1e-3, 1e-4);
+        return pass === 'dq' ? part(dq, want.dq) : (await part(dk, want.dk)) ?? part(dv, want.dv);
+      },
+      dispose() { for (const t of [x.q, x.k, x.v, x.gy, o, lse, dsum, dq, dk, dv]) t.dispose(); },
+    };
+  };
+}
+
+export const attentionTunables = {
+  forward: family('attention_forward', forwardTrial),
+  dq: family('attention_backward_dq', backwardTrial('dq')),
+  dkv: family('attention_backward_dkv', backwardTrial('dkv')),
+};
+
+/** Bench rows at B16 T340 (training) and B2 T1024: each family at the tuner's choice, forward+backward
+ *  through the tape (its picks), and the naive version (the baseline; pool bytes at peak noted). */
+export function cases(): Case[] {
+  const out: Case[] = [];
+  for (const [Bq, Tq] of [[BB, TT], [2, 1024]] as const) {
+    const s: AttentionShape = { B: Bq, T: Tq, nh: NH, nkv: NKV, hd: HD, kvT: Tq };
+    const shape = `B${Bq} T${Tq} ${NH}/${NKV}×${HD}`;
+    const f = bench.attention_forward(Bq, Tq, NH, NKV, HD), b = bench.attention_backward(Bq, Tq, NH, NKV, HD);
+    out.push(tunedCase(attentionTunables.forward, s, { name: 'attention_forward', shape, bound: 'compute', work: { flops: f.flops } }));
+    for (const [fam, name] of [[attentionTunables.dq, 'attention_backward_dq'], [attentionTunables.dkv, 'attention_backward_dkv']] as const) {
+      out.push(tunedCase(fam, s, { name, shape, bound: 'compute', work: { flops: b.flops / 2 }, note: 'half the backward FLOPs each (nominal)' }));
+    }
+    for (const impl of ['flash', 'naive'] as const) {
+      const name = `attention${impl === 'naive' ? '_naive' : ''}_forward+backward`;
+      out.push({
+        name, shape, bound: 'compute', work: { flops: f.flops + b.flops }, slow: impl === 'naive', peak: true, warm: true,
+        sampling: impl === 'naive' ? { minSamples: 2, maxTime: 0 } : undefined,
+        setup: async (held) => {
+          const [qh, kh, vh, gyh] = [host([Bq, Tq, NH, HD], 4), host([Bq, Tq, NKV, HD], 5), host([Bq, Tq, NKV, HD], 6), host([Bq, Tq, NH, HD], 7)];
+          const [q, k, v] = [Tensor.fromArray(qh, [Bq, Tq, NH, HD], 'f32', true), Tensor.fromArray(kh, [Bq, Tq, NKV, HD], 'f32', true),
+            Tensor.fromArray(vh, [Bq, Tq, NKV, HD], 'f32', true)];
+          const gy = Tensor.fromArray(gyh, [Bq, Tq, NH, HD]);
+          const call = scoped(() => autogradBackward(attention(q, k, v, { impl }), gy));
+          call();
+          held.push(q.grad!, k.grad!, v.grad!);
+          // Checked on the first sequence (batch element 0): the gradients of q and v, and the output.
+          const [nq, nk] = [Tq * NH * HD, Tq * NKV * HD];
+          const args = [f64(qh, nq), f64(kh, nk), f64(vh, nk)] as const;
+          const want = reference.backward(...args, f64(gyh, nq), 1, Tq, NH, NKV, HD);
+          compare(`${name} dq`, (await q.grad!.readF32()).subarray(0, nq), want.dq);
+          compare(`${name} dv`, (await v.grad!.readF32()).subarray(0, nk), want.dv);
+          await verify(`${name} out`, () => attention(q, k, v, { impl }), reference.forward(...args, 1, Tq, NH, NKV, HD).out);
+          return call;
+        },
+      });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,194 @@
+// matmul's variants, the tuner's view of them (shape classes, candidates, synthetic trials) and its
+// bench rows. A shape class is the operands' layout (which vec4 and subgroup load modes apply) and
+// M, N, K rounded up to powers of two.
+// Candidates: on a CPU adapter, register tiles (workgroup-memory tiles ran at a third of their speed
+// on lavapipe, LAVAPIPE-NOTES.md); on a GPU, workgroup-memory tiles of 32–128 outputs a side (4×4 and
+// 8×8 per invocation). A second round tries the best one with grouped tile orders (g row tiles
+// share B's columns: blocking for a small cache). Tile sizes for lavapipe were measured at
+// M=5440 K=512 N=1408/6400 on a quiet Xeon (GFLOP/s): forward (a k4, b k) 16×8: 59–60 vs 16×4:
+// 52–55, 24×4: 32–55; dX (k4, n) 24×4: 58–59 vs 16×4: 50–53; dW (m4, n) 16×4: 52 vs 8×4: 38, 16×8:
+// 37, 32×4: 41; unrolling by u = 4 beat 2 and 8. Those choices are the fallbacks.
+import { gpu } from '../runtime/device.js';
+import { readBuffer, writeBuffer } from '../runtime/kernel.js';
+import { Tensor, gradSlot } from '../runtime/tensor.js';
+import { backward } from '../runtime/autograd.js';
+import type { Trial, Tunable } from '../runtime/tuner.js';
+import { gemm, matmul, span, kernels, reference, referenceBackward, bench, type MatmulVariant, type RegisterTile, type SharedTile } from './matmul.js';
+import { unsupported } from '../runtime/kernel.js';
+import type { SharedCompiled } from './matmul_shared.js';
+import { N, H, I, V, Case, host, f64, compare, verify, scoped, mismatch, tunedCase } from './case.js';
+
+/** A GEMM's dimensions and strides (C[m,n] = Σ_k A[m·am + k·ak]·B[k·bk + n·bn]). */
+export interface GemmShape { M: number; N: number; K: number; am: number; ak: number; bk: number; bn: number }
+
+/** Load modes the layout allows: register tiles on 8-lane subgroups (ra, rb) and workgroup-memory
+ *  tiles (la, lb); see matmul_register.ts and matmul_shared.ts. */
+function modes(s: GemmShape) {
+  const ra = s.ak === 1 && s.am % 4 === 0 ? 'k4' : s.am === 1 && s.ak % 4 === 0 && s.M % 4 === 0 ? 'm4' : s.am === 1 ? 'm' : 'k';
+  const rb = s.bk === 1 && s.bn % 4 === 0 ? 'k' : s.bn === 1 && s.bk % 4 === 0 && s.N % 4 === 0 ? 'n' : 's';
+  const la = s.ak === 1 && s.am % 4 === 0 && s.K % 4 === 0 ? 'k4' : s.am === 1 && s.ak % 4 === 0 && s.M % 4 === 0 ? 'm4' : 's';
+  const lb = s.bk === 1 && s.bn % 4 === 0 && s.K % 4 === 0 ? 'k4' : s.bn === 1 && s.bk % 4 === 0 && s.N % 4 === 0 ? 'n4' : 's';
+  return { ra, rb, la, lb } as { ra: RegisterTile['a']; rb: RegisterTile['b']; la: SharedCompiled['la']; lb: SharedCompiled['lb'] };
+}
+
+export function compiledShared(v: SharedTile, s: GemmShape): SharedCompiled {
+  const { kind: _k, g: _g, ...tile } = v;
+  const { la, lb } = modes(s);
+  return { ...tile, la, lb };
+}
+
+/** The register kernel's subgroup broadcasts assume subgroups of exactly 8 lanes (lavapipe's). */
+function eightLanes(): boolean {
+  const { features, adapter } = gpu();
+  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+  return features.has('subgroups') && info.subgroupMinSize === 8 && info.subgroupMaxSize === 8;
+}
+
+const GROUPS = [1, 4, 16];
+/** Register tiles (tm × tn) per layout: the fallback first. */
+function registerTiles(a: RegisterTile['a'], b: RegisterTile['b']): [number, number][] {
+  if (b === 'k') return [[16, 8], [16, 4], [8, 8], [8, 4]];
+  if (a === 'k4') return [[24, 4], [16, 4], [16, 8], [8, 4]];
+  if (a === 'm4') return [[16, 4], [8, 4], [32, 4], [16, 8]];
+  return [[16, 4], [8, 4]]; // layouts without vec4 loads: no MiniMind shape has them
+}
+/** Workgroup-memory tiles [bm, bn, bk, tm, tn]: the fallback first. */
+const SHARED: [number, number, number, number, number][] = [[64, 64, 16, 4, 4], [128, 128, 8, 8, 8], [128, 64, 16, 8, 4], [32, 32, 16, 4, 4]];
+
+const validRegister = (v: RegisterTile) => !((v.a !== 's' && v.wg !== 8) || ((v.a === 'm' || v.a === 'k4') && v.tm % v.wg)
+  || (v.a === 'm4' && ![8, 16, 32].includes(v.tm)) || (v.b === 'n' && v.tn % 4));
+const reg = (tm: number, tn: number, a: RegisterTile['a'], b: RegisterTile['b'], g = 1): RegisterTile => ({ kind: 'register', wg: 8, tm, tn, u: 4, a, b, g });
+const shared = ([bm, bn, bk, tm, tn]: number[], g = 1): SharedTile => ({ kind: 'shared', bm, bn, bk, tm, tn, g });
+
+function sharedFits(v: SharedTile, s: GemmShape): boolean {
+  const { limits } = gpu();
+  return (v.bm * v.bk + v.bk * v.bn) * 4 <= limits.maxComputeWorkgroupStorageSize
+    && unsupported(kernels.matmul_shared, { ...compiledShared(v, s), h: false }) === null;
+}
+
+/** Register tiles to time: the layout's list, with subgroup loads where the adapter has 8-lane subgroups. */
+function registerCandidates(s: GemmShape): RegisterTile[] {
+  const { ra, rb } = modes(s);
+  const a = eightLanes() ? ra : 's';
+  const tiles = eightLanes() ? registerTiles(a, rb) : [[8, 4], [4, 4], [8, 8]] as [number, number][];
+  return tiles.map(([tm, tn]) => reg(tm, tn, a, rb)).filter(validRegister);
+}
+
+const p2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+export const matmulTunable: Tunable<GemmShape, MatmulVariant> = {
+  name: 'matmul',
+  key(s) {
+    const { ra, rb, la, lb } = modes(s);
+    return `${ra}.${rb}.${la}.${lb} ${p2(s.M)}x${p2(s.N)}x${p2(s.K)}`;
+  },
+  fallback(s) {
+    if (!gpu().isSoftware) return shared(SHARED[0]);
+    return registerCandidates(s)[0];
+  },
+  candidates(s) {
+    return gpu().isSoftware ? registerCandidates(s) : SHARED.map((t) => shared(t)).filter((v) => sharedFits(v, s));
+  },
+  neighbours(best) {
+    return best.kind === 'naive' ? [] : GROUPS.filter((g) => g !== best.g).map((g) => ({ ...best, g }));
+  },
+  variants(s) {
+    const { rb } = modes(s);
+    const out: MatmulVariant[] = [{ kind: 'naive' }];
+    for (const v of registerCandidates(s)) out.push(...GROUPS.map((g) => ({ ...v, g })));
+    // The loads of an adapter without 8-lane subgroups (scalar A), so that they are tested here too.
+    out.push(reg(8, 4, 's', rb));
+    for (const t of SHARED) out.push(...GROUPS.map((g) => shared(t, g)).filter((v) => sharedFits(v, s)));
+    const unique = new Map([matmulTunable.fallback(s), ...out].map((v) => [JSON.stringify(v), v]));
+    return [...unique.values()].filter((v) => v.kind !== 'register' || validRegister(v));
+  },
+  label(v) {
+    if (v.kind === 'naive') return 'naive';
+    if (v.kind === 'register') return `reg ${v.tm}x${v.tn} ${v.a}/${v.b} g${v.g}`;
+    return `shared ${v.bm}x${v.bn}x${v.bk} ${v.tm}x${v.tn} g${v.g}`;
+  },
+  trial: gemmTrial,
+};
+
+/** Random A and B (uniform in ±1) laid out by the shape's strides. The check compares every output
+ *  for small shapes, and for large ones whole rows (the first and last 32, and 32 spread between)
+ *  read from C filled with NaN first, so a skipped tile shows. Tolerance: float32 sums of K terms. */
+function gemmTrial(s: GemmShape): Trial<MatmulVariant> {
+  const ah = host([Math.ceil(span(s.M, s.am, s.K, s.ak) / 4) * 4], 301), bh = host([Math.ceil(span(s.K, s.bk, s.N, s.bn) / 4) * 4], 302);
+  const a = Tensor.fromArray(ah, [ah.length]).keep(), b = Tensor.fromArray(bh, [bh.length]).keep(), c = Tensor.empty([s.M * s.N]).keep();
+  const run = (v: MatmulVariant) => gemm({ a, b, c, ...s, beta: 0 }, { variant: v });
+  const all = s.M * s.N <= 1 << 20;
+  const rows = all ? [...Array(s.M).keys()]
+    : [...new Set([...Array(32).keys(), ...Array.from({ length: 32 }, (_, i) => Math.floor(((i + 0.5) * s.M) / 32)), ...Array.from({ length: 32 }, (_, i) => s.M - 1 - i)])]
+      .filter((m) => m >= 0 && m < s.M).sort((x, y) => x - y);
+  const rtol = 2e-5, atol = 2e-6 * Math.sqrt(s.K);
+  return {
+    run,
+    async check(v) {
+      writeBuffer(c.buffer, 0, new Float32Array(s.M * s.N).fill(NaN));
+      run(v);
+      const got = all ? await c.readF32() : undefined;
+      for (const m of rows) {
+        const row = got ? got.subarray(m * s.N, (m + 1) * s.N) : new Float32Array(await readBuffer(c.buffer, 4 * m * s.N, 4 * s.N));
+        const want = new Float64Array(s.N);
+        for (let n = 0; n < s.N; n++) {
+          let acc = 0;
+          for (let k = 0; k < s.K; k++) acc += ah[m * s.am + k * s.ak] * bh[k * s.bk + n * s.bn];
+          want[n] = acc;
+        }
+        const bad = mismatch(row, want, rtol, atol, (n) => m * s.N + n);
+        if (bad) return bad;
+      }
+      return null;
+    },
+    dispose() { a.dispose(); b.dispose(); c.dispose(); },
+  };
+}
+
+/** The shapes of a Linear's three products, x [M, K] and W [N, K]. */
+export const linearShapes = (M: number, N: number, K: number): Record<'forward' | 'dX' | 'dW', GemmShape> => ({
+  forward: { M, N, K, am: K, ak: 1, bk: 1, bn: K },
+  dX: { M, N: K, K: N, am: N, ak: 1, bk: K, bn: 1 },
+  dW: { M: N, N: K, K: M, am: 1, ak: N, bk: K, bn: 1 },
+});
+
+/** Column n of a row-major [M, N] array. */
+const column = (a: Float32Array, M: number, Nc: number, n: number) => Float64Array.from({ length: M }, (_, m) => a[m * Nc + n]);
+
+/** Bench rows: the FFN's three products and the LM head's forward (the tuner's choices), the naive
+ *  forward (the baseline), and forward+backward through the tape (the variants the rule picks). */
+export function cases(): Case[] {
+  const ffn = linearShapes(N, I, H), head = linearShapes(N, V, H);
+  const flops = (s: GemmShape) => ({ flops: bench.matmul(s.M, s.N, s.K).flops });
+  const xh = host([N, H], 1), wh = host([I, H], 2), gyh = host([N, I], 3);
+  const name = 'matmul_forward+backward';
+  return [
+    tunedCase(matmulTunable, ffn.forward, { name: 'matmul', shape: `${N}x${H}·${I}x${H}ᵀ`, bound: 'compute', work: flops(ffn.forward) }),
+    tunedCase(matmulTunable, head.forward, { name: 'matmul', shape: `${N}x${H}·${V}x${H}ᵀ`, bound: 'compute', work: flops(head.forward) }),
+    tunedCase(matmulTunable, ffn.forward, {
+      name: 'matmul_naive', shape: `${N}x${H}·${I}x${H}ᵀ`, bound: 'compute', work: flops(ffn.forward), variant: { kind: 'naive' },
+      slow: true, sampling: { minSamples: 2, maxTime: 0 },
+    }),
+    tunedCase(matmulTunable, ffn.dX, { name: 'matmul_dX', shape: `${N}x${I}·${I}x${H}`, bound: 'compute', work: flops(ffn.dX) }),
+    tunedCase(matmulTunable, ffn.dW, { name: 'matmul_dW', shape: `${I}x${N}·${N}x${H}`, bound: 'compute', work: flops(ffn.dW) }),
+    {
+      // The naive forward row gives the naive ratio: a naive forward+backward would take 40 s of the bench.
+      name, shape: `${N}x${H}·${I}x${H}ᵀ`, bound: 'compute', work: { flops: 3 * bench.matmul(N, I, H).flops }, warm: true,
+      setup: async (held) => {
+        const x = Tensor.fromArray(xh, [N, H], 'f32', true), w = Tensor.fromArray(wh, [I, H], 'f32', true), gy = Tensor.fromArray(gyh, [N, I]);
+        held.push(gradSlot(w));
+        const call = scoped(() => backward(matmul(x, w), gy));
+        call();
+        held.push(x.grad!);
+        // dX on the first rows, dW on its first and last rows.
+        compare(`${name} dX`, (await x.grad!.readF32()).subarray(0, 2 * H), referenceBackward(f64(xh, 2 * H), f64(wh), f64(gyh, 2 * I), 2, I, H).dx);
+        const dw = await w.grad!.readF32();
+        for (const n of [0, I - 1]) {
+          compare(`${name} dW`, dw.subarray(n * H, (n + 1) * H), referenceBackward(f64(xh), new Float64Array(H), column(gyh, N, I, n), N, 1, H).dw, n * H);
+        }
+        await verify(`${name} y`, () => matmul(x, w), reference(f64(xh, 2 * H), f64(wh), 2, I, H));
+        return call;
+      },
+    },
+  ];
+}

@@ -1,0 +1,113 @@
+// Variants of rmsnorm and add_rmsnorm (forward and backward of each), their trials and bench rows.
+// The fallback is the lane layout (one invocation per row; 64 row chunks in the backward), today's
+// kernel on every adapter. Candidates: on a CPU adapter the lane layout and one workgroup-per-row
+// layout (to confirm the lane one wins there); on a GPU workgroups of 64–256 lanes per row, summed
+// with subgroups where the adapter has them, and (backward) 512 row chunks so the column pass has
+// tens of thousands of invocations; the backward's second round tries other chunk counts.
+import { gpu } from '../runtime/device.js';
+import { Tensor } from '../runtime/tensor.js';
+import type { Tunable } from '../runtime/tuner.js';
+import { kernels, launchForward, rmsnormBackward, reference, referenceBackward, bench, type BackwardVariant, type ForwardVariant, type RowLayout } from './rmsnorm.js';
+import { kernels as addKernels, bench as addBench } from './add_rmsnorm.js';
+import { N, H, Case, input, fixedTrial, tunedCase } from './case.js';
+
+/** rows × H, normalised over H. */
+export interface RowShape { rows: number; h: number }
+
+const LANE: RowLayout = { rows: 'lane', wg: 64, sub: false };
+const wgRow = (wg: number, sub: boolean): RowLayout => ({ rows: 'wg', wg, sub });
+
+/** Subgroup sums need whole subgroups per workgroup: wg ≥ the adapter's largest subgroup. */
+function subgroupsFit(wg: number): boolean {
+  const { features, adapter } = gpu();
+  const max = (adapter.info as GPUAdapterInfo & { subgroupMaxSize?: number }).subgroupMaxSize ?? 128;
+  return features.has('subgroups') && wg >= max;
+}
+
+function layouts(): RowLayout[] {
+  return [LANE, ...[64, 128, 256].flatMap((wg) => [wgRow(wg, false), ...(subgroupsFit(wg) ? [wgRow(wg, true)] : [])])];
+}
+function layoutCandidates(): RowLayout[] {
+  if (gpu().isSoftware) return [LANE, wgRow(128, subgroupsFit(128))];
+  return [LANE, ...[64, 128, 256].map((wg) => wgRow(wg, subgroupsFit(wg))), wgRow(128, false)];
+}
+const CHUNKS = [64, 256, 512, 1024];
+
+const p2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+const key = (s: RowShape) => `h${s.h} rows${p2(s.rows)}`;
+const layoutLabel = (v: RowLayout) => (v.rows === 'lane' ? 'lane' : `wg${v.wg}${v.sub ? ' sub' : ''}`);
+const unique = <V>(vs: V[]) => [...new Map(vs.map((v) => [JSON.stringify(v), v])).values()];
+
+/** Seeded x (±2), w (1 ± 0.5), and for add_rmsnorm res (±1). Checks cover the first 256 rows. */
+function data(s: RowShape, add: boolean) {
+  const x = input([s.rows, s.h], 51, 2), res = input([s.rows, s.h], 52);
+  const w = input([s.h], 53, 0.5);
+  w.h.forEach((v, i) => { w.h[i] = 1 + v; });
+  w.t.dispose();
+  const wt = Tensor.fromArray(w.h, [s.h]).keep();
+  const src = add ? Float64Array.from(x.h, (v, i) => v + res.h[i]) : Float64Array.from(x.h);
+  return { x, res, w: { t: wt, h: w.h }, src, n: Math.min(s.rows, 256) };
+}
+
+function forwardFamily(add: boolean): Tunable<RowShape, ForwardVariant> {
+  return {
+    name: add ? 'add_rmsnorm_forward' : 'rmsnorm_forward', key, fallback: () => LANE, variants: layouts, candidates: layoutCandidates,
+    label: layoutLabel,
+    trial(s) {
+      const d = data(s, add);
+      const y = Tensor.empty([s.rows, s.h]).keep(), rstd = Tensor.empty([s.rows]).keep(), sum = Tensor.empty([s.rows, s.h]).keep();
+      const bufs = add ? [d.x.t, d.res.t, d.w.t, sum, y, rstd] : [d.x.t, d.w.t, y, rstd];
+      return fixedTrial<ForwardVariant>({
+        run: (v) => launchForward(add ? addKernels.add_rmsnorm_forward : kernels.rmsnorm_forward, v, d.x.t, d.w.t, bufs, 1e-5),
+        outputs: add ? [sum, y, rstd] : [y, rstd],
+        want: () => {
+          const r = reference(d.src.subarray(0, d.n * s.h), Float64Array.from(d.w.h), 1e-5);
+          return add ? [d.src.subarray(0, d.n * s.h), r.y, r.rstd] : [r.y, r.rstd];
+        },
+        rtol: 1e-5, atol: 1e-6, owned: [d.x.t, d.res.t, d.w.t, y, rstd, sum],
+      });
+    },
+  };
+}
+
+function backwardFamily(add: boolean): Tunable<RowShape, BackwardVariant> {
+  const withChunks = (vs: RowLayout[], chunks: number) => vs.map((v) => ({ ...v, chunks }));
+  return {
+    name: add ? 'add_rmsnorm_backward' : 'rmsnorm_backward', key, fallback: () => ({ ...LANE, chunks: 64 }),
+    variants: () => unique([{ ...LANE, chunks: 64 }, ...CHUNKS.flatMap((c) => withChunks(layouts(), c))]),
+    candidates: () => unique([{ ...LANE, chunks: 64 }, ...withChunks(layoutCandidates(), gpu().isSoftware ? 64 : 512)]),
+    neighbours: (best) => CHUNKS.filter((c) => c !== best.chunks).map((chunks) => ({ ...best, chunks })),
+    label: (v) => `${layoutLabel(v)} c${v.chunks}`,
+    trial(s) {
+      const d = data(s, add), dy = input([s.rows, s.h], 54), gs = input([s.rows, s.h], 55);
+      const { rstd: rh } = reference(d.src, Float64Array.from(d.w.h), 1e-5);
+      const rstd = Tensor.fromArray(rh, [s.rows]).keep(), xs = Tensor.fromArray(d.src, [s.rows, s.h]).keep();
+      const dw = Tensor.empty([s.h]).keep(), dx = Tensor.empty([s.rows, s.h]).keep();
+      const fused = add ? { kernel: addKernels.add_rmsnorm_backward, extra: [gs.t] } : undefined;
+      return fixedTrial<BackwardVariant>({
+        run: (variant) => { rmsnormBackward(xs, d.w.t, rstd, dy.t, dw, 0, { fused, variant, dx }); },
+        outputs: [dx, dw],
+        want: () => {
+          const r = referenceBackward(d.src, Float64Array.from(d.w.h), Float64Array.from(dy.h), 1e-5);
+          return [r.dx.subarray(0, d.n * s.h).map((v, i) => v + (add ? gs.h[i] : 0)), r.dw];
+        },
+        rtol: 1e-4, atol: 2e-5 * Math.sqrt(s.rows), owned: [d.x.t, d.res.t, d.w.t, dy.t, gs.t, rstd, xs, dw, dx],
+      });
+    },
+  };
+}
+
+export const rmsnormTunables = {
+  forward: forwardFamily(false), backward: backwardFamily(false), addForward: forwardFamily(true), addBackward: backwardFamily(true),
+};
+
+/** Bench rows at MiniMind2-small's 5440 × 512 (bytes: each module's bench metadata). */
+export function cases(): Case[] {
+  const s = { rows: N, h: H }, shape = `${N}x${H}`;
+  return [
+    tunedCase(rmsnormTunables.forward, s, { name: 'rmsnorm_forward', shape, work: bench.rmsnorm_forward(N, H) }),
+    tunedCase(rmsnormTunables.backward, s, { name: 'rmsnorm_backward', shape, work: bench.rmsnorm_backward(N, H) }),
+    tunedCase(rmsnormTunables.addForward, s, { name: 'add_rmsnorm_forward', shape, work: addBench.add_rmsnorm_forward(N, H) }),
+    tunedCase(rmsnormTunables.addBackward, s, { name: 'add_rmsnorm_backward', shape, work: addBench.add_rmsnorm_backward(N, H) }),
+  ];
+}

@@ -1,0 +1,161 @@
+// The tuner: it picks the faster of two variants of very different cost, persists the choice and
+// reuses it, ignores (and rewrites) a corrupt or foreign cache file, drops a variant that fails to
+// compile or gives a wrong answer, and honours its modes. Synthetic kernel families, own cache files.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
+import { defineKernel, launch, plan, counters, resetCounters } from '../runtime/kernel.js';
+import { Tuner, modeFromEnv, type Tunable } from '../runtime/tuner.js';
+import { MiniMind } from '../model/minimind.js';
+import { preset } from '../model/config.js';
+import { backward } from '../runtime/autograd.js';
+import { setupGpu } from './util.js';
+
+const s = suite('tuner');
+s.before(setupGpu);
+s.before.each(() => beginScope());
+s.after.each(() => endScope());
+
+/** reps × 64 multiply-adds per element, then y = 2·i (+1 when wrong); broken does not compile. */
+interface Busy { reps: number; wrong?: boolean; broken?: boolean }
+const busy = defineKernel<Busy>({
+  name: 'tuner_busy', params: [['n', 'u32']], buffers: [['y', 'rw', 'f32']], workgroup: 64,
+  wgsl: (v, entry) => `${entry} {
+  let i = wid.x * 64u + lid.x;
+  if (i >= p.n) { return; }
+  var a = f32(i);
+  for (var r = 0u; r < ${v.reps}u; r++) { for (var k = 0u; k < 64u; k++) { a = a * 0.999 + 1.0; } }
+  y[i] = 2.0 * f32(i) + select(0.0, a, a == -1.0)${v.wrong ? ' + 1.0' : ''}${v.broken ? ' + undefined_name' : ''};
+}`,
+});
+const N = 1 << 16;
+
+/** A family whose variants are `list`, the first the fallback. */
+function family(list: Busy[], name = 'tuner_busy'): Tunable<{ n: number }, Busy> {
+  return {
+    name, key: (sh) => `n${sh.n}`, variants: () => list, fallback: () => list[0], label: (v) => JSON.stringify(v),
+    trial: (sh) => {
+      const y = Tensor.empty([sh.n]).keep();
+      const run = (v: Busy) => launch(busy, { params: { n: sh.n }, buffers: [y.buffer], workgroups: Math.ceil(sh.n / 64), variant: v });
+      return {
+        run,
+        async check(v) {
+          run(v);
+          const got = await y.readF32();
+          for (const i of [0, 1, sh.n - 1]) if (got[i] !== 2 * i) return `y[${i}] = ${got[i]}`;
+          return null;
+        },
+        dispose: () => y.dispose(),
+      };
+    },
+  };
+}
+
+const dir = () => mkdtempSync(join(tmpdir(), 'tuner-'));
+const quiet = (lines: string[]) => (l: string) => { lines.push(l); };
+
+s('tuning picks the faster of two variants of very different cost (the slow one is the fallback)', async () => {
+  const file = join(dir(), 'c.json');
+  const t = new Tuner({ mode: 'on', file, warn: quiet([]) });
+  const fam = family([{ reps: 256 }, { reps: 1 }]);
+  assert.equal(t.pick(fam, { n: N }), { reps: 256 }, 'before tuning: the fallback');
+  assert.is(t.pendingCount, 1);
+  const [c] = await t.tunePending();
+  assert.equal(c.variant, { reps: 1 });
+  const [slow, fast] = c.timings.map((x) => x.ms!);
+  assert.ok(slow > 4 * fast, `timings ${slow} vs ${fast} ms`);
+  assert.equal(t.pick(fam, { n: N }), { reps: 1 }, 'after tuning');
+  assert.is(t.pendingCount, 0);
+});
+
+s('the choice persists: a new tuner on the same file reuses it without timing', async () => {
+  const file = join(dir(), 'c.json');
+  const fam = family([{ reps: 256 }, { reps: 1 }]);
+  await new Tuner({ mode: 'on', file, warn: quiet([]) }).tune(fam, { n: N });
+  const saved = JSON.parse(readFileSync(file, 'utf8'));
+  assert.equal(saved.entries['tuner_busy|n65536'].variant, { reps: 1 });
+  const again = new Tuner({ mode: 'on', file, warn: quiet([]) });
+  assert.equal(again.pick(fam, { n: N }), { reps: 1 });
+  assert.is(again.pendingCount, 0, 'nothing left to tune');
+  assert.is((await again.choose(fam, { n: N })).source, 'cache');
+  // Off: still the cached choice; force: the file is ignored and the shape tuned again.
+  assert.equal(new Tuner({ mode: 'off', file, warn: quiet([]) }).pick(fam, { n: N }), { reps: 1 });
+  const forced = new Tuner({ mode: 'force', file, warn: quiet([]) });
+  assert.equal(forced.pick(fam, { n: N }), { reps: 256 });
+  assert.is(forced.pendingCount, 1);
+});
+
+s('off: the fallback, nothing queued, nothing timed or written', async () => {
+  const file = join(dir(), 'c.json');
+  const t = new Tuner({ mode: 'off', file, warn: quiet([]) });
+  const fam = family([{ reps: 256 }, { reps: 1 }]);
+  assert.equal(t.pick(fam, { n: N }), { reps: 256 });
+  assert.is(t.pendingCount, 0);
+  assert.is((await t.choose(fam, { n: N })).source, 'fallback');
+  assert.not.ok(existsSync(file));
+});
+
+s('a corrupt or foreign cache file is ignored with a warning and rewritten', async () => {
+  const fam = family([{ reps: 256 }, { reps: 1 }]);
+  for (const content of ['{ not json', JSON.stringify({ format: 'minimind-ts tuning cache', version: 1, adapter: 'some other GPU', entries: { 'tuner_busy|n65536': { variant: { reps: 256 }, label: 'x', timings: [] } } })]) {
+    const file = join(dir(), 'c.json');
+    writeFileSync(file, content);
+    const warnings: string[] = [];
+    const t = new Tuner({ mode: 'on', file, warn: quiet(warnings) });
+    assert.is(warnings.length, 1, 'one warning');
+    assert.match(warnings[0], /ignoring the tuning cache .*(not JSON|another adapter).*rewritten/);
+    assert.equal(t.pick(fam, { n: N }), { reps: 256 }, 'the foreign entry is not used');
+    await t.tunePending();
+    const saved = JSON.parse(readFileSync(file, 'utf8'));
+    assert.equal(saved.entries['tuner_busy|n65536'].variant, { reps: 1 });
+  }
+});
+
+s('a cached variant that no longer exists is ignored', async () => {
+  const file = join(dir(), 'c.json');
+  await new Tuner({ mode: 'on', file, warn: quiet([]) }).tune(family([{ reps: 256 }, { reps: 1 }]), { n: N });
+  const t = new Tuner({ mode: 'on', file, warn: quiet([]) });
+  assert.equal(t.pick(family([{ reps: 256 }, { reps: 2 }]), { n: N }), { reps: 256 });
+  assert.is(t.pendingCount, 1);
+});
+
+s('a variant that fails to compile or gives a wrong answer is dropped with a warning and never chosen', async () => {
+  const warnings: string[] = [];
+  const t = new Tuner({ mode: 'on', file: null, warn: quiet(warnings) });
+  const c = await t.tune(family([{ reps: 64 }, { reps: 1, broken: true }, { reps: 1, wrong: true }], 'tuner_bad'), { n: N });
+  assert.equal(c.variant, { reps: 64 });
+  assert.is(warnings.length, 2, warnings.join('\n'));
+  assert.match(warnings.join('\n'), /dropped: .*compile/);
+  assert.match(warnings.join('\n'), /dropped: wrong result: y\[0\] = 1/);
+  assert.equal(c.timings.filter((x) => x.dropped).length, 2);
+});
+
+s('MINIMIND_TUNE accepts on, off, force and names anything else', () => {
+  assert.is(modeFromEnv(''), 'on');
+  assert.is(modeFromEnv('on'), 'on');
+  assert.is(modeFromEnv('off'), 'off');
+  assert.is(modeFromEnv('force'), 'force');
+  assert.throws(() => modeFromEnv('fast'), /MINIMIND_TUNE=fast: expected on \(default\), off or force/);
+});
+
+s('planning a training step launches nothing', async () => {
+  const model = new MiniMind(preset('tiny'), 0);
+  try {
+    const [B, T] = [2, 16];
+    const ids = Int32Array.from({ length: B * T }, (_, i) => i % 100);
+    resetCounters();
+    await plan(async () => {
+      const { loss } = await model.loss(Tensor.fromArray(ids, [B, T], 'i32'), Tensor.fromArray(ids, [B, T], 'i32'), ids);
+      backward(loss);
+    });
+    assert.is(counters().dispatches, 0);
+    model.store.zeroGrad();
+  } finally {
+    model.dispose();
+  }
+});
+
+s.run();
