@@ -1,7 +1,8 @@
-// Every kernel row of `npm run bench`, at MiniMind2-small training shapes: compute-bound (matmul,
-// attention; bench/compute_bound.ts), memory-bound passes (bench/memory_bound.ts) and the optimizer
-// (bench/optimizer.ts). Work per call comes from each kernel module's bench metadata. Each case
-// validates its output once against the float64 reference before it is timed. A row's % roofline is
+// Every kernel row of `npm run bench`, at MiniMind2-small training shapes: each op's bench rows from
+// the op table (kernels/index.ts), in its order. Work per call comes from each kernel module's bench
+// metadata. Each case validates its output once against the float64 reference before it is timed;
+// shape classes met for the first time are tuned before the timing, and every row names the
+// variants it ran. A row's % roofline is
 // of the median of three rates of its roofline kernel (FMA for compute rows, copy for memory rows):
 // timed just before the row, just after it, and at the start of the run. The machine's speed drifts
 // within a run, so a row is compared with its own moment, and one disturbed probe cannot skew it.
@@ -11,14 +12,12 @@ import { sync } from '../runtime/kernel.js';
 import { Options, Probe, Row, probeRate, row, time } from './harness.js';
 import { tuner } from '../runtime/tuner.js';
 import { OPS } from '../kernels/index.js';
-import { memoryBoundCases } from './memory_bound.js';
-import { optimizerCases } from './optimizer.js';
 
 const PROBE_CALLS = 5;
 
 export async function benchKernels(o: Options, probes: { compute: Probe; memory: Probe }, want: (name: string) => boolean): Promise<Row[]> {
   const rows: Row[] = [];
-  for (const c of [...OPS.flatMap((op) => op.cases?.() ?? []), ...memoryBoundCases(), ...optimizerCases()]) {
+  for (const c of OPS.flatMap((op) => op.cases?.() ?? [])) {
     if (!want(c.name) || (o.quick && c.slow)) continue;
     const held: { dispose(): void }[] = [];
     const t0 = performance.now();

@@ -17,32 +17,36 @@ import { Tensor, copyInto } from '../runtime/tensor.js';
 import { ParamStore } from '../runtime/param_store.js';
 import { acquireBuffer, releaseBuffer } from '../runtime/buffer.js';
 import { groupSlots, slotsPerDispatch, slotSearch, slotSwitch, slotTable } from './grad_norm.js';
+import { tuner } from '../runtime/tuner.js';
+import { adamwTunable } from './optimizer_variants.js';
 
 const WG = 256;
-const ITEMS = 4; // elements per invocation
-const CHUNK = WG * ITEMS;
+
+/** Elements per invocation, strided by the workgroup (adamw_variants.ts tunes it; 4 is the fallback). */
+export interface AdamWVariant { items: number }
+type Compiled = AdamWVariant & { S: number };
 
 const SCALARS = [['total', 'u32'], ['clip', 'u32'], ['maxNorm', 'f32'], ['inv', 'f32'], ['decay', 'f32'], ['b1', 'f32'], ['omb1', 'f32'],
   ['b2', 'f32'], ['omb2', 'f32'], ['bc2s', 'f32'], ['negStep', 'f32'], ['eps', 'f32']] as const;
 
-const cache = new Map<number, Kernel<{ S: number }>>();
+const cache = new Map<number, Kernel<Compiled>>();
 
-function adamwKernel(S: number): Kernel<{ S: number }> {
+function adamwKernel(S: number): Kernel<Compiled> {
   let k = cache.get(S);
   if (k) return k;
   const slots = Array.from({ length: S }, (_, s) => s);
-  k = defineKernel<{ S: number }>({
+  k = defineKernel<Compiled>({
     name: 'adamw', workgroup: WG,
     params: [...SCALARS, ...slots.flatMap((s) => [[`n${s}`, 'u32'], [`w${s}`, 'u32']] as const)],
     buffers: [['norm', 'read', 'f32'],
       ...slots.flatMap((s) => [[`p${s}`, 'rw', 'f32'], [`g${s}`, 'read', 'f32'], [`m${s}`, 'rw', 'f32'], [`v${s}`, 'rw', 'f32']] as const)],
-    wgsl: (_, entry) => `
+    wgsl: (v, entry) => `
 ${entry} {
   ${slotSearch(S)}
   var coef = 1.0;
   if (p.clip != 0u) { coef = min(p.maxNorm / (norm[0] * p.inv + 1e-6), 1.0); }
-${slotSwitch(S, (s) => `      let base = (wg - p.w${s}) * ${CHUNK}u + lid.x;
-      for (var k = 0u; k < ${ITEMS}u; k++) {
+${slotSwitch(S, (s) => `      let base = (wg - p.w${s}) * ${WG * v.items}u + lid.x;
+      for (var k = 0u; k < ${v.items}u; k++) {
         let i = base + k * ${WG}u;
         if (i < p.n${s}) {
           let g = g${s}[i] * p.inv * coef;
@@ -115,7 +119,7 @@ export class AdamW {
    *  their norm are of the scaled loss). Parameters without a gradient since the last zeroGrad are
    *  skipped, as PyTorch skips .grad None; the step count is shared, so a parameter skipped on some
    *  steps sees a later bias correction than PyTorch's per-parameter count would give. */
-  step(lr: number = this.lr, clipNorm?: Tensor, maxNorm?: number, invScale = 1): void {
+  step(lr: number = this.lr, clipNorm?: Tensor, maxNorm?: number, invScale = 1, variant?: AdamWVariant): void {
     if (clipNorm && maxNorm === undefined) throw new Error('AdamW.step: clipNorm given without maxNorm');
     if (clipNorm && clipNorm.size !== 1) throw new Error(`AdamW.step: clipNorm must be [1], got [${clipNorm.shape}]`);
     if (!isPlanning()) this.t++; // a planned step (runtime/kernel.ts plan) changes nothing
@@ -127,12 +131,13 @@ export class AdamW {
     };
     const quads = this.quads();
     const S = slotsPerDispatch(1, 4);
+    const v = variant ?? tuner().pick(adamwTunable, { n: quads.reduce((a, [p]) => a + p.size, 0) });
     for (const group of groupSlots(quads.length, S).map((gr) => gr.map((j) => quads[j]))) {
-      const { w, total } = slotTable(group.map(([p]) => p.size), CHUNK);
+      const { w, total } = slotTable(group.map(([p]) => p.size), WG * v.items);
       const params: Record<string, number> = { total, ...scalars };
       group.forEach(([p], s) => { params[`n${s}`] = p.size; params[`w${s}`] = w[s]; });
       launch(adamwKernel(group.length), {
-        params, workgroups: total, variant: { S: group.length },
+        params, workgroups: total, variant: { ...v, S: group.length },
         buffers: [(clipNorm ?? this.noNorm).binding(), ...group.flatMap((q) => q.map((t) => t.binding()))],
       });
     }

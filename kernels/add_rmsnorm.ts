@@ -8,7 +8,8 @@
 import { defineKernel } from '../runtime/kernel.js';
 import { Tensor, needsGrad, record } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
-import { BACKWARD_PARAMS, FORWARD_PARAMS, WG, backwardWgsl, forwardWgsl, rowEnable, rowSize, type RowWidth } from './rmsnorm_wgsl.js';
+import { BACKWARD_PARAMS, FORWARD_PARAMS, WG, backwardWgsl, forwardWgsl, type RowWidth } from './rmsnorm_wgsl.js';
+import { rowEnable, rowSize } from './row_layout.js';
 import { dims, launchForward, rmsnormBackward, bench as rmsnormBench } from './rmsnorm.js';
 import { tuner } from '../runtime/tuner.js';
 import { rmsnormTunables } from './rmsnorm_variants.js';

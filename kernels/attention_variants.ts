@@ -49,8 +49,10 @@ function variants(s: AttentionShape): FlashTile[] {
 const p2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 const label = (t: FlashTile) => `${t.sg ? 'sg' : 'loop'} ${t.wg}x${t.bc}`;
 const key = (s: AttentionShape) => `hd${s.hd} r${s.nh / s.nkv} T${p2(s.T)} kv${p2(s.kvT)} bh${p2(s.B * s.nh)}`;
+/** Tuning times fewer batch rows (independent work) of a large call: about 2^22 query-key pairs per head. */
+const tuningShape = (s: AttentionShape): AttentionShape => ({ ...s, B: Math.max(1, Math.min(s.B, Math.floor(2 ** 22 / (s.nh * s.T * s.kvT)))) });
 const family = (name: string, trial: (s: AttentionShape) => Trial<FlashTile>): Tunable<AttentionShape, FlashTile> =>
-  ({ name, key, fallback, candidates, variants, label, trial });
+  ({ name, key, fallback, candidates, variants, label, trial, tuningShape });
 
 /** Inputs of a trial: q, k, v, the upstream gradient (scale 1), on the GPU and as float32 host copies. */
 function inputs(s: AttentionShape) {

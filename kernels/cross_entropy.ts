@@ -12,6 +12,10 @@
 // reduction (1 workgroup, fixed order: deterministic).
 import { defineKernel, launch, type Binding } from '../runtime/kernel.js';
 import { treeSum, vecType } from '../runtime/wgsl.js';
+import { rowEnable, rowSize, type RowLayout } from './row_layout.js';
+import { forwardWgsl, type ForwardCompiled } from './cross_entropy_wgsl.js';
+import { tuner } from '../runtime/tuner.js';
+import { crossEntropyTunable } from './cross_entropy_variants.js';
 import { Tensor, needsGrad, record } from '../runtime/tensor.js';
 import { gpu } from '../runtime/device.js';
 import type { BackwardRule } from '../runtime/autograd.js';
@@ -21,7 +25,8 @@ const RED = 256; // single-workgroup reductions
 const IGNORE = -100;
 const SCALE_GROUPS = 512; // workgroups of the backward's strided scale loop
 /** The label row gr is trained on: labels[gr + 1] within the same sequence, else ignored. */
-const LABEL = `fn labelOf(gr: u32) -> i32 { if (gr % p.T + 1u < p.T) { return labels[gr + 1u]; } return ${IGNORE}; }`;
+const LABEL = `const IGNORE = ${IGNORE};
+fn labelOf(gr: u32) -> i32 { if (gr % p.T + 1u < p.T) { return labels[gr + 1u]; } return IGNORE; }`;
 /** Tree sum of red[] over one workgroup of ${RED}; the total ends in red[0]. */
 const TREE = treeSum('red', RED);
 
@@ -42,42 +47,11 @@ ${entry} {
 `,
   }),
   /** Per row: losses[gr] = lse − x[label]; with variant grad, the row becomes (softmax − onehot)/count. */
-  cross_entropy_forward: defineKernel<{ vec4: boolean; grad: boolean }>({
-    name: 'cross_entropy_forward', params: [['rows', 'u32'], ['r0', 'u32'], ['T', 'u32'], ['V', 'u32'], ['vv', 'u32']], workgroup: WG,
+  cross_entropy_forward: defineKernel<ForwardCompiled>({
+    name: 'cross_entropy_forward', params: [['rows', 'u32'], ['r0', 'u32'], ['T', 'u32'], ['V', 'u32'], ['vv', 'u32']],
+    workgroup: (v) => rowSize(v, WG), enable: rowEnable,
     buffers: [['logits', 'rw', 'VT'], ['labels', 'read', 'i32'], ['count', 'read', 'f32'], ['losses', 'rw', 'f32']],
-    wgsl: (v, entry) => `${vecType(v.vec4)}${LABEL}
-fn zeroRow(b: u32) { ${v.grad ? 'for (var i = 0u; i < p.vv; i++) { logits[b + i] = VT(0.0); }' : ''} }
-${entry} {
-  let r = wgIndex(wid, nwg) * ${WG}u + lid.x;   // row within this chunk of the logits
-  if (r >= p.rows) { return; }
-  let gr = p.r0 + r;
-  let label = labelOf(gr);
-  let b = r * p.vv;
-  if (label == ${IGNORE}) { losses[gr] = 0.0; zeroRow(b); return; }
-  if (label < 0 || u32(label) >= p.V) { losses[gr] = bitcast<f32>(0x7fc00000u | (p.V & 0u)); /* NaN (runtime: WGSL rejects a constant NaN) */ zeroRow(b); return; }
-  // One pass for max and Σexp (online softmax per lane): exp(−|x − m|) is exp(x − m) when x ≤ m, else
-  // the factor that rescales the sum to the new max; one exp per element (on lavapipe the exps, not
-  // the memory, bound this kernel).
-  var m = VT(-3.4e38);
-  var s = VT(0.0);
-  for (var i = 0u; i < p.vv; i++) {
-    let v = logits[b + i];
-    let e = exp(-abs(v - m));
-    let up = v > m;
-    s = select(s + e, s * e + 1.0, up);
-    m = select(m, v, up);
-  }
-  let mx = hmax(m);
-  let sum = hsum(s * exp(m - mx));
-  let l = u32(label);
-  let xl = ${v.vec4 ? 'logits[b + l / 4u][l % 4u]' : 'logits[b + l]'};
-  losses[gr] = log(sum) + mx - xl;
-  ${v.grad ? `let invc = 1.0 / max(count[0], 1.0);
-  let k = invc / sum;
-  for (var i = 0u; i < p.vv; i++) { logits[b + i] = exp(logits[b + i] - mx) * k; }
-  ${v.vec4 ? 'logits[b + l / 4u][l % 4u] -= invc;' : 'logits[b + l] -= invc;'}` : ''}
-}
-`,
+    wgsl: (v, entry) => forwardWgsl(v, entry, LABEL),
   }),
   /** loss[0] = Σ losses / max(count, 1), summed in a fixed order. */
   cross_entropy_loss: defineKernel({
@@ -118,6 +92,19 @@ function chunks(rows: number, V: number): { r0: number; n: number }[] {
 }
 const slice = (t: Tensor, V: number, c: { r0: number; n: number }): Binding => ({ buffer: t.buffer, offset: t.offset + c.r0 * V * 4, size: c.n * V * 4 });
 
+/** The per-row pass with layout v over the logits [rows, V] (in chunks that fit a binding): losses,
+ *  and with grad dlogits in place of the logits. */
+export function launchForward(v: RowLayout, logits: Tensor, labels: Tensor, count: Tensor, losses: Tensor, grad: boolean): void {
+  const V = logits.shape.at(-1)!, rows = logits.size / V, T = labels.shape.at(-1)!, vec4 = V % 4 === 0;
+  for (const c of chunks(rows, V)) {
+    launch(kernels.cross_entropy_forward, {
+      params: { rows: c.n, r0: c.r0, T, V, vv: vec4 ? V / 4 : V },
+      buffers: [slice(logits, V, c), labels.binding(), count.binding(), losses.binding()],
+      workgroups: v.rows === 'wg' ? c.n : Math.ceil(c.n / WG), variant: { ...v, vec4, grad },
+    });
+  }
+}
+
 /** Shifted masked cross-entropy. loss [1] (mean over counted tokens, 0 if none), count [1] (f32).
  *  When gradients are recorded, the logits are overwritten with dlogits: this must be their last use. */
 export function crossEntropy(logits: Tensor, labels: Tensor): { loss: Tensor; count: Tensor } {
@@ -127,16 +114,10 @@ export function crossEntropy(logits: Tensor, labels: Tensor): { loss: Tensor; co
   if (labels.dtype !== 'i32' || labels.shape.length !== 2 || labels.shape[0] !== B || labels.shape[1] !== T) {
     throw new Error(`cross_entropy: labels must be i32 [${B}, ${T}], got ${labels.dtype} [${labels.shape}]`);
   }
-  const rows = B * T, vec4 = V % 4 === 0, grad = needsGrad(logits);
+  const rows = B * T, grad = needsGrad(logits);
   const count = Tensor.empty([1]), loss = Tensor.empty([1]), losses = Tensor.empty([rows]);
   launch(kernels.cross_entropy_count, { params: { rows, T }, buffers: [labels.binding(), count.binding()], workgroups: 1 });
-  for (const c of chunks(rows, V)) {
-    launch(kernels.cross_entropy_forward, {
-      params: { rows: c.n, r0: c.r0, T, V, vv: vec4 ? V / 4 : V },
-      buffers: [slice(logits, V, c), labels.binding(), count.binding(), losses.binding()],
-      workgroups: Math.ceil(c.n / WG), variant: { vec4, grad },
-    });
-  }
+  launchForward(tuner().pick(crossEntropyTunable, { rows, T, V, grad }), logits, labels, count, losses, grad);
   launch(kernels.cross_entropy_loss, { params: { rows }, buffers: [losses.binding(), count.binding(), loss.binding()], workgroups: 1 });
   losses.dispose();
   if (grad) record('cross_entropy', [logits, labels], [loss, count], {});

@@ -11,6 +11,8 @@
 // Both orders are fixed, so the result is bit-identical run to run (no float atomics).
 import { defineKernel, launch, readBuffer, writeBuffer, clearBuffer } from '../runtime/kernel.js';
 import { vecType } from '../runtime/wgsl.js';
+import { tuner } from '../runtime/tuner.js';
+import { embeddingTunable } from './embedding_variants.js';
 import { Tensor, needsGrad, record } from '../runtime/tensor.js';
 import { acquireBuffer } from '../runtime/buffer.js';
 import type { BackwardRule } from '../runtime/autograd.js';
@@ -22,19 +24,25 @@ const COLS = 16;
 /** VT is vec4<f32> when H % 4 == 0 (hv = H/4), else f32. */
 interface Width { vec4: boolean }
 
+/** The forward's layout (embedding_variants.ts): 'row', one invocation per position copying its row
+ *  (the fallback), or 'elem', one per vector of the output (coalesced on a GPU). */
+export interface EmbeddingVariant { layout: 'row' | 'elem' }
+
 export const kernels = {
-  /** One invocation per position r, copying its row; bad ids clamp and set flag = 1 + r. */
-  embedding_forward: defineKernel<Width>({
+  /** Position r's row of the table into y; bad ids clamp and set flag = 1 + r. */
+  embedding_forward: defineKernel<EmbeddingVariant & Width>({
     name: 'embedding_forward', workgroup: WG, params: [['N', 'u32'], ['hv', 'u32'], ['V', 'u32']],
     buffers: [['ids', 'read', 'i32'], ['table', 'read', 'VT'], ['y', 'rw', 'VT'], ['flag', 'rw', 'atomic<u32>']],
     wgsl: (v, entry) => `${vecType(v.vec4)}
 ${entry} {
-  let r = wgIndex(wid, nwg) * ${WG}u + lid.x;
-  if (r >= p.N) { return; }
+${v.layout === 'row' ? `  let r = wgIndex(wid, nwg) * ${WG}u + lid.x;
+  if (r >= p.N) { return; }` : `  let e = wgIndex(wid, nwg) * ${WG}u + lid.x;
+  if (e >= p.N * p.hv) { return; }
+  let r = e / p.hv;`}
   let id = ids[r];
-  if (id < 0 || u32(id) >= p.V) { atomicMax(&flag[0], r + 1u); }
+  if ((id < 0 || u32(id) >= p.V)${v.layout === 'row' ? '' : ' && e % p.hv == 0u'}) { atomicMax(&flag[0], r + 1u); }
   let src = u32(clamp(id, 0, i32(p.V) - 1)) * p.hv;
-  for (var j = 0u; j < p.hv; j++) { y[r * p.hv + j] = table[src + j]; }
+  ${v.layout === 'row' ? 'for (var j = 0u; j < p.hv; j++) { y[r * p.hv + j] = table[src + j]; }' : 'let j = e % p.hv; y[r * p.hv + j] = table[src + j];'}
 }
 `,
   }),
@@ -112,20 +120,27 @@ export function groupIds(ids: Int32Array, V: number): { groups: Int32Array; U: n
   return { groups, U };
 }
 
+/** y = table[ids] with layout v; out-of-range ids clamp and are flagged (checkEmbeddingIds). */
+export function launchForward(v: EmbeddingVariant, ids: Tensor, table: Tensor, y: Tensor): void {
+  const [V, H] = table.shape;
+  const vec4 = H % 4 === 0, hv = vec4 ? H / 4 : H;
+  flagBuf ??= (() => { const b = acquireBuffer(4); writeBuffer(b, 0, new Uint32Array(1)); return b; })();
+  launch(kernels.embedding_forward, {
+    params: { N: ids.size, hv, V }, buffers: [ids.binding(), table.binding(), y.binding(), flagBuf],
+    workgroups: Math.ceil((v.layout === 'row' ? ids.size : ids.size * hv) / WG), variant: { ...v, vec4 },
+  });
+}
+
 /** out [..ids.shape, H] = table[ids]. Pass `hostIds` (the same ids, on the host) for the sorted backward. */
 export function embedding(ids: Tensor, table: Tensor, hostIds?: Int32Array): Tensor {
   ids.assertLive(); table.assertLive();
   if (ids.dtype !== 'i32') throw new Error(`embedding: ids must be i32, got ${ids.dtype}`);
   if (table.shape.length !== 2) throw new Error(`embedding: table must be [V, H], got [${table.shape}]`);
   const [V, H] = table.shape;
-  const vec4 = H % 4 === 0, hv = vec4 ? H / 4 : H;
   if (hostIds && hostIds.length !== ids.size) throw new Error(`embedding: ${hostIds.length} host ids for ids [${ids.shape}]`);
   const sorted = hostIds ? groupIds(hostIds, V) : undefined; // validates the ids on the host
-  flagBuf ??= (() => { const b = acquireBuffer(4); writeBuffer(b, 0, new Uint32Array(1)); return b; })();
   const y = Tensor.empty([...ids.shape, H]);
-  launch(kernels.embedding_forward, {
-    params: { N: ids.size, hv, V }, buffers: [ids.binding(), table.binding(), y.binding(), flagBuf], workgroups: Math.ceil(ids.size / WG), variant: { vec4 },
-  });
+  launchForward(tuner().pick(embeddingTunable, { N: ids.size, V, H }), ids, table, y);
   if (needsGrad(table)) {
     const groups = sorted ? Tensor.fromArray(sorted.groups, [sorted.groups.length], 'i32') : undefined;
     record('embedding', [ids, table], [y], { groups, U: sorted?.U });

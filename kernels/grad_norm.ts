@@ -2,9 +2,9 @@
 // torch.nn.utils.clip_grad_norm_. WebGPU cannot index an array of buffers, so one dispatch binds up
 // to S tensors ("slots", a multi-tensor launch like PyTorch's foreach kernels): each workgroup finds
 // its slot from a per-slot first-workgroup table in the uniforms, and each invocation writes the sum
-// of squares of its ITEMS elements, read as vec4 (scalar loads run at a third of copy speed on
+// of squares of its `items` elements, read as vec4 (scalar loads run at a third of copy speed on
 // lavapipe; a binding always reaches the next vec4 boundary, the tail lanes are masked), into a
-// shared partials buffer (n/ITEMS floats). A final single-workgroup
+// shared partials buffer (n/items floats). A final single-workgroup
 // dispatch reduces the partials in a fixed order and takes the root: deterministic, no atomics.
 // Dispatches: ceil(tensors / S) + 1, S = maxStorageBuffersPerShaderStage − 1 (capped at 16);
 // on lavapipe (16 buffers) a 74-tensor MiniMind2-small is 5 + 1. Bytes: 4·Σn read.
@@ -12,11 +12,15 @@ import { defineKernel, launch, type Kernel } from '../runtime/kernel.js';
 import { treeSum } from '../runtime/wgsl.js';
 import { Tensor } from '../runtime/tensor.js';
 import { gpu } from '../runtime/device.js';
+import { tuner } from '../runtime/tuner.js';
+import { gradNormTunable } from './optimizer_variants.js';
 
 const WG = 256;
-const ITEMS = 128; // elements per invocation (one partial each), a multiple of 4
-const CHUNK = WG * ITEMS; // elements per workgroup
 const MAX_SLOTS = 16; // uniform room: 64 words per dispatch
+
+/** Elements per invocation (one partial each, a multiple of 4): 128 (the fallback) measured at copy
+ *  speed on lavapipe; a GPU may want fewer per lane and more lanes (grad_norm_variants.ts). */
+export interface GradNormVariant { items: number }
 
 // ---- multi-tensor launches (shared with adamw.ts) -------------------------------------------
 
@@ -57,25 +61,26 @@ export function slotTable(sizes: number[], chunk: number): { w: number[]; total:
 
 // ---- kernels ----------------------------------------------------------------------------------
 
-const cache = new Map<number, Kernel<{ S: number }>>();
+type Compiled = GradNormVariant & { S: number };
+const cache = new Map<number, Kernel<Compiled>>();
 
-/** partials[pbase + wg·WG + lid] = Σ g_s[i]² over the ITEMS elements of slot s that invocation covers.
- *  No workgroup memory or barriers: on lavapipe a barrier tree made this pass 4× slower. */
-function gradNormKernel(S: number): Kernel<{ S: number }> {
+/** partials[pbase + wg·WG + lid] = Σ g_s[i]² over the `items` elements of slot s that invocation
+ *  covers. No workgroup memory or barriers: on lavapipe a barrier tree made this pass 4× slower. */
+function gradNormKernel(S: number): Kernel<Compiled> {
   let k = cache.get(S);
   if (k) return k;
   const slots = Array.from({ length: S }, (_, s) => s);
-  k = defineKernel<{ S: number }>({
+  k = defineKernel<Compiled>({
     name: 'grad_norm', workgroup: WG,
     params: [['total', 'u32'], ['pbase', 'u32'], ...slots.flatMap((s) => [[`n${s}`, 'u32'], [`w${s}`, 'u32']] as const)],
     buffers: [['partials', 'rw', 'f32'], ...slots.map((s) => [`g${s}`, 'read', 'vec4<f32>'] as const)],
-    wgsl: (_, entry) => `
+    wgsl: (v, entry) => `
 ${entry} {
   ${slotSearch(S)}
   var a = vec4<f32>(0.0);
-${slotSwitch(S, (s) => `      let base = (wg - p.w${s}) * ${CHUNK / 4}u + lid.x; // vec4 index
+${slotSwitch(S, (s) => `      let base = (wg - p.w${s}) * ${(WG * v.items) / 4}u + lid.x; // vec4 index
       let full = p.n${s} / 4u;
-      for (var k = 0u; k < ${ITEMS / 4}u; k++) {
+      for (var k = 0u; k < ${v.items / 4}u; k++) {
         let i = base + k * ${WG}u;
         if (i < full) { let v = g${s}[i]; a += v * v; }
         else if (i == full && p.n${s} % 4u != 0u) { let v = select(vec4<f32>(0.0), g${s}[i], vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.n${s} % 4u)); a += v * v; }
@@ -107,21 +112,24 @@ ${entry} {
 };
 
 /** Global L2 norm of `grads` as a [1] tensor on the GPU (read it, or pass it to AdamW.step).
- *  Null entries (parameters without a gradient) are skipped, as clip_grad_norm_ skips them. */
-export function gradNorm(all: (Tensor | null)[]): Tensor {
+ *  Null entries (parameters without a gradient) are skipped, as clip_grad_norm_ skips them.
+ *  o.variant: default the tuner's pick; o.out: where the norm goes (default a new tensor). */
+export function gradNorm(all: (Tensor | null)[], o: { variant?: GradNormVariant; out?: Tensor } = {}): Tensor {
   const grads = all.filter((g): g is Tensor => g !== null && g !== undefined);
   for (const g of grads) g.assertLive();
   const S = slotsPerDispatch(1, 1);
-  const groups = groupSlots(grads.length, S).map((idx) => ({ idx, ...slotTable(idx.map((i) => grads[i].size), CHUNK) }));
+  const total = grads.reduce((a, g) => a + g.size, 0);
+  const v = o.variant ?? tuner().pick(gradNormTunable, { n: total });
+  const groups = groupSlots(grads.length, S).map((idx) => ({ idx, ...slotTable(idx.map((i) => grads[i].size), WG * v.items) }));
   const nPartials = groups.reduce((a, g) => a + g.total, 0) * WG;
   const partials = Tensor.empty([Math.max(1, nPartials)]);
-  const out = Tensor.empty([1]);
+  const out = o.out ?? Tensor.empty([1]);
   let pbase = 0;
   for (const g of groups) {
     const params: Record<string, number> = { total: g.total, pbase };
     g.idx.forEach((t, s) => { params[`n${s}`] = grads[t].size; params[`w${s}`] = g.w[s]; });
     launch(gradNormKernel(g.idx.length), {
-      params, buffers: [partials.binding(), ...g.idx.map((t) => grads[t].binding())], workgroups: g.total, variant: { S: g.idx.length },
+      params, buffers: [partials.binding(), ...g.idx.map((t) => grads[t].binding())], workgroups: g.total, variant: { ...v, S: g.idx.length },
     });
     pbase += g.total * WG;
   }

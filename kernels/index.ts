@@ -11,10 +11,15 @@ import * as rmsnorm from './rmsnorm.js';
 import * as rmsnormVariants from './rmsnorm_variants.js';
 import * as addRmsnorm from './add_rmsnorm.js';
 import * as rope from './rope.js';
+import * as ropeVariants from './rope_variants.js';
 import * as qkvRope from './qkv_rope.js';
+import * as qkvRopeVariants from './qkv_rope_variants.js';
 import * as swiglu from './swiglu.js';
 import * as embedding from './embedding.js';
+import * as embeddingVariants from './embedding_variants.js';
+import * as optimizerVariants from './optimizer_variants.js';
 import * as crossEntropy from './cross_entropy.js';
+import * as crossEntropyVariants from './cross_entropy_variants.js';
 import * as moe from './moe.js';
 import * as attention from './attention.js';
 import * as attentionVariants from './attention_variants.js';
@@ -43,12 +48,30 @@ export const OPS: Op[] = [
     sweeps: () => Object.values(rmsnormVariants.rmsnormTunables).map((t) => sweep(t, ROWS)),
   },
   { name: 'add_rmsnorm', backward: addRmsnorm.backward },
-  { name: 'rope', backward: rope.backward },
-  { name: 'qkv_rope', backward: qkvRope.backward },
-  { name: 'swiglu', backward: swiglu.backward },
-  { name: 'embedding', backward: embedding.backward },
-  { name: 'cross_entropy', backward: crossEntropy.backward },
+  {
+    name: 'rope', backward: rope.backward, cases: ropeVariants.cases,
+    sweeps: () => [sweep(ropeVariants.ropeTunable, [[1, 1, 1, 2], [2, 33, 3, 16], [1, 65, 2, 64], [3, 5, 2, 10]].map(([B, T, nh, hd]) => ({ rows: B * T * nh, T, nh, hd })))],
+  },
+  {
+    name: 'qkv_rope', backward: qkvRope.backward, cases: qkvRopeVariants.cases,
+    sweeps: () => Object.values(qkvRopeVariants.qkvRopeTunables).map((t) => sweep(t,
+      [[1, 1, 1, 1, 2], [2, 33, 4, 2, 16], [1, 65, 3, 1, 6], [2, 17, 8, 2, 64]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd })))),
+  },
+  { name: 'swiglu', backward: swiglu.backward, cases: swiglu.cases },
+  {
+    name: 'embedding', backward: embedding.backward, cases: embeddingVariants.cases,
+    sweeps: () => [sweep(embeddingVariants.embeddingTunable, [[1, 7, 1], [65, 50, 33], [33, 50, 64], [1025, 7, 16]].map(([N, V, H]) => ({ N, V, H })))],
+  },
+  {
+    name: 'cross_entropy', backward: crossEntropy.backward, cases: crossEntropyVariants.cases,
+    sweeps: () => [false, true].map((grad) => sweep(crossEntropyVariants.crossEntropyTunable,
+      [[1, 1, 7], [3, 33, 50], [2, 65, 64], [1, 7, 1025]].map(([B, T, V]) => ({ rows: B * T, T, V, grad })))),
+  },
   { name: 'moe', backward: moe.backward },
+  {
+    name: 'optimizer', cases: optimizerVariants.cases,
+    sweeps: () => [optimizerVariants.gradNormTunable, optimizerVariants.adamwTunable].map((t) => sweep(t, [1, 33, 1025, 40961].map((n) => ({ n })))),
+  },
   {
     name: 'attention', backward: attention.backward, cases: attentionVariants.cases,
     sweeps: () => {

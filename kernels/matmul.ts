@@ -81,7 +81,7 @@ export function gemm(g: Gemm, o: MatmulOptions = {}): void {
     // The tiled kernels bind A and B as arrays of vec4 (the pool's buffers are multiples of 16 bytes).
     if ((t.end() - t.offset) % 16 || t.offset % 16) throw new Error(`gemm: operand ${name} [${t.shape}] spans ${t.end() - t.offset} bytes from offset ${t.offset}, not multiples of 16`);
   }
-  const v = o.variant ?? tuner().pick(matmulTunable, g);
+  const v = o.variant ?? tuner().pick(matmulTunable, { M: g.M, N: g.N, K: g.K, am: g.am, ak: g.ak, bk: g.bk, bn: g.bn });
   split(g, [0, 0, 0], Math.floor((o.bindingBytes ?? gpu().limits.maxStorageBufferBindingSize) / 16) * 4, v, o.precision === 'f16');
 }
 

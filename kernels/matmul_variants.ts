@@ -46,10 +46,13 @@ function eightLanes(): boolean {
 
 const GROUPS = [1, 4, 16];
 /** Register tiles (tm × tn) per layout: the fallback first. */
+/** Register tiles (tm × tn) per layout, the fallback first: a larger and a smaller one beside it
+ *  (a small cache, or a CPU with 16 vector registers instead of 32, may prefer less). Three, since
+ *  each takes lavapipe 3–10 s to compile on a machine's first run. */
 function registerTiles(a: RegisterTile['a'], b: RegisterTile['b']): [number, number][] {
-  if (b === 'k') return [[16, 8], [16, 4], [8, 8], [8, 4]];
-  if (a === 'k4') return [[24, 4], [16, 4], [16, 8], [8, 4]];
-  if (a === 'm4') return [[16, 4], [8, 4], [32, 4], [16, 8]];
+  if (b === 'k') return [[16, 8], [16, 4], [8, 8]];
+  if (a === 'k4') return [[24, 4], [16, 4], [16, 8]];
+  if (a === 'm4') return [[16, 4], [32, 4], [8, 4]];
   return [[16, 4], [8, 4]]; // layouts without vec4 loads: no MiniMind shape has them
 }
 /** Workgroup-memory tiles [bm, bn, bk, tm, tn]: the fallback first. */
@@ -108,35 +111,46 @@ export const matmulTunable: Tunable<GemmShape, MatmulVariant> = {
     return `shared ${v.bm}x${v.bn}x${v.bk} ${v.tm}x${v.tn} g${v.g}`;
   },
   trial: gemmTrial,
+  // At most ~2 GFLOP per timed call (≈ 40 ms on lavapipe on a Xeon, 0.2 s on a 2-core EPYC): fewer
+  // rows of C, never fewer than 256 (enough row tiles for the grouped orders to differ).
+  tuningShape: (s) => ({ ...s, M: Math.min(s.M, Math.max(256, Math.ceil(2e9 / (2 * s.N * s.K) / 64) * 64)) }),
 };
 
 /** Random A and B (uniform in ±1) laid out by the shape's strides. The check compares every output
- *  for small shapes, and for large ones whole rows (the first and last 32, and 32 spread between)
+ *  for small shapes, and for large ones whole rows (the first and last 16, and 16 spread between)
  *  read from C filled with NaN first, so a skipped tile shows. Tolerance: float32 sums of K terms. */
 function gemmTrial(s: GemmShape): Trial<MatmulVariant> {
   const ah = host([Math.ceil(span(s.M, s.am, s.K, s.ak) / 4) * 4], 301), bh = host([Math.ceil(span(s.K, s.bk, s.N, s.bn) / 4) * 4], 302);
   const a = Tensor.fromArray(ah, [ah.length]).keep(), b = Tensor.fromArray(bh, [bh.length]).keep(), c = Tensor.empty([s.M * s.N]).keep();
-  const run = (v: MatmulVariant) => gemm({ a, b, c, ...s, beta: 0 }, { variant: v });
+  const run = (v: MatmulVariant) => gemm({ a, b, c, M: s.M, N: s.N, K: s.K, am: s.am, ak: s.ak, bk: s.bk, bn: s.bn, beta: 0 }, { variant: v });
   const all = s.M * s.N <= 1 << 20;
   const rows = all ? [...Array(s.M).keys()]
-    : [...new Set([...Array(32).keys(), ...Array.from({ length: 32 }, (_, i) => Math.floor(((i + 0.5) * s.M) / 32)), ...Array.from({ length: 32 }, (_, i) => s.M - 1 - i)])]
+    : [...new Set([...Array(16).keys(), ...Array.from({ length: 16 }, (_, i) => Math.floor(((i + 0.5) * s.M) / 16)), ...Array.from({ length: 16 }, (_, i) => s.M - 1 - i)])]
       .filter((m) => m >= 0 && m < s.M).sort((x, y) => x - y);
-  const rtol = 2e-5, atol = 2e-6 * Math.sqrt(s.K);
+  // float32 sums of K products of values in ±1: partial sums grow like √k, so the rounding error of
+  // the whole sum like 2^-24·K/√6; the first term bounds it for small K.
+  const rtol = 2e-5, atol = Math.max(2e-6 * Math.sqrt(s.K), 1.2e-7 * s.K);
+  let want: Float64Array[] | undefined; // per checked row, computed once
+  let nan: Float32Array | undefined;
+  const reference = () => rows.map((m) => {
+    const w = new Float64Array(s.N);
+    for (let n = 0; n < s.N; n++) {
+      let acc = 0;
+      for (let k = 0; k < s.K; k++) acc += ah[m * s.am + k * s.ak] * bh[k * s.bk + n * s.bn];
+      w[n] = acc;
+    }
+    return w;
+  });
   return {
     run,
     async check(v) {
-      writeBuffer(c.buffer, 0, new Float32Array(s.M * s.N).fill(NaN));
+      writeBuffer(c.buffer, 0, (nan ??= new Float32Array(s.M * s.N).fill(NaN)));
       run(v);
       const got = all ? await c.readF32() : undefined;
-      for (const m of rows) {
+      want ??= reference();
+      for (const [i, m] of rows.entries()) {
         const row = got ? got.subarray(m * s.N, (m + 1) * s.N) : new Float32Array(await readBuffer(c.buffer, 4 * m * s.N, 4 * s.N));
-        const want = new Float64Array(s.N);
-        for (let n = 0; n < s.N; n++) {
-          let acc = 0;
-          for (let k = 0; k < s.K; k++) acc += ah[m * s.am + k * s.ak] * bh[k * s.bk + n * s.bn];
-          want[n] = acc;
-        }
-        const bad = mismatch(row, want, rtol, atol, (n) => m * s.N + n);
+        const bad = mismatch(row, want[i], rtol, atol, (n) => m * s.N + n);
         if (bad) return bad;
       }
       return null;

@@ -14,15 +14,16 @@
 // in flight for a GPU (5440 rows are 85 workgroups of 64 in the lane layout, a fraction of one wave).
 import { defineKernel, launch, type Kernel } from '../runtime/kernel.js';
 import { vecType } from '../runtime/wgsl.js';
-import { WG, BACKWARD_PARAMS, FORWARD_PARAMS, backwardWgsl, dotWgsl, forwardWgsl, rowEnable, rowGroups, rowSize, type BackwardVariant,
+import { rowEnable, rowSize } from './row_layout.js';
+import { WG, BACKWARD_PARAMS, FORWARD_PARAMS, backwardWgsl, dotWgsl, forwardWgsl, rowGroups, type BackwardVariant,
   type ForwardVariant, type RowWidth } from './rmsnorm_wgsl.js';
 import { Tensor, needsGrad, record } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 import { tuner } from '../runtime/tuner.js';
 import { rmsnormTunables } from './rmsnorm_variants.js';
 
-export { WG, forwardWgsl, backwardWgsl, FORWARD_PARAMS, BACKWARD_PARAMS, rowSize, rowEnable } from './rmsnorm_wgsl.js';
-export type { RowLayout, ForwardVariant, BackwardVariant, RowWidth } from './rmsnorm_wgsl.js';
+export { WG, forwardWgsl, backwardWgsl, FORWARD_PARAMS, BACKWARD_PARAMS } from './rmsnorm_wgsl.js';
+export type { ForwardVariant, BackwardVariant, RowWidth } from './rmsnorm_wgsl.js';
 
 export const kernels = {
   rmsnorm_forward: defineKernel<RowWidth>({

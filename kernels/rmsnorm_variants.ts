@@ -1,41 +1,23 @@
 // Variants of rmsnorm and add_rmsnorm (forward and backward of each), their trials and bench rows.
-// The fallback is the lane layout (one invocation per row; 64 row chunks in the backward), today's
-// kernel on every adapter. Candidates: on a CPU adapter the lane layout and one workgroup-per-row
-// layout (to confirm the lane one wins there); on a GPU workgroups of 64–256 lanes per row, summed
-// with subgroups where the adapter has them, and (backward) 512 row chunks so the column pass has
-// tens of thousands of invocations; the backward's second round tries other chunk counts.
+// The fallback is the lane layout (one invocation per row; 64 row chunks in the backward), the
+// hand-picked kernel on every adapter; candidates are kernels/row_layout.ts's, and for the backward
+// 512 row chunks on a GPU (so the column pass has tens of thousands of invocations); its second
+// round tries other chunk counts.
 import { gpu } from '../runtime/device.js';
 import { Tensor } from '../runtime/tensor.js';
 import type { Tunable } from '../runtime/tuner.js';
-import { kernels, launchForward, rmsnormBackward, reference, referenceBackward, bench, type BackwardVariant, type ForwardVariant, type RowLayout } from './rmsnorm.js';
+import { kernels, launchForward, rmsnormBackward, reference, referenceBackward, bench, type BackwardVariant, type ForwardVariant } from './rmsnorm.js';
+import { LANE, rowCandidates, rowLabel, rowLayouts, type RowLayout } from './row_layout.js';
 import { kernels as addKernels, bench as addBench } from './add_rmsnorm.js';
 import { N, H, Case, input, fixedTrial, tunedCase } from './case.js';
 
 /** rows × H, normalised over H. */
 export interface RowShape { rows: number; h: number }
 
-const LANE: RowLayout = { rows: 'lane', wg: 64, sub: false };
-const wgRow = (wg: number, sub: boolean): RowLayout => ({ rows: 'wg', wg, sub });
-
-/** Subgroup sums need whole subgroups per workgroup: wg ≥ the adapter's largest subgroup. */
-function subgroupsFit(wg: number): boolean {
-  const { features, adapter } = gpu();
-  const max = (adapter.info as GPUAdapterInfo & { subgroupMaxSize?: number }).subgroupMaxSize ?? 128;
-  return features.has('subgroups') && wg >= max;
-}
-
-function layouts(): RowLayout[] {
-  return [LANE, ...[64, 128, 256].flatMap((wg) => [wgRow(wg, false), ...(subgroupsFit(wg) ? [wgRow(wg, true)] : [])])];
-}
-function layoutCandidates(): RowLayout[] {
-  if (gpu().isSoftware) return [LANE, wgRow(128, subgroupsFit(128))];
-  return [LANE, ...[64, 128, 256].map((wg) => wgRow(wg, subgroupsFit(wg))), wgRow(128, false)];
-}
 const CHUNKS = [64, 256, 512, 1024];
 
 const p2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 const key = (s: RowShape) => `h${s.h} rows${p2(s.rows)}`;
-const layoutLabel = (v: RowLayout) => (v.rows === 'lane' ? 'lane' : `wg${v.wg}${v.sub ? ' sub' : ''}`);
 const unique = <V>(vs: V[]) => [...new Map(vs.map((v) => [JSON.stringify(v), v])).values()];
 
 /** Seeded x (±2), w (1 ± 0.5), and for add_rmsnorm res (±1). Checks cover the first 256 rows. */
@@ -51,8 +33,8 @@ function data(s: RowShape, add: boolean) {
 
 function forwardFamily(add: boolean): Tunable<RowShape, ForwardVariant> {
   return {
-    name: add ? 'add_rmsnorm_forward' : 'rmsnorm_forward', key, fallback: () => LANE, variants: layouts, candidates: layoutCandidates,
-    label: layoutLabel,
+    name: add ? 'add_rmsnorm_forward' : 'rmsnorm_forward', key, fallback: () => LANE, variants: rowLayouts, candidates: rowCandidates,
+    label: rowLabel,
     trial(s) {
       const d = data(s, add);
       const y = Tensor.empty([s.rows, s.h]).keep(), rstd = Tensor.empty([s.rows]).keep(), sum = Tensor.empty([s.rows, s.h]).keep();
@@ -74,10 +56,10 @@ function backwardFamily(add: boolean): Tunable<RowShape, BackwardVariant> {
   const withChunks = (vs: RowLayout[], chunks: number) => vs.map((v) => ({ ...v, chunks }));
   return {
     name: add ? 'add_rmsnorm_backward' : 'rmsnorm_backward', key, fallback: () => ({ ...LANE, chunks: 64 }),
-    variants: () => unique([{ ...LANE, chunks: 64 }, ...CHUNKS.flatMap((c) => withChunks(layouts(), c))]),
-    candidates: () => unique([{ ...LANE, chunks: 64 }, ...withChunks(layoutCandidates(), gpu().isSoftware ? 64 : 512)]),
+    variants: () => unique([{ ...LANE, chunks: 64 }, ...CHUNKS.flatMap((c) => withChunks(rowLayouts(), c))]),
+    candidates: () => unique([{ ...LANE, chunks: 64 }, ...withChunks(rowCandidates(), gpu().isSoftware ? 64 : 512)]),
     neighbours: (best) => CHUNKS.filter((c) => c !== best.chunks).map((chunks) => ({ ...best, chunks })),
-    label: (v) => `${layoutLabel(v)} c${v.chunks}`,
+    label: (v) => `${rowLabel(v)} c${v.chunks}`,
     trial(s) {
       const d = data(s, add), dy = input([s.rows, s.h], 54), gs = input([s.rows, s.h], 55);
       const { rstd: rh } = reference(d.src, Float64Array.from(d.w.h), 1e-5);

@@ -2,12 +2,10 @@
 // forward and backward bodies for both row layouts, their params and variant types. A module of
 // its own so the op modules and their variants (rmsnorm_variants.ts) can import it in any order.
 import { vecType, wgSumFn, wgSumCall } from '../runtime/wgsl.js';
+import type { RowLayout } from './row_layout.js';
 
 export const WG = 64;
 
-/** How rows are spread: 'lane' (one invocation per row, workgroups of 64 rows) or 'wg' (a
- *  workgroup of wg lanes per row; sub: its sum with subgroupAdd). */
-export interface RowLayout { rows: 'lane' | 'wg'; wg: number; sub: boolean }
 /** The forward's variant, and the backward's: the dot pass's row layout and the number of row
  *  chunks the second pass splits the rows into (more chunks: more invocations, more partials). */
 export type ForwardVariant = RowLayout;
@@ -15,8 +13,6 @@ export interface BackwardVariant extends RowLayout { chunks: number }
 /** What a kernel compiles: the layout and VT's width (vec4<f32> when H % 4 == 0, hv = H/4, else f32). */
 export type RowWidth = RowLayout & { vec4: boolean };
 
-export const rowSize = (v: RowLayout) => (v.rows === 'wg' ? v.wg : WG);
-export const rowEnable = (v: RowLayout) => (v.rows === 'wg' && v.sub ? ['subgroups'] : []);
 /** The row index r and the loop over its vectors for a layout; returns early past the last row. */
 export function rowLoop(v: RowLayout): { head: string; loop: string } {
   return v.rows === 'wg'

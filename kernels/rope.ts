@@ -4,28 +4,40 @@
 // cos/sin come from a table built on the host exactly as MiniMind's precompute_freqs_cis does in
 // float32 (Math.fround at each step), cached on the GPU per (hd, theta) and grown as positions
 // demand. Backward is the transpose rotation (angle → −angle): nothing is saved but posOffset.
-// One invocation per row (b, t, head), looping over vec4s of the half when hd % 8 == 0, else scalars
-// (an invocation per element spent its time on integer divisions: 37% of copy speed; per row ~100%+).
+// Variants (rope_variants.ts): 'row', one invocation per row (b, t, head) looping over vec4s of the
+// half when hd % 8 == 0, else scalars (on lavapipe an invocation per element spent its time on
+// integer divisions: 37% of copy speed; per row ~100%+); 'elem', one invocation per vector of the
+// half, with the half's length a compile-time constant (neighbouring lanes read neighbouring
+// addresses: coalesced on a GPU, where one lane per row strides through memory).
 import { defineKernel, launch } from '../runtime/kernel.js';
 import { vecType } from '../runtime/wgsl.js';
+import { tuner } from '../runtime/tuner.js';
+import { ropeTunable } from './rope_variants.js';
 import { Tensor, needsGrad, record } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 
 const WG = 64;
 
+/** 'row' or 'elem' (see above); vec4: VT is vec4<f32> (hd % 8 == 0); hhv: half the head in VT units
+ *  (compile-time in the element layout). */
+export interface RopeVariant { layout: 'row' | 'elem' }
+type Compiled = RopeVariant & { vec4: boolean; hhv: number };
+
 export const kernels = {
   /** out = rotate(x, sgn·angle); table row pos = [cos(hd/2) | sin(hd/2)]. */
-  rope: defineKernel<{ vec4: boolean }>({
+  rope: defineKernel<Compiled>({
     name: 'rope', workgroup: WG,
     params: [['rows', 'u32'], ['hhv', 'u32'], ['nh', 'u32'], ['T', 'u32'], ['pos0', 'u32'], ['sgn', 'f32']],
     buffers: [['x', 'read', 'VT'], ['tab', 'read', 'VT'], ['y', 'rw', 'VT']],
     wgsl: (v, entry) => `${vecType(v.vec4)}
 ${entry} {
-  let row = wgIndex(wid, nwg) * ${WG}u + lid.x;  // row = (b·T + t)·nh + head
-  if (row >= p.rows) { return; }
+${v.layout === 'row' ? `  let row = wgIndex(wid, nwg) * ${WG}u + lid.x;  // row = (b·T + t)·nh + head
+  if (row >= p.rows) { return; }` : `  let e = wgIndex(wid, nwg) * ${WG}u + lid.x;
+  if (e >= p.rows * ${v.hhv}u) { return; }
+  let row = e / ${v.hhv}u;`}
   let c0 = (p.pos0 + (row / p.nh) % p.T) * 2u * p.hhv;   // table row: cos (hhv) then sin (hhv)
   let a0 = row * 2u * p.hhv;                            // hhv = half head dim in VT units
-  for (var j = 0u; j < p.hhv; j++) {
+  ${v.layout === 'row' ? 'for (var j = 0u; j < p.hhv; j++) {' : `{ let j = e % ${v.hhv}u;`}
     let c = tab[c0 + j];
     let s = p.sgn * tab[c0 + p.hhv + j];
     let x0 = x[a0 + j];
@@ -69,15 +81,17 @@ export function ropeTableTensor(hd: number, theta: number, need: number): Tensor
   return tab;
 }
 
-function launchRope(x: Tensor, y: Tensor, posOffset: number, theta: number, sgn: 1 | -1): void {
+/** y = x rotated by sgn·angle with variant v (default the tuner's pick), x [B, T, nh, hd]. */
+export function launchRope(x: Tensor, y: Tensor, posOffset: number, theta: number, sgn: 1 | -1, v?: RopeVariant): void {
   const [, T, nh, hd] = x.shape;
   const vec4 = hd % 8 === 0;
   const hhv = vec4 ? hd / 8 : hd / 2;
   const rows = x.size / hd;
+  const layout = v ?? tuner().pick(ropeTunable, { rows, T, nh, hd });
   const tab = ropeTableTensor(hd, theta, posOffset + T);
   launch(kernels.rope, {
     params: { rows, hhv, nh, T, pos0: posOffset, sgn }, buffers: [x.binding(), tab.binding(), y.binding()],
-    workgroups: Math.ceil(rows / WG), variant: { vec4 },
+    workgroups: Math.ceil((layout.layout === 'row' ? rows : rows * hhv) / WG), variant: { ...layout, vec4, hhv: layout.layout === 'row' ? 0 : hhv },
   });
 }
 

@@ -10,6 +10,8 @@ import { defineKernel, launch } from '../runtime/kernel.js';
 import { Tensor, needsGrad, record } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 import { mul, silu } from './elementwise.js';
+import { noTargets } from '../runtime/autograd.js';
+import { N, I, Case, host, f64, verify, scoped } from './case.js';
 
 const WG = 256;
 const HEAD = (entry: string) => `${entry} {
@@ -150,3 +152,56 @@ export const bench = {
   swiglu_forward: (n: number) => ({ bytes: 12 * n }),
   swiglu_backward: (n: number) => ({ bytes: 20 * n }),
 };
+
+/** Bench rows at MiniMind2-small's FFN activations 5440 × 1408: forward and backward, separate and packed. */
+export function cases(): Case[] {
+  const n = N * I, k = 4096; // checked on the first k elements
+  const data = () => [host([N, I], 13), host([N, I], 14), host([N, I], 15)];
+  return [{
+    name: 'swiglu_forward', shape: `${N}x${I}`, work: bench.swiglu_forward(n),
+    setup: async () => {
+      const [gh, uh] = data();
+      const g = Tensor.fromArray(gh, [N, I]), u = Tensor.fromArray(uh, [N, I]);
+      await verify('swiglu_forward', () => swiglu(g, u), reference.forward(f64(gh, k), f64(uh, k)));
+      return scoped(() => swiglu(g, u));
+    },
+  }, {
+    name: 'swiglu_backward', shape: `${N}x${I}`, work: bench.swiglu_backward(n),
+    setup: async () => {
+      const [gh, uh, dyh] = data();
+      const g = Tensor.fromArray(gh, [N, I], 'f32', true), u = Tensor.fromArray(uh, [N, I], 'f32', true), dy = Tensor.fromArray(dyh, [N, I]);
+      const node = swiglu(g, u).node!;
+      const want = reference.backward(f64(gh, k), f64(uh, k), f64(dyh, k));
+      await verify('swiglu_backward dg', () => backward.swiglu(node, [dy], noTargets)[0]!, want.dg);
+      await verify('swiglu_backward du', () => backward.swiglu(node, [dy], noTargets)[1]!, want.du);
+      return scoped(() => backward.swiglu(node, [dy], noTargets));
+    },
+  }, ...swigluPackedCases()];
+}
+
+/** g and u side by side in one gu [N, 2·I] (the fused gate/up projection's output). */
+function swigluPackedCases(): Case[] {
+  const n = N * I, rows = 2; // checked on the first rows
+  const half = (gu: Float32Array, second: boolean) => Float64Array.from({ length: rows * I }, (_, i) => gu[Math.floor(i / I) * 2 * I + (second ? I : 0) + (i % I)]);
+  return [{
+    name: 'swiglu_packed_forward', shape: `${N}x2·${I}`, work: bench.swiglu_forward(n),
+    setup: async () => {
+      const h = host([N, 2 * I], 29), gu = Tensor.fromArray(h, [N, 2 * I]);
+      await verify('swiglu_packed_forward', () => swigluPacked(gu), reference.forward(half(h, false), half(h, true)));
+      return scoped(() => swigluPacked(gu));
+    },
+  }, {
+    name: 'swiglu_packed_backward', shape: `${N}x2·${I}`, work: bench.swiglu_backward(n),
+    setup: async () => {
+      const h = host([N, 2 * I], 29), dyh = host([N, I], 30), dy = Tensor.fromArray(dyh, [N, I]);
+      const node = swigluPacked(Tensor.fromArray(h, [N, 2 * I], 'f32', true)).node!;
+      const { dg, du } = reference.backward(half(h, false), half(h, true), f64(dyh, rows * I));
+      const want = Float64Array.from({ length: rows * 2 * I }, (_, i) => {
+        const r = Math.floor(i / (2 * I)), c = i % (2 * I);
+        return c < I ? dg[r * I + c] : du[r * I + c - I];
+      });
+      await verify('swiglu_packed_backward', () => backward.swiglu_packed(node, [dy], noTargets)[0]!, want);
+      return scoped(() => backward.swiglu_packed(node, [dy], noTargets));
+    },
+  }];
+}

@@ -18,35 +18,39 @@ export function treeSum(arr: string, n: number, lane = 'lid.x'): string {
   for (var s = ${n / 2}u; s > 0u; s >>= 1u) { if (${lane} < s) { ${arr}[${lane}] += ${arr}[${lane} + s]; } workgroupBarrier(); }`;
 }
 
-/** Declarations: `fn wgSum`, the sum of x over a workgroup of `wg` lanes (a power of two), returned
- *  to every lane; call it from uniform control flow as wgSumCall() writes it. With subgroups, each
- *  subgroup adds its lanes (subgroupAdd) and one lane per subgroup writes a partial; without, a tree
- *  in workgroup memory. */
-export function wgSumFn(wg: number, subgroups: boolean): string {
+/** Declarations: `fn wgSum` (or wgMax with op 'max'), the sum (max) of x over a workgroup of `wg`
+ *  lanes (a power of two), returned to every lane; call it from uniform control flow as
+ *  wgSumCall() writes it. With subgroups, each subgroup reduces its lanes (subgroupAdd/Max) and one
+ *  lane per subgroup writes a partial; without, a tree in workgroup memory. */
+export function wgSumFn(wg: number, subgroups: boolean, op: 'sum' | 'max' = 'sum'): string {
+  const name = op === 'sum' ? 'wgSum' : 'wgMax', arr = `wg_${op}`;
+  const comb = (a: string, b: string) => (op === 'sum' ? `${a} + ${b}` : `max(${a}, ${b})`);
   if (!subgroups) {
-    return `var<workgroup> wg_red: array<f32, ${wg}>;
-fn wgSum(x: f32, li: u32) -> f32 {
-  wg_red[li] = x;
-  ${treeSum('wg_red', wg, 'li')}
-  let t = wg_red[0];
-  workgroupBarrier(); // wg_red is reused by the next call
+    return `var<workgroup> ${arr}: array<f32, ${wg}>;
+fn ${name}(x: f32, li: u32) -> f32 {
+  ${arr}[li] = x;
+  workgroupBarrier();
+  for (var s = ${wg / 2}u; s > 0u; s >>= 1u) { if (li < s) { ${arr}[li] = ${comb(`${arr}[li]`, `${arr}[li + s]`)}; } workgroupBarrier(); }
+  let t = ${arr}[0];
+  workgroupBarrier(); // ${arr} is reused by the next call
   return t;
 }
 `;
   }
   // Subgroups are at least 4 lanes wide on every adapter that has them.
-  return `var<workgroup> wg_red: array<f32, ${Math.max(1, wg / 4)}>;
-fn wgSum(x: f32, li: u32, sgid: u32, sgsize: u32) -> f32 {
-  let s = subgroupAdd(x);
-  if (sgid == 0u) { wg_red[li / sgsize] = s; }
+  return `var<workgroup> ${arr}: array<f32, ${Math.max(1, wg / 4)}>;
+fn ${name}(x: f32, li: u32, sgid: u32, sgsize: u32) -> f32 {
+  let s = ${op === 'sum' ? 'subgroupAdd' : 'subgroupMax'}(x);
+  if (sgid == 0u) { ${arr}[li / sgsize] = s; }
   workgroupBarrier();
-  var t = 0.0;
-  for (var i = 0u; i < ${wg}u / sgsize; i++) { t += wg_red[i]; }
-  workgroupBarrier(); // wg_red is reused by the next call
+  var t = ${arr}[0];
+  for (var i = 1u; i < ${wg}u / sgsize; i++) { t = ${comb('t', `${arr}[i]`)}; }
+  workgroupBarrier(); // ${arr} is reused by the next call
   return t;
 }
 `;
 }
 
-/** The call of wgSum on expression x, with the entry point's builtins (see defineKernel). */
-export const wgSumCall = (x: string, subgroups: boolean) => `wgSum(${x}, li${subgroups ? ', sgid, sgsize' : ''})`;
+/** The call of wgSum (or wgMax) on expression x, with the entry point's builtins (see defineKernel). */
+export const wgSumCall = (x: string, subgroups: boolean, op: 'sum' | 'max' = 'sum') =>
+  `${op === 'sum' ? 'wgSum' : 'wgMax'}(${x}, li${subgroups ? ', sgid, sgsize' : ''})`;

@@ -1,0 +1,85 @@
+// cross_entropy's variants (the per-row pass's layout, kernels/row_layout.ts; the lane layout is the
+// fallback), its trial and its bench rows.
+import { Tensor } from '../runtime/tensor.js';
+import { writeBuffer } from '../runtime/kernel.js';
+import { mulberry32 } from '../runtime/random.js';
+import { noTargets } from '../runtime/autograd.js';
+import type { Tunable } from '../runtime/tuner.js';
+import { LANE, rowCandidates, rowLabel, rowLayouts, type RowLayout } from './row_layout.js';
+import { crossEntropy, launchForward, backward, reference, bench } from './cross_entropy.js';
+import { B, T, N, V, Case, host, rand, f64, compare, fixedTrial, tunedCase } from './case.js';
+
+/** rows = B·T positions over a vocabulary of V; grad: dlogits written in place of the logits. */
+export interface CrossEntropyShape { rows: number; T: number; V: number; grad: boolean }
+
+const p2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+/** Seeded labels in [0, V), a fraction `ignored` of them −100. */
+function labelsFor(rows: number, V: number, seed: number, ignored: number): Int32Array {
+  const r = mulberry32(seed);
+  return Int32Array.from({ length: rows }, () => (r() < ignored ? -100 : Math.floor(r() * V)));
+}
+
+export const crossEntropyTunable: Tunable<CrossEntropyShape, RowLayout> = {
+  name: 'cross_entropy_forward',
+  key: (s) => `V${s.V} rows${p2(s.rows)} ${s.grad ? 'grad' : 'loss'}`,
+  fallback: () => LANE, variants: rowLayouts, candidates: rowCandidates, label: rowLabel,
+  trial(s) {
+    // A fifth of the labels ignored at the tests' sizes (that path is checked); none at bench sizes,
+    // whose bytes formulas count every row.
+    const lh = host([s.rows, s.V], 61, 4), lab = labelsFor(s.rows, s.V, 62, s.rows * s.V <= 1 << 20 ? 0.2 : 0);
+    const B1 = s.rows / s.T;
+    const logits = Tensor.fromArray(lh, [B1, s.T, s.V]).keep(), labels = Tensor.fromArray(lab, [B1, s.T], 'i32').keep();
+    const ref = () => reference(Float64Array.from(lh), lab, B1, s.T, s.V);
+    const counted = lab.filter((l, i) => i % s.T + 1 < s.T && lab[i + 1] !== -100).length;
+    const count = Tensor.fromArray([counted], [1]).keep(), losses = Tensor.empty([s.rows]).keep();
+    const n = Math.min(s.rows, 64); // rows of dlogits compared
+    return fixedTrial<RowLayout>({
+      run: (v) => launchForward(v, logits, labels, count, losses, s.grad),
+      reset: () => writeBuffer(logits.buffer, 0, lh), // the grad pass overwrote them
+      outputs: s.grad ? [losses, logits] : [losses],
+      want: () => {
+        const r = ref();
+        // Per-row losses from the reference's definition: lse − x[label] on counted rows, 0 elsewhere.
+        const rowLoss = Float64Array.from({ length: s.rows }, (_, i) => {
+          const y = i % s.T + 1 < s.T ? lab[i + 1] : -100;
+          if (y === -100) return 0;
+          let m = -Infinity, e = 0;
+          for (let j = 0; j < s.V; j++) m = Math.max(m, lh[i * s.V + j]);
+          for (let j = 0; j < s.V; j++) e += Math.exp(lh[i * s.V + j] - m);
+          return m + Math.log(e) - lh[i * s.V + y];
+        });
+        return s.grad ? [rowLoss, r.dlogits.subarray(0, n * s.V)] : [rowLoss];
+      },
+      rtol: 2e-5, atol: 2e-6, owned: [logits, labels, count, losses],
+    });
+  },
+};
+
+/** Bench rows at B16 T340 V6400: the per-row pass (loss only; loss and dlogits), and the backward's
+ *  in-place scale by the upstream gradient (accumulation). */
+export function cases(): Case[] {
+  const labels = labelsFor(N, V, 19, 0);
+  const shape = (what: string) => `${B}x${T}x${V} ${what}`;
+  return [
+    tunedCase(crossEntropyTunable, { rows: N, T, V, grad: false }, { name: 'cross_entropy_forward', shape: shape('loss only'), work: bench.cross_entropy(N, V, false) }),
+    tunedCase(crossEntropyTunable, { rows: N, T, V, grad: true }, {
+      name: 'cross_entropy_forward', shape: shape('loss+dlogits'), work: bench.cross_entropy(N, V, true),
+      note: 'writes dlogits over the logits: later calls run on the previous dlogits (same work)',
+    }),
+    {
+      name: 'cross_entropy_backward', shape: shape('upstream 0.5/2'), work: { bytes: 8 * N * V },
+      note: 'dlogits scaled in place (gradient accumulation), by 0.5 and 2 in turn (no denormals); at upstream 1 the pass is skipped',
+      setup: async () => {
+        const [half, two] = [Tensor.fromArray([0.5], [1]), Tensor.fromArray([2], [1])];
+        const small = { logits: rand([2, T, V], 20, 1, true), lab: Tensor.fromArray(labels.subarray(0, 2 * T), [2, T], 'i32') };
+        backward.cross_entropy(crossEntropy(small.logits, small.lab).loss.node!, [half, null], noTargets);
+        compare('cross_entropy_backward', await small.logits.readF32(), reference(f64(host([2, T, V], 20)), labels, 2, T, V).dlogits.map((d) => d / 2));
+        const logits = rand([B, T, V], 20, 1, true);
+        const node = crossEntropy(logits, Tensor.fromArray(labels, [B, T], 'i32')).loss.node!;
+        let k = 0;
+        return () => { backward.cross_entropy(node, [k++ % 2 ? two : half, null], noTargets); };
+      },
+    },
+  ];
+}
