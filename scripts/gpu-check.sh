@@ -7,6 +7,14 @@
 #   bash scripts/gpu-check.sh --short   the same stages at sizes for lavapipe on 2 cores (used by test/gpu_check.test.ts)
 # Every stage runs even when an earlier one failed, except that nothing runs after a failed set-up;
 # the summary at the end lists each stage, and the exit status is 1 if any failed.
+#
+# On a device machine (/work/.library/device/README.md: no network, no Node.js, 64 MiB of working tree),
+# first run `bash scripts/pack-device.sh` here, which builds .device/ (Node.js, a pruned node_modules and
+# the Vulkan loader .deb files, about 34 MiB); set-up then unpacks it there. The device tool's call:
+#   run(command: "set -o pipefail; bash scripts/gpu-check.sh 2>&1 | tee $OUT/gpu-check.log",
+#       carry: [".device"], timeout_s: 570)
+# The script ends within 8 minutes (stage budgets 7.5, set-up a few seconds), inside the 10-minute limit
+# of one call; the log in $OUT comes back even if the call is cut off.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -72,13 +80,15 @@ has_vulkan_loader() { ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; }
 nvidia_present() { compgen -G '/dev/nvidia[0-9]*' >/dev/null || command -v nvidia-smi >/dev/null; }
 
 # Dawn reaches the GPU through the Vulkan loader (libvulkan.so.1). Device machines have no network:
-# there the loader comes as .deb files in .gl/ (the device notes' recipe), unpacked into /; elsewhere
-# apt installs it.
+# there the loader comes as .deb files in .device/gl/ (scripts/pack-device.sh) or .gl/ (the device
+# notes' recipe), unpacked into /; elsewhere apt installs it.
 ensure_vulkan_loader() {
   if has_vulkan_loader; then say "Vulkan loader: present"; return 0; fi
-  if compgen -G '.gl/*.deb' >/dev/null; then
-    say "no Vulkan loader; unpacking .gl/*.deb into /"
-    for f in .gl/*.deb; do dpkg -x "$f" / || return 1; done
+  local debs='' d f
+  for d in .device/gl .gl; do compgen -G "$d/*.deb" >/dev/null && { debs=$d; break; }; done
+  if [ -n "$debs" ]; then
+    say "no Vulkan loader; unpacking $debs/*.deb into /"
+    for f in "$debs"/*.deb; do dpkg -x "$f" / || return 1; done
     ldconfig
   elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "no Vulkan loader; apt-get install libvulkan1"
@@ -87,7 +97,8 @@ ensure_vulkan_loader() {
   has_vulkan_loader && return 0
   say "FAILED: no Vulkan loader (libvulkan.so.1). Install libvulkan1 (apt-get install libvulkan1); on a machine"
   say "without network, put its .deb (and libglvnd0, libegl1, libgl1, libglx0, libopengl0, libgles2: NVIDIA's"
-  say "Vulkan driver is its GLX library) in .gl/ of this checkout, fetched with 'apt-get download' on a machine with one."
+  say "Vulkan driver is its GLX library) in .gl/ of this checkout, fetched with 'apt-get download' on a machine with one"
+  say "(scripts/pack-device.sh puts them in .device/gl/)."
   return 1
 }
 
@@ -118,13 +129,53 @@ use_nvidia_icd() {
   say "VK_DRIVER_FILES and VK_ICD_FILENAMES: $icd"
 }
 
+node_ok() { command -v node >/dev/null && node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; }
+
+# unxz FILE: the file decompressed to stdout, with Python's lzma where the image has no xz.
+unxz() {
+  if command -v xz >/dev/null; then xz -dc "$1"
+  else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"; fi
+}
+
+# The bundle from scripts/pack-device.sh, for a machine without Node.js 20 and without network (the
+# device machines): Node.js into /tmp (fresh each time, so a half-unpacked copy from an interrupted
+# run cannot linger), and the pruned node_modules where none is installed.
+device_node=/tmp/device-node
+use_bundle() {
+  say "using the bundle in .device/ (from scripts/pack-device.sh): Node.js into $device_node/bin"
+  rm -rf "$device_node"; mkdir -p "$device_node"
+  unxz .device/node.tar.xz | tar -x -C "$device_node" || { say "FAILED: unpacking .device/node.tar.xz into $device_node"; return 1; }
+  export PATH=$device_node/bin:$PATH
+  # No registry is reachable there: npm's update check would only wait on the network.
+  export npm_config_update_notifier=false
+  if [ -d node_modules/webgpu ]; then
+    say "node_modules: present"
+  else
+    say "node_modules: unpacking .device/node_modules.tar.xz"
+    unxz .device/node_modules.tar.xz | tar -x || { say "FAILED: unpacking .device/node_modules.tar.xz"; return 1; }
+  fi
+  [ "$(sha256sum package-lock.json | cut -d' ' -f1)" = "$(cat .device/package-lock.sha256 2>/dev/null)" ] \
+    || say "WARNING: package-lock.json changed since .device/ was made: rerun scripts/pack-device.sh where there is network"
+}
+
 setup() {
-  command -v node >/dev/null || { say "FAILED: node not found: install Node.js 20 or later"; return 1; }
-  node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' \
-    || { say "FAILED: node $(node --version) is too old: Node.js 20 or later is needed"; return 1; }
-  if [ ! -d node_modules/webgpu ]; then
-    say "npm ci"
-    npm ci --no-audit --no-fund || { say "FAILED: npm ci"; return 1; }
+  if node_ok; then
+    say "Node.js: $(node --version) at $(command -v node)"
+    if [ -d node_modules/webgpu ]; then
+      say "node_modules: present"
+    else
+      say "node_modules: npm ci"
+      npm ci --no-audit --no-fund || { say "FAILED: npm ci"; return 1; }
+    fi
+  elif [ -f .device/node.tar.xz ] && [ -f .device/node_modules.tar.xz ]; then
+    say "Node.js: $(command -v node >/dev/null && echo "$(node --version) is older than 20" || echo none) here"
+    use_bundle || return 1
+    node_ok || { say "FAILED: the bundled node does not run here: $(node --version 2>&1 | head -1)"; return 1; }
+    say "Node.js: $(node --version) at $(command -v node) (bundled)"
+  elif command -v node >/dev/null; then
+    say "FAILED: node $(node --version) is too old: Node.js 20 or later is needed (or .device/ from scripts/pack-device.sh)"; return 1
+  else
+    say "FAILED: node not found: install Node.js 20 or later, or carry .device/ from scripts/pack-device.sh"; return 1
   fi
   ensure_vulkan_loader || return 1
   use_nvidia_icd
