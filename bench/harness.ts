@@ -38,6 +38,8 @@ export interface Row {
   roofline?: number;
   /** The variant(s) the timed call ran, as the tuner labels them. */
   variant?: string;
+  /** Where the tuner chose another variant: the hand-picked one's median time, timed right after. */
+  handPicked?: { variant: string; ms: number };
   note?: string;
 }
 
@@ -155,11 +157,12 @@ export function row(name: string, shape: string, t: Timing, work: { flops?: numb
 }
 
 export function formatTable(rows: Row[]): string {
-  const head = ['kernel', 'shape', 'ms/call', '±%', 'n', 'clock', 'GFLOP/s', 'GB/s', '% roofline', 'variant'];
+  const head = ['kernel', 'shape', 'ms/call', '±%', 'n', 'clock', 'GFLOP/s', 'GB/s', '% roofline', 'vs hand-picked', 'variant'];
   const body = rows.map((r) => [r.name, r.shape, r.ms.toFixed(3), r.spread.toFixed(1), String(r.samples), r.clock,
-    r.gflops?.toFixed(2) ?? '', r.gbps?.toFixed(2) ?? '', r.pctRoofline !== undefined ? r.pctRoofline.toFixed(1) : '', r.variant ?? '']);
+    r.gflops?.toFixed(2) ?? '', r.gbps?.toFixed(2) ?? '', r.pctRoofline !== undefined ? r.pctRoofline.toFixed(1) : '',
+    r.handPicked ? `${(r.handPicked.ms / r.ms).toFixed(2)}×` : '', r.variant ?? '']);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i < 2 || i === 5 || i === 9 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
+  const line = (cells: string[]) => cells.map((c, i) => (i < 2 || i === 5 || i === 10 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
   return [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...body.map(line)].join('\n');
 }
 

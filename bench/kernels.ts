@@ -36,19 +36,23 @@ export async function benchKernels(o: Options, probes: { compute: Probe; memory:
       tuner().takePicks();
       const t = await time(`${c.name} ${c.shape}`, call, o, { ...c.sampling, ...(c.warm ? { warmup: false, expectMs: setupMs } : {}) });
       const variant = c.variant ?? (tuner().takePicks().map((x) => `${x.id.split('|')[0]} ${x.label}`).join('; ') || undefined);
+      // The hand-picked variant at the same moment, where the tuner chose another.
+      const hp = c.handPicked && { variant: c.handPicked.label, ms: (await time(`${c.name} ${c.shape} hand-picked`, c.handPicked.call, o, c.sampling)).seconds * 1e3 };
       const peak = poolStats().peakInUseBytes - before;
       rates.push(await probeRate(probe, PROBE_CALLS));
       const rate = [...rates, probe.rate].sort((a, b) => a - b)[1];
       const roof = { fmaGflops: rate, copyGbps: rate };
       const notes = [c.note, c.peak ? `peak +${(peak / 2 ** 20).toFixed(1)} MiB per call` : undefined].filter(Boolean);
-      rows.push({ ...row(c.name, c.shape, t, c.work, roof, bound), ...(variant ? { variant } : {}), ...(notes.length ? { note: notes.join('; ') } : {}) });
+      rows.push({ ...row(c.name, c.shape, t, c.work, roof, bound), ...(variant ? { variant } : {}), ...(hp ? { handPicked: hp } : {}),
+        ...(notes.length ? { note: notes.join('; ') } : {}) });
     } finally {
       endScope();
       for (const h of held) h.dispose();
     }
     const r = rows.at(-1)!;
     process.stdout.write(`  ${r.name} ${r.shape}: ${r.ms.toFixed(2)} ms (${r.clock}, n ${r.samples})`
-      + `${r.pctRoofline !== undefined ? `, ${r.pctRoofline.toFixed(0)}% of roofline` : ''} [row took ${((performance.now() - t0) / 1e3).toFixed(1)} s]\n`);
+      + `${r.pctRoofline !== undefined ? `, ${r.pctRoofline.toFixed(0)}% of roofline` : ''}`
+      + `${r.handPicked ? `; hand-picked ${r.handPicked.variant}: ${r.handPicked.ms.toFixed(2)} ms` : ''} [row took ${((performance.now() - t0) / 1e3).toFixed(1)} s]\n`);
   }
   return rows;
 }

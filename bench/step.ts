@@ -14,6 +14,8 @@ import { MiniMind } from '../model/minimind.js';
 import { preset, countParameters, MiniMindConfig } from '../model/config.js';
 import { mulberry32 as rng } from '../runtime/random.js';
 import { Options, Row, Sampling, time } from './harness.js';
+import { tuner } from '../runtime/tuner.js';
+import { tuneStep } from '../train/tune_step.js';
 
 export function stepFlops(c: MiniMindConfig, B: number, T: number): number {
   // The tied table is counted once: as the LM head matmul (the embedding gather costs no FLOPs).
@@ -39,6 +41,9 @@ export async function benchStep(name: string, B: number, T: number, o: Options, 
     opt.zeroGrad();
     endScope();
   };
+  // The kernels' variants for this step, tuned first as the trainer does (train/tune_step.ts).
+  await tuneStep(model, opt, B, T);
+  tuner().takePicks();
   const t0 = performance.now();
   await step(); // warm-up: compiles pipelines, fills the pool
   await sync();
@@ -48,6 +53,7 @@ export async function benchStep(name: string, B: number, T: number, o: Options, 
   const base = poolStats().inUseBytes; // tensors other benchmarks keep alive
   resetCounters();
   const t = await time(`step_${name}`, step, o, { ...sampling, warmup: false, expectMs: warmMs });
+  const classes = tuner().takePicks().length;
   // tokens/s is end to end: on the GPU clock, the host's recording of the step (before its one submit,
   // when the GPU is idle) is added to the GPU span.
   const seconds = t.clock === 'gpu' ? t.seconds + t.hostSeconds : t.seconds;
@@ -58,6 +64,7 @@ export async function benchStep(name: string, B: number, T: number, o: Options, 
   const flops = stepFlops(cfg, B, T);
   return {
     name: `train_step_${name}`, shape: `B${B}×T${T}`, ms: seconds * 1e3, spread: t.spread, samples: t.samples,
+    variant: `the tuner's choices for ${classes} shape classes (npm run tune lists them)`,
     clock: t.clock === 'gpu' ? 'gpu+host' : t.clock, hostMs: t.hostSeconds * 1e3, gflops: flops / seconds / 1e9,
     note: `${((B * T) / seconds).toFixed(0)} tokens/s, ${dispatches / t.samples} dispatches, ${submits / t.samples} submits, `
       + `peak ${(peak / 2 ** 20).toFixed(0)} MiB, host recording ${(t.hostSeconds * 1e3).toFixed(0)} ms`,

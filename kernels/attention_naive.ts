@@ -122,22 +122,24 @@ export function backwardNaive(q: Tensor, k: Tensor, v: Tensor, o: Tensor, probs:
 }
 
 // ---- float64 CPU reference (layouts as above) ----------------------------------------------
-function forward(q: Float64Array, k: Float64Array, v: Float64Array, B: number, T: number, nh: number, nkv: number, hd: number) {
+/** out and lse for T queries at positions kvT−T.. over kvT keys/values (kvT = T: training; T = 1:
+ *  one decode step over a cache). */
+function forward(q: Float64Array, k: Float64Array, v: Float64Array, B: number, T: number, nh: number, nkv: number, hd: number, kvT = T) {
   const out = new Float64Array(B * T * nh * hd), lse = new Float64Array(B * nh * T), scale = 1 / Math.sqrt(hd), rep = nh / nkv;
-  const p = new Float64Array(T);
+  const p = new Float64Array(kvT);
   for (let b = 0; b < B; b++) for (let h = 0; h < nh; h++) for (let r = 0; r < T; r++) {
-    const qi = ((b * T + r) * nh + h) * hd;
+    const qi = ((b * T + r) * nh + h) * hd, last = kvT - T + r;
     let mx = -Infinity, sum = 0;
-    for (let c = 0; c <= r; c++) {
-      const ki = ((b * T + c) * nkv + Math.floor(h / rep)) * hd;
+    for (let c = 0; c <= last; c++) {
+      const ki = ((b * kvT + c) * nkv + Math.floor(h / rep)) * hd;
       let s = 0;
       for (let d = 0; d < hd; d++) s += q[qi + d] * k[ki + d];
       p[c] = s * scale;
       mx = Math.max(mx, p[c]);
     }
-    for (let c = 0; c <= r; c++) sum += (p[c] = Math.exp(p[c] - mx));
-    for (let c = 0; c <= r; c++) {
-      const vi = ((b * T + c) * nkv + Math.floor(h / rep)) * hd;
+    for (let c = 0; c <= last; c++) sum += (p[c] = Math.exp(p[c] - mx));
+    for (let c = 0; c <= last; c++) {
+      const vi = ((b * kvT + c) * nkv + Math.floor(h / rep)) * hd;
       for (let d = 0; d < hd; d++) out[qi + d] += (p[c] / sum) * v[vi + d];
     }
     lse[(b * nh + h) * T + r] = mx + Math.log(sum);

@@ -67,39 +67,16 @@ function inputs(s: AttentionShape) {
 /** Checks cover every batch row of small shapes and the first of large ones (rows are independent). */
 const checkedBatch = (s: AttentionShape) => (s.B * s.T * s.nh * s.hd <= 1 << 16 ? s.B : 1);
 
-/** float64 out and lse of batch rows 0..nb−1, queries at positions kvT−T.. (decode: T = 1). */
-function forwardRef(s: AttentionShape, qh: Float32Array, kh: Float32Array, vh: Float32Array, nb: number) {
-  const { T, nh, nkv, hd, kvT } = s, rep = nh / nkv, scale = 1 / Math.sqrt(hd);
-  const out = new Float64Array(nb * T * nh * hd), lse = new Float64Array(nb * nh * T), p = new Float64Array(kvT);
-  for (let b = 0; b < nb; b++) for (let h = 0; h < nh; h++) for (let t = 0; t < T; t++) {
-    const qi = ((b * T + t) * nh + h) * hd, last = kvT - T + t;
-    let mx = -Infinity, sum = 0;
-    for (let j = 0; j <= last; j++) {
-      const ki = ((b * kvT + j) * nkv + Math.floor(h / rep)) * hd;
-      let d = 0;
-      for (let c = 0; c < hd; c++) d += qh[qi + c] * kh[ki + c];
-      mx = Math.max(mx, (p[j] = d * scale));
-    }
-    for (let j = 0; j <= last; j++) sum += (p[j] = Math.exp(p[j] - mx));
-    for (let j = 0; j <= last; j++) {
-      const vi = ((b * kvT + j) * nkv + Math.floor(h / rep)) * hd;
-      for (let c = 0; c < hd; c++) out[qi + c] += (p[j] / sum) * vh[vi + c];
-    }
-    lse[(b * nh + h) * T + t] = mx + Math.log(sum);
-  }
-  return { out, lse };
-}
-
 function forwardTrial(s: AttentionShape): Trial<FlashTile> {
   const x = inputs(s), o = Tensor.empty([s.B, s.T, s.nh, s.hd]).keep(), lse = Tensor.empty([s.B, s.nh, s.T]).keep();
   const run = (t: FlashTile) => launchForward(t, x.q, x.k, x.v, o, lse, s.kvT, s.kvT - s.T);
   const nb = checkedBatch(s);
-  let want: ReturnType<typeof forwardRef> | undefined;
+  let want: { out: Float64Array; lse: Float64Array } | undefined;
   return {
     run,
     async check(t) {
       run(t);
-      want ??= forwardRef(s, x.qh, x.kh, x.vh, nb);
+      want ??= reference.forward(f64(x.qh, nb * s.T * s.nh * s.hd), f64(x.kh, nb * s.kvT * s.nkv * s.hd), f64(x.vh, nb * s.kvT * s.nkv * s.hd), nb, s.T, s.nh, s.nkv, s.hd, s.kvT);
       return mismatch((await o.readF32()).subarray(0, want.out.length), want.out, 2e-4, 2e-5)
         ?? mismatch((await lse.readF32()).subarray(0, want.lse.length), want.lse, 2e-5, 2e-5);
     },

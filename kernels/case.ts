@@ -32,6 +32,9 @@ export interface Case {
   note?: string;
   /** The variant(s) the timed call runs, set by setup (tunedCase, or the tuner's picks). */
   variant?: string;
+  /** Set by setup when the tuner chose another variant than the hand-picked one: that one's call,
+   *  timed right after the row's (bench/kernels.ts) so the two compare in the same moment. */
+  handPicked?: { label: string; call: () => void };
 }
 
 /** Seeded uniform values in [-scale, scale). */
@@ -94,6 +97,8 @@ export function tunedCase<S, V>(t: Tunable<S, V>, s: S, c: Omit<Case, 'setup' | 
       const bad = await trial.check(v);
       if (bad) throw new Error(`bench ${c.name} ${c.shape} (${t.label(v)}): ${bad}`);
       k.variant = `${t.label(v)}${choice ? ` (${choice.source})` : ''}`;
+      const fb = t.fallback(s);
+      if (choice && JSON.stringify(fb) !== JSON.stringify(v)) k.handPicked = { label: t.label(fb), call: () => trial.run(fb) };
       const timed = choice?.timings.map((x) => `${x.label} ${x.ms !== undefined ? x.ms.toFixed(2) : 'dropped'}`).join(', ');
       if (timed) k.note = [c.note, `candidates (ms): ${timed}`].filter(Boolean).join('; ');
       return () => trial.run(v);
