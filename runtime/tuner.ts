@@ -46,6 +46,8 @@ export interface Tunable<S, V> {
   /** The problem timed when tuning s: by default s itself; a big GEMM times fewer rows of the same
    *  class (every tile does the same work, so the ranking holds at a fraction of the time). */
   tuningShape?(s: S): S;
+  /** The problem of the final duel with the hand-picked choice: by default s itself. */
+  duelShape?(s: S): S;
 }
 
 export interface Timing { label: string; ms?: number; dropped?: string }
@@ -213,10 +215,10 @@ export class Tuner {
       trial.dispose();
     }
     // On a busy machine one lucky run can crown a variant, and a capped problem can favour another
-    // than the whole one: the winner must beat the hand-picked choice again on the real shape, the
-    // two timed in turn, by 5%, or the hand-picked choice stays.
+    // than the whole one: the winner must beat the hand-picked choice again on the real shape (or a
+    // larger cap), the two timed in turn, by 5%, or the hand-picked choice stays.
     if (best && ms.has(t.label(fallback)) && !sameVariant(best.v, fallback)) {
-      const duel = await this.duel(t.trial(s), best.v, fallback);
+      const duel = await this.duel(t.trial(t.duelShape?.(s) ?? s), best.v, fallback);
       timings.push({ label: `${t.label(best.v)} vs ${t.label(fallback)} at the real shape`, ms: duel[0] }, { label: t.label(fallback), ms: duel[1] });
       if (!(duel[0] < 0.95 * duel[1])) best = { v: fallback, ms: duel[1] };
     }
@@ -246,12 +248,12 @@ export class Tuner {
     }
   }
 
-  /** The fastest of three runs each of a and b, in turn (a b a b a b, after one run each whose time
-   *  only sets how long the host sleeps), on a trial of its own; a failure counts as Infinity for a. */
+  /** The faster of two runs each of a and b, in turn (a b a b, after one run each whose time only
+   *  sets how long the host sleeps), on a trial of its own; a failure counts as Infinity for a. */
   private async duel<V>(trial: Trial<V>, a: V, b: V): Promise<[number, number]> {
     const best = [Infinity, Infinity], last = [0, 0];
     try {
-      for (let i = 0; i < 8; i++) {
+      for (let i = 0; i < 6; i++) {
         const k = i % 2;
         last[k] = await this.time(() => trial.run(k ? b : a), last[k] * 0.9);
         if (i >= 2) best[k] = Math.min(best[k], last[k]);
