@@ -1,5 +1,4 @@
-// The adapter's roofline, measured: a pure-FMA throughput kernel and vec4 copy kernels.
-// FMA: each invocation runs ITERS iterations of 8 independent vec4 multiply-adds (8·4·2 FLOPs each).
+// The adapter's roofline, measured: a pure-FMA throughput kernel (runtime/fma_peak.ts) and vec4 copy kernels.
 // Copy: 64 MiB read + 64 MiB written per call, in three layouts (one vec4 per invocation; four per
 // invocation, strided by the workgroup; a grid-stride loop over 512 workgroups); the fastest is the
 // copy roofline, since the best copy a kernel can do is what memory-bound kernels are judged against.
@@ -7,28 +6,8 @@
 // (bench/kernels.ts), because this machine's speed drifts by up to 2× within a run.
 import { defineKernel, launch } from '../runtime/kernel.js';
 import { Tensor } from '../runtime/tensor.js';
+import { FMA_ITERS, fmaFlops, launchFma } from '../runtime/fma_peak.js';
 import { Options, Probe, Roofline, Row, row, time } from './harness.js';
-
-const ITERS = 512;
-const UNROLL = 16;
-const BODY = Array.from({ length: UNROLL }, () => '    a0 = fma(a0, m, m); a1 = fma(a1, m, m); a2 = fma(a2, m, m); a3 = fma(a3, m, m);\n'
-  + '    a4 = fma(a4, m, m); a5 = fma(a5, m, m); a6 = fma(a6, m, m); a7 = fma(a7, m, m);').join('\n');
-const fma = defineKernel({
-  name: 'roofline_fma', params: [['n', 'u32'], ['s', 'f32']], buffers: [['y', 'rw', 'vec4<f32>']], workgroup: 64,
-  wgsl: (_, entry) => `
-${entry} {
-  let i = wgIndex(wid, nwg) * 64u + lid.x;
-  if (i >= p.n) { return; }
-  let m = vec4<f32>(p.s);
-  var a0 = vec4<f32>(f32(i)); var a1 = a0 + 1.0; var a2 = a0 + 2.0; var a3 = a0 + 3.0;
-  var a4 = a0 + 4.0; var a5 = a0 + 5.0; var a6 = a0 + 6.0; var a7 = a0 + 7.0;
-  // Unrolled by UNROLL: lavapipe spills loop-carried values once per iteration, not per FMA.
-  for (var k = 0u; k < ${ITERS / UNROLL}u; k++) {
-${BODY}
-  }
-  y[i] = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
-}`,
-});
 
 /** y = x over n vec4s: variant per = vec4s per invocation (strided by the workgroup), or 0 for a grid-stride loop. */
 const copy = defineKernel<{ per: number }>({
@@ -45,8 +24,8 @@ const COPY_LAYOUTS = [['1 vec4/invocation', 1], ['4 vec4/invocation', 4], ['grid
 export async function measureRoofline(o: Options): Promise<{ roof: Roofline; rows: Row[]; probes: { compute: Probe; memory: Probe } }> {
   const n = 1 << 18; // vec4 outputs of the FMA kernel
   const y = Tensor.empty([n * 4]).keep();
-  const runFma = (m: number) => () => launch(fma, { params: { n: m, s: 0.999 }, buffers: [y.buffer], workgroups: m / 64 });
-  const flops = (m: number) => m * ITERS * 8 * 4 * 2;
+  const runFma = (m: number) => () => launchFma(y, m);
+  const flops = fmaFlops;
   const tf = await time('roofline_fma', runFma(n), o);
   const nv = (64 << 20) / 16, bytes = 2 * (64 << 20);
   const a = Tensor.zeros([nv * 4]).keep(), b = Tensor.empty([nv * 4]).keep();
@@ -56,7 +35,7 @@ export async function measureRoofline(o: Options): Promise<{ roof: Roofline; row
   const copies = [];
   for (const [what, per] of COPY_LAYOUTS) copies.push({ what, per, t: await time(`roofline_copy ${what}`, runCopy(per), o) });
   const best = copies.reduce((x, c) => (c.t.seconds < x.t.seconds ? c : x));
-  const fmaRow = row('roofline_fma', `${n}×${ITERS}×8 vec4`, tf, { flops: flops(n) });
+  const fmaRow = row('roofline_fma', `${n}×${FMA_ITERS}×8 vec4`, tf, { flops: flops(n) });
   const copyRow = {
     ...row('roofline_copy', `64 MiB, ${best.what}`, best.t, { bytes }),
     note: `fastest of: ${copies.map((c) => `${c.what} ${(bytes / c.t.seconds / 1e9).toFixed(2)} GB/s`).join(', ')}`,

@@ -1,8 +1,6 @@
 // One whole training step (forward, backward, global-norm clip, AdamW) of a preset at a batch
-// shape: tokens/s, dispatches and submits per step, peak GPU bytes, and model FLOPs (the caller
-// takes them as a fraction of the measured FMA peak). FLOPs per token: 6·(non-embedding params +
-// tied head) for the matmuls (forward 2, backward 4) plus causal attention 6·L·T·H (QKᵀ and PV at
-// half the T×T each).
+// shape: tokens/s, dispatches and submits per step, peak GPU bytes, and model FLOPs (model/flops.ts;
+// the caller takes them as a fraction of the measured FMA peak).
 import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { counters, resetCounters, sync } from '../runtime/kernel.js';
@@ -11,18 +9,12 @@ import { add } from '../kernels/index.js';
 import { AdamW } from '../kernels/adamw.js';
 import { gradNorm } from '../kernels/grad_norm.js';
 import { MiniMind } from '../model/minimind.js';
-import { preset, countParameters, MiniMindConfig } from '../model/config.js';
+import { preset } from '../model/config.js';
+import { stepFlops } from '../model/flops.js';
 import { mulberry32 as rng } from '../runtime/random.js';
 import { Options, Row, Sampling, time } from './harness.js';
 import { tuner } from '../runtime/tuner.js';
 import { tuneStep } from '../train/tune_step.js';
-
-export function stepFlops(c: MiniMindConfig, B: number, T: number): number {
-  // The tied table is counted once: as the LM head matmul (the embedding gather costs no FLOPs).
-  const matmulParams = countParameters(c).active;
-  const attn = 6 * c.num_hidden_layers * T * c.num_attention_heads * c.head_dim;
-  return B * T * (6 * matmulParams + attn);
-}
 
 /** `sampling`: fewer samples for a step of seconds (the caller knows which). */
 export async function benchStep(name: string, B: number, T: number, o: Options, sampling: Sampling = {}): Promise<Row> {

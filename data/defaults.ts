@@ -20,7 +20,7 @@ export const DEFAULT_DATA_DIR = join(PROJECT_CACHE, 'default-data');
 
 export interface DefaultDataOptions {
   seed?: number;
-  /** SFT conversations (default 20000). */
+  /** SFT conversations (default 16000: the built-in run's one epoch of 1000 steps of 16). */
   sftCount?: number;
   /** Pretrain lines (default 20000). */
   pretrainCount?: number;
@@ -34,10 +34,10 @@ export interface DefaultData {
 }
 
 // Bump when the generator changes, so a stale cache is regenerated.
-const GENERATOR_VERSION = 1;
+const GENERATOR_VERSION = 3;
 
 function resolved(o: DefaultDataOptions): Required<DefaultDataOptions> {
-  return { seed: o.seed ?? 42, sftCount: o.sftCount ?? 20000, pretrainCount: o.pretrainCount ?? 20000, vocabSize: o.vocabSize ?? 2048 };
+  return { seed: o.seed ?? 42, sftCount: o.sftCount ?? 16000, pretrainCount: o.pretrainCount ?? 20000, vocabSize: o.vocabSize ?? 2048 };
 }
 
 function paths(dir: string): DefaultData & { manifest: string } {

@@ -1,6 +1,7 @@
 // Templated question/answer pairs in English and Chinese for the built-in default data: arithmetic, unit
 // conversion, string tasks and facts from the tables below. Every answer is computed, so a model that
 // learns the data learns something checkable. All draws come from the `rand` passed in (seeded).
+import { createHash } from 'node:crypto';
 
 export type Rand = () => number;
 export type Lang = 'en' | 'zh';
@@ -120,11 +121,22 @@ function fact(r: Rand, lang: Lang): QA {
   return { q: `${cz}位于哪个洲？`, a: `${cz}位于${ctz}。` };
 }
 
-const TASKS = [arithmetic, conversion, stringTask, fact];
+/** The task families, by name (the built-in run's quiz counts right answers per family). */
+export const FAMILIES: Record<string, (r: Rand, lang: Lang) => QA> = { arithmetic, conversion, string: stringTask, fact };
+const TASKS = Object.values(FAMILIES);
 
-/** One question/answer pair of a random task. */
+/** Whether a question is held out of the generated data: 1 in 16, by a hash of its text, so the
+ *  built-in run's quiz (train/quiz.ts) can ask questions of every family that training never saw. */
+export function isHeldOut(q: string): boolean {
+  return createHash('sha1').update(q).digest()[0] % 16 === 0;
+}
+
+/** One question/answer pair of a random task (never a held-out question). */
 export function randomQA(r: Rand, lang: Lang): QA {
-  return pick(r, TASKS)(r, lang);
+  for (;;) {
+    const qa = pick(r, TASKS)(r, lang);
+    if (!isHeldOut(qa.q)) return qa;
+  }
 }
 
 /** A pretrain line: a few true statements (the answers of random tasks) in one language. */
@@ -137,12 +149,12 @@ export const SYSTEMS: Record<Lang, string[]> = {
   zh: ['你是一个认真的助手，请简短回答。', '你是MiniMind，一个小巧但有用的语言模型。'],
 };
 
-/** A conversation: 1-3 turns in one language, sometimes with a system prompt. */
+/** A conversation: 1 turn (sometimes 2) in one language, sometimes with a system prompt. */
 export function randomConversation(r: Rand): { role: string; content: string }[] {
   const lang: Lang = r() < 0.5 ? 'en' : 'zh';
   const out: { role: string; content: string }[] = [];
   if (r() < 0.15) out.push({ role: 'system', content: pick(r, SYSTEMS[lang]) });
-  const turns = r() < 0.7 ? 1 : int(r, 2, 3);
+  const turns = r() < 0.9 ? 1 : 2;
   for (let t = 0; t < turns; t++) {
     const { q, a } = randomQA(r, lang);
     out.push({ role: 'user', content: q }, { role: 'assistant', content: a });

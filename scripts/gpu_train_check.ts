@@ -11,7 +11,7 @@ import { initGpu, closeGpu, gpu } from '../runtime/device.js';
 import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { matmul } from '../kernels/index.js';
 import { preset } from '../model/config.js';
-import { stepFlops } from '../bench/step.js';
+import { stepFlops } from '../model/flops.js';
 import { measureRoofline } from '../bench/roofline.js';
 import { chooseClock, clock } from '../bench/harness.js';
 
@@ -61,7 +61,7 @@ const achieved = tokensPerS * flopsPerToken; // FLOP/s
 say(`${run.name} B${run.B}×T${run.T}: steps ${from.step + 1}-${to.step} (after ${WARMUP_STEPS} warm-up steps): `
   + `${((1000 * seconds) / (to.step - from.step)).toFixed(1)} ms/step`);
 say(`tokens/s: ${tokensPerS.toFixed(0)}`);
-say(`model FLOPs per token: ${(flopsPerToken / 1e6).toFixed(1)} MFLOP (bench/step.ts stepFlops: forward + backward matmuls and causal attention)`);
+say(`model FLOPs per token: ${(flopsPerToken / 1e6).toFixed(1)} MFLOP (model/flops.ts: forward + backward matmuls and causal attention)`);
 say(`achieved: ${(achieved / 1e9).toFixed(1)} GFLOP/s`);
 
 // Measured after the trainer exited, so it does not share the GPU. GPU timestamps when they agree

@@ -45,7 +45,7 @@ export const FLAGS: Record<keyof TrainArgs, Flag> = {
   checkpoint_dir: { kind: 'string', def: '../checkpoints', help: 'where the resume checkpoint lives' },
   skip_bad_lines: { kind: 'flag', def: false, help: 'count and skip malformed data lines instead of stopping' },
   max_bad_steps: { kind: 'number', def: 5, help: 'stop after this many NaN/inf losses in a row' },
-  max_steps: { kind: 'number', def: 0, help: 'stop after this many steps in total (0 = all); for short runs' },
+  max_steps: { kind: 'number', def: 0, help: 'stop after this many steps of this run (0 = all), at an optimizer boundary, saving as Ctrl-C does; the LR schedule still spans --epochs' },
   samples: { kind: 'number', def: -1, help: 'sample answers printed before and after training (-1 = 3 for the built-in run, else 0)' },
 };
 

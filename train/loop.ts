@@ -18,6 +18,7 @@ import { saveWeights, saveResume, ResumeState } from './checkpoint.js';
 import { GradScaler, precisionFor } from './grad_scaler.js';
 import { tuneStep } from './tune_step.js';
 import { tuner } from '../runtime/tuner.js';
+import { Progress } from './progress.js';
 
 export interface Batch { inputIds: Int32Array; labels: Int32Array; batch: number; seqLen: number }
 
@@ -53,6 +54,9 @@ export interface LoopOptions {
   print?: (line: string) => void;
   /** --dtype float16: the loss scale to start from (GradScaler's init_scale; tests pin overflows with it). */
   initScale?: number;
+  /** The adapter's measured FMA peak (runtime/fma_peak.ts), GFLOP/s: the progress line then gives the
+   *  model FLOPs' share of it. */
+  fmaPeakGflops?: number;
 }
 
 export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
@@ -106,6 +110,8 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
     let poisoned = false; // a non-finite value entered the gradients being accumulated
     let saveDue = false;
     const tty = process.stdout.isTTY && !o.onStep;
+    const progress = new Progress(model.cfg, o.fmaPeakGflops, startEpoch * iters + startStep,
+      args.max_steps > 0 ? Math.min(total, startEpoch * iters + startStep + args.max_steps) : total);
 
     for (let epoch = startEpoch; epoch < args.epochs; epoch++) {
       const skip = epoch === startEpoch ? startStep : 0;
@@ -167,7 +173,8 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
         const stopEarly = args.max_steps > 0 && steps >= args.max_steps && pendingMicro === 0;
         const stopping = stopEarly || (interrupt && pendingMicro === 0);
         // The last step of a run is always logged (the loss curve and log end where training did).
-        if (step % args.log_interval === 0 || step === iters || stopping) {
+        const logged = step % args.log_interval === 0 || step === iters || stopping;
+        if (logged) {
           logs.push(log);
           const spent = (performance.now() - epochStart) / 60000;
           // Time left in the epoch, or to --max_steps when that comes first.
@@ -177,8 +184,11 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
           print(`Epoch:[${epoch + 1}/${args.epochs}](${step}/${iters}), loss: ${objectiveValue.toFixed(4)}, logits_loss: ${ce.toFixed(4)}, `
             + `aux_loss: ${(aux ? ax : 0).toFixed(4)}, lr: ${lr.toFixed(8)}, epoch_time: ${eta.toFixed(1)}min`);
           if (args.log_file) appendFileSync(args.log_file, JSON.stringify(log) + '\n');
-        } else if (tty) {
-          process.stdout.write(`\r\x1b[K[${step}/${iters}] loss ${objectiveValue.toFixed(4)}  ${(tokens / elapsed).toFixed(0)} tok/s`);
+        }
+        const line = progress.step(epoch * iters + step, b.batch, b.seqLen, objectiveValue, tty, logged);
+        if (line !== undefined) {
+          if (tty) process.stdout.write(`\r\x1b[K${line}`);
+          else print(line);
         }
         if (step % args.save_interval === 0) saveDue = true;
         // Saved only between optimizer steps, so a resume never needs half-accumulated gradients.

@@ -19,12 +19,18 @@ import { precisionFor } from './grad_scaler.js';
 import { trainLoop, BatchSource, peakBytes } from './loop.js';
 import { loadResume } from './checkpoint.js';
 import { plotLoss } from './plot.js';
+import { heldOutQuiz, askQuiz, quizSummary } from './quiz.js';
+import { FAMILIES } from '../data/synth.js';
+import { measureFmaPeak } from '../runtime/fma_peak.js';
 
 export type Mode = 'sft' | 'pretrain';
 
+/** Held-out questions per task family asked after the built-in run. */
+const QUIZ_PER_FAMILY = 5;
+
 /** What the built-in run changes when the user names no data: everything is generated locally. */
 export const BUILTIN: Partial<Record<keyof TrainArgs, string | number>> = {
-  preset: 'tiny', from_weight: 'none', learning_rate: 2e-3, epochs: 1, batch_size: 16, max_seq_len: 96, max_steps: 550,
+  preset: 'tiny', from_weight: 'none', learning_rate: 2e-3, epochs: 1, batch_size: 16, max_seq_len: 56,
   log_interval: 20, save_interval: 200, save_dir: 'out', checkpoint_dir: 'checkpoints', num_workers: 1,
 };
 
@@ -52,7 +58,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     source = datasetSource(ds, args);
 
     // 2. Model.
-    const cfg = modelConfig(args, tok);
+    const cfg = modelConfig(args, tok, builtin);
     const model = new MiniMind(cfg, args.seed);
     const moe = cfg.use_moe ? '_moe' : '';
     const saveDir = resolve(args.save_dir), ckptDir = resolve(args.checkpoint_dir);
@@ -75,12 +81,16 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
 
     // 3. Train.
     const nSamples = args.samples >= 0 ? args.samples : builtin ? 3 : 0;
-    const prompts = mode === 'sft' ? samplePrompts(args.data_path, nSamples) : [];
+    // The built-in run asks held-out questions of its task families; a user's run, its data's first prompts.
+    const quiz = builtin && mode === 'sft' && nSamples ? heldOutQuiz(args.data_path, QUIZ_PER_FAMILY, args.seed + 1) : [];
+    const prompts = quiz.length ? quiz.slice(0, nSamples).map((q) => [{ role: 'user', content: q.question }])
+      : mode === 'sft' ? samplePrompts(args.data_path, nSamples) : [];
     if (prompts.length) await showSamples('before training', model, tok, prompts);
+    const fmaPeakGflops = await measureFmaPeak();
     if (args.log_file && !args.from_resume) rmSync(args.log_file, { force: true });
     let result;
     try {
-      result = await trainLoop({ args, model, data: source, weightPath, resumePath, resume });
+      result = await trainLoop({ args, model, data: source, weightPath, resumePath, resume, fmaPeakGflops });
     } catch (e) {
       if ((e as { code?: string }).code === 'GPU_OOM') {
         throw new Error(`out of GPU memory at batch_size ${args.batch_size}, max_seq_len ${args.max_seq_len}: the step held `
@@ -91,6 +101,11 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     if (result.interrupted) {
       console.log(`[train] interrupted: weights and resume checkpoint saved; continue with the same flags and --from_resume 1`);
       process.exitCode = 130;
+    } else if (quiz.length) {
+      const answers = await askQuiz(model, tok, quiz);
+      console.log(`[train] held-out questions after training (${quiz.length / Object.keys(FAMILIES).length} per task family, none in the training data):`);
+      for (const a of answers) console.log(`  ${a.correct ? 'right' : 'wrong'}  Q: ${a.question}\n         A: ${a.got}${a.correct ? '' : `\n  expected: ${a.answer}`}`);
+      console.log(`[train] ${quizSummary(answers)}`);
     } else if (prompts.length) await showSamples('after training', model, tok, prompts);
 
     // 4. Summary.
@@ -108,7 +123,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
   }
 }
 
-function modelConfig(args: TrainArgs, tok: ChatTokenizer): MiniMindConfig {
+function modelConfig(args: TrainArgs, tok: ChatTokenizer, builtin: boolean): MiniMindConfig {
   let cfg: MiniMindConfig;
   const shape = { hidden_size: args.hidden_size, num_hidden_layers: args.num_hidden_layers, use_moe: !!args.use_moe };
   const given = (['hidden_size', 'num_hidden_layers', 'use_moe'] as const).filter((k) => wasGiven(args, k));
@@ -117,7 +132,9 @@ function modelConfig(args: TrainArgs, tok: ChatTokenizer): MiniMindConfig {
     if (given.length) console.log(`[train] --config ${args.config} sets the model: ${given.map((k) => `--${k}`).join(', ')} not used`);
   } else if (args.preset) {
     // Model flags on the command line change the preset (the built-in run's tiny one included).
-    cfg = preset(args.preset, Object.fromEntries(given.map((k) => [k, shape[k]])));
+    // The built-in run's vocabulary is its own tokenizer's (2048, not MiniMind's 6400): the LM head
+    // is most of a tiny model's FLOPs.
+    cfg = preset(args.preset, { ...Object.fromEntries(given.map((k) => [k, shape[k]])), ...(builtin ? { vocab_size: tok.vocabSize } : {}) });
   } else cfg = minimind2(shape);
   if (tok.vocabSize > cfg.vocab_size) throw new Error(`tokenizer has ${tok.vocabSize} tokens but the model's vocab_size is ${cfg.vocab_size}`);
   return cfg;
