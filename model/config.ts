@@ -1,7 +1,5 @@
-// MiniMind configuration with the HF/MiniMind key names (readable from a config.json), the named
+// MiniMind configuration with the HF/MiniMind key names (config_json.ts reads a config.json), the named
 // presets of the spec (§1), and parameter counting. MiniMind2 and minimind-3 differ only by config.
-import { readFileSync } from 'node:fs';
-
 export interface MiniMindConfig {
   hidden_size: number;
   num_hidden_layers: number;
@@ -73,29 +71,6 @@ export function preset(name: string, over: Over = {}): MiniMindConfig {
   const make = PRESETS[name];
   if (!make) throw new Error(`unknown preset '${name}'; choose one of: ${Object.keys(PRESETS).join(', ')}`);
   return validate(make(over), `preset ${name}`);
-}
-
-/** Read a MiniMind/HF config.json; keys it omits keep the MiniMind2 defaults (head_dim and
- *  intermediate_size follow hidden_size unless given). Unknown keys are ignored. */
-export function readConfig(path: string): MiniMindConfig {
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new Error(`${path}: not a readable JSON config (${(e as Error).message})`);
-  }
-  const base = minimind2({ hidden_size: Number(raw.hidden_size ?? 512) });
-  const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(raw)) {
-    if (!(k in base) || v === null) continue;
-    if (typeof v !== typeof (base as unknown as Record<string, unknown>)[k]) {
-      throw new Error(`${path}: field '${k}' should be a ${typeof (base as unknown as Record<string, unknown>)[k]}, got ${JSON.stringify(v)}`);
-    }
-    out[k] = v;
-  }
-  if (raw.head_dim === undefined) out.head_dim = (out.hidden_size as number) / (out.num_attention_heads as number);
-  if (raw.intermediate_size === undefined) out.intermediate_size = ffnSizeV2(out.hidden_size as number);
-  return validate(out as unknown as MiniMindConfig, path);
 }
 
 export function validate(c: MiniMindConfig, where = 'config'): MiniMindConfig {

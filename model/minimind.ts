@@ -146,7 +146,8 @@ export class MiniMind {
         const experts = Array.from({ length: c.n_routed_experts }, (_, e) => this.ffn(`${l}.mlp.experts.${e}`));
         const shared = Array.from({ length: c.n_shared_experts }, (_, e) => this.ffn(`${l}.mlp.shared_experts.${e}`));
         const r = await moeFFN(m, { gate: this.p(`${l}.mlp.gate.weight`), experts, shared }, {
-          topK: c.num_experts_per_tok, normTopk: c.norm_topk_prob, alpha: c.aux_loss_alpha,
+          // MiniMind2 renormalises the top-k weights only when k > 1; minimind-3 also at k = 1.
+          topK: c.num_experts_per_tok, normTopk: c.norm_topk_prob && (c.num_experts_per_tok > 1 || c.aux_form === 'minimind3'), alpha: c.aux_loss_alpha,
           auxForm: c.aux_form === 'minimind3' ? 'minimind3' : c.seq_aux ? 'seq_aux' : 'global',
           pacer: pace ? (this.moePacers[i] ??= new WaitPacer()) : undefined, matmul: mo,
         });

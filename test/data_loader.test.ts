@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { writeTokenizer } from '../data/bpe.js';
 import { addRandomSystem, stripEmptyThink, SYSTEM_PROMPTS } from '../data/conversation.js';
 import { collate, DataLoader, type Batch } from '../data/loader.js';
+import { padTo } from '../data/dataset.js';
 import { PretrainDataset } from '../data/pretrain.js';
 import { batchCount, epochBatches, randperm } from '../data/sampler.js';
 import { SFTDataset } from '../data/sft.js';
@@ -105,6 +106,42 @@ s('augmentation: seeded per (seed, epoch, sample); adds system prompts and strip
   const r = 'a<think>\n\n</think>\n\nb<think>\n\n</think>\n\nc';
   assert.is(stripEmptyThink(r, seq(0.21)), 'abc');
   assert.is(stripEmptyThink(r, seq(0.2)), r);
+});
+
+s('augmentation: a share of samples near MiniMind\'s (20% get a system prompt, 80% lose the empty think block)', async () => {
+  const aug = await SFTDataset.open(sftPath, tok, 128, { cacheDir: tmp, augment: true, seed: 42 });
+  let draws = 0, system = 0, stripped = 0;
+  for (let e = 0; e < 30; e++) {
+    for (let i = 0; i < N; i++) {
+      const text = tok.decode(aug.get(i, e).inputIds);
+      draws++;
+      if (SYSTEM_PROMPTS.some((p) => text.includes(p))) system++;
+      if (!text.includes('<think>\n\n</think>\n\n')) stripped++;
+    }
+  }
+  const share = (n: number) => n / draws; // 1110 draws: one standard deviation is about 0.012
+  assert.ok(Math.abs(share(system) - 0.2) < 0.04, `system prompt added to ${share(system)}`);
+  assert.ok(Math.abs(share(stripped) - 0.8) < 0.04, `empty think stripped from ${share(stripped)}`);
+});
+
+s('augmentation: a resumed epoch gets the same augmented samples as the uninterrupted one', async () => {
+  const aug = await SFTDataset.open(sftPath, tok, 128, { cacheDir: tmp, augment: true, seed: 42 });
+  const dl = new DataLoader(aug, { batchSize: 4, numWorkers: 2 });
+  const full = await drain(dl.epoch(1));
+  const rest = await drain(dl.epoch(1, 3));
+  await dl.close();
+  for (const [k, b] of rest.entries()) assert.equal(b.inputIds, full[k + 3].inputIds, `batch ${k + 3}`);
+  const fresh = await SFTDataset.open(sftPath, tok, 128, { cacheDir: tmp, augment: true, seed: 42 });
+  assert.equal(collate(fresh, full[5].indices, 1).inputIds, full[5].inputIds, 'another process, the same draws');
+});
+
+s('augmentation off: every sample is the rendered template as it is, whatever the epoch', async () => {
+  const plain = await SFTDataset.open(sftPath, tok, 128, { cacheDir: tmp, augment: false, seed: 42 });
+  const lines = readFileSync(sftPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l).conversations);
+  for (let i = 0; i < N; i++) {
+    const want = tok.encode(tok.applyChatTemplate(lines[plain.lineNumber(i) - 1]));
+    for (const e of [0, 7]) assert.equal(plain.get(i, e).inputIds, padTo(want, 128, tok.padId), `sample ${i} epoch ${e}`);
+  }
 });
 
 s.run();

@@ -80,6 +80,26 @@ s('greedy KV-cache generation reproduces the reference tokens', async () => {
   }
 });
 
+s('top-1 routing: MiniMind2 ignores norm_topk_prob (it renormalises only when k > 1), minimind-3 does not', async () => {
+  const base = fixture('model_moe');
+  const weights = readSafetensors(join(DIR, 'model_moe.weights.safetensors')).tensors;
+  const sd = new Map([...weights].filter(([k]) => k.startsWith('param.')).map(([k, t]) => [k.slice(6), t as { shape: number[]; data: Float32Array }]));
+  const ids = base.out.get('ids')!.data as Int32Array;
+  const [B, T] = base.out.get('ids')!.shape;
+  const logitsOf = async (over: Partial<MiniMindConfig>) => {
+    const m = new MiniMind({ ...base.model.cfg, num_experts_per_tok: 1, ...over }, 0);
+    m.load(sd, true);
+    const { logits } = await noGradAsync(() => m.logits(Tensor.fromArray(ids, [B, T], 'i32'), { hostIds: ids }));
+    const out = await logits.readF32();
+    m.dispose();
+    return Array.from(out);
+  };
+  const on = await logitsOf({ norm_topk_prob: true }), off = await logitsOf({ norm_topk_prob: false });
+  assert.equal(on, off);
+  assert.not.equal(await logitsOf({ norm_topk_prob: true, aux_form: 'minimind3' }), off, 'minimind-3 renormalises one weight to 1');
+  base.model.dispose();
+});
+
 s('the torch.save .pth of the dense fixture loads into the model with every key', () => {
   const sd = readPth(join(DIR, 'model_dense.pth'));
   const { model } = fixture('model_dense');

@@ -3,10 +3,11 @@
 // saves and stops; bad input is a clear error.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { spawn, spawnSync } from 'node:child_process';
+import { writeTokenizer } from '../data/bpe.js';
 
 const s = suite('sft_cli');
 const root = join(import.meta.dirname, '..');
@@ -49,6 +50,31 @@ s('a missing data file or resume checkpoint is a clear error, and the process ex
   const resume = sft(['--from_resume', '1', '--samples', '0', '--save_dir', dir, '--checkpoint_dir', dir]);
   assert.is(resume.status, 1, `exit status ${resume.status} (null: killed by the timeout, the process hung)`);
   assert.match(resume.stderr, /--from_resume 1: no resume checkpoint at .*full_sft_128_resume\.safetensors/);
+});
+
+s('with --data_path the tokenizer comes from ../model as in MiniMind, else it is an error saying where it looked', () => {
+  // A MiniMind-like layout: the trainer runs in trainer/, so ../model is the folder beside it.
+  const dir = mkdtempSync(join(tmpdir(), 'layout-'));
+  const trainer = join(dir, 'trainer'), data = join(dir, 'sft.jsonl');
+  mkdirSync(trainer);
+  const conv = [{ role: 'user', content: 'what is 1 plus 1?' }, { role: 'assistant', content: 'the answer is 2.' }];
+  writeFileSync(data, Array(4).fill(JSON.stringify({ conversations: conv })).join('\n') + '\n');
+  const flags = ['--data_path', data, '--preset', 'tiny', '--from_weight', 'none', '--max_steps', '1', '--batch_size', '2',
+    '--max_seq_len', '128', '--samples', '0', '--save_dir', join(dir, 'out'), '--checkpoint_dir', join(dir, 'ckpt')];
+  const trainIn = (cwd: string, extra: string[]) => spawnSync(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'train', 'sft.ts'), ...flags, ...extra],
+    { cwd, encoding: 'utf8', timeout: 300_000, env: { ...process.env, MINIMIND_QUIET: '1' } });
+  const missing = trainIn(trainer, []);
+  assert.is(missing.status, 1, missing.stdout);
+  assert.ok(missing.stderr.includes(`looked in ../model (${join(dir, 'model')})`), missing.stderr);
+  assert.match(missing.stderr, /pass --tokenizer_path DIR/);
+  writeTokenizer(join(dir, 'model'), Array(4).fill('what is plus the answer is 0123456789 ?.'), { vocabSize: 300 });
+  const found = trainIn(trainer, ['--use_wandb', '--device', 'cuda:0']);
+  assert.is(found.status, 0, found.stderr + found.stdout);
+  assert.ok(found.stdout.includes(`[train] tokenizer: ${join(dir, 'model')} (`), found.stdout);
+  const log = join(dir, 'out', 'full_sft_log.jsonl');
+  assert.ok(found.stdout.includes(`[train] --use_wandb: no wandb/swanlab here; the run's metrics go to --log_file as JSON lines: ${log}`), found.stdout);
+  assert.match(found.stdout, /\[train\] --device cuda:0: not used; the WebGPU adapter is chosen with MINIMIND_ADAPTER/);
+  assert.ok(existsSync(log), 'the metrics are where the line says');
 });
 
 s('Ctrl-C saves at the next optimizer step and exits 130; --from_resume 1 continues from there', async () => {

@@ -3,7 +3,7 @@
 // accumulation flushed at each epoch end); exact resume; checkpoint files that survive a kill.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync, mkdtempSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { spawn } from 'node:child_process';
@@ -47,7 +47,8 @@ function source(batches: number[][]): BatchSource {
   };
 }
 
-async function run(name: string, dir: string, extra: Record<string, number | string> = {}, resume = false): Promise<{ logs: StepLog[]; model: MiniMind }> {
+async function run(name: string, dir: string, extra: Record<string, number | string> = {}, resume = false,
+  watch?: (log: StepLog) => void): Promise<{ logs: StepLog[]; model: MiniMind }> {
   const r = fx.runs[name];
   const args = parseArgs([], {
     learning_rate: fx.base_lr, epochs: r.epochs, batch_size: r.batch_size, accumulation_steps: r.accumulation_steps,
@@ -57,7 +58,7 @@ async function run(name: string, dir: string, extra: Record<string, number | str
   const logs: StepLog[] = [];
   const resumePath = join(dir, 'resume.safetensors');
   await trainLoop({
-    args, model, data: source(r.batches), weightPath: join(dir, 'w.pth'), resumePath, onStep: (l) => logs.push(l),
+    args, model, data: source(r.batches), weightPath: join(dir, 'w.pth'), resumePath, onStep: (l) => { logs.push(l); watch?.(l); },
     resume: resume ? await loadResume(resumePath, cfg) : undefined, print: () => {}, initScale: r.init_scale,
   });
   return { logs, model };
@@ -86,7 +87,7 @@ for (const name of ['acc1', 'acc2']) {
 
 s('a run stopped after k steps and resumed equals the uninterrupted run, bit for bit (accumulation 2, partial flush)', async () => {
   const full = await run('acc2', mkdtempSync(join(tmpdir(), 'full-')));
-  for (const k of [2, 4]) {
+  for (const k of [2, 3, 4]) { // 3: the end of epoch 1
     const dir = mkdtempSync(join(tmpdir(), `resume${k}-`));
     const first = await run('acc2', dir, { max_steps: k });
     const rest = await run('acc2', dir, {}, true);
@@ -95,6 +96,19 @@ s('a run stopped after k steps and resumed equals the uninterrupted run, bit for
     for (const m of [first.model, rest.model]) m.dispose();
   }
   full.model.dispose();
+});
+
+s('every epoch ends with a save, as MiniMind saves at step == iters (save_interval far away)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'epochs-'));
+  const iters = fx.runs.acc2.batches.length;
+  const seen: string[] = [];
+  // At the first step of each later epoch (before anything else is saved), the files hold the last epoch's end.
+  await run('acc2', dir, { save_interval: 1000 }, false, (l) => {
+    if (l.step !== 1 || l.epoch === 1) return;
+    const meta = JSON.parse(readSafetensors(join(dir, 'resume.safetensors')).metadata!.resume);
+    seen.push(`epoch ${l.epoch}: saved epoch ${meta.epoch + 1} step ${meta.step}, weights ${existsSync(join(dir, 'w.pth'))}`);
+  });
+  assert.equal(seen, [2, 3].map((e) => `epoch ${e}: saved epoch ${e - 1} step ${iters}, weights true`));
 });
 
 s('float16: a resumed run restores the loss scale and equals the uninterrupted run, bit for bit', async () => {

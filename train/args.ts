@@ -8,6 +8,7 @@ export interface TrainArgs {
   use_wandb: boolean; wandb_project: string; use_compile: number;
   tokenizer_path: string; config: string; preset: string; seed: number; log_file: string;
   checkpoint_dir: string; skip_bad_lines: boolean; max_bad_steps: number; max_steps: number; samples: number;
+  augment: number;
 }
 
 type Kind = 'string' | 'number' | 'flag';
@@ -34,10 +35,10 @@ export const FLAGS: Record<keyof TrainArgs, Flag> = {
   data_path: { kind: 'string', def: '../dataset/sft_512.jsonl', help: 'JSONL training data' },
   from_weight: { kind: 'string', def: 'pretrain', help: "'none', a name ({save_dir}/{name}_{hidden}[_moe].pth) or a .pth/.safetensors path" },
   from_resume: { kind: 'number', def: 0, help: '1 = continue from the resume checkpoint in --checkpoint_dir' },
-  use_wandb: { kind: 'flag', def: false, help: 'accepted for compatibility; use --log_file (JSON lines) instead' },
-  wandb_project: { kind: 'string', def: 'MiniMind-Full-SFT', help: 'accepted for compatibility' },
-  use_compile: { kind: 'number', def: 0, help: 'accepted; not needed (kernels are compiled once per shape-free pipeline)' },
-  tokenizer_path: { kind: 'string', def: '', help: 'directory with tokenizer.json + tokenizer_config.json' },
+  use_wandb: { kind: 'flag', def: false, help: 'no wandb/swanlab here: the metrics go to --log_file as JSON lines (next to the weights unless given)' },
+  wandb_project: { kind: 'string', def: 'MiniMind-Full-SFT', help: 'accepted for compatibility (no wandb/swanlab here)' },
+  use_compile: { kind: 'number', def: 0, help: 'accepted; not needed (each WGSL kernel is compiled once, on first use)' },
+  tokenizer_path: { kind: 'string', def: '../model', help: "directory with tokenizer.json + tokenizer_config.json (MiniMind's trainers load '../model')" },
   config: { kind: 'string', def: '', help: 'MiniMind/HF config.json (overrides --hidden_size etc.)' },
   preset: { kind: 'string', def: '', help: 'minimind2-small | minimind2 | minimind2-moe | minimind3 | minimind3-moe | tiny; --hidden_size, --num_hidden_layers, --use_moe given change it' },
   seed: { kind: 'number', def: 42, help: 'seed for initialisation and data order (epoch e uses seed + e)' },
@@ -47,6 +48,15 @@ export const FLAGS: Record<keyof TrainArgs, Flag> = {
   max_bad_steps: { kind: 'number', def: 5, help: 'stop after this many NaN/inf losses in a row' },
   max_steps: { kind: 'number', def: 0, help: 'stop after this many steps of this run (0 = all), at an optimizer boundary, saving as Ctrl-C does; the LR schedule still spans --epochs' },
   samples: { kind: 'number', def: -1, help: 'sample answers printed before and after training (-1 = 3 for the built-in run, else 0)' },
+  augment: { kind: 'number', def: 1, help: "SFT: MiniMind's augmentation (a random system prompt for 20% of the samples that have none, "
+    + 'empty think blocks stripped from 80%), drawn from (seed, epoch, sample) so a resume sees the same samples; 0 = off' },
+};
+
+/** What train_pretrain.py (MiniMind2) sets apart from train_full_sft.py; no augmentation (MiniMind's
+ *  PretrainDataset has none). */
+export const PRETRAIN_DEFAULTS: Partial<Record<keyof TrainArgs, string | number>> = {
+  save_weight: 'pretrain', epochs: 1, batch_size: 32, learning_rate: 5e-4, accumulation_steps: 8,
+  data_path: '../dataset/pretrain_hq.jsonl', from_weight: 'none', wandb_project: 'MiniMind-Pretrain', augment: 0,
 };
 
 const given = new WeakMap<TrainArgs, Set<string>>();
@@ -84,6 +94,7 @@ export function parseArgs(argv: string[], overrides: Partial<Record<keyof TrainA
   for (const k of ['epochs', 'batch_size', 'accumulation_steps', 'log_interval', 'save_interval', 'max_seq_len'] as const) {
     if (!Number.isInteger(args[k]) || args[k] < 1) throw new Error(`--${k} must be a positive integer, got ${args[k]}`);
   }
+  if (args.augment !== 0 && args.augment !== 1) throw new Error(`--augment must be 0 or 1, got ${args.augment}`);
   return args;
 }
 

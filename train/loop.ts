@@ -168,7 +168,6 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
           grad_norm: gradNormValue, tokens_per_s: tokens / elapsed, elapsed_s: elapsed, ...(scaler ? { loss_scale: scale } : {}),
         };
         o.onStep?.(log);
-        const last = epoch === args.epochs - 1 && step === iters;
         // A short run stops at the first optimizer boundary at or after max_steps (nothing half-accumulated).
         const stopEarly = args.max_steps > 0 && steps >= args.max_steps && pendingMicro === 0;
         const stopping = stopEarly || (interrupt && pendingMicro === 0);
@@ -191,8 +190,9 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
           else print(line);
         }
         if (step % args.save_interval === 0) saveDue = true;
-        // Saved only between optimizer steps, so a resume never needs half-accumulated gradients.
-        if (pendingMicro === 0 && (saveDue || last || stopping)) { await save(epoch, step); saveDue = false; }
+        // Saved only between optimizer steps, so a resume never needs half-accumulated gradients; and at
+        // the end of every epoch, as MiniMind saves at step == iters (always a boundary: the flush).
+        if (pendingMicro === 0 && (saveDue || step === iters || stopping)) { await save(epoch, step); saveDue = false; }
         if (stopping) return { steps, tokens, seconds: elapsed, lastLoss, skipped, logs, interrupted: !stopEarly };
       }
     }

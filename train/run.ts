@@ -5,7 +5,8 @@ import { dirname, join, resolve } from 'node:path';
 import { initGpu, closeGpu, gpu } from '../runtime/device.js';
 import '../kernels/index.js';
 import { MiniMind } from '../model/minimind.js';
-import { MiniMindConfig, minimind2, preset, readConfig, countParameters } from '../model/config.js';
+import { MiniMindConfig, minimind2, preset, countParameters } from '../model/config.js';
+import { readConfig } from '../model/config_json.js';
 import { loadWeights } from '../model/weights.js';
 import { generate } from '../model/generate.js';
 import { loadTokenizer, ChatTokenizer } from '../data/tokenizer.js';
@@ -15,6 +16,7 @@ import { DataLoader } from '../data/loader.js';
 import { availableParallelism } from 'node:os';
 import { ensureDefaultData } from '../data/defaults.js';
 import { TrainArgs, wasGiven } from './args.js';
+import { flagNotes } from './compat.js';
 import { precisionFor } from './grad_scaler.js';
 import { trainLoop, BatchSource, peakBytes } from './loop.js';
 import { loadResume } from './checkpoint.js';
@@ -28,10 +30,13 @@ export type Mode = 'sft' | 'pretrain';
 /** Held-out questions per task family asked after the built-in run. */
 const QUIZ_PER_FAMILY = 5;
 
-/** What the built-in run changes when the user names no data: everything is generated locally. */
+/** What the built-in run changes when the user names no data: everything is generated locally, the
+ *  tokenizer included. No augmentation: MiniMind's system prompts are not in the generated tokenizer's
+ *  vocabulary, so one would take most of the 56 tokens in byte-level pieces. */
 export const BUILTIN: Partial<Record<keyof TrainArgs, string | number>> = {
-  preset: 'tiny', from_weight: 'none', learning_rate: 2e-3, epochs: 1, batch_size: 16, max_seq_len: 56,
+  preset: 'tiny', from_weight: 'none', learning_rate: 2e-3, epochs: 1, batch_size: 16, accumulation_steps: 1, max_seq_len: 56,
   log_interval: 20, save_interval: 200, save_dir: 'out', checkpoint_dir: 'checkpoints', num_workers: 1,
+  tokenizer_path: '', augment: 0,
 };
 
 export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promise<void> {
@@ -41,21 +46,25 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
   try {
     // 1. Data and tokenizer (the project's own generated set when none is named).
     let tokDir = args.tokenizer_path;
-    if (builtin || !tokDir) {
+    if (builtin) {
       const d = await ensureDefaultData();
-      if (builtin) args.data_path = mode === 'sft' ? d.sftPath : d.pretrainPath;
+      args.data_path = mode === 'sft' ? d.sftPath : d.pretrainPath;
       tokDir ||= d.tokenizerDir;
     }
-    const tok = await loadTokenizer(tokDir);
-    const { notice } = precisionFor(args.dtype);
-    if (notice) console.log(`[train] ${notice}`);
     if (!existsSync(args.data_path)) {
       throw new Error(`--data_path ${args.data_path}: no such file (run without --data_path for the built-in generated data)`);
     }
+    if (!builtin) checkTokenizer(args);
+    const tok = await loadTokenizer(tokDir);
+    if (!builtin) console.log(`[train] tokenizer: ${resolve(tokDir)} (${tok.vocabSize} tokens)`);
+    const { notice } = precisionFor(args.dtype);
+    if (notice) console.log(`[train] ${notice}`);
+    const opts = { skipBadLines: args.skip_bad_lines, augment: args.augment === 1, seed: args.seed };
     const ds = mode === 'sft'
-      ? await SFTDataset.open(args.data_path, tok, args.max_seq_len, { skipBadLines: args.skip_bad_lines })
-      : await PretrainDataset.open(args.data_path, tok, args.max_seq_len, { skipBadLines: args.skip_bad_lines });
-    source = datasetSource(ds, args);
+      ? await SFTDataset.open(args.data_path, tok, args.max_seq_len, opts)
+      : await PretrainDataset.open(args.data_path, tok, args.max_seq_len, opts);
+    const workers = Math.min(args.num_workers, Math.max(0, availableParallelism() - 1));
+    source = datasetSource(ds, args, workers);
 
     // 2. Model.
     const cfg = modelConfig(args, tok, builtin);
@@ -64,7 +73,8 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     const saveDir = resolve(args.save_dir), ckptDir = resolve(args.checkpoint_dir);
     mkdirSync(saveDir, { recursive: true });
     mkdirSync(ckptDir, { recursive: true });
-    if (builtin && !args.log_file) args.log_file = join(saveDir, `${args.save_weight}_log.jsonl`); // next to the weights
+    // Next to the weights: the built-in run's log, and where --use_wandb's metrics go.
+    if ((builtin || args.use_wandb) && !args.log_file) args.log_file = join(saveDir, `${args.save_weight}_log.jsonl`);
     if (args.log_file) mkdirSync(dirname(resolve(args.log_file)), { recursive: true });
     const weightPath = join(saveDir, `${args.save_weight}_${cfg.hidden_size}${moe}.pth`);
     const resumePath = join(ckptDir, `${args.save_weight}_${cfg.hidden_size}${moe}_resume.safetensors`);
@@ -78,6 +88,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     const { total } = countParameters(cfg);
     console.log(`[train] ${mode}: ${(total / 1e6).toFixed(2)}M parameters (hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers${cfg.use_moe ? ', MoE' : ''}), `
       + `${ds.length} samples, ${source.iters} steps/epoch × ${args.epochs} epochs, batch ${args.batch_size} × ${args.max_seq_len} tokens on ${gpu().adapterName}`);
+    for (const note of flagNotes(args, { mode, adapter: gpu().adapterName, adapterEnv: process.env.MINIMIND_ADAPTER, workers })) console.log(`[train] ${note}`);
 
     // 3. Train.
     const nSamples = args.samples >= 0 ? args.samples : builtin ? 3 : 0;
@@ -140,11 +151,22 @@ function modelConfig(args: TrainArgs, tok: ChatTokenizer, builtin: boolean): Min
   return cfg;
 }
 
-/** Batches from the data loader: tokenization runs ahead on worker threads (capped at the
- *  cores left over, since on lavapipe the GPU work runs on the CPU too). */
-function datasetSource(ds: SFTDataset | PretrainDataset, args: TrainArgs): BatchSource & { close(): Promise<void> } {
-  const numWorkers = Math.min(args.num_workers, Math.max(0, availableParallelism() - 1));
-  const loader = new DataLoader(ds, { batchSize: args.batch_size, numWorkers, seed: args.seed });
+/** MiniMind's trainers load the tokenizer from '../model' (AutoTokenizer.from_pretrained in init_model):
+ *  so does --tokenizer_path by default. Nothing there is an error: the generated tokenizer would turn the data into garbage. */
+function checkTokenizer(args: TrainArgs): void {
+  const dir = args.tokenizer_path;
+  const missing = ['tokenizer.json', 'tokenizer_config.json'].filter((f) => !existsSync(join(dir, f))).join(' and ');
+  if (!missing) return;
+  throw new Error(wasGiven(args, 'tokenizer_path')
+    ? `--tokenizer_path ${dir}: no ${missing} in ${resolve(dir)}`
+    : `--data_path needs the tokenizer its data is for: looked in ${dir} (${resolve(dir)}), where MiniMind's trainers load it from, `
+      + `and found no ${missing}; pass --tokenizer_path DIR (MiniMind's model/ folder, or the folder of the tokenizer the data was made with)`);
+}
+
+/** Batches from the data loader: tokenization runs ahead on `workers` threads (the caller caps
+ *  --num_workers at the cores left over, since on lavapipe the GPU work runs on the CPU too). */
+function datasetSource(ds: SFTDataset | PretrainDataset, args: TrainArgs, workers: number): BatchSource & { close(): Promise<void> } {
+  const loader = new DataLoader(ds, { batchSize: args.batch_size, numWorkers: workers, seed: args.seed });
   return { iters: loader.batchesPerEpoch(), batches: (epoch, skip) => loader.epoch(epoch, skip), close: () => loader.close() };
 }
 

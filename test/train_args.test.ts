@@ -1,0 +1,43 @@
+// Trainer flags: train_pretrain.py's defaults where they differ from SFT's, --augment, and the one line
+// each for MiniMind's flags that do something else here (printed only when given).
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { resolve } from 'node:path';
+import { parseArgs, PRETRAIN_DEFAULTS } from '../train/args.js';
+import { flagNotes, type RunFacts } from '../train/compat.js';
+
+const s = suite('train_args');
+
+s('pretrain takes MiniMind2 train_pretrain.py\'s defaults; SFT keeps train_full_sft.py\'s', () => {
+  const pick = (a: ReturnType<typeof parseArgs>) => [a.save_weight, a.epochs, a.batch_size, a.learning_rate, a.accumulation_steps,
+    a.max_seq_len, a.hidden_size, a.data_path, a.from_weight, a.wandb_project, a.augment];
+  assert.equal(pick(parseArgs([], PRETRAIN_DEFAULTS)),
+    ['pretrain', 1, 32, 5e-4, 8, 340, 512, '../dataset/pretrain_hq.jsonl', 'none', 'MiniMind-Pretrain', 0]);
+  assert.equal(pick(parseArgs([])), ['full_sft', 2, 16, 1e-6, 1, 340, 512, '../dataset/sft_512.jsonl', 'pretrain', 'MiniMind-Full-SFT', 1]);
+  assert.is(parseArgs(['--accumulation_steps', '2'], PRETRAIN_DEFAULTS).accumulation_steps, 2);
+});
+
+s('--augment is on for SFT by default, 0 turns it off, anything else is refused', () => {
+  assert.is(parseArgs([]).augment, 1);
+  assert.is(parseArgs(['--augment', '0']).augment, 0);
+  assert.throws(() => parseArgs(['--augment', '2']), /--augment must be 0 or 1, got 2/);
+});
+
+const facts: RunFacts = { mode: 'sft', adapter: 'mesa / cpu / llvmpipe', adapterEnv: undefined, workers: 1 };
+
+s('MiniMind flags that do nothing here say so in one line each, only when given', () => {
+  assert.equal(flagNotes(parseArgs([]), facts), [], 'defaults print nothing');
+  const notes = flagNotes(parseArgs(['--device', 'cuda:0', '--use_wandb', '--use_compile', '1', '--num_workers', '8', '--log_file', 'l.jsonl']), facts);
+  assert.is(notes.length, 4);
+  assert.match(notes[0], /^--device cuda:0: not used; the WebGPU adapter is chosen with MINIMIND_ADAPTER \(not set\), and this run uses mesa \/ cpu \/ llvmpipe$/);
+  assert.is(notes[1], `--use_wandb: no wandb/swanlab here; the run's metrics go to --log_file as JSON lines: ${resolve('l.jsonl')}`);
+  assert.match(notes[2], /^--use_compile 1: nothing to compile here/);
+  assert.match(notes[3], /^--num_workers 8: 1 loader thread \(capped/);
+  assert.match(flagNotes(parseArgs(['--device', 'x']), { ...facts, adapterEnv: 'nvidia' })[0], /\(set to 'nvidia'\)/);
+  assert.equal(flagNotes(parseArgs(['--num_workers', '1']), facts), [], 'a worker count that is not capped works as asked');
+  assert.match(flagNotes(parseArgs(['--wandb_project', 'p']), facts)[0], /^--wandb_project p: not used .*pass --log_file/);
+  assert.match(flagNotes(parseArgs(['--augment', '1'], PRETRAIN_DEFAULTS), { ...facts, mode: 'pretrain' })[0], /^--augment 1: not used; MiniMind augments SFT data only/);
+  assert.equal(flagNotes(parseArgs(['--augment', '0']), facts), []);
+});
+
+s.run();
