@@ -5,30 +5,22 @@
 // folder runs MiniMind's restore and loop on it under torch, outside the tests).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MiniMind } from '../model/minimind.js';
 import { minimind2, type MiniMindConfig } from '../model/config.js';
-import { readSafetensors } from '../model/safetensors.js';
 import { readTorchSave, writeTorchSave, isTensor, type PyValue } from '../model/torch_save.js';
 import { PyFloat } from '../model/pickle.js';
 import { optimizerOrder, readMiniMindResume } from '../model/resume_pth.js';
 import { epochBatches } from '../data/sampler.js';
 import { writeBuffer } from '../runtime/kernel.js';
 import { AdamW } from '../kernels/adamw.js';
-import { parseArgs } from '../train/args.js';
-import { trainLoop, type BatchSource, type StepLog } from '../train/loop.js';
+import { trainLoop, type StepLog } from '../train/loop.js';
 import { loadResume, saveResume } from '../train/checkpoint.js';
 import { setupGpu, assertClose, randn } from './util.js';
+import { MINIMIND_FILE, cfg, fx, runArgs, source } from './fixtures/resume/fixture.js';
 
-const FIX = join(import.meta.dirname, 'fixtures', 'resume');
-const fx = JSON.parse(readFileSync(join(FIX, 'expected.json'), 'utf8'));
-const MINIMIND_FILE = join(FIX, fx.resume_file);
-const cfg: MiniMindConfig = { ...minimind2(), ...fx.config };
-const data = readSafetensors(join(FIX, 'data.safetensors')).tensors;
-const ids = data.get('ids')!.data as Int32Array, labels = data.get('labels')!.data as Int32Array;
-const T = fx.run.seq_len;
 interface Micro { epoch: number; step: number; lr: number; loss: number; grad_norm?: number }
 
 const s = suite('resume_pth');
@@ -36,24 +28,8 @@ let dir = '';
 s.before(async () => { await setupGpu(); dir = mkdtempSync(join(tmpdir(), 'resume-pth-')); });
 s.after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** MiniMind's order: randperm(n) seeded 42 + epoch, cut into batches, the first `skip` left out. */
-const source: BatchSource = {
-  iters: Math.ceil(fx.run.n / fx.run.batch_size),
-  async *batches(epoch, skip) {
-    for (const b of epochBatches(fx.run.n, fx.run.batch_size, epoch, 42, skip)) {
-      const inputIds = new Int32Array(b.length * T), lab = new Int32Array(b.length * T);
-      b.forEach((i, r) => { inputIds.set(ids.subarray(i * T, (i + 1) * T), r * T); lab.set(labels.subarray(i * T, (i + 1) * T), r * T); });
-      yield { inputIds, labels: lab, batch: b.length, seqLen: T };
-    }
-  },
-};
-
 async function resumeFrom(file: string, resumePath: string): Promise<{ logs: StepLog[]; model: MiniMind }> {
-  const r = fx.run;
-  const args = parseArgs([], {
-    learning_rate: r.learning_rate, epochs: r.epochs, batch_size: r.batch_size, accumulation_steps: r.accumulation_steps,
-    grad_clip: r.grad_clip, log_interval: 1000, save_interval: r.save_interval, dtype: 'float32',
-  });
+  const args = runArgs();
   const model = new MiniMind(cfg, 99); // another init: the checkpoint replaces it
   const logs: StepLog[] = [];
   await trainLoop({
