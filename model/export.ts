@@ -10,7 +10,7 @@
 //
 // CLI: npx tsx model/export.ts WEIGHTS OUT_DIR --tokenizer_path DIR [--config FILE | --preset NAME |
 //      --hidden_size N --num_hidden_layers N --use_moe 0|1]
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
@@ -97,7 +97,7 @@ export function exportHF(o: ExportOptions): { arch: Architecture; files: string[
     writeFileSync(join(tmp, 'tokenizer.json'), readFileSync(join(o.tokenizerDir, 'tokenizer.json')));
     // MiniMind's convert script patches these two in, for transformers 5.
     json('tokenizer_config.json', { ...tokConfig, tokenizer_class: 'PreTrainedTokenizerFast', extra_special_tokens: {} });
-    if (existsSync(out)) rmSync(out, { recursive: false }); // an empty folder (checked above)
+    if (existsSync(out)) rmdirSync(out); // empty (checked above); rmdir refuses anything else
     renameSync(tmp, out);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
