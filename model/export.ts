@@ -1,5 +1,5 @@
 // Export to a Hugging Face folder in the layout of MiniMind's scripts/convert_model.py (spec §16), which
-// transformers, transformers.js, llama.cpp's convert_hf_to_gguf.py and vLLM load: config.json,
+// transformers, llama.cpp's convert_hf_to_gguf.py and vLLM load (transformers.js after its ONNX conversion): config.json,
 // generation_config.json, model.safetensors (float16, the tied lm_head.weight left out), tokenizer.json and
 // tokenizer_config.json. MiniMind2 dense → LlamaForCausalLM; minimind-3 → Qwen3ForCausalLM, or
 // Qwen3MoeForCausalLM with the per-expert keys of transformers 4.x (the key names are MiniMind's own).
