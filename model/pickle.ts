@@ -3,12 +3,21 @@
 // the caller's allowlist, as torch.load(weights_only=True) does: any other global (`os.system`,
 // `builtins.eval`, ...) is refused with its name the moment the GLOBAL is read. Nothing in a pickle can run
 // code here: REDUCE only calls the TS functions the allowlist maps names to.
-// Values: None → null, int → number, str → string, tuple and list → array, dict → Map.
+// Values: None → null, bool → boolean, int → number, float → PyFloat, str → string, list → array,
+// tuple → frozen array (Object.isFrozen tells them apart), dict → Map.
 
 /** A resolved GLOBAL; `call` (absent for names only passed around, like storage classes) runs on REDUCE. */
 export class PyGlobal {
   constructor(readonly name: string, readonly call?: (args: unknown[]) => unknown) {}
 }
+
+/** A Python float (a JS number alone would not say whether `2000` was `2000` or `2000.0`). */
+export class PyFloat {
+  constructor(readonly value: number) {}
+}
+
+/** A Python tuple: the array, frozen. */
+export const tuple = <T>(items: T[]): readonly T[] => Object.freeze(items);
 
 export interface UnpickleOptions {
   /** Prefixes every error, e.g. `ckpt.pth: archive/data.pkl`. */
@@ -50,7 +59,7 @@ export function unpickle(bytes: Uint8Array, o: UnpickleOptions): unknown {
     return items;
   };
   const dict = (v: unknown) => (v instanceof Map ? v : fail('SETITEM(S) on something not a dict'));
-  const list = (v: unknown) => (Array.isArray(v) ? v : fail('APPEND(S) on something not a list'));
+  const list = (v: unknown) => (Array.isArray(v) && !Object.isFrozen(v) ? v : fail('APPEND(S) on something not a list'));
   const global = (name: string) => {
     const fn = o.globals.get(name);
     if (fn === undefined) {
@@ -70,12 +79,13 @@ export function unpickle(bytes: Uint8Array, o: UnpickleOptions): unknown {
       case 0x2e: return pop(); // STOP
       case 0x28: marks.push(stack); stack = []; break; // MARK
       case 0x7d: stack.push(new Map()); break; // EMPTY_DICT
-      case 0x5d: case 0x29: stack.push([]); break; // EMPTY_LIST, EMPTY_TUPLE
-      case 0x74: { const items = popMark(); stack.push(items); break; } // TUPLE (popMark swaps `stack`)
+      case 0x5d: stack.push([]); break; // EMPTY_LIST
+      case 0x29: stack.push(tuple([])); break; // EMPTY_TUPLE
+      case 0x74: { const items = popMark(); stack.push(tuple(items)); break; } // TUPLE (popMark swaps `stack`)
       case 0x85: case 0x86: case 0x87: { // TUPLE1..3
         const n = op - 0x84;
         if (stack.length < n) fail('stack underflow');
-        stack.push(stack.splice(stack.length - n, n));
+        stack.push(tuple(stack.splice(stack.length - n, n)));
         break;
       }
       case 0x58: stack.push(str(u32())); break; // BINUNICODE
@@ -113,7 +123,7 @@ export function unpickle(bytes: Uint8Array, o: UnpickleOptions): unknown {
         stack.push(Number(v));
         break;
       }
-      case 0x47: stack.push(dv.getFloat64(take(8), false)); break; // BINFLOAT (big-endian)
+      case 0x47: stack.push(new PyFloat(dv.getFloat64(take(8), false))); break; // BINFLOAT (big-endian)
       case 0x88: stack.push(true); break; // NEWTRUE
       case 0x89: stack.push(false); break; // NEWFALSE
       case 0x4e: stack.push(null); break; // NONE
@@ -139,7 +149,17 @@ export class PickleWriter {
   reduce(): this { return this.op(0x52); }
   persid(): this { return this.op(0x51); } // BINPERSID
   setitems(): this { return this.op(0x75); }
+  emptyDict(): this { return this.op(0x7d); }
+  emptyList(): this { return this.op(0x5d); }
+  appends(): this { return this.op(0x65); } // APPENDS: everything since the last mark
+  none(): this { return this.op(0x4e); }
   bool(v: boolean): this { return this.op(v ? 0x88 : 0x89); }
+
+  float(v: number): this {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setFloat64(0, v, false);
+    return this.op(0x47, ...b); // BINFLOAT, big-endian
+  }
 
   global(module: string, name: string): this {
     const key = `${module}\n${name}\n`, slot = this.memo.get(key);

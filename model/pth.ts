@@ -1,111 +1,20 @@
-// PyTorch .pth state_dicts as torch.save writes them (spec §5): a zip holding `<archive>/data.pkl` (a pickle of
-// an OrderedDict or dict of tensors, each `_rebuild_tensor_v2(storage, offset, size, stride, ...)`), the raw
-// little-endian storages `<archive>/data/<key>`, `byteorder` and `version`. Reading runs the pickle through the
-// restricted machine of pickle.ts with only the globals a state_dict needs (torch.load(weights_only=True)'s
-// allowlist, narrowed to dense CPU tensors); writing emits the same opcodes torch does, so torch.load opens it.
-import { readFileSync } from 'node:fs';
-import { readZip, writeZipFile } from './zip.js';
-import { PickleWriter, PyGlobal, unpickle } from './pickle.js';
-import { ITEM_SIZE, decode, encode, numel, tensorList, type DType, type FloatDType, type TensorsIn, type WeightTensor } from './dtype.js';
-
-const STORAGES: Record<string, DType> = {
-  'torch.FloatStorage': 'float32', 'torch.HalfStorage': 'float16', 'torch.BFloat16Storage': 'bfloat16',
-  'torch.IntStorage': 'int32', 'torch.LongStorage': 'int64',
-};
-const STORAGE_OF = Object.fromEntries(Object.entries(STORAGES).map(([k, v]) => [v, k.slice('torch.'.length)]));
-
-interface Storage { key: string; dtype: DType; numel: number; bytes: Uint8Array }
+// PyTorch .pth state_dicts (spec §5): a torch.save file (torch_save.ts) whose pickle is an OrderedDict or
+// dict of tensors. MiniMind saves `{k: v.half()}` of its state_dict: a plain dict, the two tied keys in
+// storages of their own; torch's own state_dict() keeps them in one.
+import { readTorchSave, writeTorchSave, isTensor } from './torch_save.js';
+import { encode, tensorList, type DType, type FloatDType, type TensorIn, type TensorsIn, type WeightTensor } from './dtype.js';
 
 /** A state_dict from a .pth file or its bytes. Keys that torch stored as the same view of one storage (tied
  *  weights) map to the same WeightTensor object; `tiedPairs` lists them. */
 export function readPth(pathOrBytes: string | Uint8Array): Map<string, WeightTensor> {
-  const where = typeof pathOrBytes === 'string' ? pathOrBytes : '<.pth bytes>';
-  const bytes = typeof pathOrBytes === 'string' ? readFileSync(pathOrBytes) : pathOrBytes;
-  const entries = readZip(bytes, where);
-  const pkl = [...entries.keys()].filter((n) => n === 'data.pkl' || n.endsWith('/data.pkl'));
-  if (pkl.length !== 1) throw new Error(`${where}: expected one data.pkl in the archive, found ${pkl.length}: not a torch.save state_dict`);
-  const prefix = pkl[0].slice(0, -'data.pkl'.length);
-  const order = entries.get(`${prefix}byteorder`);
-  if (order && new TextDecoder().decode(order).trim() !== 'little') throw new Error(`${where}: big-endian storages unsupported`);
-
-  const storages = new Map<string, Storage>();
-  const views = new Map<string, WeightTensor>(); // tied keys: one object per (storage, offset, size, stride)
-  const fail = (msg: string): never => { throw new Error(`${where}: ${prefix}data.pkl: ${msg}`); };
-
-  const persistentLoad = (pid: unknown): Storage => {
-    if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== 'storage' || !(pid[1] instanceof PyGlobal)) {
-      return fail(`unknown persistent id ${JSON.stringify(pid)}`);
-    }
-    const [, cls, key, , n] = pid as [string, PyGlobal, string, string, number];
-    const dtype = STORAGES[cls.name] ?? fail(`storage type ${cls.name} unsupported`);
-    const data = entries.get(`${prefix}data/${key}`) ?? fail(`storage ${prefix}data/${key} missing from the archive`);
-    if (data.length !== n * ITEM_SIZE[dtype]) fail(`storage data/${key} holds ${data.length} bytes, ${n} × ${dtype} wanted`);
-    const s = storages.get(key) ?? { key, dtype, numel: n, bytes: data };
-    if (s.dtype !== dtype) fail(`storage data/${key} read both as ${s.dtype} and ${dtype}`);
-    storages.set(key, s);
-    return s;
-  };
-
-  const rebuildTensor = ([storage, offset, size, stride]: unknown[]): WeightTensor => {
-    const s = storage as Storage;
-    if (!s || storages.get(s.key) !== s || !isInts(size) || !isInts(stride) || size.length !== stride.length || !Number.isInteger(offset)) {
-      return fail('_rebuild_tensor_v2 arguments are not (storage, offset, size, stride, ...)');
-    }
-    const id = `${s.key}|${offset}|${size}|${stride}`;
-    const seen = views.get(id);
-    if (seen) return seen;
-    const raw = gather(s, offset as number, size, stride) ?? fail(`tensor view [${size}] stride [${stride}] at ${offset} lies outside storage data/${s.key} (${s.numel} elements)`);
-    const t = { dtype: s.dtype, shape: size, data: decode(raw, s.dtype, where), raw } as WeightTensor;
-    views.set(id, t);
-    return t;
-  };
-
-  const sd = unpickle(entries.get(pkl[0])!, {
-    where: `${where}: ${pkl[0]}`,
-    globals: new Map<string, ((args: unknown[]) => unknown) | null>([
-      ['collections.OrderedDict', (args) => (args.length === 0 ? new Map() : fail('OrderedDict with arguments'))],
-      ['torch._utils._rebuild_tensor_v2', rebuildTensor],
-      ['torch._utils._rebuild_tensor', rebuildTensor],
-      ['torch._utils._rebuild_parameter', ([t]) => t], // (data, requires_grad, hooks): only the data matters here
-      ...Object.keys(STORAGES).map((k) => [k, null] as [string, null]),
-    ]),
-    persistentLoad,
-    // state_dict() pickles its module versions as OrderedDict state (`_metadata`); nothing else may BUILD.
-    build: (obj, state) => {
-      if (!(obj instanceof Map) || !(state instanceof Map || state === null)) fail('BUILD on something other than an OrderedDict');
-    },
-  });
-
+  const { value: sd, where, pickle } = readTorchSave(pathOrBytes);
+  const fail = (msg: string): never => { throw new Error(`${where}: ${pickle}: ${msg}`); };
   if (!(sd instanceof Map)) return fail('the pickle is not a dict of tensors');
   for (const [k, v] of sd) {
     if (typeof k !== 'string') fail(`key ${String(k)} is not a string`);
-    if (!(v && typeof v === 'object' && 'raw' in v)) fail(`${k} is not a tensor (a full training checkpoint, not a state_dict?)`);
+    if (!isTensor(v)) fail(`${k} is not a tensor (a full training checkpoint, not a state_dict?)`);
   }
   return sd as Map<string, WeightTensor>;
-}
-
-const isInts = (v: unknown): v is number[] => Array.isArray(v) && v.every((x) => Number.isInteger(x) && x >= 0);
-
-/** The bytes of a strided view, row-major; undefined if it reaches outside the storage. */
-function gather(s: Storage, offset: number, size: number[], stride: number[]): Uint8Array | undefined {
-  const n = numel(size), item = ITEM_SIZE[s.dtype];
-  if (n === 0) return new Uint8Array(0);
-  const last = offset + size.reduce((acc, d, i) => acc + (d - 1) * stride[i], 0);
-  if (offset < 0 || last >= s.numel) return undefined;
-  let contiguous = true;
-  for (let i = size.length - 1, want = 1; i >= 0; want *= size[i], i--) if (size[i] !== 1 && stride[i] !== want) contiguous = false;
-  if (contiguous) return s.bytes.subarray(offset * item, (offset + n) * item);
-  const out = new Uint8Array(n * item), idx = new Array<number>(size.length).fill(0);
-  for (let i = 0, src = offset; i < n; i++) {
-    out.set(s.bytes.subarray(src * item, (src + 1) * item), i * item);
-    for (let d = size.length - 1; d >= 0; d--) { // odometer step over the view's indices
-      src += stride[d];
-      if (++idx[d] < size[d]) break;
-      src -= stride[d] * size[d];
-      idx[d] = 0;
-    }
-  }
-  return out;
 }
 
 /** Pairs of keys that readPth returned as one tensor (tied weights), to pass back to writePth's `tied`. */
@@ -122,55 +31,23 @@ export function tiedPairs(sd: Map<string, WeightTensor>): [string, string][] {
 export interface WritePthOptions {
   /** Store every float tensor as this; default: each tensor's own dtype, else float32. MiniMind saves float16. */
   dtype?: FloatDType;
-  /** [a, b]: b is saved as a view of a's storage (both keys stay in the file, as MiniMind's tied embedding). */
+  /** [a, b]: b is saved as a view of a's storage (both keys stay in the file). */
   tied?: [string, string][];
 }
 
-/** Write a state_dict that torch.load(path, weights_only=True) opens: an OrderedDict of contiguous tensors
- *  in the given order, each with its own storage except tied keys. Atomic (temp file + rename). */
+/** Write a state_dict that torch.load(path, weights_only=True) opens: a dict of contiguous tensors in the
+ *  given order, each with its own storage except tied keys. Atomic (temp file + rename). */
 export function writePth(path: string, tensors: TensorsIn, opts: WritePthOptions = {}): void {
   const list = tensorList(tensors, path);
-  const byName = new Map(list.map((t) => [t.name, t]));
-  const dtypeOf = (t: (typeof list)[number]): DType =>
-    t.data instanceof Int32Array ? (t.dtype ?? 'int32') : (opts.dtype ?? t.dtype ?? 'float32');
-  const bytesOf = new Map(list.map((t) => [t.name, encode(t.data, dtypeOf(t), `${path}: ${t.name}`)]));
-
-  const owner = new Map<string, string>(); // tied key → the key whose storage it shares
+  const dtypeOf = (t: TensorIn): DType => (t.data instanceof Int32Array ? (t.dtype ?? 'int32') : (opts.dtype ?? t.dtype ?? 'float32'));
+  const out = new Map<string, TensorIn>(list.map((t) => [t.name, { shape: t.shape, data: t.data, dtype: dtypeOf(t) }]));
   for (const [a, b] of opts.tied ?? []) {
-    const ta = byName.get(a), tb = byName.get(b);
+    const ta = out.get(a), tb = out.get(b);
     if (!ta || !tb) throw new Error(`${path}: tied key ${ta ? b : a} is not among the tensors`);
-    if (ta.shape.join() !== tb.shape.join() || dtypeOf(ta) !== dtypeOf(tb) || !equalBytes(bytesOf.get(a)!, bytesOf.get(b)!)) {
-      throw new Error(`${path}: tied keys ${a} and ${b} differ in shape, dtype or values`);
-    }
-    owner.set(b, owner.get(a) ?? a);
+    const same = ta.shape.join() === tb.shape.join() && ta.dtype === tb.dtype
+      && Buffer.from(encode(ta.data, ta.dtype!, path)).equals(encode(tb.data, tb.dtype!, path));
+    if (!same) throw new Error(`${path}: tied keys ${a} and ${b} differ in shape, dtype or values`);
+    out.set(b, ta); // the same object: one storage
   }
-
-  const storageKey = new Map<string, string>(), zipEntries: { name: string; data: Uint8Array }[] = [];
-  for (const t of list) {
-    if (owner.has(t.name)) continue;
-    storageKey.set(t.name, String(storageKey.size));
-    zipEntries.push({ name: `archive/data/${storageKey.size - 1}`, data: bytesOf.get(t.name)! });
-  }
-
-  const w = new PickleWriter().global('collections', 'OrderedDict').emptyTuple().reduce().mark();
-  for (const t of list) {
-    const dtype = dtypeOf(t), key = storageKey.get(owner.get(t.name) ?? t.name)!;
-    const strides = t.shape.map((_, i) => numel(t.shape.slice(i + 1)));
-    w.str(t.name).global('torch._utils', '_rebuild_tensor_v2').mark()
-      .mark().str('storage').global('torch', STORAGE_OF[dtype]).str(key).str('cpu').int(t.data.length).tuple().persid()
-      .int(0).ints([...t.shape]).ints(strides).bool(false) // offset, size, stride, requires_grad
-      .global('collections', 'OrderedDict').emptyTuple().reduce() // backward hooks
-      .tuple().reduce();
-  }
-  const pkl = w.setitems().stop();
-  writeZipFile(path, [
-    { name: 'archive/data.pkl', data: pkl },
-    { name: 'archive/byteorder', data: new TextEncoder().encode('little') },
-    ...zipEntries,
-    { name: 'archive/version', data: new TextEncoder().encode('3\n') },
-  ]);
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.length).equals(b);
+  writeTorchSave(path, out);
 }

@@ -32,8 +32,8 @@ s('non-finite losses skip the step and stop the run after --max_bad_steps, with 
   const r = sft(['--learning_rate', '1e38', '--max_bad_steps', '2', '--max_steps', '50', '--samples', '0', '--save_dir', dir, '--checkpoint_dir', dir]);
   assert.is(r.status, 1);
   assert.match(r.stdout, /non-finite .*step is skipped \(1 in a row\)/);
-  assert.match(r.stderr, /stopped: 2 non-finite losses in a row .*saved in .*resume\.safetensors/);
-  assert.ok(existsSync(join(dir, 'full_sft_128_resume.safetensors')));
+  assert.match(r.stderr, /stopped: 2 non-finite losses in a row .*saved in .*resume\.pth/);
+  assert.ok(existsSync(join(dir, 'full_sft_128_resume.pth')));
 });
 
 s('bad flags are refused with the flag named', () => {
@@ -49,7 +49,7 @@ s('a missing data file or resume checkpoint is a clear error, and the process ex
   assert.match(data.stderr, /--data_path .*nope\.jsonl: no such file/);
   const resume = sft(['--from_resume', '1', '--samples', '0', '--save_dir', dir, '--checkpoint_dir', dir]);
   assert.is(resume.status, 1, `exit status ${resume.status} (null: killed by the timeout, the process hung)`);
-  assert.match(resume.stderr, /--from_resume 1: no resume checkpoint at .*full_sft_128_resume\.safetensors/);
+  assert.match(resume.stderr, /--from_resume 1: no resume checkpoint at .*full_sft_128_resume\.pth/);
 });
 
 s('with --data_path the tokenizer comes from ../model as in MiniMind, else it is an error saying where it looked', () => {

@@ -56,7 +56,7 @@ async function run(name: string, dir: string, extra: Record<string, number | str
   });
   const model = freshModel();
   const logs: StepLog[] = [];
-  const resumePath = join(dir, 'resume.safetensors');
+  const resumePath = join(dir, 'resume.pth');
   await trainLoop({
     args, model, data: source(r.batches), weightPath: join(dir, 'w.pth'), resumePath, onStep: (l) => { logs.push(l); watch?.(l); },
     resume: resume ? await loadResume(resumePath, cfg) : undefined, print: () => {}, initScale: r.init_scale,

@@ -1,11 +1,15 @@
-// Saving: float16 weights as MiniMind writes them ({save_dir}/{save_weight}_{hidden}[_moe].pth),
-// and a resume checkpoint (float32 weights, AdamW moments and step, epoch/step position, config)
-// in one safetensors file. Both are written to a temp file and renamed, so a kill at any moment
-// leaves the previous file intact.
+// Saving: float16 weights as MiniMind writes them ({save_dir}/{save_weight}_{hidden}[_moe].pth), and the
+// resume checkpoint in MiniMind's own format ({checkpoint_dir}/{save_weight}_{hidden}[_moe]_resume.pth,
+// model/resume_pth.ts), so MiniMind's trainer continues our run with --from_resume 1 and we continue its.
+// Ours stores the weights in float32 (MiniMind loads them as they are), so our own resume is exact; one
+// written by MiniMind holds float16 weights, and resuming from it starts from those, as MiniMind does.
+// Both files are written to a temp file and renamed, so a kill at any moment leaves the previous file intact.
 import { existsSync } from 'node:fs';
 import { writePth } from '../model/pth.js';
-import { readSafetensors, writeSafetensors } from '../model/safetensors.js';
-import { writeBuffer } from '../runtime/kernel.js';
+import { optimizerOrder, readMiniMindResume, writeMiniMindResume, type MiniMindResume } from '../model/resume_pth.js';
+import { checkStateDict } from '../model/weights.js';
+import { parameterShapes } from '../model/config.js';
+import { writeBuffer, clearBuffer } from '../runtime/kernel.js';
 import type { MiniMind } from '../model/minimind.js';
 import type { AdamW } from '../kernels/adamw.js';
 import type { MiniMindConfig } from '../model/config.js';
@@ -13,58 +17,88 @@ import type { GradScaler, ScalerState } from './grad_scaler.js';
 
 export async function saveWeights(model: MiniMind, path: string): Promise<void> {
   const tensors = await model.exportWeights();
-  await writePth(path, tensors, { dtype: 'float16', tied: [['model.embed_tokens.weight', 'lm_head.weight']] });
+  writePth(path, tensors, { dtype: 'float16', tied: [['model.embed_tokens.weight', 'lm_head.weight']] });
 }
 
-export interface Position { epoch: number; step: number; iters: number; config: MiniMindConfig; scaler?: ScalerState }
+/** Where training stands: `step` micro-steps of 0-based `epoch` done; the loss scaler for --dtype float16. */
+export interface Position { epoch: number; step: number; scaler?: ScalerState }
 
 export interface ResumeState extends Position {
+  /** Set when the file was saved by a run on more processes (its step counts per-process batches). */
+  notice?: string;
   restore(model: MiniMind, opt: AdamW, scaler: GradScaler | null): Promise<void>;
 }
 
-const FORMAT = 'minimind-ts-resume-1';
+/** The GradScaler settings this trainer uses (torch's defaults); a file with others is refused. */
+const SCALER = { growthFactor: 2, backoffFactor: 0.5, growthInterval: 2000 };
 
 export async function saveResume(path: string, model: MiniMind, opt: AdamW, pos: Position): Promise<void> {
-  const st = opt.state();
-  const entries = [];
-  for (const [name, p] of model.params) {
-    const { m, v } = opt.momentsOf(p);
-    entries.push({ name: `param.${name}`, shape: [...p.shape], data: await p.readF32() });
-    entries.push({ name: `adam.m.${name}`, shape: [...p.shape], data: await m.readF32() });
-    entries.push({ name: `adam.v.${name}`, shape: [...p.shape], data: await v.readF32() });
+  const { step: t } = opt.state();
+  const state = [];
+  for (const name of optimizerOrder(model.cfg)) {
+    const p = model.p(name), { m, v } = opt.momentsOf(p);
+    state.push({ step: t, expAvg: { shape: [...p.shape], data: await m.readF32() }, expAvgSq: { shape: [...p.shape], data: await v.readF32() } });
   }
-  const meta = { format: FORMAT, epoch: pos.epoch, step: pos.step, iters: pos.iters, adam_step: st.step, world_size: 1, config: pos.config, scaler: pos.scaler };
-  await writeSafetensors(path, entries, { metadata: { resume: JSON.stringify(meta) } });
+  const r: MiniMindResume<{ shape: number[]; data: Float32Array }> = {
+    model: new Map((await model.exportWeights()).map((w) => [w.name, w])),
+    optimizer: { lr: opt.lr, betas: opt.betas, eps: opt.eps, weightDecay: opt.weightDecay, state: t ? state : state.map(() => null) },
+    epoch: pos.epoch, step: pos.step, worldSize: 1, wandbId: null,
+    scaler: pos.scaler ? { ...SCALER, scale: pos.scaler.scale, growthTracker: pos.scaler.growth_tracker } : null,
+  };
+  writeMiniMindResume(path, r);
 }
 
-/** Read a resume checkpoint; errors name the file and what does not match. */
+/** Read a resume checkpoint (ours or MiniMind's) for a model of `config`; errors name the file and the key. */
 export async function loadResume(path: string, config: MiniMindConfig): Promise<ResumeState> {
   if (!existsSync(path)) throw new Error(`--from_resume 1: no resume checkpoint at ${path}`);
-  const file = await readSafetensors(path);
-  const raw = file.metadata?.resume;
-  if (!raw) throw new Error(`${path}: not a resume checkpoint (no 'resume' metadata)`);
-  const meta = JSON.parse(raw);
-  if (meta.format !== FORMAT) throw new Error(`${path}: unknown resume format '${meta.format}'`);
-  for (const k of ['hidden_size', 'num_hidden_layers', 'use_moe', 'vocab_size'] as const) {
-    if (meta.config[k] !== config[k]) throw new Error(`${path}: saved with ${k}=${meta.config[k]}, but this run has ${k}=${config[k]}`);
+  const r = readMiniMindResume(path);
+  const expected = new Map<string, readonly number[]>(parameterShapes(config));
+  expected.set('lm_head.weight', expected.get('model.embed_tokens.weight')!);
+  checkStateDict(r.model, expected, { strict: true, where: `${path}: model` }); // MiniMind's load is strict too
+  const order = optimizerOrder(config);
+  if (r.optimizer.state.length !== order.length) {
+    throw new Error(`${path}: optimizer: ${r.optimizer.state.length} parameters, but this model has ${order.length}`);
   }
-  const get = (name: string) => {
-    const t = file.tensors.get(name);
-    if (!t) throw new Error(`${path}: missing tensor ${name}`);
-    return t.data as Float32Array;
-  };
+  const steps = new Set<number>();
+  r.optimizer.state.forEach((s, i) => {
+    if (!s) return;
+    const shape = expected.get(order[i])!;
+    for (const [k, t] of [['exp_avg', s.expAvg], ['exp_avg_sq', s.expAvgSq]] as const) {
+      if (t.shape.join() !== shape.join()) throw new Error(`${path}: optimizer.state[${i}].${k} is [${t.shape}], but parameter ${i} (${order[i]}) is [${shape}]`);
+    }
+    steps.add(s.step);
+  });
+  // Our AdamW keeps one step count (bias correction) for all parameters.
+  if (steps.size > 1) throw new Error(`${path}: optimizer: parameters at different step counts (${[...steps].join(', ')}); this trainer's AdamW keeps one count`);
+  const adamStep = steps.size ? [...steps][0] : 0;
+  const sc = r.scaler;
+  if (sc) {
+    for (const k of Object.keys(SCALER) as (keyof typeof SCALER)[]) {
+      if (sc[k] !== SCALER[k]) throw new Error(`${path}: scaler: ${k} ${sc[k]}, but this trainer's loss scaler uses ${SCALER[k]}`);
+    }
+  }
+  // MiniMind's rescale (spec §13): a step counts batches per process; this trainer is one process.
+  const step = r.step * r.worldSize;
+  const notice = r.worldSize === 1 ? undefined
+    : `${path} was saved by ${r.worldSize} processes: step ${r.step} of each is step ${step} of this single-process run (MiniMind rescales the same way)`;
   return {
-    epoch: meta.epoch, step: meta.step, iters: meta.iters, config: meta.config,
+    epoch: r.epoch, step, notice, scaler: sc ? { scale: sc.scale, growth_tracker: sc.growthTracker } : undefined,
     async restore(model, opt, scaler) {
-      // A float32 run resumed in float16 starts the scaler afresh; a float16 one in float32 drops it.
-      if (scaler && meta.scaler) scaler.load(meta.scaler, path);
-      for (const [name, p] of model.params) {
-        const { m, v } = opt.momentsOf(p);
-        writeBuffer(p.buffer, p.offset, get(`param.${name}`));
-        writeBuffer(m.buffer, m.offset, get(`adam.m.${name}`));
-        writeBuffer(v.buffer, v.offset, get(`adam.v.${name}`));
+      for (const [k, want, got] of [['betas', opt.betas.join(), r.optimizer.betas.join()], ['eps', opt.eps, r.optimizer.eps],
+        ['weight_decay', opt.weightDecay, r.optimizer.weightDecay]] as const) {
+        if (want !== got) throw new Error(`${path}: optimizer: saved with ${k} ${got}, but this trainer's AdamW uses ${want}`);
       }
-      opt.loadState({ step: meta.adam_step });
+      // A float32 run resumed in float16 starts the scaler afresh; a float16 one in float32 drops it.
+      if (scaler && sc) scaler.load({ scale: sc.scale, growth_tracker: sc.growthTracker }, path);
+      model.load(r.model, true);
+      order.forEach((name, i) => {
+        const s = r.optimizer.state[i], { m, v } = opt.momentsOf(model.p(name));
+        if (s) { writeBuffer(m.buffer, m.offset, s.expAvg.data); writeBuffer(v.buffer, v.offset, s.expAvgSq.data); } else {
+          clearBuffer(m.buffer, m.size * 4, m.offset);
+          clearBuffer(v.buffer, v.size * 4, v.offset);
+        }
+      });
+      opt.loadState({ step: adamStep });
     },
   };
 }

@@ -201,7 +201,7 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
 
   async function save(epoch: number, step: number): Promise<void> {
     await saveWeights(model, o.weightPath);
-    await saveResume(o.resumePath, model, opt, { epoch, step, iters, config: model.cfg, scaler: scaler?.state() });
+    await saveResume(o.resumePath, model, opt, { epoch, step, scaler: scaler?.state() });
   }
 }
 

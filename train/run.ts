@@ -77,7 +77,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     if ((builtin || args.use_wandb) && !args.log_file) args.log_file = join(saveDir, `${args.save_weight}_log.jsonl`);
     if (args.log_file) mkdirSync(dirname(resolve(args.log_file)), { recursive: true });
     const weightPath = join(saveDir, `${args.save_weight}_${cfg.hidden_size}${moe}.pth`);
-    const resumePath = join(ckptDir, `${args.save_weight}_${cfg.hidden_size}${moe}_resume.safetensors`);
+    const resumePath = join(ckptDir, `${args.save_weight}_${cfg.hidden_size}${moe}_resume.pth`); // MiniMind's name and format
     if (args.from_weight !== 'none' && !args.from_resume) {
       const p = /\.(pth|safetensors)$/.test(args.from_weight) ? args.from_weight : join(saveDir, `${args.from_weight}_${cfg.hidden_size}${moe}.pth`);
       if (!existsSync(p)) throw new Error(`--from_weight ${args.from_weight}: ${p} does not exist (use --from_weight none to start from random init)`);
@@ -85,6 +85,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
       console.log(`[train] loaded ${p}${missing.length ? `; missing keys (kept at init): ${missing.join(', ')}` : ''}${unexpected.length ? `; ignored keys: ${unexpected.join(', ')}` : ''}`);
     }
     const resume = args.from_resume ? await loadResume(resumePath, cfg) : undefined;
+    if (resume?.notice) console.log(`[train] ${resume.notice}`);
     const { total } = countParameters(cfg);
     console.log(`[train] ${mode}: ${(total / 1e6).toFixed(2)}M parameters (hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers${cfg.use_moe ? ', MoE' : ''}), `
       + `${ds.length} samples, ${source.iters} steps/epoch × ${args.epochs} epochs, batch ${args.batch_size} × ${args.max_seq_len} tokens on ${gpu().adapterName}`);
