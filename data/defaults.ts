@@ -34,7 +34,7 @@ export interface DefaultData {
 }
 
 // Bump when the generator changes, so a stale cache is regenerated.
-const GENERATOR_VERSION = 3;
+const GENERATOR_VERSION = 4;
 
 function resolved(o: DefaultDataOptions): Required<DefaultDataOptions> {
   return { seed: o.seed ?? 42, sftCount: o.sftCount ?? 16000, pretrainCount: o.pretrainCount ?? 20000, vocabSize: o.vocabSize ?? 2048 };

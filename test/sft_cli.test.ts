@@ -23,8 +23,8 @@ s('the built-in run, shortened to 55 steps, finishes and its loss falls well bel
   assert.ok(rows[5].loss < 0.7 * rows[0].loss, `loss ${rows[0].loss} → ${rows[5].loss}`);
   for (const k of ['epoch', 'step', 'iters', 'loss', 'logits_loss', 'aux_loss', 'lr', 'grad_norm', 'tokens_per_s', 'elapsed_s']) assert.ok(k in rows[0], k);
   assert.ok(existsSync(join(dir, 'full_sft_128.pth')) && existsSync(join(dir, 'full_sft_128_loss.svg')));
-  assert.match(r.stdout, /Epoch:\[1\/1\]\(55\/550\), loss: [\d.]+, logits_loss: [\d.]+, aux_loss: 0\.0000, lr: [\d.]+, epoch_time: [\d.]+min/);
-  assert.match(r.stdout, /\(55\/550\).*epoch_time: 0\.0min/, 'the time left counts to --max_steps, not the epoch end');
+  assert.match(r.stdout, /Epoch:\[1\/1\]\(55\/1000\), loss: [\d.]+, logits_loss: [\d.]+, aux_loss: 0\.0000, lr: [\d.]+, epoch_time: [\d.]+min/);
+  assert.match(r.stdout, /\(55\/1000\).*epoch_time: 0\.0min/, 'the time left counts to --max_steps, not the epoch end');
 });
 
 s('non-finite losses skip the step and stop the run after --max_bad_steps, with the last good state saved', () => {
@@ -96,12 +96,12 @@ s('Ctrl-C saves at the next optimizer step and exits 130; --from_resume 1 contin
   });
   assert.is(code, 130, out);
   assert.match(out, /interrupted: weights and resume checkpoint saved/);
-  const saved = Number(out.match(/Epoch:\[1\/1\]\((\d+)\/550\)[^\n]*\n\[train\] interrupted/)?.[1]);
+  const saved = Number(out.match(/Epoch:\[1\/1\]\((\d+)\/1000\)[^\n]*\n\[train\] interrupted/)?.[1]);
   assert.ok(saved >= 2, `saved at step ${saved}`);
   const r = sft([...flags, '--from_resume', '1', '--max_steps', '1']);
   assert.is(r.status, 0, r.stderr + r.stdout);
-  assert.match(r.stdout, new RegExp(`resumed from .*step ${saved}/550`));
-  assert.match(r.stdout, new RegExp(`Epoch:\\[1/1\\]\\(${saved + 1}/550\\)`));
+  assert.match(r.stdout, new RegExp(`resumed from .*step ${saved}/1000`));
+  assert.match(r.stdout, new RegExp(`Epoch:\\[1/1\\]\\(${saved + 1}/1000\\)`));
 });
 
 s.run();
