@@ -3,7 +3,8 @@
 // sample → line map that loader workers receive without re-validating.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { cachePath, LineIndex, writeAtomic, type FileStamp } from './jsonl.js';
+import { writeFileAtomic } from '../runtime/write_file_atomic.js';
+import { cachePath, LineIndex, type FileStamp } from './jsonl.js';
 
 export interface DatasetOptions {
   /** Count and skip bad lines instead of stopping on the first (`--skip_bad_lines`). */
@@ -63,7 +64,7 @@ export function validateLines(
       }
       if (opts.onProgress && (i + 1) % 4096 === 0) opts.onProgress(i + 1, index.count);
     }
-    writeAtomic(file, JSON.stringify(res));
+    writeFileAtomic(file, JSON.stringify(res));
   }
   const bad = res.bad.map(([line, reason]) => ({ line: line + 1, reason }));
   if (bad.length > 0 && !opts.skipBadLines) {

@@ -2,8 +2,9 @@
 // never whole. Built once by a streaming scan, cached in a cache dir (keyed by the absolute path, and
 // invalidated when the file's size or mtime changes), and shared with loader workers without a copy.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
+import { writeFileAtomic } from '../runtime/write_file_atomic.js';
 
 /** `.cache/` under the project root (gitignored). */
 export const PROJECT_CACHE = resolve(import.meta.dirname, '..', '.cache');
@@ -23,14 +24,6 @@ export function cachePath(path: string, suffix: string, cacheDir = join(PROJECT_
   const abs = resolve(path);
   const h = createHash('sha1').update(abs).digest('hex').slice(0, 12);
   return join(cacheDir, `${basename(abs)}-${h}${suffix}`);
-}
-
-/** Write atomically: a temp file in the same folder, then rename. */
-export function writeAtomic(path: string, data: string | Uint8Array): void {
-  mkdirSync(join(path, '..'), { recursive: true });
-  const tmp = `${path}.tmp${process.pid}`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
 }
 
 export class LineIndex {
@@ -71,7 +64,7 @@ export class LineIndex {
     if (cached) return new LineIndex(path, cached, stamp);
     const offsets = scanLines(path, stamp.size);
     const header = Buffer.from(`${MAGIC} ${JSON.stringify(stamp)}\n`.padEnd(256));
-    writeAtomic(file, Buffer.concat([header, Buffer.from(offsets.buffer, offsets.byteOffset, offsets.byteLength)]));
+    writeFileAtomic(file, [header, new Uint8Array(offsets.buffer, offsets.byteOffset, offsets.byteLength)]);
     return new LineIndex(path, offsets, stamp);
   }
 }

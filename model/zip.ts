@@ -2,9 +2,9 @@
 // zeros in local headers and the sizes in data descriptors), zip64 records are followed, entries are stored or
 // deflated, and every entry's CRC32 is checked. Writing: stored entries whose data start on a 64-byte boundary,
 // padded through an extra field "FB" filled with 'Z' exactly as torch's PyTorchStreamWriter does (so readers
-// may mmap tensors in place), written to a temp file and renamed into place.
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+// may mmap tensors in place), written atomically (runtime/write_file_atomic.ts).
 import { crc32, inflateRawSync } from 'node:zlib';
+import { writeFileAtomic } from '../runtime/write_file_atomic.js';
 
 const SIG_LOCAL = 0x04034b50, SIG_CENTRAL = 0x02014b50, SIG_EOCD = 0x06054b50;
 const SIG_ZIP64_LOCATOR = 0x07064b50, SIG_ZIP64_EOCD = 0x06064b50;
@@ -104,23 +104,4 @@ export function writeZipFile(path: string, entries: { name: string; data: Uint8A
   end.setUint32(12, pos - cdOffset, true); end.setUint32(16, cdOffset, true);
   put(new Uint8Array(end.buffer));
   writeFileAtomic(path, parts);
-}
-
-/** Write `parts` one after another to a temp file in the same folder, fsync, then rename it onto `path`,
- *  so a crash leaves either the old file or the new one. */
-export function writeFileAtomic(path: string, parts: Uint8Array[]): void {
-  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const fd = openSync(tmp, 'w');
-  let open = true;
-  try {
-    for (const b of parts) for (let o = 0; o < b.length;) o += writeSync(fd, b, o);
-    fsyncSync(fd);
-    closeSync(fd);
-    open = false;
-    renameSync(tmp, path);
-  } catch (err) {
-    if (open) closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
 }
