@@ -37,7 +37,8 @@ export class LineIndex {
     return this.offsets.length - 1;
   }
 
-  /** Line i (0-based) as text, without its `\n` / `\r\n`. */
+  /** Line i (0-based) as text, without its `\n` / `\r\n`, and line 0 without a UTF-8 byte-order mark (files
+   *  saved by Windows editors start with one; Python's utf-8-sig and HF datasets' readers drop it too). */
   readLine(i: number): string {
     if (!(i >= 0 && i < this.count)) throw new Error(`${this.path}: line index ${i} out of range [0, ${this.count})`);
     const start = this.offsets[i];
@@ -48,7 +49,8 @@ export class LineIndex {
     if (got !== len) throw new Error(`${this.path}: file changed while reading line ${i + 1}`);
     if (len > 0 && this.buf[len - 1] === 10) len--;
     if (len > 0 && this.buf[len - 1] === 13) len--;
-    return this.buf.toString('utf8', 0, len);
+    const from = start === 0 && len >= 3 && this.buf[0] === 0xef && this.buf[1] === 0xbb && this.buf[2] === 0xbf ? 3 : 0;
+    return this.buf.toString('utf8', from, len);
   }
 
   close(): void {
