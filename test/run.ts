@@ -1,7 +1,7 @@
 // Test entry point (`npm test`): runs every test/**/*.test.ts (test/fixtures left out) with uvu in one process
 // (one GPU device for all), prints `N passed, N failed, N skipped`, destroys the device so Node exits, and exits 1
 // if anything failed: a test, a suite whose hook threw, or a test file that failed to import.
-// `npm test -- NAME` runs only files whose path (under test/) contains NAME; `--dir DIR` runs DIR's test files
+// `npm test -- NAME` runs only files whose path from the repository root contains NAME (`pth`, `test/pth`); `--dir DIR` runs DIR's test files
 // instead of test/'s (test/runner.test.ts runs this runner on test/fixtures/runner that way).
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
@@ -57,7 +57,8 @@ function counted(run: SuiteRun): SuiteRun {
   };
 }
 
-const files = walk(root).filter((f) => relative(root, f).includes(filter)).sort();
+const repo = join(import.meta.dirname, '..');
+const files = walk(root).filter((f) => relative(repo, f).includes(filter)).sort();
 (globalThis as { UVU_DEFER?: number }).UVU_DEFER = 1;
 const uvu = await import('uvu');
 const g = globalThis as unknown as { UVU_QUEUE: (string | SuiteRun)[][]; UVU_INDEX: number };
