@@ -1,6 +1,7 @@
 // The test runner itself (test/run.ts) on the fixture files of test/fixtures/runner: a failing test, a suite
 // whose before hook throws (uvu alone reports no error and exits 0), one whose after hook throws, and a file
-// that fails to import each make `npm test` exit 1 and count in its summary line; the NAME filter still works.
+// that fails to import each make `npm test` exit 1 and count in its summary line; the NAME filter still works;
+// without MiniMind's files (../shared) the tests that need them are counted as skipped, not lost.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
@@ -8,8 +9,9 @@ import { spawnSync } from 'node:child_process';
 
 const s = suite('runner');
 const root = join(import.meta.dirname, '..');
-const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'test/run.ts', '--dir', 'test/fixtures/runner', ...args],
-  { cwd: root, encoding: 'utf8', timeout: 120_000 });
+const runner = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, ['--import', 'tsx', 'test/run.ts', ...args],
+  { cwd: root, encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } });
+const run = (...args: string[]) => runner(['--dir', 'test/fixtures/runner', ...args]);
 const summary = (out: string) => out.trim().split('\n').at(-1);
 
 s('failures of every kind exit 1 and are counted: failed tests, tests a throwing hook kept from running, broken files', () => {
@@ -31,6 +33,13 @@ s('the NAME filter runs only matching files; all passing exits 0', () => {
   const one = run('before_hook');
   assert.is(one.status, 1);
   assert.is(summary(one.stdout), '0 passed, 2 failed, 0 skipped');
+});
+
+s('without ../shared every test that needs it is counted as skipped, naming the missing file', () => {
+  const r = runner(['data_sft'], { MINIMIND_SHARED: join(root, 'no-such-shared-folder') });
+  assert.is(r.status, 0, r.stdout + r.stderr);
+  assert.is(summary(r.stdout), '0 passed, 0 failed, 12 skipped', 'data_sft: 6 tests for each of 2 tokenizers');
+  assert.match(r.stderr, /skipped "minimind3: special ids.*": .*no-such-shared-folder\/minimind\/.*tokenizer\.json not found/);
 });
 
 s.run();
