@@ -3,10 +3,11 @@
 // steps, and TensorFlow.js's WebGPU backend on the same adapter as the peer. Prints a table and
 // writes it as JSON to bench/results/<adapter>.json; a --filter run merges its rows into that file
 // (rows of the same name and shape replaced, the others kept).
-import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { initGpu, closeGpu, gpu } from '../runtime/device.js';
+import { writeFileAtomic } from '../runtime/write_file_atomic.js';
 import '../kernels/index.js';
 import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { add, matmul } from '../kernels/index.js';
@@ -67,7 +68,6 @@ if (peer) printPeer(peer, rows);
 
 const slug = gpu().adapterName.replace(/[^A-Za-z0-9.]+/g, '-').replace(/^-|-$/g, '').slice(0, 80);
 const dir = join(import.meta.dirname, 'results');
-mkdirSync(dir, { recursive: true });
 // A --quick run (development) keeps its own file: it never replaces a full run's numbers.
 const out = join(dir, `${slug}${o.quick ? '.quick' : ''}.json`);
 const seconds = (performance.now() - t0) / 1000;
@@ -81,8 +81,7 @@ if (filter && existsSync(out)) {
     updates: [...(old.updates ?? []), { date, filter, quick: o.quick, clock, roofline: roof, rows: rows.length }],
   };
 }
-writeFileSync(out + '.tmp', JSON.stringify(result, null, 1));
-renameSync(out + '.tmp', out);
+writeFileAtomic(out, JSON.stringify(result, null, 1));
 console.log(`\n${filter ? `merged ${rows.length} rows into` : 'wrote'} ${out} (${seconds.toFixed(0)} s)`);
 closeGpu();
 

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CHATML_TEMPLATE } from './chatml.js';
-import { writeAtomic } from './jsonl.js';
+import { writeFileAtomic } from '../runtime/write_file_atomic.js';
 
 export const SPECIAL_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'];
 /** GPT-2's pre-tokenizer split, the one HF's ByteLevel(use_regex=True) applies. */
@@ -179,8 +179,8 @@ export function writeTokenizer(dir: string, texts: Iterable<string>, opts: BpeOp
   const model = trainBpe(texts, opts);
   const seconds = (performance.now() - t0) / 1000;
   const { tokenizer, config } = tokenizerFiles(model);
-  writeAtomic(join(dir, 'tokenizer.json'), JSON.stringify(tokenizer));
-  writeAtomic(join(dir, 'tokenizer_config.json'), JSON.stringify(config, null, 2));
+  writeFileAtomic(join(dir, 'tokenizer.json'), JSON.stringify(tokenizer));
+  writeFileAtomic(join(dir, 'tokenizer_config.json'), JSON.stringify(config, null, 2));
   return { model, seconds };
 }
 

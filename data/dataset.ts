@@ -3,7 +3,8 @@
 // sample → line map that loader workers receive without re-validating.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { cachePath, LineIndex, writeAtomic, type FileStamp } from './jsonl.js';
+import { writeFileAtomic } from '../runtime/write_file_atomic.js';
+import { cachePath, LineIndex, type FileStamp } from './jsonl.js';
 
 export interface DatasetOptions {
   /** Count and skip bad lines instead of stopping on the first (`--skip_bad_lines`). */
@@ -36,12 +37,13 @@ export interface DatasetSource {
   lines: Uint32Array;
 }
 
-const VALIDATION_VERSION = 1;
+const VALIDATION_VERSION = 2; // 2: a UTF-8 BOM on line 1 is dropped, no longer 'not valid JSON'
 
 interface ValidationResult { stamp: FileStamp; bad: [number, string][]; blank: number[] }
 
 /** Run `problem` over every line (or reuse the cached result) and build the sample → line map.
- *  Blank lines are not samples and not errors. Throws on the first bad line unless skipBadLines. */
+ *  Blank lines are not samples and not errors. Throws on the first bad line unless skipBadLines, and when
+ *  no line is left to train on (an empty file, only blank lines, every line bad). */
 export function validateLines(
   index: LineIndex, key: string, problem: (text: string) => string | undefined, opts: DatasetOptions,
 ): { source: DatasetSource; bad: BadLine[] } {
@@ -63,17 +65,25 @@ export function validateLines(
       }
       if (opts.onProgress && (i + 1) % 4096 === 0) opts.onProgress(i + 1, index.count);
     }
-    writeAtomic(file, JSON.stringify(res));
+    writeFileAtomic(file, JSON.stringify(res));
   }
   const bad = res.bad.map(([line, reason]) => ({ line: line + 1, reason }));
   if (bad.length > 0 && !opts.skipBadLines) {
     const more = bad.length > 1 ? ` (${bad.length} bad lines in all, next at line ${bad[1].line})` : '';
     throw new Error(`${index.path}:${bad[0].line}: ${bad[0].reason}${more}; fix the data or skip bad lines (--skip_bad_lines)`);
   }
+  if (res.blank.length + bad.length === index.count) throw new Error(`${index.path}: ${noSampleReason(index.count, bad)}`);
   const skip = new Set<number>([...res.blank, ...res.bad.map(([l]) => l)]);
   const lines = new Uint32Array(new SharedArrayBuffer(4 * (index.count - skip.size)));
   for (let i = 0, k = 0; i < index.count; i++) if (!skip.has(i)) lines[k++] = i;
   return { source: { path: index.path, offsets: index.offsets, stamp: index.stamp, lines }, bad };
+}
+
+/** Why a file without a single sample has none (training on it would run 0 steps). */
+function noSampleReason(lines: number, bad: BadLine[]): string {
+  if (lines === 0) return 'no samples: the file is empty';
+  if (bad.length === 0) return `no samples: all ${lines} lines are blank`;
+  return `no usable sample: all ${bad.length} non-blank lines are bad and were skipped (the first, line ${bad[0].line}: ${bad[0].reason})`;
 }
 
 /** Parse one line, turning a syntax error into a reason. */

@@ -12,7 +12,8 @@ import { pathToFileURL } from 'node:url';
 import { mulberry32 } from '../runtime/random.js';
 import { writeTokenizer } from './bpe.js';
 import { CHATML_TEMPLATE } from './chatml.js';
-import { PROJECT_CACHE, writeAtomic } from './jsonl.js';
+import { writeFileAtomic } from '../runtime/write_file_atomic.js';
+import { PROJECT_CACHE } from './jsonl.js';
 import { randomConversation, randomStatements } from './synth.js';
 import { Template } from '@huggingface/jinja';
 
@@ -57,14 +58,14 @@ export function generateDefaultData(dir = DEFAULT_DATA_DIR, opts: DefaultDataOpt
   const texts = Array.from({ length: o.pretrainCount }, () => randomStatements(rp, rp() < 0.5 ? 'en' : 'zh'));
   const sft = convs.map((c) => JSON.stringify({ conversations: c })).join('\n') + '\n';
   const pre = texts.map((t) => JSON.stringify({ text: t })).join('\n') + '\n';
-  writeAtomic(p.sftPath, sft);
-  writeAtomic(p.pretrainPath, pre);
+  writeFileAtomic(p.sftPath, sft);
+  writeFileAtomic(p.pretrainPath, pre);
   // The tokenizer learns from the pretrain text and the rendered conversations (special tokens cut out).
   const chat = new Template(CHATML_TEMPLATE);
   const rendered = convs.map((c) => chat.render({ messages: c, add_generation_prompt: false }));
   const { model, seconds } = writeTokenizer(p.tokenizerDir, [...texts, ...rendered], { vocabSize: o.vocabSize });
   const manifest = { version: GENERATOR_VERSION, ...o };
-  writeAtomic(p.manifest, JSON.stringify(manifest, null, 2) + '\n');
+  writeFileAtomic(p.manifest, JSON.stringify(manifest, null, 2) + '\n');
   const mb = (Buffer.byteLength(sft) + Buffer.byteLength(pre)) / 1e6;
   const summary = [
     `default data in ${dir} (seed ${o.seed}, ${((performance.now() - t0) / 1000).toFixed(1)} s):`,

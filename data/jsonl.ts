@@ -2,8 +2,9 @@
 // never whole. Built once by a streaming scan, cached in a cache dir (keyed by the absolute path, and
 // invalidated when the file's size or mtime changes), and shared with loader workers without a copy.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
+import { writeFileAtomic } from '../runtime/write_file_atomic.js';
 
 /** `.cache/` under the project root (gitignored). */
 export const PROJECT_CACHE = resolve(import.meta.dirname, '..', '.cache');
@@ -25,14 +26,6 @@ export function cachePath(path: string, suffix: string, cacheDir = join(PROJECT_
   return join(cacheDir, `${basename(abs)}-${h}${suffix}`);
 }
 
-/** Write atomically: a temp file in the same folder, then rename. */
-export function writeAtomic(path: string, data: string | Uint8Array): void {
-  mkdirSync(join(path, '..'), { recursive: true });
-  const tmp = `${path}.tmp${process.pid}`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
-}
-
 export class LineIndex {
   private fd = -1;
   private buf = Buffer.alloc(1 << 16);
@@ -44,7 +37,8 @@ export class LineIndex {
     return this.offsets.length - 1;
   }
 
-  /** Line i (0-based) as text, without its `\n` / `\r\n`. */
+  /** Line i (0-based) as text, without its `\n` / `\r\n`, and line 0 without a UTF-8 byte-order mark (files
+   *  saved by Windows editors start with one; Python's utf-8-sig and HF datasets' readers drop it too). */
   readLine(i: number): string {
     if (!(i >= 0 && i < this.count)) throw new Error(`${this.path}: line index ${i} out of range [0, ${this.count})`);
     const start = this.offsets[i];
@@ -55,7 +49,8 @@ export class LineIndex {
     if (got !== len) throw new Error(`${this.path}: file changed while reading line ${i + 1}`);
     if (len > 0 && this.buf[len - 1] === 10) len--;
     if (len > 0 && this.buf[len - 1] === 13) len--;
-    return this.buf.toString('utf8', 0, len);
+    const from = start === 0 && len >= 3 && this.buf[0] === 0xef && this.buf[1] === 0xbb && this.buf[2] === 0xbf ? 3 : 0;
+    return this.buf.toString('utf8', from, len);
   }
 
   close(): void {
@@ -71,7 +66,7 @@ export class LineIndex {
     if (cached) return new LineIndex(path, cached, stamp);
     const offsets = scanLines(path, stamp.size);
     const header = Buffer.from(`${MAGIC} ${JSON.stringify(stamp)}\n`.padEnd(256));
-    writeAtomic(file, Buffer.concat([header, Buffer.from(offsets.buffer, offsets.byteOffset, offsets.byteLength)]));
+    writeFileAtomic(file, [header, new Uint8Array(offsets.buffer, offsets.byteOffset, offsets.byteLength)]);
     return new LineIndex(path, offsets, stamp);
   }
 }

@@ -10,7 +10,8 @@
 //
 // CLI: npx tsx model/export.ts WEIGHTS OUT_DIR --tokenizer_path DIR [--config FILE | --preset NAME |
 //      --hidden_size N --num_hidden_layers N --use_moe 0|1]
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { writeFileAtomic, syncDir } from '../runtime/write_file_atomic.js';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
@@ -88,18 +89,19 @@ export function exportHF(o: ExportOptions): { arch: Architecture; files: string[
   const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
   mkdirSync(tmp, { recursive: true });
   try {
-    const json = (name: string, v: unknown) => writeFileSync(join(tmp, name), JSON.stringify(v, null, 2) + '\n');
+    const json = (name: string, v: unknown) => writeFileAtomic(join(tmp, name), JSON.stringify(v, null, 2) + '\n');
     json('config.json', hfConfig(o.config));
     json('generation_config.json', {
       _from_model_config: true, bos_token_id: o.config.bos_token_id, eos_token_id: o.config.eos_token_id, pad_token_id: o.config.pad_token_id,
     });
     writeSafetensors(join(tmp, 'model.safetensors'), parameterShapes(o.config).map(([name]) => ({ name, ...sd.get(name)! })),
       { dtype: 'float16', metadata: { format: 'pt' } }); // transformers refuses safetensors without format pt
-    writeFileSync(join(tmp, 'tokenizer.json'), readFileSync(join(o.tokenizerDir, 'tokenizer.json')));
+    writeFileAtomic(join(tmp, 'tokenizer.json'), readFileSync(join(o.tokenizerDir, 'tokenizer.json')));
     // MiniMind's convert script patches these two in, for transformers 5.
     json('tokenizer_config.json', { ...tokConfig, tokenizer_class: 'PreTrainedTokenizerFast', extra_special_tokens: {} });
     if (existsSync(out)) rmdirSync(out); // empty (checked above); rmdir refuses anything else
     renameSync(tmp, out);
+    syncDir(dirname(out)); // the files are on disk (writeFileAtomic); now the folder's new name is
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;

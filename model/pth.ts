@@ -1,13 +1,13 @@
 // PyTorch .pth state_dicts (spec §5): a torch.save file (torch_save.ts) whose pickle is an OrderedDict or
 // dict of tensors. MiniMind saves `{k: v.half()}` of its state_dict: a plain dict, the two tied keys in
 // storages of their own; torch's own state_dict() keeps them in one.
-import { readTorchSave, writeTorchSave, isTensor } from './torch_save.js';
+import { readTorchSave, writeTorchSave, isTensor, type ReadTorchOptions } from './torch_save.js';
 import { encode, tensorList, type DType, type FloatDType, type TensorIn, type TensorsIn, type WeightTensor } from './dtype.js';
 
 /** A state_dict from a .pth file or its bytes. Keys that torch stored as the same view of one storage (tied
  *  weights) map to the same WeightTensor object; `tiedPairs` lists them. */
-export function readPth(pathOrBytes: string | Uint8Array): Map<string, WeightTensor> {
-  const { value: sd, where, pickle } = readTorchSave(pathOrBytes);
+export function readPth(pathOrBytes: string | Uint8Array, opts: ReadTorchOptions = {}): Map<string, WeightTensor> {
+  const { value: sd, where, pickle } = readTorchSave(pathOrBytes, opts);
   const fail = (msg: string): never => { throw new Error(`${where}: ${pickle}: ${msg}`); };
   if (!(sd instanceof Map)) return fail('the pickle is not a dict of tensors');
   for (const [k, v] of sd) {

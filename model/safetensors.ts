@@ -2,7 +2,7 @@
 // JSON `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"?: {string: string}}` (offsets in
 // bytes, relative to the end of the header), then the raw little-endian row-major data. No code, no pickle.
 import { readFileSync } from 'node:fs';
-import { writeFileAtomic } from './zip.js';
+import { writeFileAtomic } from '../runtime/write_file_atomic.js';
 import { ITEM_SIZE, decode, encode, numel, tensorList, type DType, type FloatDType, type TensorsIn, type WeightTensor } from './dtype.js';
 
 const DTYPES: Record<string, DType> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16', I32: 'int32', I64: 'int64' };

@@ -4,10 +4,11 @@
 // pickle through the restricted machine of pickle.ts with only the globals tensors need (torch.load's
 // weights_only allowlist, narrowed to dense tensors; the storage location, e.g. `cuda:0`, is ignored);
 // writing emits the opcodes torch does, so torch.load(weights_only=True) opens the file.
+// What a file may make the reader allocate is bounded (ReadTorchOptions.maxBytes), and checked before allocating.
 // Values are pickle.ts's: null, boolean, number (int), PyFloat, string, array (list), frozen array (tuple),
 // Map (dict), and tensors as WeightTensor (read) or TensorIn (written).
 import { readFileSync } from 'node:fs';
-import { readZip, writeZipFile } from './zip.js';
+import { readZip, writeZipFile, type ZipEntry } from './zip.js';
 import { PickleWriter, PyFloat, PyGlobal, unpickle } from './pickle.js';
 import { ITEM_SIZE, decode, encode, numel, type DType, type TensorIn, type WeightTensor } from './dtype.js';
 
@@ -19,20 +20,42 @@ const STORAGE_OF = Object.fromEntries(Object.entries(STORAGES).map(([k, v]) => [
 
 interface Storage { key: string; dtype: DType; numel: number; bytes: Uint8Array }
 
+export interface ReadTorchOptions {
+  /** Bytes the reader may allocate besides the file's own: inflated entries, copies of strided views and
+   *  decoded values. Default 64 MiB + 16 × the file's size: a file torch wrote (stored entries) needs at most
+   *  3× its size (float16 widened to float32, after a copy), while a deflate bomb or a pickle that views one
+   *  element as billions would need far more. */
+  maxBytes?: number;
+}
+
 /** What a torch.save file holds, and the names errors should carry (`where`: the file; `pickle`: its data.pkl). */
 export interface TorchFile { value: unknown; where: string; pickle: string }
 
 /** Read a torch.save file or its bytes. Tensors that torch stored as the same view of one storage (tied
  *  weights) are the same WeightTensor object. */
-export function readTorchSave(pathOrBytes: string | Uint8Array): TorchFile {
+export function readTorchSave(pathOrBytes: string | Uint8Array, opts: ReadTorchOptions = {}): TorchFile {
   const where = typeof pathOrBytes === 'string' ? pathOrBytes : '<.pth bytes>';
   const bytes = typeof pathOrBytes === 'string' ? readFileSync(pathOrBytes) : pathOrBytes;
+  const limit = opts.maxBytes ?? 64 * 2 ** 20 + 16 * bytes.length;
+  let allocated = 0;
+  /** Count `n` bytes against the limit before allocating them. */
+  const charge = (n: number, what: string) => {
+    if (!(allocated + n <= limit)) {
+      throw new Error(`${where}: ${what} needs ${n} bytes, past the ${limit} bytes a ${bytes.length}-byte .pth may allocate `
+        + `(${allocated} so far): a corrupt file or a deflate bomb (torch.save never deflates; ReadTorchOptions.maxBytes raises the limit)`);
+    }
+    allocated += n;
+  };
+  const read = (name: string, e: ZipEntry) => {
+    if (e.deflated) charge(e.size, `entry ${name} (deflated)`);
+    return e.read();
+  };
   const entries = readZip(bytes, where);
   const pkl = [...entries.keys()].filter((n) => n === 'data.pkl' || n.endsWith('/data.pkl'));
   if (pkl.length !== 1) throw new Error(`${where}: expected one data.pkl in the archive, found ${pkl.length}: not a torch.save file`);
   const prefix = pkl[0].slice(0, -'data.pkl'.length);
   const order = entries.get(`${prefix}byteorder`);
-  if (order && new TextDecoder().decode(order).trim() !== 'little') throw new Error(`${where}: big-endian storages unsupported`);
+  if (order && new TextDecoder().decode(read(`${prefix}byteorder`, order)).trim() !== 'little') throw new Error(`${where}: big-endian storages unsupported`);
 
   const storages = new Map<string, Storage>();
   const views = new Map<string, WeightTensor>(); // tied tensors: one object per (storage, offset, size, stride)
@@ -44,10 +67,15 @@ export function readTorchSave(pathOrBytes: string | Uint8Array): TorchFile {
     }
     const [, cls, key, , n] = pid as [string, PyGlobal, string, string, number];
     const dtype = STORAGES[cls.name] ?? fail(`storage type ${cls.name} unsupported`);
-    const data = entries.get(`${prefix}data/${key}`) ?? fail(`storage ${prefix}data/${key} missing from the archive`);
-    if (data.length !== n * ITEM_SIZE[dtype]) fail(`storage data/${key} holds ${data.length} bytes, ${n} × ${dtype} wanted`);
-    const s = storages.get(key) ?? { key, dtype, numel: n, bytes: data };
-    if (s.dtype !== dtype) fail(`storage data/${key} read both as ${s.dtype} and ${dtype}`);
+    const name = `${prefix}data/${key}`;
+    const entry = entries.get(name) ?? fail(`storage ${name} missing from the archive`);
+    if (!Number.isSafeInteger(n) || n < 0) fail(`storage ${name}: element count ${n} is not an integer ≥ 0`);
+    // The declared size, checked before the entry is read (inflated).
+    if (entry.size !== n * ITEM_SIZE[dtype]) fail(`storage ${name} holds ${entry.size} bytes, ${n} × ${dtype} wanted`);
+    const seen = storages.get(key);
+    if (seen && seen.dtype !== dtype) fail(`storage ${name} read both as ${seen.dtype} and ${dtype}`);
+    if (seen) return seen;
+    const s = { key, dtype, numel: n, bytes: read(name, entry) };
     storages.set(key, s);
     return s;
   };
@@ -60,13 +88,18 @@ export function readTorchSave(pathOrBytes: string | Uint8Array): TorchFile {
     const id = `${s.key}|${offset}|${size}|${stride}`;
     const seen = views.get(id);
     if (seen) return seen;
-    const raw = gather(s, offset as number, size, stride) ?? fail(`tensor view [${size}] stride [${stride}] at ${offset} lies outside storage data/${s.key} (${s.numel} elements)`);
+    const view = `tensor view [${size}] stride [${stride}] at ${offset} of storage data/${s.key}`;
+    const raw = gather(s, offset as number, size, stride, (n) => charge(n, `copying the ${view}`))
+      ?? fail(`${view} lies outside it (${s.numel} elements)`);
+    // decode copies the bytes, then widens 2- and 8-byte elements to 4-byte values.
+    const n = raw.length / ITEM_SIZE[s.dtype];
+    charge(raw.length + (ITEM_SIZE[s.dtype] === 4 ? 0 : 4 * n), `decoding the ${view}`);
     const t = { dtype: s.dtype, shape: [...size], data: decode(raw, s.dtype, where), raw } as WeightTensor;
     views.set(id, t);
     return t;
   };
 
-  const value = unpickle(entries.get(pkl[0])!, {
+  const value = unpickle(read(pkl[0], entries.get(pkl[0])!), {
     where: `${where}: ${pkl[0]}`,
     globals: new Map<string, ((args: unknown[]) => unknown) | null>([
       ['collections.OrderedDict', (args) => (args.length === 0 ? new Map() : fail('OrderedDict with arguments'))],
@@ -88,8 +121,9 @@ export const isTensor = (v: unknown): v is WeightTensor => !!v && typeof v === '
 
 const isInts = (v: unknown): v is number[] => Array.isArray(v) && v.every((x) => Number.isInteger(x) && x >= 0);
 
-/** The bytes of a strided view, row-major; undefined if it reaches outside the storage. */
-function gather(s: Storage, offset: number, size: number[], stride: number[]): Uint8Array | undefined {
+/** The bytes of a strided view, row-major; undefined if it reaches outside the storage. A non-contiguous
+ *  view is copied, after `charge(bytes)` (a stride-0 view of one element can ask for any size). */
+function gather(s: Storage, offset: number, size: number[], stride: number[], charge: (bytes: number) => void): Uint8Array | undefined {
   const n = numel(size), item = ITEM_SIZE[s.dtype];
   if (n === 0) return new Uint8Array(0);
   const last = offset + size.reduce((acc, d, i) => acc + (d - 1) * stride[i], 0);
@@ -97,6 +131,7 @@ function gather(s: Storage, offset: number, size: number[], stride: number[]): U
   let contiguous = true;
   for (let i = size.length - 1, want = 1; i >= 0; want *= size[i], i--) if (size[i] !== 1 && stride[i] !== want) contiguous = false;
   if (contiguous) return s.bytes.subarray(offset * item, (offset + n) * item);
+  charge(n * item);
   const out = new Uint8Array(n * item), idx = new Array<number>(size.length).fill(0);
   for (let i = 0, src = offset; i < n; i++) {
     out.set(s.bytes.subarray(src * item, (src + 1) * item), i * item);

@@ -1,17 +1,28 @@
 // The zip container of PyTorch checkpoints. Reading: the central directory is the truth (torch's writer puts
 // zeros in local headers and the sizes in data descriptors), zip64 records are followed, entries are stored or
-// deflated, and every entry's CRC32 is checked. Writing: stored entries whose data start on a 64-byte boundary,
+// deflated, and every entry's CRC32 is checked. Entries are read on demand, so the caller can check each one's
+// declared size before anything is inflated, and inflating never produces more than the declared size (a
+// 2 MB deflate bomb declares, or inflates to, gigabytes; torch itself never deflates). Writing: stored entries whose data start on a 64-byte boundary,
 // padded through an extra field "FB" filled with 'Z' exactly as torch's PyTorchStreamWriter does (so readers
-// may mmap tensors in place), written to a temp file and renamed into place.
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+// may mmap tensors in place), written atomically (runtime/write_file_atomic.ts).
 import { crc32, inflateRawSync } from 'node:zlib';
+import { writeFileAtomic } from '../runtime/write_file_atomic.js';
 
 const SIG_LOCAL = 0x04034b50, SIG_CENTRAL = 0x02014b50, SIG_EOCD = 0x06054b50;
 const SIG_ZIP64_LOCATOR = 0x07064b50, SIG_ZIP64_EOCD = 0x06064b50;
 const ALIGN = 64; // bytes; torch's kFieldAlignment
 
-/** Every entry of a zip archive, by name. `where` (a path) prefixes every error. */
-export function readZip(bytes: Uint8Array, where: string): Map<string, Uint8Array> {
+export interface ZipEntry {
+  /** Uncompressed size in bytes, as the central directory declares it. */
+  size: number;
+  /** Whether reading inflates (allocates `size` bytes); a stored entry is a view into the archive's bytes. */
+  deflated: boolean;
+  /** The entry's bytes, CRC-checked; a deflated entry that would inflate past `size` is an error. */
+  read(): Uint8Array;
+}
+
+/** Every entry of a zip archive, by name, unread. `where` (a path) prefixes every error. */
+export function readZip(bytes: Uint8Array, where: string): Map<string, ZipEntry> {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   function fail(msg: string): never {
     throw new Error(`${where}: ${msg}`);
@@ -39,7 +50,7 @@ export function readZip(bytes: Uint8Array, where: string): Map<string, Uint8Arra
   }
   if (cdOffset + cdSize > bytes.length) fail(`central directory (bytes ${cdOffset}..${cdOffset + cdSize}) lies past the end: truncated`);
 
-  const entries = new Map<string, Uint8Array>();
+  const entries = new Map<string, ZipEntry>();
   let p = cdOffset;
   for (let i = 0; i < count; i++) {
     if (u32(p) !== SIG_CENTRAL) fail(`central directory entry ${i} corrupt at byte ${p}`);
@@ -61,16 +72,27 @@ export function readZip(bytes: Uint8Array, where: string): Map<string, Uint8Arra
     const start = local + 30 + u16(local + 26) + u16(local + 28);
     if (start + csize > bytes.length) fail(`entry ${name} (bytes ${start}..${start + csize}) lies past the end: truncated`);
     const raw = bytes.subarray(start, start + csize);
-    let data: Uint8Array;
-    if (method === 0) data = raw;
-    else if (method === 8) {
-      try { data = inflateRawSync(raw); } catch (err) { return fail(`entry ${name}: bad deflate data (${(err as Error).message})`); }
-    } else return fail(`entry ${name}: compression method ${method} unsupported (only stored and deflate)`);
-    if (data.length !== usize) fail(`entry ${name}: ${data.length} bytes, central directory says ${usize}`);
-    if (crc32(data) !== crc) fail(`entry ${name}: CRC32 mismatch, the file is corrupt`);
-    entries.set(name, data);
+    if (method !== 0 && method !== 8) fail(`entry ${name}: compression method ${method} unsupported (only stored and deflate)`);
+    if (method === 0 && csize !== usize) fail(`entry ${name}: stored with ${csize} bytes, central directory says ${usize}`);
+    const read = (): Uint8Array => {
+      const data = method === 0 ? raw : inflate(raw, usize, name);
+      if (data.length !== usize) fail(`entry ${name}: ${data.length} bytes, central directory says ${usize}`);
+      if (crc32(data) !== crc) fail(`entry ${name}: CRC32 mismatch, the file is corrupt`);
+      return data;
+    };
+    entries.set(name, { size: usize, deflated: method === 8, read });
   }
   return entries;
+
+  function inflate(raw: Uint8Array, size: number, name: string): Uint8Array {
+    try {
+      // zlib stops (and throws) once the output would pass maxOutputLength, which must be ≥ 1.
+      return inflateRawSync(raw, { maxOutputLength: Math.max(1, size) });
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') fail(`entry ${name} inflates to more than the ${size} bytes the central directory declares: corrupt, or a deflate bomb`);
+      return fail(`entry ${name}: bad deflate data (${(err as Error).message})`);
+    }
+  }
 }
 
 /** Write a zip of stored, 64-byte-aligned entries to `path` atomically. */
@@ -104,23 +126,4 @@ export function writeZipFile(path: string, entries: { name: string; data: Uint8A
   end.setUint32(12, pos - cdOffset, true); end.setUint32(16, cdOffset, true);
   put(new Uint8Array(end.buffer));
   writeFileAtomic(path, parts);
-}
-
-/** Write `parts` one after another to a temp file in the same folder, fsync, then rename it onto `path`,
- *  so a crash leaves either the old file or the new one. */
-export function writeFileAtomic(path: string, parts: Uint8Array[]): void {
-  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const fd = openSync(tmp, 'w');
-  let open = true;
-  try {
-    for (const b of parts) for (let o = 0; o < b.length;) o += writeSync(fd, b, o);
-    fsyncSync(fd);
-    closeSync(fd);
-    open = false;
-    renameSync(tmp, path);
-  } catch (err) {
-    if (open) closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
 }

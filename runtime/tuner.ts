@@ -10,11 +10,12 @@
 // the same variants). MINIMIND_TUNE=off uses cached or hand-picked choices and times nothing;
 // MINIMIND_TUNE=force ignores the cache file and re-tunes every shape class once;
 // MINIMIND_TUNE_FILE names another cache file ('none': none).
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { cpus, homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { gpu } from './device.js';
 import { hasGpuTimer, sync, timeGpu } from './kernel.js';
+import { writeFileAtomic } from './write_file_atomic.js';
 
 export type TuneMode = 'on' | 'off' | 'force';
 
@@ -127,10 +128,7 @@ export class Tuner {
   private save(): void {
     if (!this.file) return;
     const out: CacheFile = { format: FORMAT, version: VERSION, adapter: this.fingerprint, entries: Object.fromEntries(this.entries) };
-    mkdirSync(dirname(this.file), { recursive: true });
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(out, null, 1));
-    renameSync(tmp, this.file);
+    writeFileAtomic(this.file, JSON.stringify(out, null, 1));
   }
 
   /** The variant to use for s: the tuned or cached choice, else the fallback (queued for tuning). */

@@ -1,6 +1,7 @@
 // Bad input: each kind of bad line stops opening with `file:line: reason`, or is counted and skipped with
-// skipBadLines; blank lines are neither samples nor errors; the line index and validation caches follow
-// the file when it changes.
+// skipBadLines; blank lines are neither samples nor errors; a file with no sample at all is an error naming
+// it; a Windows editor's file (UTF-8 BOM, CRLF) reads like any other, in loader workers too; the line index
+// and validation caches follow the file when it changes.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { appendFileSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
@@ -8,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeTokenizer } from '../data/bpe.js';
 import { cachePath, LineIndex } from '../data/jsonl.js';
+import { DataLoader } from '../data/loader.js';
 import { PretrainDataset } from '../data/pretrain.js';
 import { SFTDataset } from '../data/sft.js';
 import { loadTokenizer, type ChatTokenizer } from '../data/tokenizer.js';
@@ -87,6 +89,47 @@ s('pretrain: bad lines name file and line; skipBadLines skips them; labels mask 
   assert.is(cut.inputIds[0], tok.bosId);
   assert.is(cut.inputIds[15], tok.eosId, 'truncated to max_len − 2 tokens, then eos');
   assert.ok(cut.labels.every((l) => l !== -100));
+});
+
+s('a file with no sample (empty, only blank lines, every line bad and skipped) is an error naming it', async () => {
+  const cases: [string, string, string][] = [
+    ['empty', '', 'no samples: the file is empty'],
+    ['blank', '\n   \r\n\t\n', 'no samples: all 3 lines are blank'],
+    ['bom-only', '\ufeff\r\n', 'no samples: all 1 lines are blank'],
+    ['all-bad', `${SFT_BAD[0][1]}\n\n[1, 2]\n`, 'no usable sample: all 2 non-blank lines are bad and were skipped (the first, line 1: not valid JSON'],
+  ];
+  for (const [name, text, reason] of cases) {
+    const file = join(tmp, `none-${name}.jsonl`);
+    writeFileSync(file, text);
+    for (const open of [() => SFTDataset.open(file, tok, MAX, { cacheDir: tmp, skipBadLines: true }),
+      () => PretrainDataset.open(file, tok, MAX, { cacheDir: tmp, skipBadLines: true })]) {
+      const err = await open().catch((e: Error) => e);
+      assert.instance(err, Error, name);
+      assert.ok((err as Error).message.startsWith(`${file}: ${reason}`), (err as Error).message);
+    }
+  }
+});
+
+s("a Windows editor's file (UTF-8 BOM, CRLF) gives the same samples as a plain one, inline and in loader workers", async () => {
+  const conv = [good(1), good(2), '', good(3)], text = ['{"text": "hello world"}', '{"text": "question 1?"}'];
+  for (const [kind, lines] of [['sft', conv], ['pretrain', text]] as const) {
+    const plain = join(tmp, `plain-${kind}.jsonl`), win = join(tmp, `win-${kind}.jsonl`);
+    writeFileSync(plain, lines.join('\n') + '\n');
+    writeFileSync(win, '\ufeff' + lines.join('\r\n') + '\r\n');
+    const open = (f: string) => (kind === 'sft' ? SFTDataset.open(f, tok, MAX, { cacheDir: tmp }) : PretrainDataset.open(f, tok, MAX, { cacheDir: tmp }));
+    const a = await open(plain), b = await open(win);
+    assert.is(b.length, a.length, kind);
+    const batches = async (ds: typeof a, numWorkers: number) => {
+      const loader = new DataLoader(ds, { batchSize: 1, numWorkers });
+      const out = [];
+      for await (const x of loader.epoch(0)) out.push([...x.inputIds, ...x.labels]);
+      await loader.close();
+      return out;
+    };
+    const want = await batches(a, 0);
+    assert.equal(await batches(b, 0), want, `${kind}: inline`);
+    assert.equal(await batches(b, 1), want, `${kind}: loader worker`);
+  }
 });
 
 s('line index: cached, reused while unchanged, rebuilt when the file changes; validation follows', async () => {

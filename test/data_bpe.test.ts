@@ -3,9 +3,9 @@
 // make_bpe_reference.ts), the ChatML template against MiniMind2's, and the generated answers being right.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { BYTE_CHARS, SPECIAL_TOKENS, trainBpe, writeTokenizer } from '../data/bpe.js';
 import { CHATML_TEMPLATE } from '../data/chatml.js';
@@ -14,6 +14,7 @@ import { ensureDefaultData, generateDefaultData } from '../data/defaults.js';
 import { SFTDataset } from '../data/sft.js';
 import { loadTokenizer, type ChatMessage } from '../data/tokenizer.js';
 import { BPE_REF_OPTS } from './fixtures/data/make_bpe_reference.js';
+import { SHARED, TOKENIZER_DIRS, missingShared, sharedTest } from './shared.js';
 
 const s = suite('data_bpe');
 const tmp = mkdtempSync(join(tmpdir(), 'data_bpe-'));
@@ -67,25 +68,20 @@ s('default-data tokenizer: @huggingface/tokenizers ids equal the Rust tokenizer\
   }
 });
 
-const SHARED = resolve(import.meta.dirname, '../../shared/minimind');
-if (existsSync(join(SHARED, 'minimind2_tokenizer/tokenizer_config.json'))) {
-  s('ChatML template renders exactly what MiniMind2\'s renders, with and without a generation prompt', () => {
-    const ref = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures/data/reference.json'), 'utf8'));
-    const theirs = new Template(JSON.parse(readFileSync(join(SHARED, 'minimind2_tokenizer/tokenizer_config.json'), 'utf8')).chat_template);
-    const ours = new Template(CHATML_TEMPLATE);
-    for (const [k, conv] of Object.entries(ref.cases as Record<string, ChatMessage[]>)) {
-      const { messages, tools } = templateInput(conv);
-      const parsed = messages.map((m) => (typeof m.tool_calls === 'string' ? { ...m, tool_calls: JSON.parse(m.tool_calls) } : m));
-      const vars = { messages: parsed, ...(tools ? { tools } : {}) };
-      assert.is(ours.render({ ...vars, add_generation_prompt: false }), ref.tokenizers.minimind2.cases[k].rendered, k);
-      const prompt = { ...vars, messages: parsed.slice(0, -1), add_generation_prompt: true };
-      assert.is(ours.render(prompt), theirs.render(prompt), `${k} with generation prompt`);
-    }
-  });
-} else {
-  console.warn(`data_bpe: MiniMind2 template comparison skipped, no tokenizer at ${SHARED}`);
-  s.skip('ChatML template renders exactly what MiniMind2\'s renders', () => {});
-}
+const MINIMIND2_CONFIG = `${TOKENIZER_DIRS.minimind2}/tokenizer_config.json`;
+sharedTest(s, missingShared([MINIMIND2_CONFIG]), 'ChatML template renders exactly what MiniMind2\'s renders, with and without a generation prompt', () => {
+  const ref = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures/data/reference.json'), 'utf8'));
+  const theirs = new Template(JSON.parse(readFileSync(join(SHARED, MINIMIND2_CONFIG), 'utf8')).chat_template);
+  const ours = new Template(CHATML_TEMPLATE);
+  for (const [k, conv] of Object.entries(ref.cases as Record<string, ChatMessage[]>)) {
+    const { messages, tools } = templateInput(conv);
+    const parsed = messages.map((m) => (typeof m.tool_calls === 'string' ? { ...m, tool_calls: JSON.parse(m.tool_calls) } : m));
+    const vars = { messages: parsed, ...(tools ? { tools } : {}) };
+    assert.is(ours.render({ ...vars, add_generation_prompt: false }), ref.tokenizers.minimind2.cases[k].rendered, k);
+    const prompt = { ...vars, messages: parsed.slice(0, -1), add_generation_prompt: true };
+    assert.is(ours.render(prompt), theirs.render(prompt), `${k} with generation prompt`);
+  }
+});
 
 s('default data: deterministic, every line valid, and every generated answer is correct', async () => {
   const opts = { seed: 3, sftCount: 400, pretrainCount: 50, vocabSize: 700 };

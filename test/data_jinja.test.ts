@@ -4,39 +4,33 @@
 // missing content), and a small template per construct.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { CHATML_TEMPLATE } from '../data/chatml.js';
 import { compileTemplate } from '../data/jinja.js';
+import { SHARED, TOKENIZER_DIRS, missingShared, sharedTest } from './shared.js';
 
 const s = suite('data_jinja');
-const SHARED = resolve(import.meta.dirname, '../../shared/minimind');
 type Render = (v: Record<string, unknown>) => string;
 const ref = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures/data/jinja_reference.json'), 'utf8')) as {
   chatml_template: string;
   templates: Record<string, { vars: Record<string, unknown>; out: string }[]>;
   constructs: { name: string; src: string; vars: Record<string, unknown>; out: string }[];
 };
-const SOURCES: Record<string, string | undefined> = { chatml: CHATML_TEMPLATE };
-for (const [name, dir] of [['minimind2', join(SHARED, 'minimind2_tokenizer')], ['minimind3', SHARED]]) {
-  const f = join(dir, 'tokenizer_config.json');
-  SOURCES[name] = existsSync(f) ? JSON.parse(readFileSync(f, 'utf8')).chat_template : undefined;
-}
+/** Where each template of the fixture comes from: the project's own, or a tokenizer_config.json under SHARED. */
+const CONFIGS: Record<string, string> = Object.fromEntries(Object.entries(TOKENIZER_DIRS).map(([k, d]) => [k, `${d}/tokenizer_config.json`]));
+const source = (name: string): string =>
+  name === 'chatml' ? CHATML_TEMPLATE : JSON.parse(readFileSync(join(SHARED, CONFIGS[name]), 'utf8')).chat_template;
 
 s('the ChatML template is the one the fixture was rendered with', () => {
   assert.is(CHATML_TEMPLATE, ref.chatml_template, 'CHATML_TEMPLATE changed: rerun make_jinja_reference.py');
 });
 
 for (const [name, cases] of Object.entries(ref.templates)) {
-  const src = SOURCES[name];
-  if (src === undefined) {
-    console.warn(`data_jinja: ${name} template not found under ${SHARED}; skipped`);
-    s.skip(`${name}: compiled template renders what Python's jinja2 renders`, () => {});
-    continue;
-  }
-  s(`${name}: compiled template renders what Python's jinja2 renders, on ${cases.length} random conversations`, () => {
-    const compiled = compileTemplate(src);
+  const missing = name === 'chatml' ? undefined : missingShared([CONFIGS[name]]);
+  sharedTest(s, missing, `${name}: compiled template renders what Python's jinja2 renders, on ${cases.length} random conversations`, () => {
+    const compiled = compileTemplate(source(name));
     assert.type(compiled, 'function', String(compiled));
     for (const { vars, out } of cases) assert.is((compiled as Render)(vars), out, JSON.stringify(vars));
   });

@@ -1,15 +1,18 @@
 // .pth state_dicts against files written by real torch.save (test/fixtures/pth/make_pth_fixtures.py): every
 // tensor's bytes and float32 values, tied keys, strided views, byte-exact round trips through our writer,
-// refusal of malicious pickles, clear errors on truncation, the float16/bfloat16 codecs, and key checking.
+// refusal of malicious pickles, deflate bombs refused before they are inflated, clear errors on truncation, the
+// float16/bfloat16 codecs, and key checking.
 // (test/fixtures/pth/check_written.py checks, outside the tests, that torch.load opens what writePth writes.)
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { constants, crc32, deflateRawSync } from 'node:zlib';
 import { readPth, tiedPairs, writePth } from '../model/pth.js';
 import { readSafetensors } from '../model/safetensors.js';
-import { unpickle } from '../model/pickle.js';
+import { PickleWriter, unpickle } from '../model/pickle.js';
 import { checkStateDict } from '../model/weights.js';
 import { bf16FromF32Bits, f16FromF32Bits, f16ToF32Table, type WeightTensor } from '../model/dtype.js';
 
@@ -176,6 +179,74 @@ s('a truncated or corrupt file gives an error naming the file', () => {
   const p = join(dir, 'flipped.pth');
   writeFileSync(p, bad);
   assert.throws(() => readPth(p), (e: Error) => e.message.startsWith(p) && /CRC32 mismatch/.test(e.message));
+});
+
+// ---- deflate bombs and other requests for memory ----
+
+/** A pickle as torch.save writes it: {'w': float32 storage '0' of `numel` elements, viewed as size/stride}. */
+function onePickle(numel: number, size = [numel], stride = [1]): Uint8Array {
+  return new PickleWriter().global('collections', 'OrderedDict').emptyTuple().reduce().mark()
+    .str('w').global('torch._utils', '_rebuild_tensor_v2').mark()
+    .mark().str('storage').global('torch', 'FloatStorage').str('0').str('cpu').int(numel).tuple().persid()
+    .int(0).ints(size).ints(stride).bool(false).global('collections', 'OrderedDict').emptyTuple().reduce()
+    .tuple().reduce().setitems().stop();
+}
+
+/** A zip whose entries hold `raw` as given, with `method` and the uncompressed `size` declared as told. */
+function zipOf(entries: { name: string; raw: Uint8Array; method?: number; size?: number; crc?: number }[]): Buffer {
+  const parts: Buffer[] = [], central: Buffer[] = [];
+  let pos = 0;
+  for (const { name, raw, method = 0, size = raw.length, crc = crc32(raw) } of entries) {
+    const n = Buffer.from(name), local = Buffer.alloc(30), cd = Buffer.alloc(46);
+    local.writeUInt32LE(0x04034b50, 0); local.writeUInt16LE(n.length, 26);
+    cd.writeUInt32LE(0x02014b50, 0); cd.writeUInt16LE(method, 10); cd.writeUInt32LE(crc, 16);
+    cd.writeUInt32LE(raw.length, 20); cd.writeUInt32LE(size, 24); cd.writeUInt16LE(n.length, 28); cd.writeUInt32LE(pos, 42);
+    parts.push(local, n, Buffer.from(raw));
+    central.push(cd, n);
+    pos += 30 + n.length + raw.length;
+  }
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0); end.writeUInt16LE(entries.length, 8); end.writeUInt16LE(entries.length, 10);
+  end.writeUInt32LE(central.reduce((a, b) => a + b.length, 0), 12); end.writeUInt32LE(pos, 16);
+  return Buffer.concat([...parts, ...central, end]);
+}
+
+s('deflate bombs and oversized views are refused before allocating, naming the file and entry', () => {
+  // 1 MiB of zeros deflated without finishing the stream: a self-contained, byte-aligned 1 KB block, so
+  // 2048 copies and an empty final block inflate to 2 GiB.
+  const block = deflateRawSync(Buffer.alloc(1 << 20), { finishFlush: constants.Z_FULL_FLUSH });
+  const GiB2 = 2 ** 31, bomb = Buffer.concat([...Array<Buffer>(2048).fill(block), Uint8Array.of(0x03, 0x00)]);
+  const four = Float32Array.of(1, -2, 3.5, 0), fourBytes = new Uint8Array(four.buffer);
+  const pkl = (raw: Uint8Array) => ({ name: 'archive/data.pkl', raw });
+  const deflated = (name: string, raw: Uint8Array, size: number, crc = 0) => ({ name, raw, method: 8, size, crc });
+  const cases: [string, Buffer, RegExp | null][] = [
+    ['honest', zipOf([pkl(onePickle(4)), deflated('archive/data/0', deflateRawSync(fourBytes), 16, crc32(fourBytes))]), null],
+    ['declared', zipOf([pkl(onePickle(4)), deflated('archive/data/0', bomb, GiB2)]), /storage archive\/data\/0 holds 2147483648 bytes, 4 × float32 wanted/],
+    ['needed', zipOf([pkl(onePickle(2 ** 29)), deflated('archive/data/0', bomb, GiB2)]), /entry archive\/data\/0 \(deflated\) needs 2147483648 bytes, past the \d+ bytes a \d+-byte \.pth may allocate/],
+    ['lying', zipOf([pkl(onePickle(4)), deflated('archive/data/0', bomb, 16)]), /entry archive\/data\/0 inflates to more than the 16 bytes the central directory declares/],
+    ['pickle', zipOf([deflated('archive/data.pkl', bomb, GiB2), { name: 'archive/data/0', raw: fourBytes }]), /entry archive\/data\.pkl \(deflated\) needs 2147483648 bytes/],
+    ['stride 0', zipOf([pkl(onePickle(1, [2 ** 30], [0])), { name: 'archive/data/0', raw: fourBytes.subarray(0, 4) }]),
+      /copying the tensor view \[1073741824\] stride \[0\] at 0 of storage data\/0 needs 4294967296 bytes/],
+  ];
+  const files = cases.map(([name, bytes]) => {
+    const p = join(dir, `bomb-${name.replace(' ', '_')}.pth`);
+    writeFileSync(p, bytes);
+    return p;
+  });
+  assert.equal([...readPth(files[0]).get('w')!.data], [...four], 'the zip writer here makes readable files');
+  // In a fresh process, so that its peak memory says whether 2 GiB was ever allocated.
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fixtures', 'read_pth.ts'), ...files], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { files: { file: string; error: string | null; ms: number }[]; peakRssMiB: number };
+  for (const [i, [name, , want]] of cases.entries()) {
+    const { file, error, ms } = out.files[i];
+    if (want === null) assert.is(error, null, name);
+    else {
+      assert.ok(error?.startsWith(file) && want.test(error), `${name}: ${error}`);
+      assert.ok(ms < 1000, `${name}: refused after ${ms.toFixed(0)} ms`);
+    }
+  }
+  assert.ok(out.peakRssMiB < 1024, `peak RSS ${out.peakRssMiB.toFixed(0)} MiB: something inflated`);
 });
 
 // ---- float16 / bfloat16 codecs against torch's casts (fp16_cases.safetensors) ----

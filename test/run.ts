@@ -1,8 +1,10 @@
-// Test entry point (`npm test`): runs every test/**/*.test.ts with uvu in one process (one GPU
-// device for all), then prints `N passed, N failed, N skipped` and destroys the device so Node exits.
-// `npm test -- NAME` runs only files whose path contains NAME.
+// Test entry point (`npm test`): runs every test/**/*.test.ts (test/fixtures left out) with uvu in one process
+// (one GPU device for all), prints `N passed, N failed, N skipped`, destroys the device so Node exits, and exits 1
+// if anything failed: a test, a suite whose hook threw, or a test file that failed to import.
+// `npm test -- NAME` runs only files whose path from the repository root contains NAME (`pth`, `test/pth`); `--dir DIR` runs DIR's test files
+// instead of test/'s (test/runner.test.ts runs this runner on test/fixtures/runner that way).
 import { readdirSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { closeGpu } from '../runtime/device.js';
 
@@ -11,42 +13,77 @@ import { closeGpu } from '../runtime/device.js';
 process.env.MINIMIND_TUNE ??= 'off';
 process.env.MINIMIND_TUNE_FILE ??= 'none';
 
-const root = join(import.meta.dirname, '..', 'test');
-const filter = process.argv[2] ?? '';
+const argv = process.argv.slice(2);
+const at = argv.indexOf('--dir');
+const root = at >= 0 ? resolve(argv[at + 1] ?? '') : import.meta.dirname;
+const filter = argv.filter((_, i) => at < 0 || (i !== at && i !== at + 1))[0] ?? '';
 
 function walk(dir: string): string[] {
   return readdirSync(dir).flatMap((f) => {
     const p = join(dir, f);
-    return statSync(p).isDirectory() ? walk(p) : p.endsWith('.test.ts') ? [p] : [];
+    if (statSync(p).isDirectory()) return f === 'fixtures' ? [] : walk(p);
+    return p.endsWith('.test.ts') ? [p] : [];
   });
 }
 
-const files = walk(root).filter((f) => f.includes(filter)).sort();
-(globalThis as { UVU_DEFER?: number }).UVU_DEFER = 1;
-const uvu = await import('uvu');
-const g = globalThis as unknown as { UVU_QUEUE: unknown[][]; UVU_INDEX: number };
-for (const [i, f] of files.entries()) {
-  g.UVU_INDEX = i;
-  g.UVU_QUEUE.push([relative(root, f)]);
-  await import(pathToFileURL(f).href);
+/** What uvu's runner of one suite returns: its errors (true: none), tests passed, skipped, and run. */
+type SuiteResult = [errors: string | true, passed: number, skipped: number, total: number];
+type SuiteRun = () => Promise<SuiteResult>;
+
+const counts = { passed: 0, failed: 0, skipped: 0 };
+const describe = (e: unknown) => (e instanceof Error ? e.stack ?? e.message : String(e));
+
+/** uvu's result of a suite, counted. uvu 0.5 drops the error of a `before` hook that throws (or an
+ *  `after.each` after a failed test): the suite reports no error with fewer tests passed than it has, and
+ *  uvu would exit 0. It rethrows one from an `after` hook, which would end the whole run. */
+function counted(run: SuiteRun): SuiteRun {
+  return async () => {
+    let r: SuiteResult;
+    try {
+      r = await run();
+    } catch (e) {
+      counts.failed++;
+      return [`  FAIL: the suite's after hook threw: ${describe(e)}\n`, 0, 0, 0];
+    }
+    const [errors, passed, skipped, total] = r;
+    counts.passed += passed;
+    counts.skipped += skipped;
+    counts.failed += total - passed;
+    if (errors === true && passed < total) {
+      return [`  FAIL: ${total - passed} of ${total} tests did not run: a before or after.each hook threw `
+        + '(uvu does not report its error)\n', passed, skipped, total];
+    }
+    return r;
+  };
 }
 
-// uvu prints its own totals; capture them to print the one-line summary CI reads.
-let out = '';
-const write = process.stdout.write.bind(process.stdout);
-process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-  out += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-  return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
-}) as typeof process.stdout.write;
+const repo = join(import.meta.dirname, '..');
+const files = walk(root).filter((f) => relative(repo, f).includes(filter)).sort();
+(globalThis as { UVU_DEFER?: number }).UVU_DEFER = 1;
+const uvu = await import('uvu');
+const g = globalThis as unknown as { UVU_QUEUE: (string | SuiteRun)[][]; UVU_INDEX: number };
+for (const [i, f] of files.entries()) {
+  g.UVU_INDEX = i;
+  const group: (string | SuiteRun)[] = [relative(root, f)];
+  g.UVU_QUEUE.push(group);
+  let failed: unknown;
+  try {
+    await import(pathToFileURL(f).href);
+  } catch (e) {
+    failed = e;
+  }
+  for (let k = 1; k < group.length; k++) group[k] = counted(group[k] as SuiteRun);
+  if (failed !== undefined) {
+    counts.failed++;
+    group.push(async () => [`  FAIL: the file failed to import: ${describe(failed)}\n`, 0, 0, 0]);
+  }
+}
+
 // Keep the event loop alive for the whole run: a test awaiting only unref'd handles (e.g. the data
 // loader's idle workers) must not let Node exit mid-suite.
 const keepAlive = setInterval(() => {}, 1 << 30);
 await uvu.exec();
 clearInterval(keepAlive);
-process.stdout.write = write;
 closeGpu();
-// eslint-disable-next-line no-control-regex
-const plain = out.replace(/\x1b\[[0-9;]*m/g, '');
-const num = (label: string) => Number(plain.match(new RegExp(`${label}:\\s+(\\d+)`))?.[1] ?? 0);
-const total = num('Total'), passed = num('Passed'), skipped = num('Skipped');
-console.log(`${passed} passed, ${total - passed} failed, ${skipped} skipped`); // uvu's Total leaves the skipped out
+console.log(`${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
+process.exitCode = counts.failed > 0 ? 1 : 0;

@@ -5,8 +5,15 @@ import { initGpu } from '../runtime/device.js';
 import { readSafetensors } from '../model/safetensors.js';
 import '../kernels/index.js';
 
+/** Acquire the device: a suite's before hook. uvu drops the error of a before hook that throws (test/run.ts
+ *  counts the suite's tests as failed, without knowing why), so it is printed here. */
 export async function setupGpu(): Promise<void> {
-  await initGpu({ quiet: true });
+  try {
+    await initGpu({ quiet: true });
+  } catch (e) {
+    console.error(`setupGpu: no GPU device for this suite: ${(e as Error).message}`);
+    throw e;
+  }
 }
 
 export { mulberry32 as rng } from '../runtime/random.js';

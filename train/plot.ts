@@ -1,5 +1,6 @@
 // A loss-curve picture (SVG) from the JSON-lines log, written next to the weights.
-import { readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../runtime/write_file_atomic.js';
 
 export function plotLoss(logFile: string, svgPath: string, title: string): void {
   const rows = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { loss: number; elapsed_s: number });
@@ -20,6 +21,5 @@ export function plotLoss(logFile: string, svgPath: string, title: string): void 
 <text x="${W / 2}" y="${H - 12}" text-anchor="middle">logged step (${ys.length} points, ${rows.at(-1)!.elapsed_s.toFixed(0)} s)</text>
 <path d="${path}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>
 </svg>\n`;
-  writeFileSync(svgPath + '.tmp', svg);
-  renameSync(svgPath + '.tmp', svgPath);
+  writeFileAtomic(svgPath, svg);
 }

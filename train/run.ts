@@ -180,7 +180,7 @@ function samplePrompts(path: string, n: number): { role: string; content: string
   const got = readSync(fd, head, 0, head.length, 0);
   closeSync(fd);
   const out = [];
-  for (const line of head.subarray(0, got).toString('utf8').split('\n').slice(0, -1)) {
+  for (const line of head.subarray(0, got).toString('utf8').replace(/^\uFEFF/, '').split('\n').slice(0, -1)) {
     if (out.length === n) break;
     try {
       const conv = (JSON.parse(line) as { conversations?: { role: string; content: string }[] }).conversations;
