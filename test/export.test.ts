@@ -138,7 +138,9 @@ s('an existing non-empty output folder is left as it was; an empty one is filled
 
 s('the command line: a config.json gives the model, errors exit 1 with the message', () => {
   const cfgFile = join(dir, 'model_dense.config.json');
-  writeFileSync(cfgFile, JSON.stringify(configOf('model_dense')));
+  // MiniMind2's config.json keys only (head_dim, qk_norm and aux_form are this project's derived fields).
+  const { head_dim: _h, qk_norm: _q, aux_form: _a, ...minimind2Keys } = configOf('model_dense');
+  writeFileSync(cfgFile, JSON.stringify(minimind2Keys));
   const cli = (args: string[]) => spawnSync('npx', ['tsx', 'model/export.ts', ...args], { cwd: root, encoding: 'utf8', timeout: 120_000 });
   const ok = cli([join(REF, 'model_dense.pth'), join(dir, 'cli'), '--tokenizer_path', tok, '--config', cfgFile]);
   assert.is(ok.status, 0, ok.stderr);

@@ -49,7 +49,8 @@ s('a missing or empty data file or a missing resume checkpoint is a clear error,
   assert.match(data.stderr, /--data_path .*nope\.jsonl: no such file/);
   const file = join(dir, 'empty.jsonl');
   writeFileSync(file, '\r\n\r\n'); // only blank lines: once 0 steps, "final loss NaN" and exit 0
-  const empty = sft(['--data_path', file, '--samples', '0', '--save_dir', dir, '--checkpoint_dir', dir]);
+  writeTokenizer(join(dir, 'tok'), ['what is plus the answer'], { vocabSize: 300 });
+  const empty = sft(['--data_path', file, '--tokenizer_path', join(dir, 'tok'), '--samples', '0', '--save_dir', dir, '--checkpoint_dir', dir]);
   assert.is(empty.status, 1, empty.stdout + empty.stderr);
   assert.match(empty.stderr, `error: ${file}: no samples: all 2 lines are blank`);
   assert.not.match(empty.stdout, 'final loss');

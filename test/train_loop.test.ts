@@ -11,6 +11,7 @@ import { spawn } from 'node:child_process';
 import { MiniMind } from '../model/minimind.js';
 import { MiniMindConfig, minimind2 } from '../model/config.js';
 import { readSafetensors } from '../model/safetensors.js';
+import { readMiniMindResume } from '../model/resume_pth.js';
 import { readPth } from '../model/pth.js';
 import { f16FromF32Bits } from '../model/dtype.js';
 import { parseArgs } from '../train/args.js';
@@ -127,8 +128,8 @@ s('every epoch ends with a save, as MiniMind saves at step == iters (save_interv
   // At the first step of each later epoch (before anything else is saved), the files hold the last epoch's end.
   await run('acc2', dir, { save_interval: 1000 }, false, (l) => {
     if (l.step !== 1 || l.epoch === 1) return;
-    const meta = JSON.parse(readSafetensors(join(dir, 'resume.safetensors')).metadata!.resume);
-    seen.push(`epoch ${l.epoch}: saved epoch ${meta.epoch + 1} step ${meta.step}, weights ${existsSync(join(dir, 'w.pth'))}`);
+    const saved = readMiniMindResume(join(dir, 'resume.pth'));
+    seen.push(`epoch ${l.epoch}: saved epoch ${saved.epoch + 1} step ${saved.step}, weights ${existsSync(join(dir, 'w.pth'))}`);
   });
   assert.equal(seen, [2, 3].map((e) => `epoch ${e}: saved epoch ${e - 1} step ${iters}, weights true`));
 });

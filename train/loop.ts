@@ -173,6 +173,11 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
         const stopping = stopEarly || (interrupt && pendingMicro === 0);
         // The last step of a run is always logged (the loss curve and log end where training did).
         const logged = step % args.log_interval === 0 || step === iters || stopping;
+        const line = progress.step(epoch * iters + step, b.batch, b.seqLen, objectiveValue, tty, logged);
+        if (line !== undefined) {
+          if (tty) process.stdout.write(`\r\x1b[K${line}`);
+          else print(line);
+        }
         if (logged) {
           logs.push(log);
           const spent = (performance.now() - epochStart) / 60000;
@@ -183,11 +188,6 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
           print(`Epoch:[${epoch + 1}/${args.epochs}](${step}/${iters}), loss: ${objectiveValue.toFixed(4)}, logits_loss: ${ce.toFixed(4)}, `
             + `aux_loss: ${(aux ? ax : 0).toFixed(4)}, lr: ${lr.toFixed(8)}, epoch_time: ${eta.toFixed(1)}min`);
           if (args.log_file) appendFileSync(args.log_file, JSON.stringify(log) + '\n');
-        }
-        const line = progress.step(epoch * iters + step, b.batch, b.seqLen, objectiveValue, tty, logged);
-        if (line !== undefined) {
-          if (tty) process.stdout.write(`\r\x1b[K${line}`);
-          else print(line);
         }
         if (step % args.save_interval === 0) saveDue = true;
         // Saved only between optimizer steps, so a resume never needs half-accumulated gradients; and at

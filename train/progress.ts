@@ -17,8 +17,8 @@ export class Progress {
   constructor(private cfg: MiniMindConfig, private peakGflops: number | undefined, private start: number,
     private end: number, private everyMs = 30_000, private now = () => performance.now()) {}
 
-  /** After micro-step `t` (1-based) of a B×T batch: the line to show, or undefined when it is not due
- *  or when the step printed its log line (`logged`: the next line off a terminal is due 30 s after it). */
+  /** After micro-step `t` (1-based) of a B×T batch: the line to show, or undefined when it is not due.
+   *  On a terminal it is due every step but one that prints its log line (`logged`), off one every `everyMs`. */
   step(t: number, B: number, T: number, loss: number, tty: boolean, logged = false): string | undefined {
     const now = this.now();
     if (Number.isNaN(this.t0)) {
@@ -28,8 +28,7 @@ export class Progress {
     }
     this.tokens += B * T;
     this.flops += stepFlops(this.cfg, B, T);
-    if (logged) { this.printed = now; return undefined; }
-    if (!tty && now - this.printed < this.everyMs) return undefined;
+    if (tty ? logged : now - this.printed < this.everyMs) return undefined;
     this.printed = now;
     const s = (now - this.t0) / 1000;
     const eta = ((this.end - t) * s) / (t - this.first);
