@@ -27,6 +27,21 @@ s('the built-in run, shortened to 55 steps, finishes and its loss falls well bel
   assert.match(r.stdout, /\(55\/1000\).*epoch_time: 0\.0min/, 'the time left counts to --max_steps, not the epoch end');
 });
 
+s('built-in pretrain, then SFT from its weights (--from_weight pretrain): sample answers before, the held-out quiz after', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pre-'));
+  const short = ['--max_steps', '3', '--save_dir', dir, '--checkpoint_dir', dir];
+  const pre = spawnSync('npx', ['tsx', 'train/pretrain.ts', ...short], { cwd: root, encoding: 'utf8', timeout: 300_000 });
+  assert.is(pre.status, 0, pre.stderr + pre.stdout);
+  assert.ok(existsSync(join(dir, 'pretrain_128.pth')), pre.stdout);
+  const r = sft([...short, '--from_weight', 'pretrain', '--samples', '2']);
+  assert.is(r.status, 0, r.stderr + r.stdout);
+  assert.ok(r.stdout.includes(`[train] loaded ${join(dir, 'pretrain_128.pth')}\n`), 'every key loaded, none missing or ignored');
+  assert.match(r.stdout, /sample answers before training:\n  Q: [^\n]+\n  A: [^\n]*\n  Q: [^\n]+\n  A: [^\n]*\n(?!  Q)/);
+  assert.match(r.stdout, /held-out questions after training \(5 per task family, none in the training data\):/);
+  assert.is((r.stdout.match(/^  (right|wrong)  Q: /gm) ?? []).length, 20);
+  assert.match(r.stdout, /\[train\] \d+ of 20 correct \(counting \d\/5, conversion \d\/5, words \d\/5, capital \d\/5\)/);
+});
+
 s('non-finite losses skip the step and stop the run after --max_bad_steps, with the last good state saved', () => {
   const dir = mkdtempSync(join(tmpdir(), 'nan-'));
   const r = sft(['--learning_rate', '1e38', '--max_bad_steps', '2', '--max_steps', '50', '--samples', '0', '--save_dir', dir, '--checkpoint_dir', dir]);
