@@ -2,7 +2,8 @@
 // transformers, llama.cpp's convert_hf_to_gguf.py and vLLM load (transformers.js after its ONNX conversion): config.json,
 // generation_config.json, model.safetensors (float16, the tied lm_head.weight left out), tokenizer.json and
 // tokenizer_config.json. MiniMind2 dense → LlamaForCausalLM; minimind-3 → Qwen3ForCausalLM, or
-// Qwen3MoeForCausalLM with the per-expert keys of transformers 4.x (the key names are MiniMind's own).
+// Qwen3MoeForCausalLM with the per-expert keys of transformers 4.x (the key names are MiniMind's own; transformers 5
+// fuses them on load). test/fixtures/export/check_transformers.py loads all three in transformers.
 // MiniMind2 MoE has no transformers architecture (shared experts, its own aux loss): refused, as MiniMind's
 // script sends it to its own remote-code classes instead.
 // The folder is built next to the output under a temp name and renamed into place at the end, so a failed

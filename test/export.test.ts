@@ -1,7 +1,8 @@
 // Export to a Hugging Face folder (model/export.ts, spec §16): config.json as transformers writes it for Llama
 // (MiniMind2), Qwen3 and Qwen3-MoE (minimind-3); float16 model.safetensors without the tied lm_head, read back by
 // our own loaders into a model whose weights are the source's rounded to float16; clear errors that change
-// nothing on disk. (test/fixtures/export/check_export.py loads an export into the PyTorch model, outside the tests.)
+// nothing on disk. (Outside the tests, test/fixtures/export/check_export.py loads an export into the PyTorch model, and
+// check_transformers.py next to it into transformers.)
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
