@@ -16,7 +16,8 @@
  *    bits (a carry reaches inf from the largest finite values); NaN is made quiet (bit 6).
  *  - packF16(a, b) / packBf16(a, b): two f32 → one u32, a in the low half.
  *  - unpackF16(w) / unpackBf16(w): one u32 → vec2<f32> (x from the low half), exact. unpackF16 is
- *    unpack2x16float, exact on lavapipe for all 65536 patterns (test/packed16.test.ts). */
+ *    unpack2x16float: on lavapipe exact for all 65536 patterns, subnormals and infinities included,
+ *    except that a signalling NaN comes back quiet, as an IEEE conversion makes it (test/packed16.test.ts). */
 export const PACKED16_WGSL = `
 fn f16FromF32Bits(u: u32) -> u32 {
   let a = u & 0x7fffffffu;
