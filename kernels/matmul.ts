@@ -21,7 +21,7 @@ export type MatmulPrecision = 'f32' | 'f16';
 
 const WG = 64;
 const PARAMS = [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['am', 'u32'], ['ak', 'u32'], ['bk', 'u32'], ['bn', 'u32'], ['beta', 'f32'],
-  ['infBits', 'u32'], ['group', 'u32']] as const;
+  ['group', 'u32']] as const;
 const VEC_BUFFERS = [['a', 'read', 'vec4<f32>'], ['b', 'read', 'vec4<f32>'], ['c', 'rw', 'f32']] as const;
 
 /** h: float16 rounding of operands and results (matmul_precision.ts). */
@@ -115,7 +115,7 @@ function split(g: Gemm, off: [number, number, number], words: number, v: MatmulV
 }
 
 function launchGemm(g: Gemm, off: [number, number, number], words: number, v: MatmulVariant, h: boolean): void {
-  const params = { M: g.M, N: g.N, K: g.K, am: g.am, ak: g.ak, bk: g.bk, bn: g.bn, beta: g.beta, infBits: 0x7f800000, group: 1 };
+  const params = { M: g.M, N: g.N, K: g.K, am: g.am, ak: g.ak, bk: g.bk, bn: g.bn, beta: g.beta, group: 1 };
   // Bind from the offset to the buffer's end (or the limit): writes past C stay visible to tests.
   const buffers = [g.a, g.b, g.c].map((t, i) => ({ buffer: t.buffer, offset: t.offset + off[i] * 4, size: Math.min(t.end() - t.offset - off[i] * 4, words * 4) }));
   if (v.kind === 'naive') {

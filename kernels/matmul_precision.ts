@@ -1,25 +1,16 @@
 // float16 rounding for --dtype float16 (torch.autocast's matmul): the WGSL hv/hs every matmul kernel
 // passes its operands and results through, and its float64 twin for references.
+import { PACKED16_WGSL } from '../runtime/packed16_wgsl.js';
 
 /** hv/hs: what an operand or result passes through. float32: nothing. float16 (torch.autocast's
  *  matmul: float16 operands and result, float32 accumulation): rounded to the nearest float16, ties
- *  to even, with integer operations on the bits (Mesa's pack2x16float on lavapipe gave wrong
- *  roundings once lanes held different values): normal range, drop 13 mantissa bits; subnormal
- *  range (< 2^-14), round to a multiple of 2^-24; ≥ 65520 (which rounds past 65504) ±inf, so the
- *  loss scaler sees the overflow; inf and NaN pass. The infinity comes from a uniform (p.infBits):
- *  WGSL forbids an infinite constant. */
+ *  to even: packed as float16 storage is (integer operations on the bits, runtime/packed16_wgsl.ts), unpacked;
+ *  ≥ 65520 (which rounds past 65504) gives ±inf, so the loss scaler sees the overflow; inf and NaN pass. */
 export function precisionFns(h: boolean): string {
   if (!h) return 'fn hv(x: vec4<f32>) -> vec4<f32> { return x; }\nfn hs(x: f32) -> f32 { return x; }\n';
-  return `fn hv(x: vec4<f32>) -> vec4<f32> {
-  let u = bitcast<vec4<u32>>(x);
-  let normal = bitcast<vec4<f32>>((u + vec4<u32>(0xfffu) + ((u >> vec4<u32>(13u)) & vec4<u32>(1u))) & vec4<u32>(0xffffe000u));
-  let sub = round(x * 16777216.0) * 5.9604644775390625e-8;
-  let r = select(normal, sub, abs(x) < vec4<f32>(6.103515625e-5));
-  let big = select(r, sign(x) * bitcast<f32>(p.infBits), abs(x) >= vec4<f32>(65520.0));
-  return select(big, x, (u & vec4<u32>(0x7f800000u)) == vec4<u32>(0x7f800000u));
-}
-fn hs(x: f32) -> f32 { return hv(vec4<f32>(x)).x; }
-`;
+  return `fn hv(x: vec4<f32>) -> vec4<f32> { return vec4<f32>(unpackF16(packF16(x.x, x.y)), unpackF16(packF16(x.z, x.w))); }
+fn hs(x: f32) -> f32 { return unpackF16(packF16(x, 0.0)).x; }
+${PACKED16_WGSL}`;
 }
 
 /** x rounded to the nearest float16 (ties to even), as a number; ±inf past float16's range. */

@@ -37,6 +37,7 @@ export function tensorList(tensors: TensorsIn, where: string): (TensorIn & { nam
 }
 
 // ---- float16 / bfloat16 <-> float32, bit-exact ----
+// The WGSL twins of the two conversions, with the same names and results, are in runtime/packed16_wgsl.ts.
 
 /** float32 bits → float16 bits, round to nearest even; overflow → ±inf; NaN stays NaN (payload kept). */
 export function f16FromF32Bits(u: number): number {
