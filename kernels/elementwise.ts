@@ -106,9 +106,3 @@ export const reference = {
   silu: (a: Float64Array) => a.map((x) => x * sig(x)),
   siluBackward: (a: Float64Array, g: Float64Array) => a.map((x, i) => g[i] * sig(x) * (1 + x * (1 - sig(x)))),
 };
-
-/** Bench metadata: bytes moved per call for n elements. */
-export const bench = {
-  add: (n: number) => ({ bytes: 12 * n, flops: n }),
-  silu: (n: number) => ({ bytes: 8 * n, flops: 4 * n }),
-};
