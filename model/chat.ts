@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { initGpu, closeGpu } from '../runtime/device.js';
 import '../kernels/index.js';
 import { generate } from './generate.js';
+import { TextStream } from './text_stream.js';
 import { flagHelp, parseFlags, type FlagTable } from './cli_flags.js';
 import { loadModel, MODEL_FLAGS } from './load_model.js';
 import type { ChatMessage } from '../data/tokenizer.js';
@@ -50,22 +51,19 @@ export async function main(argv: string[]): Promise<void> {
       const room = model.cfg.max_position_embeddings - ids.length;
       if (room < 1) throw new Error(`the prompt is ${ids.length} tokens, at the model's max_position_embeddings ${model.cfg.max_position_embeddings}`);
       process.stdout.write('🧠: ');
-      const out: number[] = [];
-      let printed = '';
+      const out = new TextStream(tok);
       const t0 = performance.now();
       for await (const id of generate(model, ids, {
         maxNewTokens: Math.min(o.max_new_tokens, room), temperature: o.temperature, topP: o.top_p, topK: o.top_k,
         repetitionPenalty: o.repetition_penalty, seed: o.seed + turn++, eosId: tok.eosId,
       })) {
         if (id === tok.eosId) break;
-        out.push(id);
-        const s = tok.decode(out);
-        if (!s.endsWith('\uFFFD')) { process.stdout.write(s.slice(printed.length)); printed = s; } // a split UTF-8 character waits
+        process.stdout.write(out.push(id));
       }
-      const seconds = (performance.now() - t0) / 1000, answer = tok.decode(out);
-      process.stdout.write(answer.slice(printed.length));
+      const seconds = (performance.now() - t0) / 1000, { rest, text: answer } = out.finish(), n = out.ids.length;
+      process.stdout.write(rest);
       conversation.push({ role: 'assistant', content: answer });
-      console.log(o.show_speed ? `\n[Speed]: ${(out.length / seconds).toFixed(2)} tokens/s (${out.length} new tokens, prompt ${ids.length} tokens)\n` : '\n');
+      console.log(o.show_speed ? `\n[Speed]: ${(n / seconds).toFixed(2)} tokens/s (${n} new tokens, prompt ${ids.length} tokens)\n` : '\n');
     };
     if (o.prompt) { await ask(o.prompt); return; }
     const tty = process.stdin.isTTY;
