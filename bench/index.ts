@@ -1,7 +1,7 @@
 // `npm run bench [-- --quick] [-- --filter NAME]`: the adapter's roofline, every kernel at
 // MiniMind2-small training shapes (batch 16, seq 340, hidden 512, vocab 6400), whole training
-// steps, and TensorFlow.js's WebGPU backend on the same adapter as the peer. Prints a table and
-// writes it as JSON to bench/results/<adapter>.json; a --filter run merges its rows into that file
+// steps, decode tokens/s and time to first token (bench/decode.ts), and TensorFlow.js's WebGPU
+// backend on the same adapter as the peer. Prints a table and writes it as JSON to bench/results/<adapter>.json; a --filter run merges its rows into that file
 // (rows of the same name and shape replaced, the others kept).
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { Options, Row, clock, chooseClock, formatTable, mergeRows, probeRate, ro
 import { measureRoofline } from './roofline.js';
 import { benchKernels } from './kernels.js';
 import { benchStep } from './step.js';
+import { benchDecode } from './decode.js';
 
 const argv = process.argv.slice(2);
 const o: Options = { quick: argv.includes('--quick') };
@@ -50,6 +51,8 @@ for (const [name, B, T] of [['tiny', 4, 128], ['minimind2-small', 16, 340]] as c
   const fmaGflops = [before, await probeRate(probes.compute, 5), roof.fmaGflops].sort((a, b) => a - b)[1]; // as bench/kernels.ts
   rows.push({ ...r, roofline: fmaGflops, pctRoofline: (100 * r.gflops!) / fmaGflops });
 }
+
+rows.push(...(await benchDecode(o, want)));
 
 for (const r of rows.filter((x) => x.samples < 5)) {
   const why = o.quick ? '--quick' : 'a call takes seconds';

@@ -20,6 +20,8 @@ import { loadWeights, checkStateDict } from './weights.js';
 import { writeSafetensors } from './safetensors.js';
 import { minimind2, parameterShapes, preset, validate, type MiniMindConfig } from './config.js';
 import { readConfig } from './config_json.js';
+import { configPathFor, findConfigFor } from './config_file.js';
+import { inferConfig } from './infer_config.js';
 
 export type Architecture = 'LlamaForCausalLM' | 'Qwen3ForCausalLM' | 'Qwen3MoeForCausalLM';
 
@@ -123,8 +125,19 @@ const USAGE = `npx tsx model/export.ts WEIGHTS OUT_DIR --tokenizer_path DIR [--c
 Writes a Hugging Face folder (config.json, generation_config.json, model.safetensors in float16, tokenizer files)
 in the layout of MiniMind's scripts/convert_model.py: MiniMind2 dense as LlamaForCausalLM, minimind-3 as
 Qwen3ForCausalLM / Qwen3MoeForCausalLM. WEIGHTS is a .pth or .safetensors state_dict (e.g. out/full_sft_512.pth);
-the model's shape comes from --config, else --preset, else the MiniMind2 flags (defaults 512, 8, 0), as in training.
+the model's shape comes from --config, else --preset, else the MiniMind2 flags as in training, else (none given) the
+config.json the trainer wrote beside WEIGHTS (NAME.config.json), else the shapes of the file's tensors.
 OUT_DIR must not exist or be empty.`;
+
+/** No shape given: the config.json the trainer wrote beside the weights, else the shape their tensors show. */
+function fileConfig(weights: string): MiniMindConfig {
+  const path = findConfigFor(weights);
+  if (path) return readConfig(path);
+  if (!existsSync(weights)) throw new Error(`${weights}: no such weights file`);
+  const { config, assumed } = inferConfig(loadWeights(weights), weights);
+  console.log(`[export] no ${configPathFor(weights)}: shape read from the tensors${assumed.length ? `; assumed ${assumed.join(', ')}` : ''}`);
+  return config;
+}
 
 function main(argv: string[]): void {
   const { values: v, positionals } = parseArgs({
@@ -148,8 +161,9 @@ function main(argv: string[]): void {
   if (l !== undefined) over.num_hidden_layers = l;
   if (moe !== undefined) over.use_moe = moe === 1;
   if (v.config && Object.keys(over).length) throw new Error(`--config ${v.config} sets the model: leave out --hidden_size, --num_hidden_layers and --use_moe`);
-  const config = v.config ? readConfig(v.config) : v.preset ? preset(v.preset, over) : validate(minimind2(over), 'flags');
   const [weights, out] = positionals;
+  const config = v.config ? readConfig(v.config) : v.preset ? preset(v.preset, over)
+    : Object.keys(over).length ? validate(minimind2(over), 'flags') : fileConfig(weights);
   const { arch, files } = exportHF({ weights, out, config, tokenizerDir: v.tokenizer_path });
   console.log(`[export] ${arch}: ${weights} → ${resolve(out)}: ${files.join(', ')}`);
 }

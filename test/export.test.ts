@@ -146,7 +146,7 @@ s('the command line: a config.json gives the model, errors exit 1 with the messa
   const ok = cli([join(REF, 'model_dense.pth'), join(dir, 'cli'), '--tokenizer_path', tok, '--config', cfgFile]);
   assert.is(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, /LlamaForCausalLM: .*model_dense\.pth → .*cli: config\.json, generation_config\.json, model\.safetensors/);
-  const bad = cli([join(REF, 'model_dense.pth'), join(dir, 'cli2'), '--tokenizer_path', tok]); // MiniMind2 defaults: 512 hidden
+  const bad = cli([join(REF, 'model_dense.pth'), join(dir, 'cli2'), '--tokenizer_path', tok, '--hidden_size', '512']); // MiniMind2 at 512
   assert.is(bad.status, 1);
   assert.match(bad.stderr, /^export: .*model_dense\.pth: missing keys: .*mis-shaped: model\.embed_tokens\.weight \[512,64\] in file, \[6400,512\] in model/);
 });

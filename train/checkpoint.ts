@@ -6,6 +6,7 @@
 // Both files are written to a temp file and renamed, so a kill at any moment leaves the previous file intact.
 import { existsSync } from 'node:fs';
 import { writePth } from '../model/pth.js';
+import { writeConfigFor } from '../model/config_file.js';
 import { optimizerOrder, readMiniMindResume, writeMiniMindResume, type MiniMindResume } from '../model/resume_pth.js';
 import { checkStateDict } from '../model/weights.js';
 import { parameterShapes } from '../model/config.js';
@@ -15,8 +16,11 @@ import type { AdamW } from '../kernels/adamw.js';
 import type { MiniMindConfig } from '../model/config.js';
 import type { GradScaler, ScalerState } from './grad_scaler.js';
 
+/** The float16 weights and, beside them, their config.json (model/config_file.ts), written first so that no
+ *  weight file is ever without its config. */
 export async function saveWeights(model: MiniMind, path: string): Promise<void> {
   const tensors = await model.exportWeights();
+  writeConfigFor(path, model.cfg);
   writePth(path, tensors, { dtype: 'float16', tied: [['model.embed_tokens.weight', 'lm_head.weight']] });
 }
 
