@@ -1,5 +1,6 @@
-// A small table-driven flag parser for the inference commands (model/chat.ts, model/serve.ts): argparse's
-// `--name value` / `--name=value`, `store_true` switches, typed numbers, and --help listing every flag.
+// The table-driven flag parser of every command (train/args.ts, model/chat.ts, model/serve.ts): argparse's
+// `--name value` / `--name=value`, `store_true` switches (`--name=0|1|false|true` too), typed numbers, and
+// --help listing every flag.
 export type FlagKind = 'string' | 'number' | 'switch';
 export interface FlagSpec { kind: FlagKind; def: string | number | boolean; help: string }
 export type FlagTable = Record<string, FlagSpec>;
@@ -22,8 +23,8 @@ export function parseFlags<T extends FlagTable>(table: T, argv: string[]): Parse
     const [, name, inline] = m, f = table[name];
     given.add(name);
     if (f.kind === 'switch') {
-      if (inline !== undefined) throw new Error(`--${name} takes no value (it is a switch)`);
-      values[name] = true;
+      if (inline !== undefined && !['0', '1', 'false', 'true'].includes(inline)) throw new Error(`--${name} is a switch: no value, or 0/1/false/true`);
+      values[name] = inline === undefined || inline === '1' || inline === 'true';
       continue;
     }
     const v = inline ?? argv[++i];

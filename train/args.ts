@@ -1,5 +1,6 @@
 // Command-line flags: MiniMind's SFT/pretrain flags with the same names and defaults (spec §8),
-// plus this project's own. One table drives parsing, validation and --help.
+// plus this project's own. One table drives parsing (model/cli_flags.ts), validation and --help.
+import { parseFlags, flagHelp, type FlagSpec, type FlagTable } from '../model/cli_flags.js';
 export interface TrainArgs {
   save_dir: string; save_weight: string; epochs: number; batch_size: number; learning_rate: number;
   device: string; dtype: string; num_workers: number; accumulation_steps: number; grad_clip: number;
@@ -11,11 +12,9 @@ export interface TrainArgs {
   augment: number;
 }
 
-type Kind = 'string' | 'number' | 'flag';
-interface Flag { kind: Kind; def: string | number | boolean; help: string }
 
 /** Defaults of MiniMind's train_full_sft.py; `pretrain` overrides a few (see PRETRAIN_DEFAULTS). */
-export const FLAGS: Record<keyof TrainArgs, Flag> = {
+export const FLAGS: Record<keyof TrainArgs, FlagSpec> = {
   save_dir: { kind: 'string', def: '../out', help: 'where weights are saved' },
   save_weight: { kind: 'string', def: 'full_sft', help: 'weight file prefix: {save_dir}/{save_weight}_{hidden}[_moe].pth' },
   epochs: { kind: 'number', def: 2, help: 'epochs' },
@@ -35,7 +34,7 @@ export const FLAGS: Record<keyof TrainArgs, Flag> = {
   data_path: { kind: 'string', def: '../dataset/sft_512.jsonl', help: 'JSONL training data' },
   from_weight: { kind: 'string', def: 'pretrain', help: "'none', a name ({save_dir}/{name}_{hidden}[_moe].pth) or a .pth/.safetensors path" },
   from_resume: { kind: 'number', def: 0, help: "1 = continue from {checkpoint_dir}/{save_weight}_{hidden}[_moe]_resume.pth, MiniMind's resume format (written by MiniMind's trainer or ours)" },
-  use_wandb: { kind: 'flag', def: false, help: 'no wandb/swanlab here: the metrics go to --log_file as JSON lines (next to the weights unless given)' },
+  use_wandb: { kind: 'switch', def: false, help: 'no wandb/swanlab here: the metrics go to --log_file as JSON lines (next to the weights unless given)' },
   wandb_project: { kind: 'string', def: 'MiniMind-Full-SFT', help: 'accepted for compatibility (no wandb/swanlab here)' },
   use_compile: { kind: 'number', def: 0, help: 'accepted; not needed (each WGSL kernel is compiled once, on first use)' },
   tokenizer_path: { kind: 'string', def: '../model', help: "directory with tokenizer.json + tokenizer_config.json (MiniMind's trainers load '../model')" },
@@ -44,7 +43,7 @@ export const FLAGS: Record<keyof TrainArgs, Flag> = {
   seed: { kind: 'number', def: 42, help: 'seed for initialisation and data order (epoch e uses seed + e)' },
   log_file: { kind: 'string', def: '', help: 'JSON lines: one object per logged step' },
   checkpoint_dir: { kind: 'string', def: '../checkpoints', help: "where the resume checkpoint is saved and read (MiniMind's trainers use ../checkpoints)" },
-  skip_bad_lines: { kind: 'flag', def: false, help: 'count and skip malformed data lines instead of stopping' },
+  skip_bad_lines: { kind: 'switch', def: false, help: 'count and skip malformed data lines instead of stopping' },
   max_bad_steps: { kind: 'number', def: 5, help: 'stop after this many NaN/inf losses in a row' },
   max_steps: { kind: 'number', def: 0, help: 'stop after this many steps of this run (0 = all), at an optimizer boundary, saving as Ctrl-C does; the LR schedule still spans --epochs' },
   samples: { kind: 'number', def: -1, help: 'sample answers printed before and after training (-1 = 3 for the built-in run, else 0)' },
@@ -67,41 +66,18 @@ export function wasGiven(args: TrainArgs, key: keyof TrainArgs): boolean {
 }
 
 export function parseArgs(argv: string[], overrides: Partial<Record<keyof TrainArgs, string | number | boolean>> = {}, usage = ''): TrainArgs {
-  const out: Record<string, unknown> = {};
-  const seen = new Set<string>();
-  for (const [k, f] of Object.entries(FLAGS)) out[k] = overrides[k as keyof TrainArgs] ?? f.def;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--help' || a === '-h') {
-      console.log(help(usage, overrides));
-      process.exit(0);
-    }
-    const m = a.match(/^--([a-z_]+)(?:=(.*))?$/);
-    if (!m || !(m[1] in FLAGS)) throw new Error(`unknown argument '${a}' (see --help)`);
-    const flag = FLAGS[m[1] as keyof TrainArgs];
-    seen.add(m[1]);
-    if (flag.kind === 'flag') { out[m[1]] = m[2] === undefined ? true : m[2] !== '0' && m[2] !== 'false'; continue; }
-    const v = m[2] ?? argv[++i];
-    if (v === undefined) throw new Error(`--${m[1]} needs a value`);
-    if (flag.kind === 'number') {
-      const n = Number(v);
-      if (!Number.isFinite(n)) throw new Error(`--${m[1]} must be a number, got '${v}'`);
-      out[m[1]] = n;
-    } else out[m[1]] = v;
+  // The table with the caller's defaults (a built-in run's settings, pretrain's), so --help shows them.
+  const table = Object.fromEntries(Object.entries(FLAGS).map(([k, f]) => [k, { ...f, def: overrides[k as keyof TrainArgs] ?? f.def }])) as FlagTable;
+  const p = parseFlags(table, argv);
+  if (p.help) {
+    console.log(flagHelp(usage, table));
+    process.exit(0);
   }
-  const args = out as unknown as TrainArgs;
-  given.set(args, seen);
+  const args = p.values as unknown as TrainArgs;
+  given.set(args, p.given);
   for (const k of ['epochs', 'batch_size', 'accumulation_steps', 'log_interval', 'save_interval', 'max_seq_len'] as const) {
     if (!Number.isInteger(args[k]) || args[k] < 1) throw new Error(`--${k} must be a positive integer, got ${args[k]}`);
   }
   if (args.augment !== 0 && args.augment !== 1) throw new Error(`--augment must be 0 or 1, got ${args.augment}`);
   return args;
-}
-
-function help(usage: string, overrides: Partial<Record<keyof TrainArgs, unknown>>): string {
-  const rows = Object.entries(FLAGS).map(([k, f]) => {
-    const def = overrides[k as keyof TrainArgs] ?? f.def;
-    return `  --${k.padEnd(20)} ${f.help}${f.kind === 'flag' ? '' : ` (default: ${def === '' ? 'none' : def})`}`;
-  });
-  return `${usage}\n\nFlags:\n${rows.join('\n')}`;
 }
