@@ -19,6 +19,7 @@ import { TrainArgs, wasGiven } from './args.js';
 import { flagNotes } from './compat.js';
 import { precisionFor } from './grad_scaler.js';
 import { trainLoop, BatchSource, peakBytes } from './loop.js';
+import { lmTask, type Batch } from './lm_task.js';
 import { loadResume } from './checkpoint.js';
 import { plotLoss } from './plot.js';
 import { heldOutQuiz, askQuiz, quizSummary } from './quiz.js';
@@ -84,7 +85,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
       const { missing, unexpected } = model.load(await loadWeights(p), false);
       console.log(`[train] loaded ${p}${missing.length ? `; missing keys (kept at init): ${missing.join(', ')}` : ''}${unexpected.length ? `; ignored keys: ${unexpected.join(', ')}` : ''}`);
     }
-    const resume = args.from_resume ? await loadResume(resumePath, cfg) : undefined;
+    const resume = args.from_resume ? await loadResume(resumePath, model) : undefined;
     if (resume?.notice) console.log(`[train] ${resume.notice}`);
     const { total } = countParameters(cfg);
     console.log(`[train] ${mode}: ${(total / 1e6).toFixed(2)}M parameters (hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers${cfg.use_moe ? ', MoE' : ''}), `
@@ -102,7 +103,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     if (args.log_file && !args.from_resume) rmSync(args.log_file, { force: true });
     let result;
     try {
-      result = await trainLoop({ args, model, data: source, weightPath, resumePath, resume, fmaPeakGflops });
+      result = await trainLoop({ args, task: lmTask(model, { weightPath, resumePath }), data: source, resumePath, resume, fmaPeakGflops });
     } catch (e) {
       if ((e as { code?: string }).code === 'GPU_OOM') {
         throw new Error(`out of GPU memory at batch_size ${args.batch_size}, max_seq_len ${args.max_seq_len}: the step held `
@@ -166,7 +167,7 @@ function checkTokenizer(args: TrainArgs): void {
 
 /** Batches from the data loader: tokenization runs ahead on `workers` threads (the caller caps
  *  --num_workers at the cores left over, since on lavapipe the GPU work runs on the CPU too). */
-function datasetSource(ds: SFTDataset | PretrainDataset, args: TrainArgs, workers: number): BatchSource & { close(): Promise<void> } {
+function datasetSource(ds: SFTDataset | PretrainDataset, args: TrainArgs, workers: number): BatchSource<Batch> & { close(): Promise<void> } {
   const loader = new DataLoader(ds, { batchSize: args.batch_size, numWorkers: workers, seed: args.seed });
   return { iters: loader.batchesPerEpoch(), batches: (epoch, skip) => loader.epoch(epoch, skip), close: () => loader.close() };
 }
