@@ -2,7 +2,7 @@
 // step (`--num_workers`; 0 tokenizes inline). Batch k of an epoch is a pure function of the sampler's
 // indices and the epoch, so the batches are identical whatever numWorkers is; they are yielded in order.
 import { Worker } from 'node:worker_threads';
-import { epochBatches, batchCount } from './sampler.js';
+import { epochBatches, batchCount, distributedShard, shardLength, skipBatches as skipSampler, type Shard } from './sampler.js';
 import { PretrainDataset } from './pretrain.js';
 import { SFTDataset } from './sft.js';
 import type { DatasetOptions, DatasetSource } from './dataset.js';
@@ -31,6 +31,8 @@ export interface LoaderOptions {
   prefetch?: number;
   /** Base seed of the per-epoch order (MiniMind: 42). */
   seed?: number;
+  /** Data parallelism: this rank's DistributedSampler shard (seed 0 + epoch, spec §13) replaces that order. */
+  shard?: Shard;
 }
 
 /** What a worker needs to rebuild the dataset; everything here is structured-cloneable. */
@@ -127,14 +129,17 @@ export class DataLoader {
     this.workers = Array.from({ length: n }, () => new LoaderWorker(init));
   }
 
-  /** Batches per epoch after skipping `skipBatches`. */
+  /** Batches per epoch (of this rank's shard) after skipping `skipBatches`. */
   batchesPerEpoch(skipBatches = 0): number {
-    return batchCount(this.dataset.length, this.opts.batchSize, skipBatches);
+    const { shard } = this.opts, n = this.dataset.length;
+    return batchCount(shard ? shardLength(n, shard.world) : n, this.opts.batchSize, skipBatches);
   }
 
-  /** One epoch's batches in sampler order (seed + epoch), the first skipBatches left out. */
+  /** One epoch's batches in sampler order (seed + epoch, or the shard's), the first skipBatches left out. */
   async *epoch(epoch: number, skipBatches = 0): AsyncGenerator<Batch> {
-    const batches = epochBatches(this.dataset.length, this.opts.batchSize, epoch, this.opts.seed ?? 42, skipBatches);
+    const { shard, batchSize } = this.opts, n = this.dataset.length;
+    const batches = shard ? skipSampler(distributedShard(n, shard, epoch), batchSize, skipBatches)
+      : epochBatches(n, batchSize, epoch, this.opts.seed ?? 42, skipBatches);
     const T = this.dataset.maxSeqLen;
     const make = (k: number, arrays: { inputIds: Int32Array; labels: Int32Array }): Batch =>
       ({ ...arrays, batch: batches[k].length, seqLen: T, step: skipBatches + k, indices: batches[k] });
