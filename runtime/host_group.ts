@@ -118,6 +118,15 @@ export class HostGroup {
     }
   }
 
+  /** Runs `fn` on rank 0, then on the others: what rank 0 prepares and caches (data, tuned kernels),
+   *  they find ready. `where` names the wait in a timeout's message. */
+  async rank0First<T>(where: string, fn: () => Promise<T>): Promise<T> {
+    if (this.rank !== 0) await this.barrier(`rank 0's ${where}`);
+    const out = await fn();
+    if (this.rank === 0) await this.barrier(`rank 0's ${where}`);
+    return out;
+  }
+
   /** The shared area of these sizes (every rank must ask for the same; the launcher checks). */
   async share(floats: number, flags: number): Promise<SharedSlots> {
     const a = await this.shareFn(floats, flags);

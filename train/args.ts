@@ -9,7 +9,7 @@ export interface TrainArgs {
   use_wandb: boolean; wandb_project: string; use_compile: number;
   tokenizer_path: string; config: string; preset: string; seed: number; log_file: string;
   checkpoint_dir: string; skip_bad_lines: boolean; max_bad_steps: number; max_steps: number; samples: number;
-  augment: number;
+  augment: number; nproc_per_node: number; ddp_timeout: number;
 }
 
 
@@ -49,6 +49,10 @@ export const FLAGS: Record<keyof TrainArgs, FlagSpec> = {
   samples: { kind: 'number', def: -1, help: 'sample answers printed before and after training (-1 = 3 for the built-in run, else 0)' },
   augment: { kind: 'number', def: 1, help: "SFT: MiniMind's augmentation (a random system prompt for 20% of the samples that have none, "
     + 'empty think blocks stripped from 80%), drawn from (seed, epoch, sample) so a resume sees the same samples; 0 = off' },
+  nproc_per_node: { kind: 'number', def: 0, help: "torchrun's flag: N data-parallel ranks, one WebGPU device each, as threads of this process "
+    + '(MINIMIND_ADAPTER=a,b,… names one adapter per rank; one name, or none, puts every rank on the same adapter); '
+    + "the data order is then DistributedSampler's (seed 0 + epoch), as under torchrun, even for N = 1; 0 = one process, no DDP" },
+  ddp_timeout: { kind: 'number', def: 1800, help: 'seconds a rank waits for the others at an exchange before it stops naming the rank that did not arrive (torch: 30 min)' },
 };
 
 /** What train_pretrain.py (MiniMind2) sets apart from train_full_sft.py; no augmentation (MiniMind's
@@ -79,5 +83,7 @@ export function parseArgs(argv: string[], overrides: Partial<Record<keyof TrainA
     if (!Number.isInteger(args[k]) || args[k] < 1) throw new Error(`--${k} must be a positive integer, got ${args[k]}`);
   }
   if (args.augment !== 0 && args.augment !== 1) throw new Error(`--augment must be 0 or 1, got ${args.augment}`);
+  if (!Number.isInteger(args.nproc_per_node) || args.nproc_per_node < 0) throw new Error(`--nproc_per_node must be an integer ≥ 0, got ${args.nproc_per_node}`);
+  if (!(args.ddp_timeout > 0)) throw new Error(`--ddp_timeout must be a positive number of seconds, got ${args.ddp_timeout}`);
   return args;
 }

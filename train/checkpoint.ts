@@ -36,15 +36,15 @@ export async function saveResume(path: string, model: MiniMind, opt: AdamW, pos:
   const r: MiniMindResume<{ shape: number[]; data: Float32Array }> = {
     model: new Map((await model.exportWeights()).map((w) => [w.name, w])),
     optimizer: { lr: opt.lr, betas: opt.betas, eps: opt.eps, weightDecay: opt.weightDecay, state: t ? state : state.map(() => null) },
-    epoch: pos.epoch, step: pos.step, worldSize: 1, wandbId: null,
+    epoch: pos.epoch, step: pos.step, worldSize: pos.world ?? 1, wandbId: null,
     scaler: pos.scaler ? { ...SCALER, scale: pos.scaler.scale, growthTracker: pos.scaler.growth_tracker } : null,
   };
   writeMiniMindResume(path, r);
 }
 
-/** Read a resume checkpoint (ours or MiniMind's) of `model`'s shape; errors name the file and the key.
- *  restore() loads it into `model` and the optimizer over its store. */
-export async function loadResume(path: string, model: MiniMind): Promise<Resume> {
+/** Read a resume checkpoint (ours or MiniMind's) of `model`'s shape, to continue on `world` data-parallel
+ *  processes; errors name the file and the key. restore() loads it into `model` and the optimizer over its store. */
+export async function loadResume(path: string, model: MiniMind, world = 1): Promise<Resume> {
   const config = model.cfg;
   if (!existsSync(path)) throw new Error(`--from_resume 1: no resume checkpoint at ${path}`);
   const r = readMiniMindResume(path);
@@ -73,10 +73,12 @@ export async function loadResume(path: string, model: MiniMind): Promise<Resume>
       if (sc[k] !== SCALER[k]) throw new Error(`${path}: scaler: ${k} ${sc[k]}, but this trainer's loss scaler uses ${SCALER[k]}`);
     }
   }
-  // MiniMind's rescale (spec §13): a step counts batches per process; this trainer is one process.
-  const step = r.step * r.worldSize;
-  const notice = r.worldSize === 1 ? undefined
-    : `${path} was saved by ${r.worldSize} processes: step ${r.step} of each is step ${step} of this single-process run (MiniMind rescales the same way)`;
+  // MiniMind's rescale (spec §13): a step counts batches per process, and the shards are strided over one
+  // permutation, so the first step·W_saved·B samples are done: floor(step·W_saved / W) steps of this run.
+  const step = Math.floor((r.step * r.worldSize) / world);
+  const notice = r.worldSize === world ? undefined
+    : `${path} was saved by ${r.worldSize} process${r.worldSize === 1 ? '' : 'es'}: step ${r.step} of each is step ${step} of each of `
+      + `this run's ${world} (MiniMind rescales the same way)`;
   return {
     epoch: r.epoch, step, notice, scaler: sc ? { scale: sc.scale, growth_tracker: sc.growthTracker } : undefined,
     async restore(opt, scaler) {

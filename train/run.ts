@@ -1,5 +1,6 @@
 // The body of sft.ts and pretrain.ts: resolve data, tokenizer, model and checkpoints from the
-// flags, train, then print sample answers, a loss-curve picture and a one-line summary.
+// flags, train, then print sample answers, a loss-curve picture and a one-line summary. As one rank of a
+// data-parallel run (train/ddp.ts) it trains its shard; only rank 0 prints, and it prepares the data first.
 import { mkdirSync, existsSync, rmSync, openSync, readSync, closeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { initGpu, closeGpu, gpu } from '../runtime/device.js';
@@ -24,6 +25,9 @@ import { plotLoss } from './plot.js';
 import { heldOutQuiz, askQuiz, quizSummary } from './quiz.js';
 import { FAMILIES } from '../data/synth.js';
 import { measureFmaPeak } from '../runtime/fma_peak.js';
+import type { HostGroup } from '../runtime/host_group.js';
+import type { Shard } from '../data/sampler.js';
+import { dataParallel } from './ddp.js';
 
 export type Mode = 'sft' | 'pretrain';
 
@@ -39,32 +43,44 @@ export const BUILTIN: Partial<Record<keyof TrainArgs, string | number>> = {
   tokenizer_path: '', augment: 0,
 };
 
-export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promise<void> {
+/** One rank of a data-parallel run: its group, and the adapter it opens. */
+export interface RankContext { group: HostGroup; adapter?: string }
+
+export async function run(mode: Mode, args: TrainArgs, builtin: boolean, rank?: RankContext): Promise<{ interrupted: boolean }> {
   const t0 = performance.now();
-  await initGpu();
+  const main = !rank || rank.group.rank === 0;
+  const say = main ? (line: string) => console.log(line) : () => {};
+  const world = rank?.group.world ?? 1;
+  await initGpu({ adapter: rank?.adapter, quiet: !main });
   let source: ReturnType<typeof datasetSource> | undefined; // its worker threads keep Node alive until closed
   try {
-    // 1. Data and tokenizer (the project's own generated set when none is named).
-    let tokDir = args.tokenizer_path;
-    if (builtin) {
-      const d = await ensureDefaultData();
-      args.data_path = mode === 'sft' ? d.sftPath : d.pretrainPath;
-      tokDir ||= d.tokenizerDir;
-    }
-    if (!existsSync(args.data_path)) {
-      throw new Error(`--data_path ${args.data_path}: no such file (run without --data_path for the built-in generated data)`);
-    }
-    if (!builtin) checkTokenizer(args);
-    const tok = await loadTokenizer(tokDir);
-    if (!builtin) console.log(`[train] tokenizer: ${resolve(tokDir)} (${tok.vocabSize} tokens)`);
+    // 1. Data and tokenizer (the project's own generated set when none is named). Rank 0 first: it
+    // generates, validates and caches; the others then read the cache.
+    const prepare = async () => {
+      let tokDir = args.tokenizer_path;
+      if (builtin) {
+        const d = await ensureDefaultData();
+        args.data_path = mode === 'sft' ? d.sftPath : d.pretrainPath;
+        tokDir ||= d.tokenizerDir;
+      }
+      if (!existsSync(args.data_path)) {
+        throw new Error(`--data_path ${args.data_path}: no such file (run without --data_path for the built-in generated data)`);
+      }
+      if (!builtin) checkTokenizer(args);
+      const tok = await loadTokenizer(tokDir);
+      if (!builtin) say(`[train] tokenizer: ${resolve(tokDir)} (${tok.vocabSize} tokens)`);
+      const opts = { skipBadLines: args.skip_bad_lines, augment: args.augment === 1, seed: args.seed };
+      const ds = mode === 'sft'
+        ? await SFTDataset.open(args.data_path, tok, args.max_seq_len, opts)
+        : await PretrainDataset.open(args.data_path, tok, args.max_seq_len, opts);
+      return { tok, ds };
+    };
+    const { tok, ds } = rank ? await rank.group.rank0First('data preparation', prepare) : await prepare();
     const { notice } = precisionFor(args.dtype);
-    if (notice) console.log(`[train] ${notice}`);
-    const opts = { skipBadLines: args.skip_bad_lines, augment: args.augment === 1, seed: args.seed };
-    const ds = mode === 'sft'
-      ? await SFTDataset.open(args.data_path, tok, args.max_seq_len, opts)
-      : await PretrainDataset.open(args.data_path, tok, args.max_seq_len, opts);
-    const workers = Math.min(args.num_workers, Math.max(0, availableParallelism() - 1));
-    source = datasetSource(ds, args, workers);
+    if (notice) say(`[train] ${notice}`);
+    // Loader threads share the cores left over by the ranks (on lavapipe the GPU work runs on them too).
+    const workers = Math.min(args.num_workers, Math.max(0, Math.floor(availableParallelism() / world) - 1));
+    source = datasetSource(ds, args, workers, rank && { rank: rank.group.rank, world });
 
     // 2. Model.
     const cfg = modelConfig(args, tok, builtin);
@@ -74,29 +90,33 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     mkdirSync(ckptDir, { recursive: true });
     // Next to the weights: the built-in run's log, and where --use_wandb's metrics go.
     if ((builtin || args.use_wandb) && !args.log_file) args.log_file = join(saveDir, `${args.save_weight}_log.jsonl`);
-    if (args.log_file) mkdirSync(dirname(resolve(args.log_file)), { recursive: true });
+    if (main && args.log_file) mkdirSync(dirname(resolve(args.log_file)), { recursive: true });
     const weightPath = weightFile(saveDir, cfg, args.save_weight);
     const resumePath = weightFile(ckptDir, cfg, args.save_weight).replace(/\.pth$/, '_resume.pth'); // MiniMind's name and format
     if (args.from_weight !== 'none' && !args.from_resume) await loadFromWeight(model, args);
-    const resume = args.from_resume ? await loadResume(resumePath, model) : undefined;
-    if (resume?.notice) console.log(`[train] ${resume.notice}`);
+    const resume = args.from_resume ? await loadResume(resumePath, model, world) : undefined;
+    if (resume?.notice) say(`[train] ${resume.notice}`);
     const { total } = countParameters(cfg);
-    console.log(`[train] ${mode}: ${(total / 1e6).toFixed(2)}M parameters (hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers${cfg.use_moe ? ', MoE' : ''}), `
-      + `${ds.length} samples, ${source.iters} steps/epoch × ${args.epochs} epochs, batch ${args.batch_size} × ${args.max_seq_len} tokens on ${gpu().adapterName}`);
-    for (const note of flagNotes(args, { mode, adapter: gpu().adapterName, adapterEnv: process.env.MINIMIND_ADAPTER, workers })) console.log(`[train] ${note}`);
+    say(`[train] ${mode}: ${(total / 1e6).toFixed(2)}M parameters (hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers${cfg.use_moe ? ', MoE' : ''}), `
+      + `${ds.length} samples, ${source.iters} steps/epoch × ${args.epochs} epochs, batch ${args.batch_size} × ${args.max_seq_len} tokens `
+      + (rank ? `per rank on ${world} ranks, rank 0 on ${gpu().adapterName}` : `on ${gpu().adapterName}`));
+    for (const note of flagNotes(args, { mode, adapter: gpu().adapterName, adapterEnv: process.env.MINIMIND_ADAPTER, workers })) say(`[train] ${note}`);
 
     // 3. Train.
-    const nSamples = args.samples >= 0 ? args.samples : builtin ? 3 : 0;
+    const nSamples = !main ? 0 : args.samples >= 0 ? args.samples : builtin ? 3 : 0;
     // The built-in run asks held-out questions of its task families; a user's run, its data's first prompts.
     const quiz = builtin && mode === 'sft' && nSamples ? heldOutQuiz(args.data_path, QUIZ_PER_FAMILY, args.seed + 1) : [];
     const prompts = quiz.length ? quiz.slice(0, nSamples).map((q) => [{ role: 'user', content: q.question }])
       : mode === 'sft' ? samplePrompts(args.data_path, nSamples) : [];
     if (prompts.length) await showSamples('before training', model, tok, prompts);
-    const fmaPeakGflops = await measureFmaPeak();
-    if (args.log_file && !args.from_resume) rmSync(args.log_file, { force: true });
+    const fmaPeakGflops = main ? await measureFmaPeak() : undefined;
+    if (main && args.log_file && !args.from_resume) rmSync(args.log_file, { force: true });
     let result;
     try {
-      result = await trainLoop({ args, task: lmTask(model, { weightPath, resumePath }), data: source, resumePath, resume, fmaPeakGflops });
+      result = await trainLoop({
+        args, task: lmTask(model, { weightPath, resumePath }), data: source, resumePath, resume, fmaPeakGflops,
+        ddp: rank && dataParallel(rank.group),
+      });
     } catch (e) {
       if ((e as { code?: string }).code === 'GPU_OOM') {
         throw new Error(`out of GPU memory at batch_size ${args.batch_size}, max_seq_len ${args.max_seq_len}: the step held `
@@ -105,24 +125,27 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
       throw e;
     }
     if (result.interrupted) {
-      console.log(`[train] interrupted: weights and resume checkpoint saved; continue with the same flags and --from_resume 1`);
+      say(`[train] interrupted: weights and resume checkpoint saved; continue with the same flags and --from_resume 1`);
       process.exitCode = 130;
     } else if (quiz.length) {
       const answers = await askQuiz(model, tok, quiz);
-      console.log(`[train] held-out questions after training (${quiz.length / Object.keys(FAMILIES).length} per task family, none in the training data):`);
-      for (const a of answers) console.log(`  ${a.correct ? 'right' : 'wrong'}  Q: ${a.question}\n         A: ${a.got}${a.correct ? '' : `\n  expected: ${a.answer}`}`);
-      console.log(`[train] ${quizSummary(answers)}`);
+      say(`[train] held-out questions after training (${quiz.length / Object.keys(FAMILIES).length} per task family, none in the training data):`);
+      for (const a of answers) say(`  ${a.correct ? 'right' : 'wrong'}  Q: ${a.question}\n         A: ${a.got}${a.correct ? '' : `\n  expected: ${a.answer}`}`);
+      say(`[train] ${quizSummary(answers)}`);
     } else if (prompts.length) await showSamples('after training', model, tok, prompts);
 
     // 4. Summary.
     const files = [weightPath, resumePath];
-    if (args.log_file && existsSync(args.log_file)) {
+    if (main && args.log_file && existsSync(args.log_file)) {
       const svg = weightPath.replace(/\.pth$/, '_loss.svg');
       plotLoss(args.log_file, svg, `${mode} loss, ${cfg.hidden_size}×${cfg.num_hidden_layers}`);
       files.push(args.log_file, svg);
     }
-    console.log(`[train] done: ${result.steps} steps, ${result.tokens} tokens, ${(result.tokens / result.seconds).toFixed(0)} tokens/s, `
-      + `final loss ${result.lastLoss.toFixed(4)}, ${result.skipped} skipped, ${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${files.join(', ')}`);
+    // Every rank trains as many tokens as rank 0 (equal shards, batch for batch).
+    say(`[train] done: ${result.steps} steps, ${result.tokens * world} tokens, ${((result.tokens * world) / result.seconds).toFixed(0)} tokens/s`
+      + `${rank ? ` (${world} ranks)` : ''}, final loss ${result.lastLoss.toFixed(4)}, ${result.skipped} skipped, `
+      + `${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${files.join(', ')}`);
+    return { interrupted: result.interrupted };
   } finally {
     await source?.close(); // also on an error before training (a missing resume checkpoint hung the process)
     closeGpu();
@@ -131,8 +154,8 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
 
 /** Batches from the data loader: tokenization runs ahead on `workers` threads (the caller caps
  *  --num_workers at the cores left over, since on lavapipe the GPU work runs on the CPU too). */
-function datasetSource(ds: SFTDataset | PretrainDataset, args: TrainArgs, workers: number): BatchSource<Batch> & { close(): Promise<void> } {
-  const loader = new DataLoader(ds, { batchSize: args.batch_size, numWorkers: workers, seed: args.seed });
+function datasetSource(ds: SFTDataset | PretrainDataset, args: TrainArgs, workers: number, shard?: Shard): BatchSource<Batch> & { close(): Promise<void> } {
+  const loader = new DataLoader(ds, { batchSize: args.batch_size, numWorkers: workers, seed: args.seed, shard });
   return { iters: loader.batchesPerEpoch(), batches: (epoch, skip) => loader.epoch(epoch, skip), close: () => loader.close() };
 }
 
