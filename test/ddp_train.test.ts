@@ -113,4 +113,46 @@ for (const name of ['dense_acc2', 'moe_acc1']) {
   });
 }
 
+s('resume: stopped after 2 steps on 2 ranks, resumed on 2 it equals the uninterrupted run; on 1 it goes on after the samples done', async () => {
+  const name = 'dense_acc2', B = fx.batch_size;
+  const full = runs.get(name) ?? await launch({ run: name, dir: mkdtempSync(join(tmpdir(), 'ddp-')) }).done;
+  const dir = mkdtempSync(join(tmpdir(), 'ddp-resume-')), dir1 = mkdtempSync(join(tmpdir(), 'ddp-resume1-'));
+  const first = await launch({ run: name, dir, maxSteps: 2 }).done;
+  const saved = readMiniMindResume(join(dir, 'resume.pth'));
+  assert.equal([saved.epoch, saved.step, saved.worldSize], [0, 2, 2], 'the file counts per-rank steps and says how many ranks');
+  copyFileSync(join(dir, 'resume.pth'), join(dir1, 'resume.pth'));
+  // On 2 ranks again: the same steps, bit for bit.
+  const rest = await launch({ run: name, dir, resume: true }).done;
+  assert.equal([...first[0].logs, ...rest[0].logs].map((l) => l.loss), full[0].logs.map((l) => l.loss));
+  assert.equal([...first[1].logs, ...rest[1].logs].map((l) => l.grad_norm), full[1].logs.map((l) => l.grad_norm));
+  for (const k of Object.keys(full[0].weights)) assert.equal(rest[0].weights[k], full[0].weights[k], k);
+  // On 1: step 2 of each of 2 ranks is step 4 (MiniMind's floor(step·W_saved/W)); the 2 ranks' first 2 steps
+  // trained positions [0, 2·B·2) of the epoch's seed-0 permutation, so it goes on at position 8.
+  const [one] = await launch({ run: name, dir: dir1, resume: true }, 1).done;
+  assert.match(one.notice ?? '', /saved by 2 processes: step 2 of each is step 4 of this single-process run/);
+  const perm = Array.from(randperm(fx.n, 0));
+  assert.equal(new Set(first.flatMap((o) => o.rows.flat())), new Set(perm.slice(0, 2 * B * 2)));
+  assert.equal(one.rows[0], perm.slice(2 * B * 2, 3 * B * 2).slice(0, B));
+  const iters = Math.ceil(fx.n / B);
+  assert.equal([one.logs[0].epoch, one.logs[0].step, one.logs[0].iters], [1, 5, iters]);
+  assert.is(one.logs[0].lr, lrAt(5, 2 * iters, fx.base_lr));
+  assert.ok(one.printed.some((l) => /resumed from .*: epoch 1, step 4\/5/.test(l)), one.printed.join('\n'));
+});
+
+s('a rank killed mid-run: every rank stops within seconds, the error names it, the last checkpoint stays whole', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ddp-kill-')), progress = join(dir, 'progress');
+  const l = launch({ run: 'dense_acc2', dir, epochs: 500, progress });
+  const steps = () => (existsSync(progress) ? readFileSync(progress, 'utf8').trim().split('\n').length : 0);
+  while (steps() < 4) await new Promise((r) => setTimeout(r, 50)); // past the first epoch's end, which saves
+  const t0 = performance.now();
+  await l.workers[1].terminate();
+  const err = await l.done.then(() => null, (e: Error) => e);
+  const took = performance.now() - t0;
+  assert.ok(err, 'the launch rejects');
+  assert.match(err!.message, /^rank 1 failed: its thread exited \(code 1\) before it finished$/);
+  assert.ok(took < 10_000, `every rank stopped ${(took / 1000).toFixed(1)} s after the kill`);
+  assert.ok(steps() < 500 * 3, 'rank 0 stopped early');
+  assert.is(readMiniMindResume(join(dir, 'resume.pth')).worldSize, 2);
+});
+
 s.run();

@@ -77,8 +77,8 @@ export async function loadResume(path: string, model: MiniMind, world = 1): Prom
   // permutation, so the first step·W_saved·B samples are done: floor(step·W_saved / W) steps of this run.
   const step = Math.floor((r.step * r.worldSize) / world);
   const notice = r.worldSize === world ? undefined
-    : `${path} was saved by ${r.worldSize} process${r.worldSize === 1 ? '' : 'es'}: step ${r.step} of each is step ${step} of each of `
-      + `this run's ${world} (MiniMind rescales the same way)`;
+    : `${path} was saved by ${r.worldSize} process${r.worldSize === 1 ? '' : 'es'}: step ${r.step} of each is step ${step} of `
+      + `${world === 1 ? 'this single-process run' : `each of this run's ${world}`} (MiniMind rescales the same way)`;
   return {
     epoch: r.epoch, step, notice, scaler: sc ? { scale: sc.scale, growth_tracker: sc.growthTracker } : undefined,
     async restore(opt, scaler) {

@@ -28,9 +28,14 @@ export function flagNotes(args: TrainArgs, run: RunFacts): string[] {
     notes.push(`--use_compile ${args.use_compile}: nothing to compile here; each WGSL kernel is compiled once on first use `
       + '(and its variant tuned per shape, see MINIMIND_TUNE)');
   }
+  const ranks = args.nproc_per_node;
   if (given('num_workers') && run.workers < args.num_workers) {
-    notes.push(`--num_workers ${args.num_workers}: ${run.workers} loader thread${run.workers === 1 ? '' : 's'} `
-      + '(capped at the CPU cores less one: the main thread drives the GPU, and a software adapter computes on the CPU too)');
+    notes.push(`--num_workers ${args.num_workers}: ${run.workers} loader thread${run.workers === 1 ? '' : 's'}${ranks > 1 ? ' per rank' : ''} `
+      + `(capped at the CPU cores${ranks > 1 ? ` per rank (${ranks} ranks)` : ''} less one: the main thread drives the GPU, and a software adapter computes on the CPU too)`);
+  }
+  if (given('seed') && ranks) {
+    notes.push(`--seed ${args.seed}: sets the initialisation; with --nproc_per_node the data order is DistributedSampler's `
+      + '(seed 0 + epoch), as under torchrun');
   }
   if (given('augment') && run.mode === 'pretrain') notes.push(`--augment ${args.augment}: not used; MiniMind augments SFT data only`);
   return notes;
