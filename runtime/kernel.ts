@@ -311,11 +311,12 @@ export async function readBuffer(src: GPUBuffer, offset: number, bytes: number, 
   return out;
 }
 
-/** Submits everything recorded (copies into `buf` included) and maps `buf` for reading: resolves once the
- *  GPU has got there, while later work may still run. GPU errors surface at the next readBuffer or sync. */
-export function mapRead(buf: GPUBuffer, bytes: number): Promise<void> {
+/** Submits everything recorded (copies into or out of `buf` included) and maps `buf` (GPUMapMode.READ or
+ *  WRITE): resolves once the GPU has got there, while later work may still run. GPU errors surface at the
+ *  next readBuffer or sync. */
+export function submitAndMap(buf: GPUBuffer, mode: number, bytes: number): Promise<void> {
   flush();
-  return held(buf.mapAsync(GPUMapMode.READ, 0, Math.ceil(bytes / 4) * 4));
+  return held(buf.mapAsync(mode, 0, Math.ceil(bytes / 4) * 4));
 }
 
 /** Wait until the GPU has finished all submitted work (for timing). */
