@@ -16,6 +16,7 @@ import { measureRoofline } from './roofline.js';
 import { benchKernels } from './kernels.js';
 import { benchStep } from './step.js';
 import { benchDecode } from './decode.js';
+import { benchDdp } from './ddp.js';
 
 const argv = process.argv.slice(2);
 const o: Options = { quick: argv.includes('--quick') };
@@ -53,6 +54,7 @@ for (const [name, B, T] of [['tiny', 4, 128], ['minimind2-small', 16, 340]] as c
 }
 
 rows.push(...(await benchDecode(o, want)));
+rows.push(...(await benchDdp(o, want)));
 
 for (const r of rows.filter((x) => x.samples < 5)) {
   const why = o.quick ? '--quick' : 'a call takes seconds';

@@ -32,14 +32,15 @@ interface Bucket {
 
 export interface BucketOptions { bucketBytes?: number; firstBucketBytes?: number }
 
-/** Where the last reduce() spent its time, ms: awaiting the GPU's copies out (the backward still running
- *  included), copying into the shared slot, at the barriers and the mean (the exchange), and uploading the mean. */
-export interface ReduceTimes { waitMs: number; copyMs: number; exchangeMs: number; uploadMs: number }
+/** Where the last reduce() spent its time, ms: awaiting its GPU's copies out (the backward still running
+ *  included), copying into the shared slot, waiting for the other ranks' slots (their backward still
+ *  running), the mean with the barrier after it, and the upload. The communication proper is copy + mean + upload. */
+export interface ReduceTimes { waitMs: number; copyMs: number; peerWaitMs: number; meanMs: number; uploadMs: number }
 
 export class GradAllReduce {
   private readonly params: Tensor[];
   private covers = new Map<Tensor, Bucket[]>();
-  readonly last: ReduceTimes = { waitMs: 0, copyMs: 0, exchangeMs: 0, uploadMs: 0 };
+  readonly last: ReduceTimes = { waitMs: 0, copyMs: 0, peerWaitMs: 0, meanMs: 0, uploadMs: 0 };
 
   private constructor(readonly store: ParamStore, readonly group: HostGroup, private readonly area: SharedSlots,
     private readonly buckets: Bucket[]) {
@@ -102,7 +103,7 @@ export class GradAllReduce {
     live.forEach((l, i) => { row[1 + i] = l ? 1 : 0; });
     let flags: Int32Array | undefined;
     const t = this.last;
-    t.waitMs = t.copyMs = t.exchangeMs = t.uploadMs = 0;
+    t.waitMs = t.copyMs = t.peerWaitMs = t.meanMs = t.uploadMs = 0;
     let t0 = performance.now();
     const lap = (k: keyof ReduceTimes) => { const now = performance.now(); t[k] += now - t0; t0 = now; };
     for (const [k, b] of this.buckets.entries()) {
@@ -115,10 +116,11 @@ export class GradAllReduce {
       lap('copyMs');
       const what = `${where}, gradient bucket ${k + 1}/${this.buckets.length}`;
       await group.barrier(`the all-reduce of ${what}`);
+      lap('peerWaitMs');
       flags ??= area.orFlags();
       area.meanPart(at, at + n);
       await group.barrier(`the mean of ${what}`);
-      lap('exchangeMs');
+      lap('meanMs');
       await b.writable;
       new Float32Array(b.upload.getMappedRange(0, b.to - b.from)).set(area.result.subarray(at, at + n));
       b.upload.unmap();
