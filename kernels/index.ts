@@ -20,6 +20,8 @@ import * as embeddingVariants from './embedding_variants.js';
 import * as optimizerVariants from './optimizer_variants.js';
 import * as crossEntropy from './cross_entropy.js';
 import * as crossEntropyVariants from './cross_entropy_variants.js';
+import * as logprob from './logprob.js';
+import * as logprobVariants from './logprob_variants.js';
 import * as moe from './moe.js';
 import * as attention from './attention.js';
 import * as attentionVariants from './attention_variants.js';
@@ -66,6 +68,12 @@ export const OPS: Op[] = [
     name: 'cross_entropy', backward: crossEntropy.backward, cases: crossEntropyVariants.cases,
     sweeps: () => [false, true].map((grad) => sweep(crossEntropyVariants.crossEntropyTunable,
       [[1, 1, 7], [3, 33, 50], [2, 65, 64], [1, 7, 1025]].map(([B, T, V]) => ({ rows: B * T, T, V, grad })))),
+  },
+  {
+    // [N, T, V]: rows N·T = 1, 33, 65, 1025 (no multiple of a workgroup); V 33 and 65 (scalar path), 6400 (vec4).
+    name: 'logprob', backward: logprob.backward, cases: logprobVariants.cases,
+    sweeps: () => [false, true].map((grad) => sweep(logprobVariants.logprobTunable,
+      [[1, 1, 33], [3, 11, 65], [5, 13, 6400], [25, 41, 33]].map(([N, T, V]) => ({ rows: N * T, T, V, grad })))),
   },
   { name: 'moe', backward: moe.backward },
   {
