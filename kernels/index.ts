@@ -22,6 +22,7 @@ import * as crossEntropy from './cross_entropy.js';
 import * as crossEntropyVariants from './cross_entropy_variants.js';
 import * as logprob from './logprob.js';
 import * as logprobVariants from './logprob_variants.js';
+import * as dpoLoss from './dpo_loss.js';
 import * as moe from './moe.js';
 import * as attention from './attention.js';
 import * as attentionVariants from './attention_variants.js';
@@ -75,6 +76,7 @@ export const OPS: Op[] = [
     sweeps: () => [false, true].map((grad) => sweep(logprobVariants.logprobTunable,
       [[1, 1, 33], [3, 11, 65], [5, 13, 6400], [25, 41, 33]].map(([N, T, V]) => ({ rows: N * T, T, V, grad })))),
   },
+  { name: 'dpo_loss', backward: dpoLoss.backward, cases: dpoLoss.cases },
   { name: 'moe', backward: moe.backward },
   {
     name: 'optimizer', cases: optimizerVariants.cases,
