@@ -98,6 +98,7 @@ export class AdamW {
     this.weightDecay = opts.weightDecay ?? 0.01;
     // Moments: float32, zero-initialised, persistent (outlive every scope).
     if (params instanceof ParamStore) {
+      if (params.frozen) throw new Error('AdamW: the parameter store is frozen (it has no gradients to step)');
       this.store = params;
       this.params = [...params.params.values()];
       this.mFlat = acquireBuffer(params.bytes);

@@ -45,10 +45,12 @@ export class MiniMind {
   /** Precision of every matmul, forward and backward: 'f16' for --dtype float16 (the trainer sets it). */
   precision: MatmulPrecision = 'f32';
 
-  constructor(readonly cfg: MiniMindConfig, seed = 0) {
+  /** o.frozen: the store has no gradient buffer and no parameter requires a gradient (the base of
+   *  LoRA, DPO's reference model): backward computes no weight gradient, only those of inputs that need one. */
+  constructor(readonly cfg: MiniMindConfig, seed = 0, o: { frozen?: boolean } = {}) {
     validate(cfg);
     const shapes = parameterShapes(cfg);
-    this.store = new ParamStore(storeLayout(shapes));
+    this.store = new ParamStore(storeLayout(shapes), { frozen: o.frozen });
     const rand = mulberry32(seed);
     for (const [name, shape] of shapes) {
       const n = shape.reduce((a, b) => a * b, 1);
