@@ -21,10 +21,10 @@ fn softplus(x: f32) -> f32 { return max(x, 0.0) + log1p(exp(-abs(x))); }
 fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }`;
 
 export const kernels = {
-  /** loss[0] = mean softplus(−β z); stats = [mean β z, mean (z > 0)]. */
+  /** loss[0] = mean softplus(−β z), margin[0] = mean β z, accuracy[0] = mean [z > 0]. */
   dpo_loss_forward: defineKernel({
     name: 'dpo_loss_forward', params: [['B', 'u32'], ['beta', 'f32']], workgroup: WG,
-    buffers: [['policy', 'read', 'f32'], ['refer', 'read', 'f32'], ['loss', 'rw', 'f32'], ['stats', 'rw', 'f32']],
+    buffers: [['policy', 'read', 'f32'], ['refer', 'read', 'f32'], ['loss', 'rw', 'f32'], ['margin', 'rw', 'f32'], ['accuracy', 'rw', 'f32']],
     wgsl: (_, entry) => `${COMMON}
 var<workgroup> rl: array<f32, ${WG}>;
 var<workgroup> rm: array<f32, ${WG}>;
@@ -46,8 +46,8 @@ ${entry} {
   if (lid.x == 0u) {
     let n = f32(p.B);
     loss[0] = rl[0] / n;
-    stats[0] = rm[0] / n;
-    stats[1] = ra[0] / n;
+    margin[0] = rm[0] / n;
+    accuracy[0] = ra[0] / n;
   }
 }
 `,
@@ -68,19 +68,19 @@ ${entry} {
   }),
 };
 
-/** The DPO loss [1] and stats [2] = [reward margin, accuracy] from the policy's and the reference's
+/** The DPO loss, reward margin and accuracy (each [1]) from the policy's and the reference's
  *  per-sequence log-probs, each [2B] (chosen rows first). Gradients flow to the policy only. */
-export function dpoLoss(policy: Tensor, ref: Tensor, beta: number): { loss: Tensor; stats: Tensor } {
+export function dpoLoss(policy: Tensor, ref: Tensor, beta: number): { loss: Tensor; margin: Tensor; accuracy: Tensor } {
   policy.assertLive(); ref.assertLive();
   const n = policy.size;
   if (policy.shape.length !== 1 || n % 2 !== 0 || n === 0) throw new Error(`dpo_loss: policy log-probs must be [2B], got [${policy.shape}]`);
   if (ref.shape.length !== 1 || ref.size !== n) throw new Error(`dpo_loss: reference log-probs must be [${n}], got [${ref.shape}]`);
-  const loss = Tensor.empty([1]), stats = Tensor.empty([2]);
+  const loss = Tensor.empty([1]), margin = Tensor.empty([1]), accuracy = Tensor.empty([1]);
   launch(kernels.dpo_loss_forward, {
-    params: { B: n / 2, beta }, buffers: [policy.binding(), ref.binding(), loss.binding(), stats.binding()], workgroups: 1,
+    params: { B: n / 2, beta }, buffers: [policy.binding(), ref.binding(), loss.binding(), margin.binding(), accuracy.binding()], workgroups: 1,
   });
   if (needsGrad(policy)) record('dpo_loss', [policy, ref], [loss], { beta });
-  return { loss, stats };
+  return { loss, margin, accuracy };
 }
 
 export const backward: Record<string, BackwardRule> = {

@@ -23,8 +23,8 @@ const swap = (a: Float64Array) => Float64Array.from([...a.subarray(a.length / 2)
 
 async function run(policy: Float64Array, ref: Float64Array, beta: number, g = 1) {
   const tp = Tensor.fromArray(policy, [policy.length], 'f32', true);
-  const { loss, stats } = dpoLoss(tp, Tensor.fromArray(ref, [ref.length]), beta);
-  const [l, [margin, accuracy]] = [(await loss.read())[0], await stats.read()];
+  const { loss, margin: m, accuracy: a } = dpoLoss(tp, Tensor.fromArray(ref, [ref.length]), beta);
+  const [l, margin, accuracy] = [(await loss.read())[0], (await m.read())[0], (await a.read())[0]];
   backward(scale(loss, g));
   return { loss: l, margin, accuracy, dpolicy: await tp.grad!.read() };
 }

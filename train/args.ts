@@ -1,6 +1,6 @@
 // Command-line flags: MiniMind's SFT/pretrain flags with the same names and defaults (spec §8),
 // plus this project's own. One table drives parsing (model/cli_flags.ts), validation and --help.
-import { parseFlags, flagHelp, type FlagSpec, type FlagTable } from '../model/cli_flags.js';
+import { parseFlags, flagHelp, type FlagSpec, type FlagTable, type Parsed } from '../model/cli_flags.js';
 export interface TrainArgs {
   save_dir: string; save_weight: string; epochs: number; batch_size: number; learning_rate: number;
   device: string; dtype: string; num_workers: number; accumulation_steps: number; grad_clip: number;
@@ -61,19 +61,21 @@ export const PRETRAIN_DEFAULTS: Partial<Record<keyof TrainArgs, string | number>
 const given = new WeakMap<TrainArgs, Set<string>>();
 
 /** Whether `--key` was on the command line (not a default, nor a built-in run's setting). */
-export function wasGiven(args: TrainArgs, key: keyof TrainArgs): boolean {
+export function wasGiven(args: TrainArgs, key: string): boolean {
   return given.get(args)?.has(key) ?? false;
 }
 
-export function parseArgs(argv: string[], overrides: Partial<Record<keyof TrainArgs, string | number | boolean>> = {}, usage = ''): TrainArgs {
+/** `extra`: flags of one trainer only (DPO's --beta), parsed and listed in --help with the others. */
+export function parseArgs<E extends FlagTable = Record<never, FlagSpec>>(argv: string[], overrides: Partial<Record<keyof TrainArgs, string | number | boolean>> = {},
+  usage = '', extra?: E): TrainArgs & Parsed<E>['values'] {
   // The table with the caller's defaults (a built-in run's settings, pretrain's), so --help shows them.
-  const table = Object.fromEntries(Object.entries(FLAGS).map(([k, f]) => [k, { ...f, def: overrides[k as keyof TrainArgs] ?? f.def }])) as FlagTable;
+  const table = { ...Object.fromEntries(Object.entries(FLAGS).map(([k, f]) => [k, { ...f, def: overrides[k as keyof TrainArgs] ?? f.def }])), ...extra } as FlagTable;
   const p = parseFlags(table, argv);
   if (p.help) {
     console.log(flagHelp(usage, table));
     process.exit(0);
   }
-  const args = p.values as unknown as TrainArgs;
+  const args = p.values as unknown as TrainArgs & Parsed<E>['values'];
   given.set(args, p.given);
   for (const k of ['epochs', 'batch_size', 'accumulation_steps', 'log_interval', 'save_interval', 'max_seq_len'] as const) {
     if (!Number.isInteger(args[k]) || args[k] < 1) throw new Error(`--${k} must be a positive integer, got ${args[k]}`);
