@@ -43,11 +43,12 @@ if (want('launch')) {
   a.dispose();
 }
 rows.push(...(await benchKernels(o, probes, want)));
-for (const [name, B, T] of [['tiny', 4, 128], ['minimind2-small', 16, 340]] as const) {
-  if (!want(`train_step_${name}`) || (o.quick && name !== 'tiny')) continue;
+// SFT steps, and DPO steps at MiniMind's DPO defaults (4 pairs of 1024 tokens: policy and frozen reference).
+for (const [name, B, T, objective] of [['tiny', 4, 128, 'sft'], ['minimind2-small', 16, 340, 'sft'], ['tiny', 2, 128, 'dpo'], ['minimind2-small', 4, 1024, 'dpo']] as const) {
+  if (!want(`train_step_${objective === 'dpo' ? 'dpo_' : ''}${name}`) || (o.quick && name !== 'tiny')) continue;
   // A minimind2-small step takes ~20 s here: 3 samples after the warm-up step. FMA probe timed around it.
   const before = await probeRate(probes.compute, 5);
-  const r = await benchStep(name, B, T, o, name === 'tiny' ? {} : { minSamples: 3, maxTime: 0 });
+  const r = await benchStep(name, B, T, o, name === 'tiny' ? {} : { minSamples: 3, maxTime: 0 }, objective);
   const fmaGflops = [before, await probeRate(probes.compute, 5), roof.fmaGflops].sort((a, b) => a - b)[1]; // as bench/kernels.ts
   rows.push({ ...r, roofline: fmaGflops, pctRoofline: (100 * r.gflops!) / fmaGflops });
 }
