@@ -50,8 +50,9 @@ export async function serveDashboard(o: DashboardOptions): Promise<Dashboard> {
 
   function poll(): void {
     for (const f of files) {
-      const found = isDir(f) ? logsUnder(f).filter((p) => !runs.has(p) && !notLogs.has(p) && isRunLog(p, notLogs)) : [f];
-      for (const p of found) if (!runs.has(p)) runs.set(p, { id: runs.size, name: runName(p), tail: new LogTail(p) });
+      const folder = isDir(f);
+      const found = folder ? logsUnder(f).filter((p) => !runs.has(p) && !notLogs.has(p) && isRunLog(p, notLogs)) : [f];
+      for (const p of found) if (!runs.has(p)) runs.set(p, { id: runs.size, name: runName(p, folder ? f : process.cwd()), tail: new LogTail(p) });
     }
     for (const r of runs.values()) {
       let u;
@@ -142,9 +143,10 @@ function isRunLog(path: string, notLogs: Set<string>): boolean {
   return yes;
 }
 
-/** out/lr3e-3/full_sft_log.jsonl → "out/lr3e-3/full_sft", relative to the working folder. */
-function runName(path: string): string {
-  const rel = relative(process.cwd(), path);
+/** out/lr3e-3/full_sft_log.jsonl → "lr3e-3/full_sft" relative to `from` (the folder given, or the working
+ *  folder for a file given), the whole path when outside it. */
+function runName(path: string, from: string): string {
+  const rel = relative(from, path);
   return (rel.startsWith('..') ? path : rel).replace(/(_log)?\.jsonl$/, '');
 }
 

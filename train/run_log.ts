@@ -7,7 +7,9 @@ import { appendFileSync } from 'node:fs';
 import { poolStats } from '../runtime/buffer.js';
 
 /** A step line: train/loop.ts's fields plus whatever numeric parts the task logs. */
-export type StepLine = { epoch: number; step: number; iters: number; loss: number | null; elapsed_s: number } & Record<string, unknown>;
+export type StepLine = {
+  epoch: number; step: number; iters: number; loss: number | null; lr: number; grad_norm: number | null; tokens_per_s: number; elapsed_s: number;
+} & Record<string, unknown>;
 
 /** One sample answer: the question, the model's answer, and for a quiz what was expected. */
 export interface SampleAnswer { question: string; answer: string; expected?: string; correct?: boolean }
