@@ -5,8 +5,10 @@ import { join, resolve } from 'node:path';
 import { launch, type Browser } from 'puppeteer-core';
 import type { Test } from 'uvu';
 
-/** CHROMIUM_PATH, else the first of Debian's and Ubuntu's names that exists. */
-export const CHROMIUM = process.env.CHROMIUM_PATH ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
+/** CHROMIUM_PATH, else Debian's or Ubuntu's chromium: the first that exists (a CHROMIUM_PATH that does not
+ *  shows the tests counted as skipped). */
+const LOOKED = process.env.CHROMIUM_PATH ? [process.env.CHROMIUM_PATH] : ['/usr/bin/chromium', '/usr/bin/chromium-browser'];
+export const CHROMIUM = LOOKED.find((p) => existsSync(p));
 
 /** Where tests leave screenshots for a person to look at (MINIMIND_ARTIFACTS, else test/artifacts). */
 export function artifact(name: string): string {
@@ -27,6 +29,6 @@ export function browserTest(s: Test, name: string, fn: (browser: Browser) => Pro
     }
   };
   if (CHROMIUM) return s(name, body);
-  console.warn(`skipped "${name}": no chromium found (apt-get install chromium, which scripts/setup.sh does as root; or set CHROMIUM_PATH)`);
+  console.warn(`skipped "${name}": no chromium at ${LOOKED.join(' or ')} (apt-get install chromium, which scripts/setup.sh does as root; or set CHROMIUM_PATH)`);
   s.skip(name, body);
 }

@@ -64,7 +64,7 @@ async function growsPast(page: Page, name: string, n: number, ms: number): Promi
 const text = (page: Page) => inPage<string>(page, 'document.body.innerText');
 
 browserTest(s, 'sft.ts --dashboard: the loss chart grows as steps are logged, the page shows the run\'s arguments, model, adapter and GPU memory, and the server stops with the run', async (browser) => {
-  const run = train('lr3e-3', '3e-3', 24, ['--dashboard', '0']);
+  const run = train('lr3e-3', '3e-3', 24, ['--dashboard', '0', '--samples', '1']);
   try {
     const url = await run.url;
     const page = await browser.newPage();
@@ -82,13 +82,16 @@ browserTest(s, 'sft.ts --dashboard: the loss chart grows as steps are logged, th
     const metrics = await inPage<string[]>(page, "[...document.querySelectorAll('canvas')].map((c) => c.dataset.metric)");
     for (const m of ['loss', 'logits_loss', 'aux_loss', 'lr', 'grad_norm', 'tokens_per_s']) assert.ok(metrics.includes(m), `a chart of ${m}: ${metrics}`);
     assert.is(await run.exit, 0, run.out());
-    await page.waitForFunction("document.body.innerText.includes('finished: 24 steps')", { timeout: 10_000 });
+    await page.waitForFunction("document.body.innerText.includes('finished: 24 steps')", { timeout: 2 * MINUTES });
+    const done = await text(page);
+    assert.match(done, /sample answers before training\nQ: .+\nA: /, 'the sample answer before training, shown open');
+    assert.match(done, /sample answers after training \(\d+ of 20 right\)/, 'the built-in run\'s held-out questions after it');
     assert.is((await series(page, 'loss')).find((d) => d.label.endsWith('lr3e-3/full_sft'))?.n, 12, 'every logged step: 2, 4, ..., 24');
     const gone = await fetch(url).then(() => 'answered', (e: Error) => (e.cause as { code?: string })?.code);
     assert.is(gone, 'ECONNREFUSED', 'the server stopped with the run');
     const kinds = readFileSync(join(dir, 'lr3e-3', 'full_sft_log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).kind ?? 'step');
-    assert.equal([kinds[0], kinds.at(-1), kinds.filter((k) => k === 'step').length], ['run', 'done', 12]);
-    assert.ok(kinds.includes('gpu'), kinds.join());
+    assert.equal([kinds[0], kinds[1], kinds.filter((k) => k === 'step').length], ['run', 'samples', 12], kinds.join());
+    assert.equal(kinds.slice(-3), ['gpu', 'done', 'samples'], 'the last GPU memory, the end of training, the answers after it');
   } finally {
     if (run.child.exitCode === null) process.kill(-run.child.pid!, 'SIGKILL');
   }
