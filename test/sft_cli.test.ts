@@ -51,6 +51,9 @@ s('non-finite losses skip the step and stop the run after --max_bad_steps, with 
   assert.match(r.stdout, /non-finite .*step is skipped \(1 in a row\)/);
   assert.match(r.stderr, /stopped: 2 non-finite losses in a row .*saved in .*resume\.pth/);
   assert.ok(existsSync(join(dir, 'full_sft_128_resume.pth')));
+  const last = JSON.parse(readFileSync(join(dir, 'full_sft_log.jsonl'), 'utf8').trim().split('\n').at(-1)!);
+  assert.is(last.kind, 'error', 'the log ends saying why (the dashboard shows it)');
+  assert.match(last.message, /^stopped: 2 non-finite losses in a row/);
 });
 
 s('bad flags are refused with the flag named', () => {

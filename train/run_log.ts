@@ -1,6 +1,6 @@
 // The run log (--log_file, JSON lines): train/loop.ts writes one line per logged step (epoch, step, iters,
 // loss, the task's parts, lr, grad_norm, tokens_per_s, elapsed_s, loss_scale), which other tools read as
-// they are; the trainer adds lines of its own kinds beside them ({"kind":"run"|"samples"|"gpu"|"done",...})
+// they are; the trainer adds lines of its own kinds beside them ({"kind":"run"|"samples"|"gpu"|"done"|"error",...})
 // so that the dashboard (train/dashboard.ts) can show a finished run whole. Reading skips any line that
 // is not a JSON object (a truncated last line, a line being written).
 import { appendFileSync } from 'node:fs';
@@ -54,6 +54,11 @@ export class RunLog {
 
   done(result: { steps: number; tokens: number; seconds: number; interrupted: boolean }): void {
     this.write({ kind: 'done', ...result });
+  }
+
+  /** Training stopped with an error (the message the trainer exits with). */
+  error(message: string): void {
+    this.write({ kind: 'error', message });
   }
 
   private write(o: object): void {
