@@ -2,10 +2,11 @@
 // loss chart grows as steps are logged and which shows the run's arguments, model, adapter and GPU memory;
 // the server stops with the run. Then `dashboard.ts` on the folder of that run and of a second one being
 // trained overlays them live as two series, on an x axis of step, tokens or wall time; the screenshot of
-// that page is left in test/artifacts/dashboard-two-runs.png.
+// that page is left in test/artifacts/dashboard-two-runs.png. A log of another objective gets charts of its
+// own fields.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -121,6 +122,31 @@ browserTest(s, 'dashboard.ts on a folder: the finished run and one being trained
     assert.is(await run.exit, 0, run.out());
   } finally {
     for (const p of [run, dash]) if (p.child.exitCode === null) process.kill(-p.child.pid!, 'SIGKILL');
+  }
+});
+
+browserTest(s, 'a log of another objective: a chart for every numeric field its steps carry (dpo_loss, reward_margin, loss_scale), the run line\'s own fields shown, a truncated last line skipped', async (browser) => {
+  const logs = mkdtempSync(join(tmpdir(), 'dash-dpo-'));
+  const line = (o: object) => JSON.stringify(o) + '\n';
+  const steps = [1, 2, 3].map((n) => line({ epoch: 1, step: n, iters: 3, loss: 1 / n, lr: 1e-5, grad_norm: n === 2 ? null : 0.5, tokens_per_s: 50,
+    elapsed_s: n, loss_scale: 65536, dpo_loss: 0.7 / n, reward_margin: 0.1 * n }));
+  writeFileSync(join(logs, 'dpo_log.jsonl'), line({ kind: 'run', mode: 'dpo', args: { beta: 0.1 }, adapter: 'test adapter', model: { hidden_size: 64, num_hidden_layers: 1 },
+    parameters: 1e5, samples: 6, steps_per_epoch: 3, first_step: 0, last_step: 3, reference: 'full_sft_64.pth' }) + steps.join('') + 'not json\n' + '{"epoch":1,"st');
+  const dash = start(['train/dashboard.ts', join(logs, 'dpo_log.jsonl'), '--port', '0']);
+  try {
+    const page = await browser.newPage();
+    await page.goto(await dash.url);
+    await page.waitForFunction("document.querySelectorAll('canvas').length >= 7", { timeout: 30_000 });
+    const metrics = await inPage<string[]>(page, "[...document.querySelectorAll('canvas')].map((c) => c.dataset.metric)");
+    assert.equal(metrics, ['loss', 'dpo_loss', 'reward_margin', 'lr', 'grad_norm', 'tokens_per_s', 'loss_scale'], 'the loss, the task\'s parts, then the loop\'s own');
+    assert.equal((await series(page, 'grad_norm')).map((d) => d.n), [2, 2], 'a null gradient norm (no optimizer step) is no point');
+    const shown = await text(page);
+    assert.match(shown, 'reference: "full_sft_64.pth"');
+    assert.match(shown, 'beta 0.1');
+    assert.match(shown, '1 log lines skipped (not JSON)', 'the bad line; the truncated last one is not a line yet');
+    assert.match(shown, 'run 3/3 steps');
+  } finally {
+    if (dash.child.exitCode === null) process.kill(-dash.child.pid!, 'SIGKILL');
   }
 });
 

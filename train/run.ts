@@ -110,6 +110,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
       const err = (e as { code?: string }).code !== 'GPU_OOM' ? e as Error
         : new Error(`out of GPU memory at batch_size ${args.batch_size}, max_seq_len ${args.max_seq_len}: the step held `
           + `${(peakBytes() / 2 ** 30).toFixed(2)} GiB when it failed. Lower --batch_size or --max_seq_len (and raise --accumulation_steps). ${(e as Error).message}`);
+      stopGpuLog?.(); // its last line before the error's
       runLog?.error(err.message);
       throw err;
     } finally {

@@ -44,12 +44,16 @@ export class RunLog {
       peak_in_use_bytes: p.peakInUseBytes, allocated_bytes: p.allocatedBytes });
   }
 
-  /** A gpu line every `ms` until the returned function is called (which writes a last one). */
+  /** A gpu line every `ms` until the returned function is first called (which writes a last one). */
   watchGpu(ms: number): () => void {
     this.gpu();
     const timer = setInterval(() => this.gpu(), ms);
     timer.unref();
-    return () => { clearInterval(timer); this.gpu(); };
+    let on = true;
+    return () => {
+      if (on) { clearInterval(timer); this.gpu(); }
+      on = false;
+    };
   }
 
   done(result: { steps: number; tokens: number; seconds: number; interrupted: boolean }): void {
