@@ -18,8 +18,10 @@ s('the built-in run, shortened to 55 steps, finishes and its loss falls well bel
   const log = join(dir, 'full_sft_log.jsonl'); // the built-in run logs next to its weights
   const r = sft(['--max_steps', '55', '--log_interval', '10', '--samples', '0', '--save_dir', dir, '--checkpoint_dir', join(dir, 'ckpt')]);
   assert.is(r.status, 0, r.stderr + r.stdout);
-  const rows = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const rows = lines.filter((r) => r.kind === undefined);
   assert.equal(rows.map((r) => r.step), [10, 20, 30, 40, 50, 55], 'every 10th step, and the last');
+  assert.equal([lines[0].kind, lines.at(-1).kind, lines[0].args.max_steps, lines[0].last_step], ['run', 'done', 55, 55], 'the run\'s own lines beside them');
   assert.ok(rows[5].loss < 0.7 * rows[0].loss, `loss ${rows[0].loss} → ${rows[5].loss}`);
   for (const k of ['epoch', 'step', 'iters', 'loss', 'logits_loss', 'aux_loss', 'lr', 'grad_norm', 'tokens_per_s', 'elapsed_s']) assert.ok(k in rows[0], k);
   assert.ok(existsSync(join(dir, 'full_sft_128.pth')) && existsSync(join(dir, 'full_sft_128_loss.svg')));
@@ -49,6 +51,9 @@ s('non-finite losses skip the step and stop the run after --max_bad_steps, with 
   assert.match(r.stdout, /non-finite .*step is skipped \(1 in a row\)/);
   assert.match(r.stderr, /stopped: 2 non-finite losses in a row .*saved in .*resume\.pth/);
   assert.ok(existsSync(join(dir, 'full_sft_128_resume.pth')));
+  const last = JSON.parse(readFileSync(join(dir, 'full_sft_log.jsonl'), 'utf8').trim().split('\n').at(-1)!);
+  assert.is(last.kind, 'error', 'the log ends saying why (the dashboard shows it)');
+  assert.match(last.message, /^stopped: 2 non-finite losses in a row/);
 });
 
 s('bad flags are refused with the flag named', () => {
