@@ -107,16 +107,22 @@ s('with --data_path the tokenizer comes from ../model as in MiniMind, else it is
 s('Ctrl-C saves at the next optimizer step and exits 130; --from_resume 1 continues from there', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sigint-'));
   const flags = ['--log_interval', '1', '--samples', '0', '--save_dir', dir, '--checkpoint_dir', dir];
-  // Its own process group, signalled as a whole as a terminal's Ctrl-C does; tsx itself, not npx
-  // (npm exec dies of the signal at once, leaving the trainer to save and exit on its own).
-  const child = spawn(join(root, 'node_modules', '.bin', 'tsx'), ['train/sft.ts', ...flags], { cwd: root, detached: true, env: { ...process.env, MINIMIND_QUIET: '1' } });
+  // Its own process group, signalled as a terminal's Ctrl-C does. Node with tsx's loader, not the tsx
+  // CLI: that wrapper SIGKILLs a child that has not acknowledged a signal within 30 ms, which a trainer
+  // busy on a loaded 2-core machine sometimes has not (README: Ctrl-C). The signal comes twice, 5 ms
+  // apart, as when a wrapper relays the terminal's: one key press all the same.
+  const child = spawn(process.execPath, ['--import', 'tsx', 'train/sft.ts', ...flags], { cwd: root, detached: true, env: { ...process.env, MINIMIND_QUIET: '1' } });
   let out = '';
   const code = await new Promise<number | null>((done, fail) => {
     const timer = setTimeout(() => { process.kill(-child.pid!, 'SIGKILL'); fail(new Error(`no exit after Ctrl-C:\n${out}`)); }, 240_000);
     let sent = false;
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
-      if (!sent && /Epoch:\[1\/1\]\(2\//.test(out)) { sent = true; process.kill(-child.pid!, 'SIGINT'); }
+      if (!sent && /Epoch:\[1\/1\]\(2\//.test(out)) {
+        sent = true;
+        process.kill(-child.pid!, 'SIGINT');
+        setTimeout(() => process.kill(-child.pid!, 'SIGINT'), 5);
+      }
     });
     child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
     child.on('close', (c) => { clearTimeout(timer); done(c); }); // after stdout is drained, unlike 'exit'
