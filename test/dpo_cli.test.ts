@@ -5,7 +5,7 @@
 // bad row is a clear error naming file, line and side.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
@@ -26,14 +26,20 @@ const dpo = (args: string[]) => spawnSync('npx', ['tsx', 'train/dpo.ts', ...BASE
 const LINE = /^Epoch:\[1\/1\]\((\d)\/3\), loss: ([\d.]+), dpo_loss: ([\d.]+), aux_loss: 0\.0000, learning_rate: [\d.]+, epoch_time: \d+\.000min, reward_margin: (-?[\d.]+), reward_accuracy: ([\d.]+)$/gm;
 const lines = (out: string) => [...out.matchAll(LINE)];
 
-s('from random init: MiniMind\'s log line plus margin and accuracy, ln 2 at step 1, dpo_128.pth and its resume file', () => {
-  const r = dpo(['--from_weight', 'none']);
+s('from random init: MiniMind\'s log line plus margin and accuracy, ln 2 at step 1, dpo_128.pth and its resume file, the JSON-lines log', () => {
+  const log = join(dir, 'dpo_log.jsonl');
+  const r = dpo(['--from_weight', 'none', '--log_file', log]);
   assert.is(r.status, 0, r.stderr + r.stdout);
   const got = lines(r.stdout);
   assert.equal(got.map((m) => m[1]), ['1', '2', '3'], r.stdout);
   assert.equal(got[0].slice(2), ['0.6931', '0.6931', '0.0000', '0.000'], 'step 1: policy = reference');
   assert.match(r.stdout, /\[train\] dpo: .*policy \+ frozen reference; beta 0\.1, mean of the response log-probs; 6 pairs, 3 steps\/epoch/);
   for (const f of ['dpo_128.pth', 'ckpt/dpo_128_resume.pth']) assert.ok(existsSync(join(dir, f)), f);
+  const records = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(records.find((x) => x.kind === 'run')?.mode, 'dpo');
+  const steps = records.filter((x) => x.kind === undefined);
+  assert.equal(steps.map((x) => x.step), [1, 2, 3]);
+  for (const k of ['loss', 'dpo_loss', 'aux_loss', 'reward_margin', 'reward_accuracy', 'lr', 'grad_norm']) assert.ok(k in steps[0], k);
 });
 
 s('--from_weight starts policy and reference from the file (ln 2 again); stopped at step 1 and resumed, the log is the uninterrupted run\'s', () => {

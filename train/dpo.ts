@@ -22,6 +22,8 @@ import { precisionFor } from './grad_scaler.js';
 import { trainLoop, peakBytes } from './loop.js';
 import { loadResume } from './checkpoint.js';
 import { plotLoss } from './plot.js';
+import { RunLog } from './run_log.js';
+import { startDashboard, type Dashboard } from './dashboard_server.js';
 import { dpoTask, dpoDefaults } from './dpo_task.js';
 
 /** train_dpo.py's defaults that differ from train_full_sft.py's (both generations; minimind-3's hidden
@@ -45,7 +47,12 @@ async function main(argv: string[]): Promise<void> {
   const args = parseArgs(argv, DPO_DEFAULTS, usage, DPO_FLAGS);
   await initGpu();
   let loader: DataLoader | undefined; // its worker threads keep Node alive until closed
+  let dashboard: Dashboard | undefined;
   try {
+    // Next to the weights: where --use_wandb's and --dashboard's metrics go.
+    if ((args.use_wandb || args.dashboard) && !args.log_file) args.log_file = join(resolve(args.save_dir), `${args.save_weight}_log.jsonl`);
+    if (args.log_file) mkdirSync(dirname(resolve(args.log_file)), { recursive: true });
+    dashboard = await startDashboard(args); // before anything slow: a port in use fails at once
     // 1. Data and tokenizer.
     if (!existsSync(args.data_path)) throw new Error(`--data_path ${args.data_path}: no such file`);
     checkTokenizer(args);
@@ -68,8 +75,6 @@ async function main(argv: string[]): Promise<void> {
     if (!args.from_resume) policy.load(new Map((await ref.exportWeights()).map((w) => [w.name, w])), true);
     mkdirSync(resolve(args.save_dir), { recursive: true });
     mkdirSync(resolve(args.checkpoint_dir), { recursive: true });
-    if (args.use_wandb && !args.log_file) args.log_file = join(resolve(args.save_dir), `${args.save_weight}_log.jsonl`);
-    if (args.log_file) mkdirSync(dirname(resolve(args.log_file)), { recursive: true });
     const weightPath = weightFile(args.save_dir, cfg, args.save_weight);
     const resumePath = weightFile(args.checkpoint_dir, cfg, args.save_weight).replace(/\.pth$/, '_resume.pth'); // MiniMind's name and format
     const resume = args.from_resume ? await loadResume(resumePath, policy) : undefined;
@@ -84,16 +89,26 @@ async function main(argv: string[]): Promise<void> {
     if (args.log_file && !args.from_resume) rmSync(args.log_file, { force: true });
     const source = { iters: loader.batchesPerEpoch(), batches: (epoch: number, skip: number) => loader!.epoch(epoch, skip) };
     const task = dpoTask(policy, ref, { beta, reduce, files: { weightPath, resumePath } });
+    const runLog = args.log_file ? new RunLog(args.log_file) : undefined;
+    const first = resume ? resume.epoch * source.iters + resume.step : 0, planned = args.epochs * source.iters;
+    runLog?.run({ mode: 'dpo', args: { ...args, beta, logprob_reduce: reduce }, adapter: gpu().adapterName, model: cfg, parameters: total, samples: ds.length,
+      steps_per_epoch: source.iters, first_step: first, last_step: args.max_steps > 0 ? Math.min(planned, first + args.max_steps) : planned });
+    const fmaPeakGflops = await measureFmaPeak();
+    const stopGpuLog = runLog?.watchGpu(10_000);
     let result;
     try {
-      result = await trainLoop({ args, task, data: source, resumePath, resume, fmaPeakGflops: await measureFmaPeak() });
+      result = await trainLoop({ args, task, data: source, resumePath, resume, fmaPeakGflops });
     } catch (e) {
-      if ((e as { code?: string }).code === 'GPU_OOM') {
-        throw new Error(`out of GPU memory at batch_size ${args.batch_size} pairs, max_seq_len ${args.max_seq_len}: the step held `
+      const err = (e as { code?: string }).code !== 'GPU_OOM' ? e as Error
+        : new Error(`out of GPU memory at batch_size ${args.batch_size} pairs, max_seq_len ${args.max_seq_len}: the step held `
           + `${(peakBytes() / 2 ** 30).toFixed(2)} GiB when it failed. Lower --batch_size or --max_seq_len (and raise --accumulation_steps). ${(e as Error).message}`);
-      }
-      throw e;
+      stopGpuLog?.(); // its last line before the error's
+      runLog?.error(err.message);
+      throw err;
+    } finally {
+      stopGpuLog?.();
     }
+    runLog?.done({ steps: result.steps, tokens: result.tokens, seconds: result.seconds, interrupted: result.interrupted });
     if (result.interrupted) {
       console.log('[train] interrupted: weights and resume checkpoint saved; continue with the same flags and --from_resume 1');
       process.exitCode = 130;
@@ -110,6 +125,7 @@ async function main(argv: string[]): Promise<void> {
       + `final loss ${result.lastLoss.toFixed(4)}, ${result.skipped} skipped, ${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${files.join(', ')}`);
   } finally {
     await loader?.close(); // also on an error before training
+    await dashboard?.close();
     closeGpu();
   }
 }
