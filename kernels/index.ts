@@ -43,7 +43,9 @@ export const OPS: Op[] = [
   { name: 'cast', backward: cast.backward, cases: cast.cases },
   {
     name: 'matmul', backward: matmul.backward, cases: matmulVariants.cases,
-    sweeps: () => [sweep(matmulVariants.matmulTunable, GEMMS.flatMap(([M, N, K]) => Object.values(matmulVariants.linearShapes(M, N, K))))],
+    sweeps: () => [sweep(matmulVariants.matmulTunable, [...GEMMS.flatMap(([M, N, K]) => Object.values(matmulVariants.linearShapes(M, N, K))),
+      // 16-bit storage on the vec4 layouts MiniMind's shapes take (odd shapes: test/matmul16.test.ts).
+      ...(['bf16', 'f16'] as const).flatMap((ab) => Object.values(matmulVariants.linearShapes(65, 68, 132)).map((sh) => ({ ...sh, io: { ab, c: ab } })))])],
   },
   {
     name: 'rmsnorm', backward: rmsnorm.backward, cases: rmsnormVariants.cases,
