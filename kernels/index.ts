@@ -5,6 +5,7 @@
 import { registerBackward } from '../runtime/autograd.js';
 import * as elementwise from './elementwise.js';
 import * as reduce from './reduce.js';
+import * as cast from './cast.js';
 import * as matmul from './matmul.js';
 import * as matmulVariants from './matmul_variants.js';
 import * as rmsnorm from './rmsnorm.js';
@@ -42,9 +43,12 @@ const ROWS = [[1, 33], [33, 65], [65, 512], [7, 640], [1025, 64], [3, 16]].map((
 export const OPS: Op[] = [
   { name: 'elementwise', backward: elementwise.backward },
   { name: 'reduce', backward: reduce.backward },
+  { name: 'cast', backward: cast.backward, cases: cast.cases },
   {
     name: 'matmul', backward: matmul.backward, cases: matmulVariants.cases,
-    sweeps: () => [sweep(matmulVariants.matmulTunable, GEMMS.flatMap(([M, N, K]) => Object.values(matmulVariants.linearShapes(M, N, K))))],
+    sweeps: () => [sweep(matmulVariants.matmulTunable, [...GEMMS.flatMap(([M, N, K]) => Object.values(matmulVariants.linearShapes(M, N, K))),
+      // 16-bit storage on the vec4 layouts MiniMind's shapes take (odd shapes: test/matmul16.test.ts).
+      ...(['bf16', 'f16'] as const).flatMap((ab) => Object.values(matmulVariants.linearShapes(65, 68, 132)).map((sh) => ({ ...sh, io: { ab, c: ab } })))])],
   },
   {
     name: 'rmsnorm', backward: rmsnorm.backward, cases: rmsnormVariants.cases,
@@ -95,5 +99,6 @@ registerBackward(Object.assign({}, ...OPS.map((o) => o.backward ?? {})), { addIn
 
 export { add, mul, scale, silu, addInto, fill } from './elementwise.js';
 export { sum, mean } from './reduce.js';
+export { cast } from './cast.js';
 export { matmul, gemm } from './matmul.js';
 export { attention, attentionDecode, writeKV } from './attention.js';
