@@ -26,9 +26,11 @@ const STORAGE: [DType16, Out][] = [['bf16', 'bf16'], ['bf16', 'f32'], ['f16', 'f
 const NAIVE: MatmulVariant = { kind: 'naive' };
 const SHARED: MatmulVariant = { kind: 'shared', bm: 64, bn: 64, bk: 16, tm: 4, tn: 4, g: 1 };
 /** naive, the tuner's pick (tests: the hand-picked register tiles on lavapipe), workgroup-memory tiles;
- *  for f16 on an adapter with shader-f16, their native-f16 twins too. */
-function impls(ab: DType16): [string, MatmulOptions][] {
-  const base: [string, MatmulVariant | undefined][] = [['naive', NAIVE], ['tiled', undefined], ['shared', SHARED]];
+ *  for f16 on an adapter with shader-f16, their native-f16 twins too. A float32 output shares every
+ *  load path with a 16-bit one and its store with the float32 kernels: the tuner's pick covers it
+ *  (each variant kind is a few pipelines: seconds each for lavapipe on a cold shader cache). */
+function impls(ab: DType16, out: Out = ab): [string, MatmulOptions][] {
+  const base: [string, MatmulVariant | undefined][] = out === 'f32' ? [['tiled', undefined]] : [['naive', NAIVE], ['tiled', undefined], ['shared', SHARED]];
   const native = ab === 'f16' && gpu().features.has('shader-f16')
     ? base.filter(([, v]) => v).map(([n, v]): [string, MatmulVariant] => [`${n} native`, { ...v!, native: true }]) : [];
   return [...base, ...native].map(([n, v]) => [n, v ? { variant: v } : {}]);
@@ -59,7 +61,7 @@ function products(M: number, N: number, K: number, seed: number, ab: DType16, ou
 
 for (const [ab, out] of STORAGE) {
   s(`${ab} operands, ${out} output: y = x·wᵀ, dX = dY·W, dW = dYᵀ·X match float64 (every variant kind, awkward shapes), nothing written past C`, async () => {
-    for (const [impl, o] of impls(ab)) {
+    for (const [impl, o] of impls(ab, out)) {
       for (const [M, N, K] of SHAPES) {
         await withGuards(async () => {
           for (const { name, g, want } of products(M, N, K, M + 7 * N + K, ab, out)) {
