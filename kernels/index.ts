@@ -23,6 +23,7 @@ import * as crossEntropyVariants from './cross_entropy_variants.js';
 import * as moe from './moe.js';
 import * as attention from './attention.js';
 import * as attentionVariants from './attention_variants.js';
+import * as addColumns from './add_columns.js';
 import { sweep, type Op } from './op.js';
 
 // Matmul shapes (M, N, K): 1 and odd sizes (no multiple of any tile or of the vec4 width: scalar
@@ -68,6 +69,7 @@ export const OPS: Op[] = [
       [[1, 1, 7], [3, 33, 50], [2, 65, 64], [1, 7, 1025]].map(([B, T, V]) => ({ rows: B * T, T, V, grad })))),
   },
   { name: 'moe', backward: moe.backward },
+  { name: 'add_columns', backward: addColumns.backward, cases: addColumns.cases },
   {
     name: 'optimizer', cases: optimizerVariants.cases,
     sweeps: () => [optimizerVariants.gradNormTunable, optimizerVariants.adamwTunable].map((t) => sweep(t, [1, 33, 1025, 40961].map((n) => ({ n })))),
