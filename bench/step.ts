@@ -15,6 +15,7 @@ import { mulberry32 as rng } from '../runtime/random.js';
 import { Options, Row, Sampling, time } from './harness.js';
 import { tuner } from '../runtime/tuner.js';
 import { tuneStep } from '../train/tune_step.js';
+import { lmTask } from '../train/lm_task.js';
 
 /** `sampling`: fewer samples for a step of seconds (the caller knows which). */
 export async function benchStep(name: string, B: number, T: number, o: Options, sampling: Sampling = {}): Promise<Row> {
@@ -34,7 +35,7 @@ export async function benchStep(name: string, B: number, T: number, o: Options, 
     endScope();
   };
   // The kernels' variants for this step, tuned first as the trainer does (train/tune_step.ts).
-  await tuneStep(model, opt, B, T);
+  await tuneStep(lmTask(model), opt, B, T);
   tuner().takePicks();
   const t0 = performance.now();
   await step(); // warm-up: compiles pipelines, fills the pool

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { SHARED, TOKENIZER_DIRS, missingShared, sharedTest } from './shared.js';
 import { loadTokenizer } from '../data/tokenizer.js';
-import { FLAGS } from '../model/chat.js';
+import { FLAGS, AUTO_PROMPTS } from '../model/chat.js';
 
 const s = suite('chat');
 const root = join(import.meta.dirname, '..');
@@ -82,6 +82,15 @@ sharedTest(s, missing, '--historys 2 renders the first question and answer into 
   assert.is(carried[1].prompt, render([{ role: 'user', content: 'hello' }, { role: 'assistant', content: carried[0].answer },
     { role: 'user', content: 'who are you' }]));
   assert.ok(carried[1].prompt > alone[1].prompt);
+});
+
+sharedTest(s, missing, '--input_mode 0 answers the fixed prompts in order, as eval_llm.py\'s auto test', () => {
+  const r = tsx('model/chat.ts', ['--weights', weights, ...greedy, '--max_new_tokens', '1', '--input_mode', '0']);
+  assert.is(r.status, 0, r.stderr);
+  assert.equal([...r.stdout.matchAll(/^💬: (.*)$/gm)].map((m) => m[1]), AUTO_PROMPTS);
+  assert.is(turns(r.stdout).length, AUTO_PROMPTS.length);
+  const bad = tsx('model/chat.ts', ['--weights', weights, '--input_mode', '2']);
+  assert.match(bad.stderr, /^chat: --input_mode must be 0 \(auto test\) or 1 \(stdin\), got 2\n$/m);
 });
 
 s('--help lists every flag, eval_llm.py\'s among them', () => {

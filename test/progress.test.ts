@@ -17,24 +17,25 @@ const s = suite('progress');
 s('rates count from the end of the first step; ETA, share of the run and of the FMA peak follow', () => {
   let ms = 0;
   const cfg = preset('tiny');
-  const p = new Progress(cfg, 100, 10, 110, 30_000, () => ms);
-  assert.is(p.step(11, 4, 32, 2, false), undefined, 'off a terminal the first step prints nothing');
+  const p = new Progress(100, 10, 110, 30_000, () => ms);
+  const at = (B: number, T: number): [number, number] => [B * T, stepFlops(cfg, B, T)];
+  assert.is(p.step(11, ...at(4, 32), 2, false), undefined, 'off a terminal the first step prints nothing');
   ms = 10_000;
-  assert.is(p.step(12, 400, 32, 2, false), undefined, 'nor anything before 30 s have passed');
+  assert.is(p.step(12, ...at(400, 32), 2, false), undefined, 'nor anything before 30 s have passed');
   ms = 20_000;
-  assert.is(p.step(13, 400, 32, 2, false), undefined);
+  assert.is(p.step(13, ...at(400, 32), 2, false), undefined);
   ms = 40_000; // 3 steps of 400×32 tokens in 40 s since the first one ended
-  const line = p.step(14, 400, 32, 1.5, false)!;
+  const line = p.step(14, ...at(400, 32), 1.5, false)!;
   const gflops = (3 * stepFlops(cfg, 400, 32)) / 40 / 1e9;
   assert.ok(line.startsWith('step 14/110 (4%), loss 1.5000, 960 tokens/s'), line);
   assert.ok(line.includes(`, ${gflops.toFixed(1)} GFLOP/s = ${gflops.toFixed(0)}% of the FMA peak (100), `), line);
   assert.ok(line.endsWith(`ETA ${duration((96 * 40) / 3)}`), line);
-  assert.ok(p.step(15, 400, 32, 1.5, true)!.startsWith('step 15/110'), 'on a terminal every step gets a line');
-  assert.is(p.step(16, 4, 32, 1.5, true, true), undefined, 'but not one that printed its log line');
+  assert.ok(p.step(15, ...at(400, 32), 1.5, true)!.startsWith('step 15/110'), 'on a terminal every step gets a line');
+  assert.is(p.step(16, ...at(4, 32), 1.5, true, true), undefined, 'but not one that printed its log line');
   ms = 60_000;
-  assert.is(p.step(17, 4, 32, 1.5, false, true), undefined, 'off a terminal the next line is due 30 s after the last');
+  assert.is(p.step(17, ...at(4, 32), 1.5, false, true), undefined, 'off a terminal the next line is due 30 s after the last');
   ms = 70_000;
-  assert.ok(p.step(18, 4, 32, 1.5, false, true)!.startsWith('step 18/110'), 'log lines or not');
+  assert.ok(p.step(18, ...at(4, 32), 1.5, false, true)!.startsWith('step 18/110'), 'log lines or not');
 });
 
 s('duration is written in s, m s or h m', () => {

@@ -18,6 +18,7 @@ import { writeBuffer } from '../runtime/kernel.js';
 import { AdamW } from '../kernels/adamw.js';
 import { trainLoop, type StepLog } from '../train/loop.js';
 import { loadResume, saveResume } from '../train/checkpoint.js';
+import { lmTask } from '../train/lm_task.js';
 import { setupGpu, assertClose, randn } from './util.js';
 import { MINIMIND_FILE, cfg, fx, runArgs, source } from './fixtures/resume/fixture.js';
 
@@ -33,7 +34,7 @@ async function resumeFrom(file: string, resumePath: string): Promise<{ logs: Ste
   const model = new MiniMind(cfg, 99); // another init: the checkpoint replaces it
   const logs: StepLog[] = [];
   await trainLoop({
-    args, model, data: source, weightPath: join(dir, 'w.pth'), resumePath, resume: await loadResume(file, cfg),
+    args, task: lmTask(model, { weightPath: join(dir, 'w.pth'), resumePath }), data: source, resumePath, resume: await loadResume(file, model),
     onStep: (l) => logs.push(l), print: () => {},
   });
   return { logs, model };
@@ -79,7 +80,7 @@ s('a file saved by more processes: the step is rescaled to this one-process run,
   (value as Map<string, PyValue>).set('world_size', 2);
   const p = join(dir, 'ws2_resume.pth');
   writeTorchSave(p, value as PyValue);
-  const r = await loadResume(p, cfg);
+  const r = await loadResume(p, probe());
   assert.is(r.step, 2 * fx.saved.step);
   assert.match(r.notice ?? '', /saved by 2 processes: step 2 of each is step 4 of this single-process run/);
 });
@@ -138,6 +139,9 @@ s("the file we write: identical tensors back, and every key MiniMind's trainer r
   model.dispose();
 });
 
+/** A model of the fixture's shape for loadResume to check files against. */
+const probe = () => new MiniMind(cfg, 0);
+
 async function rejects(p: Promise<unknown>, re: RegExp): Promise<void> {
   try { await p; } catch (e) { assert.match((e as Error).message, re); return; }
   assert.unreachable(`no error; expected ${re}`);
@@ -146,18 +150,18 @@ async function rejects(p: Promise<unknown>, re: RegExp): Promise<void> {
 s('bad resume files are refused naming the file and the key', async () => {
   const good = readTorchSave(MINIMIND_FILE).value as Map<string, PyValue>;
   const write = (name: string, v: PyValue) => { const p = join(dir, name); writeTorchSave(p, v); return p; };
-  await rejects(loadResume(join(dir, 'none.pth'), cfg), /--from_resume 1: no resume checkpoint at .*none\.pth/);
+  await rejects(loadResume(join(dir, 'none.pth'), probe()), /--from_resume 1: no resume checkpoint at .*none\.pth/);
   const noOpt = write('no_opt.pth', new Map([...good].filter(([k]) => k !== 'optimizer')));
-  await rejects(loadResume(noOpt, cfg), /no_opt\.pth: the resume dict: no key 'optimizer'/);
+  await rejects(loadResume(noOpt, probe()), /no_opt\.pth: the resume dict: no key 'optimizer'/);
   const weightsOnly = write('weights.pth', good.get('model')!);
-  await rejects(loadResume(weightsOnly, cfg), /weights\.pth: the resume dict: no key 'model'/);
+  await rejects(loadResume(weightsOnly, probe()), /weights\.pth: the resume dict: no key 'model'/);
   const badEpoch = write('epoch.pth', new Map([...good, ['epoch', new PyFloat(0.5)]]));
-  await rejects(loadResume(badEpoch, cfg), /epoch\.pth: epoch: expected an int ≥ 0, got float 0.5/);
-  await rejects(loadResume(MINIMIND_FILE, { ...cfg, hidden_size: 64, head_dim: 16 }), /full_sft_32_resume\.pth: model: mis-shaped: model\.embed_tokens\.weight \[64,32\] in file, \[64,64\] in model/);
+  await rejects(loadResume(badEpoch, probe()), /epoch\.pth: epoch: expected an int ≥ 0, got float 0.5/);
+  await rejects(loadResume(MINIMIND_FILE, new MiniMind({ ...cfg, hidden_size: 64, head_dim: 16 })), /full_sft_32_resume\.pth: model: mis-shaped: model\.embed_tokens\.weight \[64,32\] in file, \[64,64\] in model/);
   const opt = good.get('optimizer') as Map<string, PyValue>, state = opt.get('state') as Map<number, Map<string, PyValue>>;
   const skewed = new Map(state).set(3, new Map([...state.get(3)!, ['step', { shape: [], data: Float32Array.of(5) }]]));
   const p = write('skewed.pth', new Map([...good, ['optimizer', new Map([...opt, ['state', skewed]])]]));
-  await rejects(loadResume(p, cfg), /skewed\.pth: optimizer: parameters at different step counts \(1, 5\)/);
+  await rejects(loadResume(p, probe()), /skewed\.pth: optimizer: parameters at different step counts \(1, 5\)/);
 });
 
 s.run();

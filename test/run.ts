@@ -1,7 +1,7 @@
 // Test entry point (`npm test`): runs every test/**/*.test.ts (test/fixtures left out) with uvu in one process
 // (one GPU device for all), prints `N passed, N failed, N skipped`, destroys the device so Node exits, and exits 1
 // if anything failed: a test, a suite whose hook threw, or a test file that failed to import.
-// `npm test -- NAME` runs only files whose path from the repository root contains NAME (`pth`, `test/pth`); `--dir DIR` runs DIR's test files
+// `npm test -- NAME...` runs only files whose path from the repository root contains a NAME (`pth`, `test/pth`); `--dir DIR` runs DIR's test files
 // instead of test/'s (test/runner.test.ts runs this runner on test/fixtures/runner that way).
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
@@ -16,7 +16,7 @@ process.env.MINIMIND_TUNE_FILE ??= 'none';
 const argv = process.argv.slice(2);
 const at = argv.indexOf('--dir');
 const root = at >= 0 ? resolve(argv[at + 1] ?? '') : import.meta.dirname;
-const filter = argv.filter((_, i) => at < 0 || (i !== at && i !== at + 1))[0] ?? '';
+const filters = argv.filter((_, i) => at < 0 || (i !== at && i !== at + 1));
 
 function walk(dir: string): string[] {
   return readdirSync(dir).flatMap((f) => {
@@ -58,7 +58,7 @@ function counted(run: SuiteRun): SuiteRun {
 }
 
 const repo = join(import.meta.dirname, '..');
-const files = walk(root).filter((f) => relative(repo, f).includes(filter)).sort();
+const files = walk(root).filter((f) => !filters.length || filters.some((n) => relative(repo, f).includes(n))).sort();
 (globalThis as { UVU_DEFER?: number }).UVU_DEFER = 1;
 const uvu = await import('uvu');
 const g = globalThis as unknown as { UVU_QUEUE: (string | SuiteRun)[][]; UVU_INDEX: number };

@@ -16,6 +16,7 @@ import { readPth } from '../model/pth.js';
 import { f16FromF32Bits } from '../model/dtype.js';
 import { parseArgs } from '../train/args.js';
 import { trainLoop, BatchSource, StepLog } from '../train/loop.js';
+import { lmTask, type Batch } from '../train/lm_task.js';
 import { loadResume } from '../train/checkpoint.js';
 import { setupGpu, assertClose } from './util.js';
 
@@ -47,7 +48,7 @@ function ulpsApart(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** The fixture's fixed batch order (no shuffle), every epoch. */
-function source(batches: number[][]): BatchSource {
+function source(batches: number[][]): BatchSource<Batch> {
   return {
     iters: batches.length,
     async *batches(_epoch, skip) {
@@ -71,8 +72,8 @@ async function run(name: string, dir: string, extra: Record<string, number | str
   const logs: StepLog[] = [];
   const resumePath = join(dir, 'resume.pth');
   await trainLoop({
-    args, model, data: source(r.batches), weightPath: join(dir, 'w.pth'), resumePath, onStep: (l) => { logs.push(l); watch?.(l); },
-    resume: resume ? await loadResume(resumePath, cfg) : undefined, print: () => {}, initScale: r.init_scale,
+    args, task: lmTask(model, { weightPath: join(dir, 'w.pth'), resumePath }), data: source(r.batches), resumePath,
+    onStep: (l) => { logs.push(l); watch?.(l); }, resume: resume ? await loadResume(resumePath, model) : undefined, print: () => {}, initScale: r.init_scale,
   });
   return { logs, model };
 }

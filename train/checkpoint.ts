@@ -13,8 +13,7 @@ import { parameterShapes } from '../model/config.js';
 import { writeBuffer, clearBuffer } from '../runtime/kernel.js';
 import type { MiniMind } from '../model/minimind.js';
 import type { AdamW } from '../kernels/adamw.js';
-import type { MiniMindConfig } from '../model/config.js';
-import type { GradScaler, ScalerState } from './grad_scaler.js';
+import type { Position, Resume } from './task.js';
 
 /** The float16 weights and, beside them, their config.json (model/config_file.ts), written first so that no
  *  weight file is ever without its config. */
@@ -22,15 +21,6 @@ export async function saveWeights(model: MiniMind, path: string): Promise<void> 
   const tensors = await model.exportWeights();
   writeConfigFor(path, model.cfg);
   writePth(path, tensors, { dtype: 'float16', tied: [['model.embed_tokens.weight', 'lm_head.weight']] });
-}
-
-/** Where training stands: `step` micro-steps of 0-based `epoch` done; the loss scaler for --dtype float16. */
-export interface Position { epoch: number; step: number; scaler?: ScalerState }
-
-export interface ResumeState extends Position {
-  /** Set when the file was saved by a run on more processes (its step counts per-process batches). */
-  notice?: string;
-  restore(model: MiniMind, opt: AdamW, scaler: GradScaler | null): Promise<void>;
 }
 
 /** The GradScaler settings this trainer uses (torch's defaults); a file with others is refused. */
@@ -52,8 +42,10 @@ export async function saveResume(path: string, model: MiniMind, opt: AdamW, pos:
   writeMiniMindResume(path, r);
 }
 
-/** Read a resume checkpoint (ours or MiniMind's) for a model of `config`; errors name the file and the key. */
-export async function loadResume(path: string, config: MiniMindConfig): Promise<ResumeState> {
+/** Read a resume checkpoint (ours or MiniMind's) of `model`'s shape; errors name the file and the key.
+ *  restore() loads it into `model` and the optimizer over its store. */
+export async function loadResume(path: string, model: MiniMind): Promise<Resume> {
+  const config = model.cfg;
   if (!existsSync(path)) throw new Error(`--from_resume 1: no resume checkpoint at ${path}`);
   const r = readMiniMindResume(path);
   const expected = new Map<string, readonly number[]>(parameterShapes(config));
@@ -87,7 +79,7 @@ export async function loadResume(path: string, config: MiniMindConfig): Promise<
     : `${path} was saved by ${r.worldSize} processes: step ${r.step} of each is step ${step} of this single-process run (MiniMind rescales the same way)`;
   return {
     epoch: r.epoch, step, notice, scaler: sc ? { scale: sc.scale, growth_tracker: sc.growthTracker } : undefined,
-    async restore(model, opt, scaler) {
+    async restore(opt, scaler) {
       for (const [k, want, got] of [['betas', opt.betas.join(), r.optimizer.betas.join()], ['eps', opt.eps, r.optimizer.eps],
         ['weight_decay', opt.weightDecay, r.optimizer.weightDecay]] as const) {
         if (want !== got) throw new Error(`${path}: optimizer: saved with ${k} ${got}, but this trainer's AdamW uses ${want}`);

@@ -1,36 +1,36 @@
-// The training loop shared by sft.ts and pretrain.ts (MiniMind's scripts share one skeleton):
-// per micro-step lr → forward → (CE + aux) / accumulation → backward; every accumulation_steps
-// (and at the end of an epoch, flushing a partial accumulation): global-norm clip → AdamW → zero.
-// Logging, saving and resume follow spec §8. A non-finite loss or gradient norm skips the step.
+// The training loop of every objective (MiniMind's scripts share one skeleton; train/task.ts says
+// what a task supplies): per micro-step lr → forward → objective / accumulation → backward; every
+// accumulation_steps (and at the end of an epoch, flushing a partial accumulation): global-norm clip
+// → AdamW → zero, over the task's trainable store. Logging, saving and resume follow spec §8. A
+// non-finite loss or gradient norm skips the step.
 import { appendFileSync } from 'node:fs';
 import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
-import { add, fill } from '../kernels/index.js';
+import { fill } from '../kernels/index.js';
 import { AdamW } from '../kernels/adamw.js';
 import { gradNorm } from '../kernels/grad_norm.js';
 import { readScalars } from '../runtime/scalars.js';
 import { WaitPacer } from '../runtime/wait_pacer.js';
 import { poolStats } from '../runtime/buffer.js';
-import type { MiniMind } from '../model/minimind.js';
 import { lrAt } from './schedule.js';
 import type { TrainArgs } from './args.js';
-import { saveWeights, saveResume, ResumeState } from './checkpoint.js';
+import type { Task, Resume } from './task.js';
 import { GradScaler, precisionFor } from './grad_scaler.js';
 import { tuneStep } from './tune_step.js';
 import { tuner } from '../runtime/tuner.js';
 import { Progress } from './progress.js';
 
-export interface Batch { inputIds: Int32Array; labels: Int32Array; batch: number; seqLen: number }
-
-export interface BatchSource {
+export interface BatchSource<B> {
   /** Batches per epoch. */
   iters: number;
   /** The batches of an epoch in order, skipping the first `skip` (resume). */
-  batches(epoch: number, skip: number): AsyncIterable<Batch>;
+  batches(epoch: number, skip: number): AsyncIterable<B>;
 }
 
 export interface StepLog {
-  epoch: number; step: number; iters: number; loss: number; logits_loss: number; aux_loss: number;
+  epoch: number; step: number; iters: number; loss: number;
+  /** The task's named terms (SFT: logits_loss, aux_loss); the log file has them beside the others. */
+  parts: Record<string, number>;
   lr: number; grad_norm: number | null; tokens_per_s: number; elapsed_s: number;
   /** --dtype float16 only: the loss scale this step's backward used. */
   loss_scale?: number;
@@ -42,13 +42,13 @@ export interface LoopResult {
   interrupted: boolean;
 }
 
-export interface LoopOptions {
+export interface LoopOptions<B> {
   args: TrainArgs;
-  model: MiniMind;
-  data: BatchSource;
-  weightPath: string;
+  task: Task<B>;
+  data: BatchSource<B>;
+  /** Where the task saves its resume checkpoint (named in messages). */
   resumePath: string;
-  resume?: ResumeState;
+  resume?: Resume;
   /** Called for every micro-step's log entry (tests read them; the log file gets logged ones). */
   onStep?: (log: StepLog) => void;
   print?: (line: string) => void;
@@ -59,18 +59,18 @@ export interface LoopOptions {
   fmaPeakGflops?: number;
 }
 
-export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
-  const { args, model, data } = o;
+export async function trainLoop<B>(o: LoopOptions<B>): Promise<LoopResult> {
+  const { args, task, data } = o;
   const print = o.print ?? ((l: string) => console.log(l));
   const iters = data.iters;
   const total = args.epochs * iters;
   const accum = args.accumulation_steps;
-  const store = model.store;
+  const store = task.store;
   const opt = new AdamW(store, { lr: args.learning_rate });
   const { precision } = precisionFor(args.dtype);
   const scaler = precision === 'f16' ? new GradScaler(o.initScale) : null;
-  const modelPrecision = model.precision;
-  model.precision = precision;
+  const modelPrecisions = task.models.map((m) => m.precision);
+  for (const m of task.models) m.precision = precision;
   // Ctrl-C: finish the accumulation, save, and return; a second Ctrl-C quits at once.
   let interrupt = false;
   const onSigint = () => {
@@ -83,7 +83,7 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
     return await loop();
   } finally {
     process.off('SIGINT', onSigint);
-    model.precision = modelPrecision;
+    task.models.forEach((m, i) => { m.precision = modelPrecisions[i]; });
     opt.dispose();
   }
 
@@ -91,13 +91,13 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
     let startEpoch = 0, startStep = 0;
     if (o.resume) {
       ({ epoch: startEpoch, step: startStep } = o.resume);
-      await o.resume.restore(model, opt, scaler);
+      await o.resume.restore(opt, scaler);
       print(`resumed from ${o.resumePath}: epoch ${startEpoch + 1}, step ${startStep}/${iters}`);
     }
     // Kernel variants for this batch shape, tuned once per adapter and cached: before step 1, so that
     // every step of the run uses the same ones.
     const tt = performance.now();
-    const tuned = await tuneStep(model, opt, args.batch_size, args.max_seq_len);
+    const tuned = await tuneStep(task, opt, args.batch_size, args.max_seq_len);
     if (tuned.length) {
       print(`[tune] ${tuned.length} kernel shapes tuned in ${((performance.now() - tt) / 1000).toFixed(1)} s, `
         + `cached in ${tuner().file ?? '(no file)'} for the next run (npm run tune lists them; MINIMIND_TUNE=off skips tuning)`);
@@ -110,7 +110,7 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
     let poisoned = false; // a non-finite value entered the gradients being accumulated
     let saveDue = false;
     const tty = process.stdout.isTTY && !o.onStep;
-    const progress = new Progress(model.cfg, o.fmaPeakGflops, startEpoch * iters + startStep,
+    const progress = new Progress(o.fmaPeakGflops, startEpoch * iters + startStep,
       args.max_steps > 0 ? Math.min(total, startEpoch * iters + startStep + args.max_steps) : total);
 
     for (let epoch = startEpoch; epoch < args.epochs; epoch++) {
@@ -120,19 +120,19 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
       for await (const b of data.batches(epoch, skip)) {
         step++;
         const lr = lrAt(epoch * iters + step, total, args.learning_rate);
+        const size = task.measure(b);
         beginScope();
-        const ids = Tensor.fromArray(b.inputIds, [b.batch, b.seqLen], 'i32');
-        const labels = Tensor.fromArray(b.labels, [b.batch, b.seqLen], 'i32');
-        const { loss, aux } = await model.loss(ids, labels, b.inputIds);
-        const objective = aux ? add(loss, aux) : loss;
+        const { objective, reads } = await task.forward(b);
         // d(scale·objective/accum)/d(objective) = scale/accum: seed backward with it instead of scaling the loss.
         const scale = scaler?.scale ?? 1;
         backward(objective, fill(Tensor.fromArray([1], [1]), [1], scale / accum));
         pendingMicro++;
         const boundary = step % accum === 0 || step === iters;
         const norm = boundary ? gradNorm(store.chunks(store.grads)) : null;
-        const [ce, ax, gn] = await pacer.pace(b.batch * b.seqLen, (sleepMs) => readScalars([loss, aux, norm], sleepMs));
-        const objectiveValue = ce + (aux ? ax : 0);
+        const values = await pacer.pace(size.tokens, (sleepMs) => readScalars([...reads, norm], sleepMs));
+        const gn = values.pop()!;
+        const terms = task.terms(values);
+        const objectiveValue = terms.loss;
         // float16: inf/NaN gradients with a finite loss are a loss-scale overflow (GradScaler skips
         // the step and halves the scale); in float32 they count as a bad step.
         const overflow = !!scaler && boundary && Number.isFinite(objectiveValue) && !Number.isFinite(gn);
@@ -159,12 +159,12 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
           }
         } else if (boundary && !poisoned) badInARow = 0;
         if (boundary) poisoned = false;
-        tokens += b.batch * b.seqLen;
+        tokens += size.tokens;
         steps++;
         lastLoss = objectiveValue;
         const elapsed = (performance.now() - t0) / 1000;
         const log: StepLog = {
-          epoch: epoch + 1, step, iters, loss: objectiveValue, logits_loss: ce, aux_loss: aux ? ax : 0, lr,
+          epoch: epoch + 1, step, iters, loss: objectiveValue, parts: terms.parts, lr,
           grad_norm: gradNormValue, tokens_per_s: tokens / elapsed, elapsed_s: elapsed, ...(scaler ? { loss_scale: scale } : {}),
         };
         o.onStep?.(log);
@@ -173,7 +173,7 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
         const stopping = stopEarly || (interrupt && pendingMicro === 0);
         // The last step of a run is always logged (the loss curve and log end where training did).
         const logged = step % args.log_interval === 0 || step === iters || stopping;
-        const line = progress.step(epoch * iters + step, b.batch, b.seqLen, objectiveValue, tty, logged);
+        const line = progress.step(epoch * iters + step, size.tokens, size.flops, objectiveValue, tty, logged);
         if (line !== undefined) {
           if (tty) process.stdout.write(`\r\x1b[K${line}`);
           else print(line);
@@ -185,9 +185,11 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
           const end = args.max_steps > 0 ? Math.min(iters, step + args.max_steps - steps) : iters;
           const eta = (spent / (step - skip)) * (end - step);
           if (tty) process.stdout.write('\r\x1b[K');
-          print(`Epoch:[${epoch + 1}/${args.epochs}](${step}/${iters}), loss: ${objectiveValue.toFixed(4)}, logits_loss: ${ce.toFixed(4)}, `
-            + `aux_loss: ${(aux ? ax : 0).toFixed(4)}, lr: ${lr.toFixed(8)}, epoch_time: ${eta.toFixed(1)}min`);
-          if (args.log_file) appendFileSync(args.log_file, JSON.stringify(log) + '\n');
+          print(`Epoch:[${epoch + 1}/${args.epochs}](${step}/${iters}), ${task.logLine(terms, lr, eta)}`);
+          if (args.log_file) {
+            const { parts, ...rest } = log;
+            appendFileSync(args.log_file, JSON.stringify({ ...rest, ...parts }) + '\n');
+          }
         }
         if (step % args.save_interval === 0) saveDue = true;
         // Saved only between optimizer steps, so a resume never needs half-accumulated gradients; and at
@@ -200,8 +202,7 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
   }
 
   async function save(epoch: number, step: number): Promise<void> {
-    await saveWeights(model, o.weightPath);
-    await saveResume(o.resumePath, model, opt, { epoch, step, scaler: scaler?.state() });
+    await task.save({ epoch, step, scaler: scaler?.state() }, opt);
   }
 }
 

@@ -2,9 +2,6 @@
 // FLOP/s as a share of the adapter's measured FMA peak (an MFU against what the adapter can do, not a
 // datasheet), and the time left. Rates count from the end of the run's first step, which compiles
 // every shader.
-import type { MiniMindConfig } from '../model/config.js';
-import { stepFlops } from '../model/flops.js';
-
 export class Progress {
   private t0 = NaN;
   private first = 0;
@@ -14,20 +11,20 @@ export class Progress {
 
   /** Steps are micro-steps counted over the whole run: this process goes from `start` to `end`.
    *  Off a terminal a line comes every `everyMs`; `now` is the clock in ms. */
-  constructor(private cfg: MiniMindConfig, private peakGflops: number | undefined, private start: number,
+  constructor(private peakGflops: number | undefined, private start: number,
     private end: number, private everyMs = 30_000, private now = () => performance.now()) {}
 
-  /** After micro-step `t` (1-based) of a B×T batch: the line to show, or undefined when it is not due.
+  /** After micro-step `t` (1-based) of `tokens` tokens and `flops` model FLOPs: the line to show, or undefined when it is not due.
    *  On a terminal it is due every step but one that prints its log line (`logged`), off one every `everyMs`. */
-  step(t: number, B: number, T: number, loss: number, tty: boolean, logged = false): string | undefined {
+  step(t: number, tokens: number, flops: number, loss: number, tty: boolean, logged = false): string | undefined {
     const now = this.now();
     if (Number.isNaN(this.t0)) {
       this.t0 = this.printed = now;
       this.first = t;
       return tty && !logged ? `step ${t}/${this.end}, loss ${loss.toFixed(4)} (compiling shaders)` : undefined;
     }
-    this.tokens += B * T;
-    this.flops += stepFlops(this.cfg, B, T);
+    this.tokens += tokens;
+    this.flops += flops;
     if (tty ? logged : now - this.printed < this.everyMs) return undefined;
     this.printed = now;
     const s = (now - this.t0) / 1000;

@@ -5,9 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { initGpu, closeGpu, gpu } from '../runtime/device.js';
 import '../kernels/index.js';
 import { MiniMind } from '../model/minimind.js';
-import { MiniMindConfig, minimind2, preset, countParameters } from '../model/config.js';
-import { readConfig } from '../model/config_json.js';
-import { loadWeights } from '../model/weights.js';
+import { countParameters } from '../model/config.js';
 import { generate } from '../model/generate.js';
 import { loadTokenizer, ChatTokenizer } from '../data/tokenizer.js';
 import { SFTDataset } from '../data/sft.js';
@@ -15,10 +13,12 @@ import { PretrainDataset } from '../data/pretrain.js';
 import { DataLoader } from '../data/loader.js';
 import { availableParallelism } from 'node:os';
 import { ensureDefaultData } from '../data/defaults.js';
-import { TrainArgs, wasGiven } from './args.js';
+import type { TrainArgs } from './args.js';
+import { modelConfig, checkTokenizer, loadFromWeight, weightFile } from './setup.js';
 import { flagNotes } from './compat.js';
 import { precisionFor } from './grad_scaler.js';
 import { trainLoop, BatchSource, peakBytes } from './loop.js';
+import { lmTask, type Batch } from './lm_task.js';
 import { loadResume } from './checkpoint.js';
 import { plotLoss } from './plot.js';
 import { heldOutQuiz, askQuiz, quizSummary } from './quiz.js';
@@ -69,22 +69,16 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     // 2. Model.
     const cfg = modelConfig(args, tok, builtin);
     const model = new MiniMind(cfg, args.seed);
-    const moe = cfg.use_moe ? '_moe' : '';
     const saveDir = resolve(args.save_dir), ckptDir = resolve(args.checkpoint_dir);
     mkdirSync(saveDir, { recursive: true });
     mkdirSync(ckptDir, { recursive: true });
     // Next to the weights: the built-in run's log, and where --use_wandb's metrics go.
     if ((builtin || args.use_wandb) && !args.log_file) args.log_file = join(saveDir, `${args.save_weight}_log.jsonl`);
     if (args.log_file) mkdirSync(dirname(resolve(args.log_file)), { recursive: true });
-    const weightPath = join(saveDir, `${args.save_weight}_${cfg.hidden_size}${moe}.pth`);
-    const resumePath = join(ckptDir, `${args.save_weight}_${cfg.hidden_size}${moe}_resume.pth`); // MiniMind's name and format
-    if (args.from_weight !== 'none' && !args.from_resume) {
-      const p = /\.(pth|safetensors)$/.test(args.from_weight) ? args.from_weight : join(saveDir, `${args.from_weight}_${cfg.hidden_size}${moe}.pth`);
-      if (!existsSync(p)) throw new Error(`--from_weight ${args.from_weight}: ${p} does not exist (use --from_weight none to start from random init)`);
-      const { missing, unexpected } = model.load(await loadWeights(p), false);
-      console.log(`[train] loaded ${p}${missing.length ? `; missing keys (kept at init): ${missing.join(', ')}` : ''}${unexpected.length ? `; ignored keys: ${unexpected.join(', ')}` : ''}`);
-    }
-    const resume = args.from_resume ? await loadResume(resumePath, cfg) : undefined;
+    const weightPath = weightFile(saveDir, cfg, args.save_weight);
+    const resumePath = weightFile(ckptDir, cfg, args.save_weight).replace(/\.pth$/, '_resume.pth'); // MiniMind's name and format
+    if (args.from_weight !== 'none' && !args.from_resume) await loadFromWeight(model, args);
+    const resume = args.from_resume ? await loadResume(resumePath, model) : undefined;
     if (resume?.notice) console.log(`[train] ${resume.notice}`);
     const { total } = countParameters(cfg);
     console.log(`[train] ${mode}: ${(total / 1e6).toFixed(2)}M parameters (hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers${cfg.use_moe ? ', MoE' : ''}), `
@@ -102,7 +96,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     if (args.log_file && !args.from_resume) rmSync(args.log_file, { force: true });
     let result;
     try {
-      result = await trainLoop({ args, model, data: source, weightPath, resumePath, resume, fmaPeakGflops });
+      result = await trainLoop({ args, task: lmTask(model, { weightPath, resumePath }), data: source, resumePath, resume, fmaPeakGflops });
     } catch (e) {
       if ((e as { code?: string }).code === 'GPU_OOM') {
         throw new Error(`out of GPU memory at batch_size ${args.batch_size}, max_seq_len ${args.max_seq_len}: the step held `
@@ -135,38 +129,9 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
   }
 }
 
-function modelConfig(args: TrainArgs, tok: ChatTokenizer, builtin: boolean): MiniMindConfig {
-  let cfg: MiniMindConfig;
-  const shape = { hidden_size: args.hidden_size, num_hidden_layers: args.num_hidden_layers, use_moe: !!args.use_moe };
-  const given = (['hidden_size', 'num_hidden_layers', 'use_moe'] as const).filter((k) => wasGiven(args, k));
-  if (args.config) {
-    cfg = readConfig(args.config);
-    if (given.length) console.log(`[train] --config ${args.config} sets the model: ${given.map((k) => `--${k}`).join(', ')} not used`);
-  } else if (args.preset) {
-    // Model flags on the command line change the preset (the built-in run's tiny one included).
-    // The built-in run's vocabulary is its own tokenizer's (2048, not MiniMind's 6400): the LM head
-    // is most of a tiny model's FLOPs.
-    cfg = preset(args.preset, { ...Object.fromEntries(given.map((k) => [k, shape[k]])), ...(builtin ? { vocab_size: tok.vocabSize } : {}) });
-  } else cfg = minimind2(shape);
-  if (tok.vocabSize > cfg.vocab_size) throw new Error(`tokenizer has ${tok.vocabSize} tokens but the model's vocab_size is ${cfg.vocab_size}`);
-  return cfg;
-}
-
-/** MiniMind's trainers load the tokenizer from '../model' (AutoTokenizer.from_pretrained in init_model):
- *  so does --tokenizer_path by default. Nothing there is an error: the generated tokenizer would turn the data into garbage. */
-function checkTokenizer(args: TrainArgs): void {
-  const dir = args.tokenizer_path;
-  const missing = ['tokenizer.json', 'tokenizer_config.json'].filter((f) => !existsSync(join(dir, f))).join(' and ');
-  if (!missing) return;
-  throw new Error(wasGiven(args, 'tokenizer_path')
-    ? `--tokenizer_path ${dir}: no ${missing} in ${resolve(dir)}`
-    : `--data_path needs the tokenizer its data is for: looked in ${dir} (${resolve(dir)}), where MiniMind's trainers load it from, `
-      + `and found no ${missing}; pass --tokenizer_path DIR (MiniMind's model/ folder, or the folder of the tokenizer the data was made with)`);
-}
-
 /** Batches from the data loader: tokenization runs ahead on `workers` threads (the caller caps
  *  --num_workers at the cores left over, since on lavapipe the GPU work runs on the CPU too). */
-function datasetSource(ds: SFTDataset | PretrainDataset, args: TrainArgs, workers: number): BatchSource & { close(): Promise<void> } {
+function datasetSource(ds: SFTDataset | PretrainDataset, args: TrainArgs, workers: number): BatchSource<Batch> & { close(): Promise<void> } {
   const loader = new DataLoader(ds, { batchSize: args.batch_size, numWorkers: workers, seed: args.seed });
   return { iters: loader.batchesPerEpoch(), batches: (epoch, skip) => loader.epoch(epoch, skip), close: () => loader.close() };
 }

@@ -9,6 +9,7 @@ import { AdamW } from '../kernels/adamw.js';
 import { MiniMind } from '../model/minimind.js';
 import { preset } from '../model/config.js';
 import { tuneStep } from './tune_step.js';
+import { lmTask } from './lm_task.js';
 
 const argv = process.argv.slice(2);
 const value = (flag: string, d: number) => {
@@ -30,7 +31,7 @@ for (const name of presets.length ? presets : ['minimind2-small', 'minimind3']) 
   const opt = new AdamW(model.store, { lr: 1e-4 });
   tuner().takePicks();
   const ts = performance.now();
-  const tuned = await tuneStep(model, opt, B, T);
+  const tuned = await tuneStep(lmTask(model), opt, B, T);
   console.log(`${name} B${B}×T${T}: ${tuned.length} shape classes tuned in ${((performance.now() - ts) / 1000).toFixed(1)} s`);
   for (const { id } of tuner().takePicks()) {
     const [family, key] = id.split('|');
