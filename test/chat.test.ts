@@ -126,6 +126,20 @@ sharedTest(s, missing, '--lora_weight NAME reads {save_dir}/lora/NAME_128.pth (M
   assert.match(none.stderr, /^chat: .*lora[/\\]nope_128\.pth: no such adapter file \(--lora_weight nope, --save_dir and --hidden_size name it\)\n$/m);
 });
 
+sharedTest(s, missing, 'model/merge_lora.ts folds the adapters in: the merged .pth (no adapter) answers as base + adapters', () => {
+  const out = join(dir, 'out');
+  adapterFileFor(join(out, 'lora', 'lora_big_128.pth'), 2);
+  const m = tsx('model/merge_lora.ts', ['--save_dir', out, ...SHAPE, '--lora_weight', 'lora_big']);
+  assert.is(m.status, 0, m.stderr);
+  const merged = join(out, 'merge_big_128.pth');
+  assert.match(m.stdout, /\[merge\] .*full_sft_128\.pth \+ .*lora_big_128\.pth → .*merge_big_128\.pth/);
+  assert.ok(existsSync(join(out, 'merge_big_128.config.json')));
+  const adapted = tsx('model/chat.ts', ['--save_dir', out, ...SHAPE, ...greedy, '--prompt', 'hello', '--lora_weight', 'lora_big']);
+  const plain = tsx('model/chat.ts', ['--weights', merged, ...greedy, '--prompt', 'hello']);
+  assert.is(plain.status, 0, plain.stderr);
+  assert.equal(turns(plain.stdout), turns(adapted.stdout));
+});
+
 s('--help lists every flag, eval_llm.py\'s among them', () => {
   const r = tsx('model/chat.ts', ['--help']);
   assert.is(r.status, 0, r.stderr);
