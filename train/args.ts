@@ -65,9 +65,10 @@ export function wasGiven(args: TrainArgs, key: keyof TrainArgs): boolean {
   return given.get(args)?.has(key) ?? false;
 }
 
-export function parseArgs(argv: string[], overrides: Partial<Record<keyof TrainArgs, string | number | boolean>> = {}, usage = ''): TrainArgs {
+/** `flags`: the table (default the SFT trainer's; train/lora.ts passes its own, with its extra flags). */
+export function parseArgs(argv: string[], overrides: Partial<Record<string, string | number | boolean>> = {}, usage = '', flags: FlagTable = FLAGS): TrainArgs {
   // The table with the caller's defaults (a built-in run's settings, pretrain's), so --help shows them.
-  const table = Object.fromEntries(Object.entries(FLAGS).map(([k, f]) => [k, { ...f, def: overrides[k as keyof TrainArgs] ?? f.def }])) as FlagTable;
+  const table = Object.fromEntries(Object.entries(flags).map(([k, f]) => [k, { ...f, def: overrides[k] ?? f.def }])) as FlagTable;
   const p = parseFlags(table, argv);
   if (p.help) {
     console.log(flagHelp(usage, table));

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { wasGiven, type TrainArgs } from './args.js';
 
 export interface RunFacts {
-  mode: 'sft' | 'pretrain';
+  mode: 'sft' | 'pretrain' | 'lora';
   /** The WebGPU adapter in use. */
   adapter: string;
   /** MINIMIND_ADAPTER as set, or undefined. */
