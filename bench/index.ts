@@ -43,12 +43,17 @@ if (want('launch')) {
   a.dispose();
 }
 rows.push(...(await benchKernels(o, probes, want)));
-for (const [name, B, T] of [['tiny', 4, 128], ['minimind2-small', 16, 340]] as const) {
-  if (!want(`train_step_${name}`) || (o.quick && name !== 'tiny')) continue;
+const fullHeld = new Map<string, number>();
+for (const [name, B, T, lora] of [['tiny', 4, 128, false], ['tiny', 4, 128, true], ['minimind2-small', 16, 340, false], ['minimind2-small', 16, 340, true]] as const) {
+  if (!want(`train_step_${lora ? 'lora_' : ''}${name}`) || (o.quick && name !== 'tiny')) continue;
   // A minimind2-small step takes ~20 s here: 3 samples after the warm-up step. FMA probe timed around it.
   const before = await probeRate(probes.compute, 5);
-  const r = await benchStep(name, B, T, o, name === 'tiny' ? {} : { minSamples: 3, maxTime: 0 });
+  const { heldBytes, ...r } = await benchStep(name, B, T, o, name === 'tiny' ? {} : { minSamples: 3, maxTime: 0 }, lora);
   const fmaGflops = [before, await probeRate(probes.compute, 5), roof.fmaGflops].sort((a, b) => a - b)[1]; // as bench/kernels.ts
+  // LoRA at the full step's B·T: the bytes it holds against the full step's, measured just before it.
+  const full = fullHeld.get(name);
+  if (!lora) fullHeld.set(name, heldBytes);
+  else if (full) r.note += `; ${(heldBytes / full).toFixed(2)}× the full step's bytes held (no base gradients or moments)`;
   rows.push({ ...r, roofline: fmaGflops, pctRoofline: (100 * r.gflops!) / fmaGflops });
 }
 

@@ -9,7 +9,8 @@ import { lmTask, type Batch } from './lm_task.js';
 import { saveResume } from './checkpoint.js';
 import type { Task } from './task.js';
 
-export function loraTask(model: MiniMind, files: { adapterPath: string; resumePath: string }): Task<Batch> {
+/** `files`: where save() writes; a task without them (the bench) only runs steps. */
+export function loraTask(model: MiniMind, files?: { adapterPath: string; resumePath: string }): Task<Batch> {
   const lora = model.lora;
   if (!lora) throw new Error('loraTask: the model has no adapters (set model.lora)');
   const adapterParams = lora.entries().reduce((a, [, t]) => a + t.size, 0);
@@ -18,6 +19,7 @@ export function loraTask(model: MiniMind, files: { adapterPath: string; resumePa
     store: lora.store,
     measure: (b) => ({ tokens: b.batch * b.seqLen, flops: loraStepFlops(model.cfg, adapterParams, b.batch, b.seqLen) }),
     async save(pos, opt) {
+      if (!files) throw new Error('loraTask: no files to save to');
       await writeAdapters(files.adapterPath, lora);
       await saveResume(files.resumePath, model, opt, pos);
     },
