@@ -1,8 +1,11 @@
-// add_columns: out = y with d added into columns [c0, c0 + n) of every row; y [..., N], d [..., n], the same
+// add_columns: d added into columns [c0, c0 + n) of every row of y, in place; y [..., N], d [..., n], the same
 // rows M. LoRA's adapter output B(A(x)) of one projection lands in its columns of a fused projection's output
-// (q_proj's in q|k|v, gate_proj's or up_proj's in gate|up: model/lora.ts), so the base stays one matmul.
+// (q_proj's in q|k|v, gate_proj's or up_proj's in gate|up: model/lora.ts), so the base stays one matmul. In
+// place because y is a matmul's fresh output that no backward reads: a copy would cost a q|k|v-sized buffer per
+// layer for the whole step (activations live until the step's scope ends). The result is a view of y's buffer;
+// y must not be read again by anyone else.
 // Backward: dy reaches y unchanged; dd = dy[:, c0:c0+n] (slice_columns). Nothing is saved.
-// Memory-bound, one invocation per output element: forward reads y and d and writes out, 4·(2·M·N + M·n)
+// Memory-bound, one invocation per element of d: forward reads d and reads/writes its columns of y, 12·M·n
 // bytes; backward reads and writes M·n elements, 8·M·n bytes.
 import { defineKernel, launch, type Kernel } from '../runtime/kernel.js';
 import { Tensor, needsGrad, record } from '../runtime/tensor.js';
@@ -13,17 +16,16 @@ const WG = 256;
 const PARAMS = [['M', 'u32'], ['N', 'u32'], ['n', 'u32'], ['c0', 'u32']] as const;
 
 export const kernels = {
+  /** y[m, c0 + j] += d[m, j]. */
   add_columns: defineKernel({
     name: 'add_columns', params: PARAMS, workgroup: WG,
-    buffers: [['y', 'read', 'f32'], ['d', 'read', 'f32'], ['out', 'rw', 'f32']],
+    buffers: [['d', 'read', 'f32'], ['y', 'rw', 'f32']],
     wgsl: (_, entry) => `${entry} {
-  let i = wgIndex(wid, nwg) * ${WG}u + lid.x;   // over M·N
-  if (i >= p.M * p.N) { return; }
-  let m = i / p.N;
-  let j = i - m * p.N;
-  var v = y[i];
-  if (j >= p.c0 && j < p.c0 + p.n) { v += d[m * p.n + j - p.c0]; }
-  out[i] = v;
+  let i = wgIndex(wid, nwg) * ${WG}u + lid.x;   // over M·n
+  if (i >= p.M * p.n) { return; }
+  let m = i / p.n;
+  let k = m * p.N + p.c0 + i - m * p.n;
+  y[k] = y[k] + d[i];
 }
 `,
   }),
@@ -46,14 +48,15 @@ function run(k: Kernel, params: Record<string, number>, bufs: Tensor[], count: n
   launch(k, { params, buffers: bufs.map((t) => t.binding()), workgroups: Math.ceil(count / WG) });
 }
 
-/** y [..., N] with d [..., n] added into columns [c0, c0 + n). */
+/** y [..., N] with d [..., n] added into columns [c0, c0 + n), in place: returns a view of y's buffer (y is
+ *  not to be used again). */
 export function addColumns(y: Tensor, d: Tensor, c0: number): Tensor {
   const N = y.shape.at(-1)!, n = d.shape.at(-1)!, M = y.size / N;
   if (d.size !== M * n || !Number.isInteger(c0) || c0 < 0 || c0 + n > N) {
     throw new Error(`add_columns: d [${d.shape}] into columns ${c0}..${c0 + n} of y [${y.shape}]`);
   }
-  const out = Tensor.empty(y.shape);
-  run(kernels.add_columns, { M, N, n, c0 }, [y, d, out], M * N);
+  run(kernels.add_columns, { M, N, n, c0 }, [d, y], M * n);
+  const out = y.detach().reshape(y.shape); // a new tensor over y's buffer, outside y's graph
   if (needsGrad(y, d)) record('add_columns', [y, d], [out], { c0 });
   return out;
 }
@@ -88,7 +91,7 @@ export const reference = {
 };
 
 export const bench = {
-  add_columns: (M: number, N: number, n: number) => ({ bytes: 4 * (2 * M * N + M * n) }),
+  add_columns: (M: number, n: number) => ({ bytes: 12 * M * n }),
   slice_columns: (M: number, n: number) => ({ bytes: 8 * M * n }),
 };
 
@@ -97,12 +100,12 @@ export const bench = {
 export function cases(): Case[] {
   const Nq = 512, W = 768, rows = 2;
   return [{
-    name: 'add_columns', shape: `${ROWS}x${W} += ${ROWS}x${Nq}`, work: bench.add_columns(ROWS, W, Nq), bound: 'memory',
+    name: 'add_columns', shape: `${ROWS}x${W} += ${ROWS}x${Nq}`, work: bench.add_columns(ROWS, Nq), bound: 'memory',
     setup: async () => {
       const yh = host([ROWS, W], 41), dh = host([ROWS, Nq], 42);
       const y = Tensor.fromArray(yh, [ROWS, W]), d = Tensor.fromArray(dh, [ROWS, Nq]);
       await verify('add_columns', () => addColumns(y, d, 0), reference.forward(f64(yh, rows * W), f64(dh, rows * Nq), W, 0));
-      return scoped(() => addColumns(y, d, 0));
+      return scoped(() => addColumns(y, d, 0)); // y keeps growing by d: the timing does not depend on its values
     },
   }, {
     name: 'slice_columns', shape: `${ROWS}x${W} → ${ROWS}x${Nq}`, work: bench.slice_columns(ROWS, Nq), bound: 'memory',

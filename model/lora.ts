@@ -10,7 +10,7 @@ import { Tensor } from '../runtime/tensor.js';
 import { ParamStore } from '../runtime/param_store.js';
 import { writeBuffer } from '../runtime/kernel.js';
 import { gaussian, mulberry32 } from '../runtime/random.js';
-import { add, matmul } from '../kernels/index.js';
+import { matmul } from '../kernels/index.js';
 import type { MatmulOptions } from '../kernels/matmul.js';
 import { addColumns } from '../kernels/add_columns.js';
 import { parameterShapes, type MiniMindConfig } from './config.js';
@@ -92,8 +92,9 @@ export class LoRA {
   }
 
   /** y [..., Σ out] = the outputs of the Linear modules `modules` (stored side by side) for input x, with
-   *  each adapted module's B(A(x)) added into its columns; y itself when none of them is adapted. The two
-   *  adapter matmuls take the base's options (MiniMind runs all three under one autocast). */
+   *  each adapted module's B(A(x)) added into its columns, in place (y must be the base matmul's fresh output,
+   *  read by nothing else); y itself when none of them is adapted. The two adapter matmuls take the base's
+   *  options (MiniMind runs all three under one autocast). */
   adapt(x: Tensor, y: Tensor, modules: readonly string[], mo: MatmulOptions = {}): Tensor {
     const N = y.shape.at(-1)!;
     let out = y, c0 = 0;
@@ -103,7 +104,8 @@ export class LoRA {
       const ad = this.adapters.get(m);
       if (ad) {
         const d = matmul(matmul(x, ad.A, mo), ad.B, mo); // [..., r] then [..., out]
-        out = width === N ? add(out, d) : addColumns(out, d, c0);
+        out = addColumns(out, d, c0); // in place: y is the base matmul's fresh output
+        d.releaseData(); // no backward reads it: its memory back now rather than at the step's end
       }
       c0 += width;
     }

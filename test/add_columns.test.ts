@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, beginScope, endScope, withGuards } from '../runtime/tensor.js';
+import { Tensor, beginScope, endScope, withGuards, copyInto } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { addColumns, reference } from '../kernels/add_columns.js';
 import { mul, sum } from '../kernels/index.js';
@@ -18,12 +18,15 @@ const up = (x: Float64Array, shape: number[], grad = false) => Tensor.fromArray(
 const SHAPES: [number, number, number, number][] = [[1, 1, 1, 0], [7, 33, 7, 13], [33, 96, 64, 0], [65, 96, 16, 80], [1025, 65, 33, 32]];
 
 for (const [M, N, n, c0] of SHAPES) {
-  s(`forward adds d into columns ${c0}..${c0 + n} of [${M}, ${N}]; backward slices the upstream gradient`, async () => {
+  s(`forward adds d into columns ${c0}..${c0 + n} of [${M}, ${N}] in place; backward slices the upstream gradient`, async () => {
     const y = randn(M * N, M + N), d = randn(M * n, M + n + 1), g = randn(M * N, M + 2);
     const ty = up(y, [M, N], true), td = up(d, [M, n], true);
     const out = await withGuards(async () => {
-      const o = addColumns(ty, td, c0);
-      assert.equal(await o.overwrittenGuard(), [], 'no write past out');
+      const guarded = Tensor.empty([M, N]); // y in a guarded buffer: no write past it
+      copyInto(guarded, ty);
+      const o = addColumns(guarded, td, c0);
+      assert.is(o.buffer, guarded.buffer, 'in place');
+      assert.equal(await guarded.overwrittenGuard(), [], 'no write past y');
       return o.read();
     });
     assertClose(out, reference.forward(y, d, N, c0).map(Math.fround), 'out', 0, 0); // one f32 add: the float64 sum, rounded
