@@ -25,12 +25,13 @@ s.before(async () => {
     '--batch_size', '4', '--max_seq_len', '56', '--augment', '0', '--num_workers', '0', '--learning_rate', '1e-3', '--samples', '0', '--log_interval', '1'];
 });
 
-/** A run in `dir` (weights and checkpoints both there); its logged losses. */
+/** A run in `dir` (weights and checkpoints both there); the losses of its step lines in the run log. */
 function run(dir: string, extra: string[]): { losses: number[]; stdout: string } {
   const log = join(dir, 'log.jsonl');
   const r = lora([...common, '--save_dir', dir, '--checkpoint_dir', dir, '--log_file', log, ...extra]);
   assert.is(r.status, 0, r.stderr + r.stdout);
-  return { losses: readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l).loss), stdout: r.stdout };
+  const steps = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.kind === undefined); // step lines
+  return { losses: steps.map((l) => l.loss), stdout: r.stdout };
 }
 
 s('defaults follow the generation: MiniMind2\'s train_lora.py, or HEAD\'s for a minimind-3 model', () => {

@@ -9,7 +9,7 @@ export interface TrainArgs {
   use_wandb: boolean; wandb_project: string; use_compile: number;
   tokenizer_path: string; config: string; preset: string; seed: number; log_file: string;
   checkpoint_dir: string; skip_bad_lines: boolean; max_bad_steps: number; max_steps: number; samples: number;
-  augment: number;
+  augment: number; dashboard: string; dashboard_host: string;
 }
 
 
@@ -49,6 +49,9 @@ export const FLAGS: Record<keyof TrainArgs, FlagSpec> = {
   samples: { kind: 'number', def: -1, help: 'sample answers printed before and after training (-1 = 3 for the built-in run, else 0)' },
   augment: { kind: 'number', def: 1, help: "SFT: MiniMind's augmentation (a random system prompt for 20% of the samples that have none, "
     + 'empty think blocks stripped from 80%), drawn from (seed, epoch, sample) so a resume sees the same samples; 0 = off' },
+  dashboard: { kind: 'string', def: '', bare: '6006', help: 'serve the live training dashboard (train/dashboard.ts) on this port while the run lasts (0 = any free port); '
+    + 'the metrics go to --log_file, next to the weights unless given' },
+  dashboard_host: { kind: 'string', def: '127.0.0.1', help: 'address the dashboard binds (0.0.0.0 shows the run to the whole network)' },
 };
 
 /** What train_pretrain.py (MiniMind2) sets apart from train_full_sft.py; no augmentation (MiniMind's
@@ -80,5 +83,8 @@ export function parseArgs(argv: string[], overrides: Partial<Record<string, stri
     if (!Number.isInteger(args[k]) || args[k] < 1) throw new Error(`--${k} must be a positive integer, got ${args[k]}`);
   }
   if (args.augment !== 0 && args.augment !== 1) throw new Error(`--augment must be 0 or 1, got ${args.augment}`);
+  if (args.dashboard !== '' && !(/^\d+$/.test(args.dashboard) && Number(args.dashboard) <= 65535)) {
+    throw new Error(`--dashboard must be a port number from 0 to 65535 (0 = any free port), got '${args.dashboard}'`);
+  }
   return args;
 }

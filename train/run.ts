@@ -28,6 +28,8 @@ import { plotLoss } from './plot.js';
 import { heldOutQuiz, askQuiz, quizSummary } from './quiz.js';
 import { FAMILIES } from '../data/synth.js';
 import { measureFmaPeak } from '../runtime/fma_peak.js';
+import { RunLog, type SampleAnswer } from './run_log.js';
+import { startDashboard, type Dashboard } from './dashboard_server.js';
 
 export type Mode = 'sft' | 'pretrain' | 'lora';
 
@@ -48,7 +50,12 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean, loraIni
   const t0 = performance.now();
   await initGpu();
   let source: ReturnType<typeof datasetSource> | undefined; // its worker threads keep Node alive until closed
+  let dashboard: Dashboard | undefined;
   try {
+    // Next to the weights: the built-in run's log, and where --use_wandb's and --dashboard's metrics go.
+    if ((builtin || args.use_wandb || args.dashboard) && !args.log_file) args.log_file = join(resolve(args.save_dir), `${args.save_weight}_log.jsonl`);
+    if (args.log_file) mkdirSync(dirname(resolve(args.log_file)), { recursive: true });
+    dashboard = await startDashboard(args); // before anything slow: a port in use fails at once
     // 1. Data and tokenizer (the project's own generated set when none is named).
     let tokDir = args.tokenizer_path;
     if (builtin) {
@@ -77,9 +84,6 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean, loraIni
     const saveDir = resolve(args.save_dir), ckptDir = resolve(args.checkpoint_dir);
     mkdirSync(saveDir, { recursive: true });
     mkdirSync(ckptDir, { recursive: true });
-    // Next to the weights: the built-in run's log, and where --use_wandb's metrics go.
-    if ((builtin || args.use_wandb) && !args.log_file) args.log_file = join(saveDir, `${args.save_weight}_log.jsonl`);
-    if (args.log_file) mkdirSync(dirname(resolve(args.log_file)), { recursive: true });
     const weightPath = mode === 'lora' ? adapterFile(saveDir, args.save_weight, cfg) : weightFile(saveDir, cfg, args.save_weight);
     const resumePath = weightFile(ckptDir, cfg, args.save_weight).replace(/\.pth$/, '_resume.pth'); // MiniMind's name and format
     // train_lora.py loads its base before resuming, from init_model's folder ../out (not its --save_dir).
@@ -103,20 +107,29 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean, loraIni
     const quiz = builtin && mode === 'sft' && nSamples ? heldOutQuiz(args.data_path, QUIZ_PER_FAMILY, args.seed + 1) : [];
     const prompts = quiz.length ? quiz.slice(0, nSamples).map((q) => [{ role: 'user', content: q.question }])
       : mode !== 'pretrain' ? samplePrompts(args.data_path, nSamples) : [];
-    if (prompts.length) await showSamples('before training', model, tok, prompts);
-    const fmaPeakGflops = await measureFmaPeak();
     if (args.log_file && !args.from_resume) rmSync(args.log_file, { force: true });
+    const runLog = args.log_file ? new RunLog(args.log_file) : undefined;
+    const first = resume ? resume.epoch * source.iters + resume.step : 0, planned = args.epochs * source.iters;
+    runLog?.run({ mode, args, adapter: gpu().adapterName, model: cfg, parameters: total, samples: ds.length, steps_per_epoch: source.iters,
+      first_step: first, last_step: args.max_steps > 0 ? Math.min(planned, first + args.max_steps) : planned });
+    if (prompts.length) runLog?.samples('before', await showSamples('before training', model, tok, prompts));
+    const fmaPeakGflops = await measureFmaPeak();
+    const stopGpuLog = runLog?.watchGpu(10_000);
     let result;
     try {
       const task = mode === 'lora' ? loraTask(model, { adapterPath: weightPath, resumePath }) : lmTask(model, { weightPath, resumePath });
       result = await trainLoop({ args, task, data: source, resumePath, resume, fmaPeakGflops });
     } catch (e) {
-      if ((e as { code?: string }).code === 'GPU_OOM') {
-        throw new Error(`out of GPU memory at batch_size ${args.batch_size}, max_seq_len ${args.max_seq_len}: the step held `
+      const err = (e as { code?: string }).code !== 'GPU_OOM' ? e as Error
+        : new Error(`out of GPU memory at batch_size ${args.batch_size}, max_seq_len ${args.max_seq_len}: the step held `
           + `${(peakBytes() / 2 ** 30).toFixed(2)} GiB when it failed. Lower --batch_size or --max_seq_len (and raise --accumulation_steps). ${(e as Error).message}`);
-      }
-      throw e;
+      stopGpuLog?.(); // its last line before the error's
+      runLog?.error(err.message);
+      throw err;
+    } finally {
+      stopGpuLog?.();
     }
+    runLog?.done({ steps: result.steps, tokens: result.tokens, seconds: result.seconds, interrupted: result.interrupted });
     if (result.interrupted) {
       console.log(`[train] interrupted: weights and resume checkpoint saved; continue with the same flags and --from_resume 1`);
       process.exitCode = 130;
@@ -125,7 +138,8 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean, loraIni
       console.log(`[train] held-out questions after training (${quiz.length / Object.keys(FAMILIES).length} per task family, none in the training data):`);
       for (const a of answers) console.log(`  ${a.correct ? 'right' : 'wrong'}  Q: ${a.question}\n         A: ${a.got}${a.correct ? '' : `\n  expected: ${a.answer}`}`);
       console.log(`[train] ${quizSummary(answers)}`);
-    } else if (prompts.length) await showSamples('after training', model, tok, prompts);
+      runLog?.samples('after', answers.map((a) => ({ question: a.question, answer: a.got, expected: a.answer, correct: a.correct })));
+    } else if (prompts.length) runLog?.samples('after', await showSamples('after training', model, tok, prompts));
 
     // 4. Summary.
     const files = [weightPath, resumePath];
@@ -138,6 +152,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean, loraIni
       + `final loss ${result.lastLoss.toFixed(4)}, ${result.skipped} skipped, ${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${files.join(', ')}`);
   } finally {
     await source?.close(); // also on an error before training (a missing resume checkpoint hung the process)
+    await dashboard?.close();
     closeGpu();
   }
 }
@@ -181,12 +196,16 @@ function samplePrompts(path: string, n: number): { role: string; content: string
   return out;
 }
 
-async function showSamples(when: string, model: MiniMind, tok: ChatTokenizer, prompts: { role: string; content: string }[][]): Promise<void> {
+async function showSamples(when: string, model: MiniMind, tok: ChatTokenizer, prompts: { role: string; content: string }[][]): Promise<SampleAnswer[]> {
   console.log(`[train] sample answers ${when}:`);
+  const answers = [];
   for (const msgs of prompts) {
     const ids = tok.encode(tok.applyChatTemplate(msgs, { addGenerationPrompt: true }));
     const out: number[] = [];
     for await (const id of generate(model, ids, { maxNewTokens: 48, temperature: 0, eosId: tok.eosId })) if (id !== tok.eosId) out.push(id);
-    console.log(`  Q: ${msgs.at(-1)?.content}\n  A: ${tok.decode(out).trim()}`);
+    const a = { question: msgs.at(-1)?.content ?? '', answer: tok.decode(out).trim() };
+    console.log(`  Q: ${a.question}\n  A: ${a.answer}`);
+    answers.push(a);
   }
+  return answers;
 }
