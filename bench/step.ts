@@ -1,7 +1,9 @@
 // One whole training step (forward, backward, global-norm clip, AdamW) of a preset at a batch
 // shape: tokens/s, dispatches and submits per step, peak GPU bytes, and model FLOPs (model/flops.ts;
-// the caller takes them as a fraction of the measured FMA peak). The objective is SFT's, or DPO's
-// (train/dpo_task.ts: B pairs of length T, so 2B rows of T − 1 tokens, through a frozen reference too).
+// the caller takes them as a fraction of the measured FMA peak). The objective is SFT's; LoRA's
+// (train/lora_task.ts: frozen base, adapters trained), whose bytes held in all (weights, gradients,
+// moments, activations) compare with the full step's; or DPO's (train/dpo_task.ts: B pairs of length
+// T, so 2B rows of T − 1 tokens, through a frozen reference too).
 import { beginScope, endScope } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { counters, resetCounters, sync } from '../runtime/kernel.js';
@@ -10,6 +12,8 @@ import { AdamW } from '../kernels/adamw.js';
 import { gradNorm } from '../kernels/grad_norm.js';
 import { MiniMind } from '../model/minimind.js';
 import { preset } from '../model/config.js';
+import { LoRA } from '../model/lora.js';
+import { loraTask } from '../train/lora_task.js';
 import { mulberry32 as rng } from '../runtime/random.js';
 import { Options, Row, Sampling, time } from './harness.js';
 import { tuner } from '../runtime/tuner.js';
@@ -19,12 +23,17 @@ import { dpoTask, dpoDefaults } from '../train/dpo_task.js';
 import type { Task } from '../train/task.js';
 
 /** `sampling`: fewer samples for a step of seconds (the caller knows which). For 'dpo', B counts pairs. */
-export async function benchStep(name: string, B: number, T: number, o: Options, sampling: Sampling = {}, objective: 'sft' | 'dpo' = 'sft'): Promise<Row> {
+export async function benchStep(name: string, B: number, T: number, o: Options, sampling: Sampling = {},
+  objective: 'sft' | 'lora' | 'dpo' = 'sft'): Promise<Row & { heldBytes: number }> {
   const cfg = preset(name);
-  const model = new MiniMind(cfg, 1);
+  trimPool();
+  const before = poolStats().inUseBytes; // what other benchmarks keep alive
+  const lora = objective === 'lora';
+  const model = new MiniMind(cfg, 1, { frozen: lora });
+  if (lora) model.lora = new LoRA(cfg, { seed: 1 });
   const ref = objective === 'dpo' ? new MiniMind(cfg, 1, { frozen: true }) : undefined;
-  const task: Task<Batch> = ref ? dpoTask(model, ref, dpoDefaults(cfg)) : lmTask(model);
-  const store = model.store;
+  const task: Task<Batch> = ref ? dpoTask(model, ref, dpoDefaults(cfg)) : lora ? loraTask(model) : lmTask(model);
+  const store = task.store;
   const opt = new AdamW(store, { lr: 1e-4 });
   const r = rng(7);
   const [rows, len] = ref ? [2 * B, T - 1] : [B, T];
@@ -56,15 +65,18 @@ export async function benchStep(name: string, B: number, T: number, o: Options, 
   const seconds = t.clock === 'gpu' ? t.seconds + t.hostSeconds : t.seconds;
   const { dispatches, submits } = counters();
   const peak = poolStats().peakInUseBytes - base; // the step's activations and gradients, above parameters and moments
+  const held = poolStats().peakInUseBytes - before; // everything the step holds: weights, gradients, moments, activations
+  model.lora?.dispose();
   model.dispose();
   ref?.dispose();
   opt.dispose();
   const { tokens, flops } = task.measure(batch);
   return {
-    name: `train_step_${ref ? 'dpo_' : ''}${name}`, shape: ref ? `B${B} pairs×L${T}` : `B${B}×T${T}`, ms: seconds * 1e3, spread: t.spread, samples: t.samples,
+    heldBytes: held, name: `train_step_${objective === 'sft' ? '' : `${objective}_`}${name}`, shape: ref ? `B${B} pairs×L${T}` : `B${B}×T${T}`,
+    ms: seconds * 1e3, spread: t.spread, samples: t.samples,
     variant: `the tuner's choices for ${classes} shape classes (npm run tune lists them)`,
     clock: t.clock === 'gpu' ? 'gpu+host' : t.clock, hostMs: t.hostSeconds * 1e3, gflops: flops / seconds / 1e9,
     note: `${(tokens / seconds).toFixed(0)} tokens/s, ${dispatches / t.samples} dispatches, ${submits / t.samples} submits, `
-      + `peak ${(peak / 2 ** 20).toFixed(0)} MiB, host recording ${(t.hostSeconds * 1e3).toFixed(0)} ms`,
+      + `peak ${(peak / 2 ** 20).toFixed(0)} MiB, ${(held / 2 ** 20).toFixed(0)} MiB held in all, host recording ${(t.hostSeconds * 1e3).toFixed(0)} ms`,
   };
 }

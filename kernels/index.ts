@@ -27,6 +27,7 @@ import * as dpoLoss from './dpo_loss.js';
 import * as moe from './moe.js';
 import * as attention from './attention.js';
 import * as attentionVariants from './attention_variants.js';
+import * as addColumns from './add_columns.js';
 import { sweep, type Op } from './op.js';
 
 // Matmul shapes (M, N, K): 1 and odd sizes (no multiple of any tile or of the vec4 width: scalar
@@ -84,6 +85,7 @@ export const OPS: Op[] = [
   },
   { name: 'dpo_loss', backward: dpoLoss.backward, cases: dpoLoss.cases },
   { name: 'moe', backward: moe.backward },
+  { name: 'add_columns', backward: addColumns.backward, cases: addColumns.cases },
   {
     name: 'optimizer', cases: optimizerVariants.cases,
     sweeps: () => [optimizerVariants.gradNormTunable, optimizerVariants.adamwTunable].map((t) => sweep(t, [1, 33, 1025, 40961].map((n) => ({ n })))),

@@ -180,10 +180,17 @@ export class Tensor {
   }
 
   dispose(): void {
+    this.releaseData();
+    this.node = null;
+  }
+
+  /** Give the buffer back now but stay in the graph, for an op output that no backward reads (its gradient
+   *  still flows through its node): memory a step would otherwise hold until its scope ends. Reading it
+   *  afterwards is an error (assertLive). */
+  releaseData(): void {
     if (this.disposed) return;
     this.disposed = true;
     if (this.ownsBuffer) releaseBuffer(this.buffer);
-    this.node = null;
   }
 
   assertLive(): void {

@@ -68,11 +68,13 @@ export function wasGiven(args: TrainArgs, key: string): boolean {
   return given.get(args)?.has(key) ?? false;
 }
 
-/** `extra`: flags of one trainer only (DPO's --beta), parsed and listed in --help with the others. */
-export function parseArgs<E extends FlagTable = Record<never, FlagSpec>>(argv: string[], overrides: Partial<Record<keyof TrainArgs, string | number | boolean>> = {},
-  usage = '', extra?: E): TrainArgs & Parsed<E>['values'] {
+/** `extra`: flags of one trainer only (DPO's --beta, LoRA's --lora_name), parsed and listed in --help with the
+ *  others; `drop`: shared flags that trainer has not (LoRA names its files with --lora_name, not --save_weight). */
+export function parseArgs<E extends FlagTable = Record<never, FlagSpec>>(argv: string[], overrides: Partial<Record<string, string | number | boolean>> = {},
+  usage = '', extra?: E, drop: (keyof TrainArgs)[] = []): TrainArgs & Parsed<E>['values'] {
   // The table with the caller's defaults (a built-in run's settings, pretrain's), so --help shows them.
-  const table = { ...Object.fromEntries(Object.entries(FLAGS).map(([k, f]) => [k, { ...f, def: overrides[k as keyof TrainArgs] ?? f.def }])), ...extra } as FlagTable;
+  const all: FlagTable = { ...Object.fromEntries(Object.entries(FLAGS).filter(([k]) => !drop.includes(k as keyof TrainArgs))), ...extra };
+  const table = Object.fromEntries(Object.entries(all).map(([k, f]) => [k, { ...f, def: overrides[k] ?? f.def }])) as FlagTable;
   const p = parseFlags(table, argv);
   if (p.help) {
     console.log(flagHelp(usage, table));

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { wasGiven, type TrainArgs } from './args.js';
 
 export interface RunFacts {
-  mode: 'sft' | 'pretrain' | 'dpo';
+  mode: 'sft' | 'pretrain' | 'lora' | 'dpo';
   /** The WebGPU adapter in use. */
   adapter: string;
   /** MINIMIND_ADAPTER as set, or undefined. */

@@ -1,5 +1,6 @@
-// The body of sft.ts and pretrain.ts: resolve data, tokenizer, model and checkpoints from the
-// flags, train, then print sample answers, a loss-curve picture and a one-line summary.
+// The body of sft.ts, pretrain.ts and lora.ts: resolve data, tokenizer, model and checkpoints from the
+// flags, train, then print sample answers, a loss-curve picture and a one-line summary. LoRA trains adapters on
+// a frozen model (train/lora_task.ts) and saves MiniMind's adapter file instead of the weights.
 import { mkdirSync, existsSync, rmSync, openSync, readSync, closeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { initGpu, closeGpu, gpu } from '../runtime/device.js';
@@ -19,6 +20,9 @@ import { flagNotes } from './compat.js';
 import { precisionFor } from './grad_scaler.js';
 import { trainLoop, BatchSource, peakBytes } from './loop.js';
 import { lmTask, type Batch } from './lm_task.js';
+import { loraTask } from './lora_task.js';
+import { LoRA } from '../model/lora.js';
+import { adapterFile, loadAdapters, readAdapters } from '../model/lora_file.js';
 import { loadResume } from './checkpoint.js';
 import { plotLoss } from './plot.js';
 import { heldOutQuiz, askQuiz, quizSummary } from './quiz.js';
@@ -27,7 +31,7 @@ import { measureFmaPeak } from '../runtime/fma_peak.js';
 import { RunLog, type SampleAnswer } from './run_log.js';
 import { startDashboard, type Dashboard } from './dashboard_server.js';
 
-export type Mode = 'sft' | 'pretrain';
+export type Mode = 'sft' | 'pretrain' | 'lora';
 
 /** Held-out questions per task family asked after the built-in run. */
 const QUIZ_PER_FAMILY = 5;
@@ -41,7 +45,8 @@ export const BUILTIN: Partial<Record<keyof TrainArgs, string | number>> = {
   tokenizer_path: '', augment: 0,
 };
 
-export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promise<void> {
+/** `loraInit`: LoRA's --lora_init, an adapter file to start from ('' = A drawn from --seed, B = 0). */
+export async function run(mode: Mode, args: TrainArgs, builtin: boolean, loraInit = ''): Promise<void> {
   const t0 = performance.now();
   await initGpu();
   let source: ReturnType<typeof datasetSource> | undefined; // its worker threads keep Node alive until closed
@@ -59,7 +64,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
       tokDir ||= d.tokenizerDir;
     }
     if (!existsSync(args.data_path)) {
-      throw new Error(`--data_path ${args.data_path}: no such file (run without --data_path for the built-in generated data)`);
+      throw new Error(`--data_path ${args.data_path}: no such file${mode === 'lora' ? '' : ' (run without --data_path for the built-in generated data)'}`);
     }
     if (!builtin) checkTokenizer(args);
     const tok = await loadTokenizer(tokDir);
@@ -67,7 +72,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     const { notice } = precisionFor(args.dtype);
     if (notice) console.log(`[train] ${notice}`);
     const opts = { skipBadLines: args.skip_bad_lines, augment: args.augment === 1, seed: args.seed };
-    const ds = mode === 'sft'
+    const ds = mode !== 'pretrain'
       ? await SFTDataset.open(args.data_path, tok, args.max_seq_len, opts)
       : await PretrainDataset.open(args.data_path, tok, args.max_seq_len, opts);
     const workers = Math.min(args.num_workers, Math.max(0, availableParallelism() - 1));
@@ -75,16 +80,23 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
 
     // 2. Model.
     const cfg = modelConfig(args, tok, builtin);
-    const model = new MiniMind(cfg, args.seed);
+    const model = new MiniMind(cfg, args.seed, { frozen: mode === 'lora' });
     const saveDir = resolve(args.save_dir), ckptDir = resolve(args.checkpoint_dir);
     mkdirSync(saveDir, { recursive: true });
     mkdirSync(ckptDir, { recursive: true });
-    const weightPath = weightFile(saveDir, cfg, args.save_weight);
+    const weightPath = mode === 'lora' ? adapterFile(saveDir, args.save_weight, cfg) : weightFile(saveDir, cfg, args.save_weight);
     const resumePath = weightFile(ckptDir, cfg, args.save_weight).replace(/\.pth$/, '_resume.pth'); // MiniMind's name and format
-    if (args.from_weight !== 'none' && !args.from_resume) await loadFromWeight(model, args);
+    // train_lora.py loads its base before resuming, from init_model's folder ../out (not its --save_dir).
+    if (args.from_weight !== 'none' && (!args.from_resume || mode === 'lora')) await loadFromWeight(model, args, mode === 'lora' ? '../out' : args.save_dir);
+    if (mode === 'lora') model.lora = adapters(model, args, loraInit);
     const resume = args.from_resume ? await loadResume(resumePath, model) : undefined;
     if (resume?.notice) console.log(`[train] ${resume.notice}`);
     const { total } = countParameters(cfg);
+    if (model.lora) {
+      const n = model.lora.entries().reduce((a, [, t]) => a + t.size, 0);
+      console.log(`[train] LoRA rank ${model.lora.rank} on ${model.lora.targets.length} modules: ${(n / 1e6).toFixed(3)}M parameters, `
+        + `${((100 * n) / (total + n)).toFixed(2)}% of ${((total + n) / 1e6).toFixed(3)}M; the base is frozen`);
+    }
     console.log(`[train] ${mode}: ${(total / 1e6).toFixed(2)}M parameters (hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers${cfg.use_moe ? ', MoE' : ''}), `
       + `${ds.length} samples, ${source.iters} steps/epoch × ${args.epochs} epochs, batch ${args.batch_size} × ${args.max_seq_len} tokens on ${gpu().adapterName}`);
     for (const note of flagNotes(args, { mode, adapter: gpu().adapterName, adapterEnv: process.env.MINIMIND_ADAPTER, workers })) console.log(`[train] ${note}`);
@@ -94,7 +106,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     // The built-in run asks held-out questions of its task families; a user's run, its data's first prompts.
     const quiz = builtin && mode === 'sft' && nSamples ? heldOutQuiz(args.data_path, QUIZ_PER_FAMILY, args.seed + 1) : [];
     const prompts = quiz.length ? quiz.slice(0, nSamples).map((q) => [{ role: 'user', content: q.question }])
-      : mode === 'sft' ? samplePrompts(args.data_path, nSamples) : [];
+      : mode !== 'pretrain' ? samplePrompts(args.data_path, nSamples) : [];
     if (args.log_file && !args.from_resume) rmSync(args.log_file, { force: true });
     const runLog = args.log_file ? new RunLog(args.log_file) : undefined;
     const first = resume ? resume.epoch * source.iters + resume.step : 0, planned = args.epochs * source.iters;
@@ -105,7 +117,8 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     const stopGpuLog = runLog?.watchGpu(10_000);
     let result;
     try {
-      result = await trainLoop({ args, task: lmTask(model, { weightPath, resumePath }), data: source, resumePath, resume, fmaPeakGflops });
+      const task = mode === 'lora' ? loraTask(model, { adapterPath: weightPath, resumePath }) : lmTask(model, { weightPath, resumePath });
+      result = await trainLoop({ args, task, data: source, resumePath, resume, fmaPeakGflops });
     } catch (e) {
       const err = (e as { code?: string }).code !== 'GPU_OOM' ? e as Error
         : new Error(`out of GPU memory at batch_size ${args.batch_size}, max_seq_len ${args.max_seq_len}: the step held `
@@ -142,6 +155,17 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
     await dashboard?.close();
     closeGpu();
   }
+}
+
+/** apply_lora with the generation's rank: A from --seed and B = 0, or --lora_init's adapters. */
+function adapters(model: MiniMind, args: TrainArgs, init: string): LoRA {
+  const lora = new LoRA(model.cfg, { seed: args.seed });
+  if (init) {
+    if (!existsSync(init)) throw new Error(`--lora_init ${init}: no such adapter file`);
+    loadAdapters(lora, readAdapters(init), init);
+    console.log(`[train] adapters from ${init}`);
+  }
+  return lora;
 }
 
 /** Batches from the data loader: tokenization runs ahead on `workers` threads (the caller caps
