@@ -47,8 +47,9 @@ export async function main(argv: string[]): Promise<void> {
   if (o.input_mode !== 0 && o.input_mode !== 1) throw new Error(`--input_mode must be 0 (auto test) or 1 (stdin), got ${o.input_mode}`);
   await initGpu({ quiet: true });
   try {
-    const { model, tok, weights, source } = await loadModel(o, given);
-    console.log(`[chat] ${weights}: hidden ${model.cfg.hidden_size}, ${model.cfg.num_hidden_layers} layers${model.cfg.use_moe ? ', MoE' : ''}, config from ${source}`);
+    const { model, tok, weights, source, lora } = await loadModel(o, given);
+    console.log(`[chat] ${weights}: hidden ${model.cfg.hidden_size}, ${model.cfg.num_hidden_layers} layers${model.cfg.use_moe ? ', MoE' : ''}, config from ${source}`
+      + (lora ? `; LoRA ${lora} (rank ${model.lora!.rank}, ${model.lora!.targets.length} modules)` : ''));
     let conversation: ChatMessage[] = [];
     let turn = 0;
     const ask = async (prompt: string) => {

@@ -106,6 +106,8 @@ export function backward(root: Tensor, gradRoot?: Tensor, hooks?: BackwardHooks)
         const g = gIn[i];
         if (!g || !x.requiresGrad) return;
         if (g.size !== x.size) throw new Error(`backward: '${node.op}' gave grad [${g.shape}] for input [${x.shape}]`);
+        // A gradient has its tensor's dtype (torch: the gradient of a bfloat16 tensor is bfloat16).
+        if (g.dtype !== x.dtype) throw new Error(`backward: '${node.op}' gave a ${g.dtype} grad for a ${x.dtype} input`);
         if (!x.node) accumulateLeaf(x, g);
         else {
           const prev = grads.get(x);
@@ -130,12 +132,12 @@ export function backward(root: Tensor, gradRoot?: Tensor, hooks?: BackwardHooks)
 function target(x: Tensor): GradTarget | null {
   if (!x.requiresGrad || x.node) return null;
   if (x.grad) return { tensor: x.grad, accumulate: true };
-  return { tensor: (x.grad = Tensor.empty(x.shape).keep()), accumulate: false };
+  return { tensor: (x.grad = Tensor.empty(x.shape, x.dtype).keep()), accumulate: false };
 }
 
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   leaf.hasGrad = true;
   if (g === leaf.grad) return; // the rule wrote it in place (into)
   if (leaf.grad) addInto!(leaf.grad, g);
-  else copyInto((leaf.grad = Tensor.empty(leaf.shape).keep()), g);
+  else copyInto((leaf.grad = Tensor.empty(leaf.shape, g.dtype).keep()), g);
 }

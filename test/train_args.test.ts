@@ -31,7 +31,9 @@ s('MiniMind flags that do nothing here say so in one line each, only when given'
   const notes = flagNotes(parseArgs(['--device', 'cuda:0', '--use_wandb', '--use_compile', '1', '--num_workers', '8', '--log_file', 'l.jsonl']), facts);
   assert.is(notes.length, 4);
   assert.match(notes[0], /^--device cuda:0: not used; the WebGPU adapter is chosen with MINIMIND_ADAPTER \(not set\), and this run uses mesa \/ cpu \/ llvmpipe$/);
-  assert.is(notes[1], `--use_wandb: no wandb/swanlab here; the run's metrics go to --log_file as JSON lines: ${resolve('l.jsonl')}`);
+  assert.is(notes[1], `--use_wandb: no wandb/swanlab here; the run's metrics go to --log_file as JSON lines: ${resolve('l.jsonl')}; `
+    + 'add --dashboard [PORT] to watch them live in a browser, as wandb does');
+  assert.match(flagNotes(parseArgs(['--use_wandb', '--dashboard']), facts)[0], /; the dashboard shows them live$/);
   assert.match(notes[2], /^--use_compile 1: nothing to compile here/);
   assert.match(notes[3], /^--num_workers 8: 1 loader thread \(capped/);
   assert.match(flagNotes(parseArgs(['--device', 'x']), { ...facts, adapterEnv: 'nvidia' })[0], /\(set to 'nvidia'\)/);
@@ -56,6 +58,16 @@ s('--nproc_per_node and --ddp_timeout are checked; torchrun\'s environment is re
   assert.equal(adapterList('nvidia', 2), ['nvidia', 'nvidia']);
   assert.equal(adapterList('nvidia, amd', 2), ['nvidia', 'amd']);
   assert.throws(() => adapterList('a,b,c', 2), /MINIMIND_ADAPTER names 3 adapters \(a, b, c\) for --nproc_per_node 2/);
+});
+
+s('--dashboard takes a port or none (then 6006), before another flag or last; anything else is refused', () => {
+  assert.is(parseArgs([]).dashboard, '', 'off by default');
+  assert.is(parseArgs(['--dashboard']).dashboard, '6006');
+  assert.is(parseArgs(['--dashboard', '--epochs', '3']).dashboard, '6006');
+  assert.is(parseArgs(['--dashboard', '0', '--epochs', '3']).dashboard, '0');
+  assert.is(parseArgs(['--dashboard=8080']).dashboard, '8080');
+  assert.throws(() => parseArgs(['--dashboard', 'x']), /--dashboard must be a port number from 0 to 65535 \(0 = any free port\), got 'x'/);
+  assert.throws(() => parseArgs(['--dashboard', '70000']), /got '70000'/);
 });
 
 s.run();

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { wasGiven, type TrainArgs } from './args.js';
 
 export interface RunFacts {
-  mode: 'sft' | 'pretrain';
+  mode: 'sft' | 'pretrain' | 'lora' | 'dpo';
   /** The WebGPU adapter in use. */
   adapter: string;
   /** MINIMIND_ADAPTER as set, or undefined. */
@@ -22,7 +22,8 @@ export function flagNotes(args: TrainArgs, run: RunFacts): string[] {
       + `(${run.adapterEnv ? `set to '${run.adapterEnv}'` : 'not set'}), and this run uses ${run.adapter}`);
   }
   if (given('use_wandb')) {
-    notes.push(`--use_wandb: no wandb/swanlab here; ${metrics}${given('wandb_project') ? ` (--wandb_project ${args.wandb_project} not used)` : ''}`);
+    const watch = args.dashboard ? 'the dashboard shows them live' : 'add --dashboard [PORT] to watch them live in a browser, as wandb does';
+    notes.push(`--use_wandb: no wandb/swanlab here; ${metrics}${given('wandb_project') ? ` (--wandb_project ${args.wandb_project} not used)` : ''}; ${watch}`);
   } else if (given('wandb_project')) notes.push(`--wandb_project ${args.wandb_project}: not used (no wandb/swanlab here); ${metrics}`);
   if (given('use_compile')) {
     notes.push(`--use_compile ${args.use_compile}: nothing to compile here; each WGSL kernel is compiled once on first use `

@@ -11,6 +11,9 @@ import type { DataParallel } from './loop.js';
 import type { TrainArgs } from './args.js';
 import type { Mode } from './run.js';
 
+/** The flags of a trainer that does not run data-parallel yet (LoRA, DPO): parseArgs drops them, so they are refused. */
+export const NO_DDP: (keyof TrainArgs)[] = ['nproc_per_node', 'ddp_timeout'];
+
 /** What a rank's thread re-parses its flags from (the parsed flags do not cross threads with what was given). */
 export interface RankJob {
   mode: Mode;
@@ -51,12 +54,14 @@ export async function launchTraining(job: Omit<RankJob, 'adapters'>, args: Train
     world, entry, timeoutMs: args.ddp_timeout * 1000,
     data: { ...job, adapters: adapterList(process.env.MINIMIND_ADAPTER, world) },
   });
-  let interrupts = 0;
+  // A second SIGINT within a second is the same key press (npm and tsx relay the terminal's), as train/loop.ts counts it.
+  let interruptedAt = -1;
   const onSigint = () => {
-    if (interrupts++) {
-      void launch.kill().then(() => process.exit(130));
+    if (interruptedAt >= 0) {
+      if (performance.now() - interruptedAt > 1000) void launch.kill().then(() => process.exit(130));
       return;
     }
+    interruptedAt = performance.now();
     launch.stop();
     console.log('\ninterrupted: every rank stops at the next optimizer step and rank 0 saves (Ctrl-C again to quit without saving)');
   };

@@ -7,5 +7,5 @@ import type { RankJob, RankResult } from './ddp.js';
 
 rankMain<RankJob, RankResult>(async (group, job) => {
   const args = parseArgs(job.argv, job.overrides);
-  return run(job.mode, args, job.builtin, { group, adapter: job.adapters[group.rank] });
+  return run(job.mode, args, job.builtin, '', { group, adapter: job.adapters[group.rank] });
 });

@@ -89,10 +89,13 @@ export async function trainLoop<B>(o: LoopOptions<B>): Promise<LoopResult> {
   const modelPrecisions = task.models.map((m) => m.precision);
   for (const m of task.models) m.precision = precision;
   // Ctrl-C: finish the accumulation, save, and return; a second Ctrl-C quits at once.
-  let interrupt = false;
+  let interrupt = false, interruptedAt = 0;
   const onSigint = () => {
-    if (interrupt) process.exit(130);
+    // A wrapper (npm, tsx) relays the terminal's Ctrl-C, which this process got as well: a second
+    // signal within a second is the same key press, not the "again" that quits.
+    if (interrupt) { if (performance.now() - interruptedAt > 1000) process.exit(130); return; }
     interrupt = true;
+    interruptedAt = performance.now();
     print('\ninterrupted: saving at the next optimizer step (Ctrl-C again to quit without saving)');
   };
   process.on('SIGINT', onSigint);
