@@ -9,10 +9,10 @@
 // 52–55, 24×4: 32–55; dX (k4, n) 24×4: 58–59 vs 16×4: 50–53; dW (m4, n) 16×4: 52 vs 8×4: 38, 16×8:
 // 37, 32×4: 41; unrolling by u = 4 beat 2 and 8. Those choices are the fallbacks.
 import { gpu } from '../runtime/device.js';
-import { readBuffer, writeBuffer } from '../runtime/kernel.js';
+import { writeBuffer } from '../runtime/kernel.js';
 import { Tensor, gradSlot } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
-import type { Trial, Tunable } from '../runtime/tuner.js';
+import { recordNow, type Trial, type Tunable } from '../runtime/tuner.js';
 import { gemm, matmul, span, kernels, reference, referenceBackward, bench, type MatmulVariant, type RegisterTile, type SharedTile } from './matmul.js';
 import { unsupported } from '../runtime/kernel.js';
 import type { SharedCompiled } from './matmul_shared.js';
@@ -118,6 +118,7 @@ export const matmulTunable: Tunable<GemmShape, MatmulVariant> = {
   tuningShape: (s) => capRows(s, 2e9),
   // The duel with the hand-picked tiles: the real problem up to ~8 GFLOP (the whole FFN's).
   duelShape: (s) => capRows(s, 8e9),
+  cost: (s) => s.M * s.N * s.K,
 };
 
 /** Random A and B (uniform in ±1) laid out by the shape's strides. The check compares every output
@@ -137,8 +138,18 @@ function gemmTrial(s: GemmShape): Trial<MatmulVariant> {
   const rtol = 2e-5, atol = Math.max(2e-6 * Math.sqrt(s.K), 1.2e-7 * s.K);
   let want: Float64Array[] | undefined; // per checked row, computed once
   let nan: Float32Array | undefined;
+  // Each output sums its K products in k order either way; the loops nest so that the inner one
+  // walks B contiguously (k inner when bk = 1, n inner when bn = 1): strided reads made the dW
+  // checks' references take seconds.
   const reference = () => rows.map((m) => {
     const w = new Float64Array(s.N);
+    if (s.bn === 1) {
+      for (let k = 0; k < s.K; k++) {
+        const a = ah[m * s.am + k * s.ak], b0 = k * s.bk;
+        for (let n = 0; n < s.N; n++) w[n] += a * bh[b0 + n];
+      }
+      return w;
+    }
     for (let n = 0; n < s.N; n++) {
       let acc = 0;
       for (let k = 0; k < s.K; k++) acc += ah[m * s.am + k * s.ak] * bh[k * s.bk + n * s.bn];
@@ -148,14 +159,13 @@ function gemmTrial(s: GemmShape): Trial<MatmulVariant> {
   });
   return {
     run,
-    async check(v) {
+    async check(v, exec = recordNow) {
       writeBuffer(c.buffer, 0, (nan ??= new Float32Array(s.M * s.N).fill(NaN)));
-      run(v);
-      const got = all ? await c.readF32() : undefined;
+      await exec(() => run(v));
+      const got = await c.readF32(); // one read back: a read per checked row took a round trip each
       want ??= reference();
       for (const [i, m] of rows.entries()) {
-        const row = got ? got.subarray(m * s.N, (m + 1) * s.N) : new Float32Array(await readBuffer(c.buffer, 4 * m * s.N, 4 * s.N));
-        const bad = mismatch(row, want[i], rtol, atol, (n) => m * s.N + n);
+        const bad = mismatch(got.subarray(m * s.N, (m + 1) * s.N), want[i], rtol, atol, (n) => m * s.N + n);
         if (bad) return bad;
       }
       return null;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { defineKernel, launch, plan, counters, resetCounters } from '../runtime/kernel.js';
-import { Tuner, modeFromEnv, type Tunable } from '../runtime/tuner.js';
+import { Tuner, modeFromEnv, recordNow, type Tunable } from '../runtime/tuner.js';
 import { MiniMind } from '../model/minimind.js';
 import { preset } from '../model/config.js';
 import { backward } from '../runtime/autograd.js';
@@ -42,8 +42,8 @@ function family(list: Busy[], name = 'tuner_busy'): Tunable<{ n: number }, Busy>
       const run = (v: Busy) => launch(busy, { params: { n: sh.n }, buffers: [y.buffer], workgroups: Math.ceil(sh.n / 64), variant: v });
       return {
         run,
-        async check(v) {
-          run(v);
+        async check(v, exec = recordNow) {
+          await exec(() => run(v));
           const got = await y.readF32();
           for (const i of [0, 1, sh.n - 1]) if (got[i] !== 2 * i) return `y[${i}] = ${got[i]}`;
           return null;
