@@ -9,7 +9,7 @@
 // 52–55, 24×4: 32–55; dX (k4, n) 24×4: 58–59 vs 16×4: 50–53; dW (m4, n) 16×4: 52 vs 8×4: 38, 16×8:
 // 37, 32×4: 41; unrolling by u = 4 beat 2 and 8. Those choices are the fallbacks.
 import { gpu } from '../runtime/device.js';
-import { writeBuffer } from '../runtime/kernel.js';
+import { readBuffer, writeBuffer } from '../runtime/kernel.js';
 import { Tensor, gradSlot } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { recordNow, type Trial, type Tunable } from '../runtime/tuner.js';
@@ -112,21 +112,33 @@ export const matmulTunable: Tunable<GemmShape, MatmulVariant> = {
     if (v.kind === 'register') return `reg ${v.tm}x${v.tn} ${v.a}/${v.b} g${v.g}`;
     return `shared ${v.bm}x${v.bn}x${v.bk} ${v.tm}x${v.tn} g${v.g}`;
   },
-  trial: gemmTrial,
+  trial: (s) => gemmTrial(s),
   // At most ~2 GFLOP per timed call (≈ 40 ms on lavapipe on a Xeon, 0.2 s on a 2-core EPYC): fewer
   // rows of C, never fewer than 256 (enough row tiles for the grouped orders to differ).
   tuningShape: (s) => capRows(s, 2e9),
   // The duel with the hand-picked tiles: the real problem up to ~8 GFLOP (the whole FFN's).
   duelShape: (s) => capRows(s, 8e9),
   cost: (s) => s.M * s.N * s.K,
+  // The capped problems are the first rows of the duel's: one set of inputs serves both.
+  trials(tuning, duel) {
+    const io = gemmInputs(duel);
+    return { round: gemmTrial(tuning, io), duel: gemmTrial(duel, io), dispose: () => io.dispose() };
+  },
 };
 
-/** Random A and B (uniform in ±1) laid out by the shape's strides. The check compares every output
- *  for small problems, and for large ones whole rows (the first and last 16, and 16 spread between)
- *  read from C filled with NaN first, so a skipped tile shows. Tolerance: float32 sums of K terms. */
-function gemmTrial(s: GemmShape): Trial<MatmulVariant> {
+/** Random A and B (uniform in ±1) laid out by the shape's strides, and C, on the GPU and A and B on the host. */
+function gemmInputs(s: GemmShape) {
   const ah = host([Math.ceil(span(s.M, s.am, s.K, s.ak) / 4) * 4], 301), bh = host([Math.ceil(span(s.K, s.bk, s.N, s.bn) / 4) * 4], 302);
   const a = Tensor.fromArray(ah, [ah.length]).keep(), b = Tensor.fromArray(bh, [bh.length]).keep(), c = Tensor.empty([s.M * s.N]).keep();
+  return { ah, bh, a, b, c, dispose() { a.dispose(); b.dispose(); c.dispose(); } };
+}
+
+/** A trial of s on inputs made for s, or for a problem whose first rows s is (`io`: then disposing
+ *  the trial leaves them to their owner). The check compares every output for small problems, and
+ *  for large ones whole rows (the first and last 16, and 16 spread between) read from C filled with
+ *  NaN first, so a skipped tile shows. Tolerance: float32 sums of K terms. */
+function gemmTrial(s: GemmShape, io?: ReturnType<typeof gemmInputs>): Trial<MatmulVariant> {
+  const { ah, bh, a, b, c } = io ?? gemmInputs(s);
   const run = (v: MatmulVariant) => gemm({ a, b, c, M: s.M, N: s.N, K: s.K, am: s.am, ak: s.ak, bk: s.bk, bn: s.bn, beta: 0 }, { variant: v });
   // Every output when the float64 reference is cheap (≤ 2^26 multiply-adds on the host), else rows.
   const all = s.M * s.N * s.K <= 2 ** 26;
@@ -162,7 +174,8 @@ function gemmTrial(s: GemmShape): Trial<MatmulVariant> {
     async check(v, exec = recordNow) {
       writeBuffer(c.buffer, 0, (nan ??= new Float32Array(s.M * s.N).fill(NaN)));
       await exec(() => run(v));
-      const got = await c.readF32(); // one read back: a read per checked row took a round trip each
+      // One read back of this problem's rows (a read per checked row took a round trip each).
+      const got = new Float32Array(await readBuffer(c.buffer, 0, 4 * s.M * s.N));
       want ??= reference();
       for (const [i, m] of rows.entries()) {
         const bad = mismatch(got.subarray(m * s.N, (m + 1) * s.N), want[i], rtol, atol, (n) => m * s.N + n);
@@ -170,7 +183,7 @@ function gemmTrial(s: GemmShape): Trial<MatmulVariant> {
       }
       return null;
     },
-    dispose() { a.dispose(); b.dispose(); c.dispose(); },
+    dispose() { if (!io) { a.dispose(); b.dispose(); c.dispose(); } },
   };
 }
 

@@ -59,6 +59,10 @@ export interface Tunable<S, V> {
    *  scales the round's times to the duel's problem, so the host sleeps through most of each duel
    *  run from the first one on (without it the first runs are slept as if the same size). */
   cost?(s: S): number;
+  /** Trials of the round's problem and the duel's on one set of inputs, made for the duel's (the
+   *  round's problem is a part of it: e.g. its first rows), so the duel needs neither inputs of its
+   *  own nor a warm-up run; dispose() frees them. Default: a trial each. */
+  trials?(tuning: S, duel: S): { round: Trial<V>; duel: Trial<V>; dispose(): void };
 }
 
 export interface Timing { label: string; ms?: number; dropped?: string }
@@ -97,7 +101,7 @@ export function modeFromEnv(v = process.env.MINIMIND_TUNE): TuneMode {
   throw new Error(`MINIMIND_TUNE=${v}: expected on (default), off or force`);
 }
 
-const sameVariant = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+const sameJson = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 export class Tuner {
   readonly mode: TuneMode;
@@ -151,7 +155,7 @@ export class Tuner {
   /** A valid stored choice for s (a cached variant that no longer exists is ignored). */
   private known<S, V>(t: Tunable<S, V>, s: S): V | undefined {
     const e = this.entries.get(`${t.name}|${t.key(s)}`);
-    return e ? t.variants(s).find((v) => sameVariant(v, e.variant)) : undefined;
+    return e ? t.variants(s).find((v) => sameJson(v, e.variant)) : undefined;
   }
 
   private miss<S, V>(t: Tunable<S, V>, s: S): V {
@@ -203,11 +207,13 @@ export class Tuner {
   async tune<S, V>(t: Tunable<S, V>, s: S): Promise<Choice> {
     const key = t.key(s), fallback = t.fallback(s);
     const first = t.candidates?.(s) ?? t.variants(s);
-    const list = [fallback, ...first.filter((v) => !sameVariant(v, fallback))];
+    const list = [fallback, ...first.filter((v) => !sameJson(v, fallback))];
     const timings: Timing[] = [];
     const ms = new Map<string, number>();
     const tuningShape = t.tuningShape?.(s) ?? s, duelShape = t.duelShape?.(s) ?? s;
-    const trial = t.trial(tuningShape);
+    const same = sameJson(duelShape, tuningShape);
+    const pair = same ? undefined : t.trials?.(tuningShape, duelShape);
+    const trial = pair?.round ?? t.trial(tuningShape);
     let best: { v: V; ms: number } | undefined;
     const measure = async (v: V) => {
       const label = t.label(v);
@@ -222,18 +228,20 @@ export class Tuner {
       if (best && t.neighbours) for (const v of t.neighbours(best.v, s)) await measure(v);
       // On a busy machine one lucky run can crown a variant, and a capped problem can favour another
       // than the whole one: the winner must beat the hand-picked choice again on the real shape (or
-      // a larger cap), the two timed in turn, by 5%, or the hand-picked choice stays. Where the duel's
-      // problem is the round's, it runs on the round's trial (inputs made and touched already).
+      // a larger cap), the two timed in turn, by 5%, or the hand-picked choice stays. The duel runs
+      // on inputs the round made and touched where it can (the same problem, or Tunable.trials).
       const fallbackMs = ms.get(t.label(fallback));
-      if (best && fallbackMs !== undefined && !sameVariant(best.v, fallback)) {
-        const same = sameVariant(duelShape, tuningShape);
+      if (best && fallbackMs !== undefined && !sameJson(best.v, fallback)) {
         const scale = same || !t.cost ? 1 : t.cost(duelShape) / t.cost(tuningShape);
-        const duel = await this.duel(same ? trial : t.trial(duelShape), best.v, fallback, [best.ms * scale, fallbackMs * scale], !same);
+        const fresh = !same && !pair;
+        const duelTrial = same ? trial : pair?.duel ?? t.trial(duelShape);
+        const duel = await this.duel(duelTrial, best.v, fallback, [best.ms * scale, fallbackMs * scale], fresh);
         timings.push({ label: `${t.label(best.v)} vs ${t.label(fallback)} at the real shape`, ms: duel[0] }, { label: t.label(fallback), ms: duel[1] });
         if (!(duel[0] < 0.95 * duel[1])) best = { v: fallback, ms: duel[1] };
       }
     } finally {
       trial.dispose();
+      pair?.dispose();
     }
     // Nothing ran (every variant failed): the fallback stays, and the warnings said why.
     const chosen = best?.v ?? fallback;
@@ -243,10 +251,9 @@ export class Tuner {
     return { family: t.name, key, ...entry, source: best ? 'tuned' : 'fallback' };
   }
 
-  /** Checks v, timing the check's run, then times it again: the fastest of up to three runs. A
-   *  variant 1.3× behind the best so far gets no more runs (noise on a busy machine slows a run by
-   *  up to 2×, never speeds it up, so a true winner is not dropped by a noisy first run unless it
-   *  is within that noise of the best anyway); a long call needs fewer. */
+  /** Checks v, timing the check's run (its pipeline is compiled on the host before the GPU clock
+   *  starts), then runs it again: the fastest of up to three runs. A slow variant does not earn more
+   *  runs (1.3× behind the best so far); a long call does not need them. */
   private async measure<V>(trial: Trial<V>, v: V, bestMs?: number): Promise<{ ms?: number; dropped?: string }> {
     try {
       let min = Infinity;
@@ -263,14 +270,14 @@ export class Tuner {
   }
 
   /** The faster of two runs each of a and b, in turn (a b a b), on `trial`; `expect` (ms) sets how
-   *  long the host sleeps before each one's first run. A fresh trial (`own`: disposed here) first
-   *  runs b once untimed: a first use of new buffers ran up to 1.5× slower on lavapipe. After the
-   *  first pair, a 1.3× behind b ends the duel (the round's rule): b stays. A failure counts as
-   *  Infinity for a. */
-  private async duel<V>(trial: Trial<V>, a: V, b: V, expect: [number, number], own: boolean): Promise<[number, number]> {
+   *  long the host sleeps before each one's first run. A fresh trial (disposed here) first runs b
+   *  once untimed: a first use of new buffers ran up to 1.5× slower on lavapipe. After the first
+   *  pair, a 1.3× behind b ends the duel (the round's rule): b stays. A failure counts as Infinity
+   *  for a. */
+  private async duel<V>(trial: Trial<V>, a: V, b: V, expect: [number, number], fresh: boolean): Promise<[number, number]> {
     const best = [Infinity, Infinity], last = [...expect];
     try {
-      if (own) await this.time(() => trial.run(b), expect[1] * 0.9);
+      if (fresh) await this.time(() => trial.run(b), expect[1] * 0.9);
       for (let i = 0; i < 4; i++) {
         const k = i % 2;
         last[k] = await this.time(() => trial.run(k ? b : a), last[k] * 0.9);
@@ -280,7 +287,7 @@ export class Tuner {
     } catch {
       best[0] = Infinity;
     } finally {
-      if (own) trial.dispose();
+      if (fresh) trial.dispose();
     }
     return [best[0], best[1]];
   }
