@@ -113,11 +113,13 @@ export const matmulTunable: Tunable<GemmShape, MatmulVariant> = {
     return `shared ${v.bm}x${v.bn}x${v.bk} ${v.tm}x${v.tn} g${v.g}`;
   },
   trial: (s) => gemmTrial(s),
-  // At most ~2 GFLOP per timed call (≈ 40 ms on lavapipe on a Xeon, 0.2 s on a 2-core EPYC): fewer
-  // rows of C, never fewer than 256 (enough row tiles for the grouped orders to differ).
-  tuningShape: (s) => capRows(s, 2e9),
-  // The duel with the hand-picked tiles: the real problem up to ~8 GFLOP (the whole FFN's).
-  duelShape: (s) => capRows(s, 8e9),
+  // At most ~1 GFLOP per timed call (≈ 20 ms on lavapipe on a quiet Xeon, 0.1 s on a 2-core EPYC):
+  // fewer rows of C, never fewer than 256 (enough row tiles for the grouped orders to differ). The
+  // duel with the hand-picked tiles: the real problem up to ~4 GFLOP, four times the round's. With
+  // 2 and 8 GFLOP, the rounds and duels of MiniMind2-small's 17 matmul classes took ~60 s of the
+  // 85 s that tuning its step took on the shared 2-core Xeon (npm run tune; the goal is < 60 s).
+  tuningShape: (s) => capRows(s, 1e9),
+  duelShape: (s) => capRows(s, 4e9),
   cost: (s) => s.M * s.N * s.K,
   // The capped problems are the first rows of the duel's: one set of inputs serves both.
   trials(tuning, duel) {
