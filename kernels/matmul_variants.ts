@@ -152,25 +152,26 @@ function gemmTrial(s: GemmShape, io?: ReturnType<typeof gemmInputs>): Trial<Matm
   const rtol = 2e-5, atol = Math.max(2e-6 * Math.sqrt(s.K), 1.2e-7 * s.K);
   let want: Float64Array[] | undefined; // per checked row, computed once
   let nan: Float32Array | undefined;
-  // Each output sums its K products in k order either way; the loops nest so that the inner one
-  // walks B contiguously (k inner when bk = 1, n inner when bn = 1): strided reads made the dW
-  // checks' references take seconds.
-  const reference = () => rows.map((m) => {
-    const w = new Float64Array(s.N);
-    if (s.bn === 1) {
-      for (let k = 0; k < s.K; k++) {
-        const a = ah[m * s.am + k * s.ak], b0 = k * s.bk;
-        for (let n = 0; n < s.N; n++) w[n] += a * bh[b0 + n];
+  // Each output sums its K products in k order, accumulated over a row of B at a time: B as rows of
+  // N contiguous values (itself when bn = 1, else a transposed copy), so the inner loop walks memory
+  // in order and carries no dependency (a dot product per output along strided B took seconds).
+  const { N: Nc, K: Kc, am, ak, bk, bn } = s;
+  const reference = () => {
+    let b = bh, bs = bk;
+    if (bn !== 1) {
+      b = new Float32Array(Kc * Nc);
+      for (let n = 0; n < Nc; n++) for (let k = 0; k < Kc; k++) b[k * Nc + n] = bh[k * bk + n * bn];
+      bs = Nc;
+    }
+    return rows.map((m) => {
+      const w = new Float64Array(Nc), a0 = m * am;
+      for (let k = 0; k < Kc; k++) {
+        const x = ah[a0 + k * ak], b0 = k * bs;
+        for (let n = 0; n < Nc; n++) w[n] += x * b[b0 + n];
       }
       return w;
-    }
-    for (let n = 0; n < s.N; n++) {
-      let acc = 0;
-      for (let k = 0; k < s.K; k++) acc += ah[m * s.am + k * s.ak] * bh[k * s.bk + n * s.bn];
-      w[n] = acc;
-    }
-    return w;
-  });
+    });
+  };
   return {
     run,
     async check(v, exec = recordNow) {

@@ -259,6 +259,7 @@ export class Tuner {
       let min = Infinity;
       const bad = await trial.check(v, async (record) => { min = await this.time(record, (bestMs ?? 0) * 0.75); }); // compiles it, too: a compile error is thrown here
       if (bad) return { dropped: `wrong result: ${bad}` };
+      if (min === Infinity) return { dropped: 'its trial checked it without running it through exec (untimed)' };
       for (let i = 1; i < 3; i++) {
         if ((bestMs !== undefined && min > 1.3 * bestMs) || min * i > 250) break;
         min = Math.min(min, await this.time(() => trial.run(v), min * 0.9));
