@@ -9,7 +9,7 @@ import { gpu } from '../runtime/device.js';
 import { Tensor } from '../runtime/tensor.js';
 import { backward as autogradBackward } from '../runtime/autograd.js';
 import { unsupported } from '../runtime/kernel.js';
-import type { Trial, Tunable } from '../runtime/tuner.js';
+import { recordNow, type Trial, type Tunable } from '../runtime/tuner.js';
 import { kernels, type FlashTile } from './attention_flash.js';
 import { attention, launchForward, launchBackwardDq, launchBackwardDkv, reference, bench } from './attention.js';
 import { NH, NKV, HD, B as BB, T as TT, Case, host, f64, compare, verify, scoped, mismatch, tunedCase } from './case.js';
@@ -52,7 +52,7 @@ const key = (s: AttentionShape) => `hd${s.hd} r${s.nh / s.nkv} T${p2(s.T)} kv${p
 /** Tuning times fewer batch rows (independent work) of a large call: about 2^22 query-key pairs per head. */
 const tuningShape = (s: AttentionShape): AttentionShape => ({ ...s, B: Math.max(1, Math.min(s.B, Math.floor(2 ** 22 / (s.nh * s.T * s.kvT)))) });
 const family = (name: string, trial: (s: AttentionShape) => Trial<FlashTile>): Tunable<AttentionShape, FlashTile> =>
-  ({ name, key, fallback, candidates, variants, label, trial, tuningShape });
+  ({ name, key, fallback, candidates, variants, label, trial, tuningShape, cost: (s) => s.B * s.nh * s.T * s.kvT });
 
 /** Inputs of a trial: q, k, v, the upstream gradient (scale 1), on the GPU and as float32 host copies. */
 function inputs(s: AttentionShape) {
@@ -74,8 +74,8 @@ function forwardTrial(s: AttentionShape): Trial<FlashTile> {
   let want: { out: Float64Array; lse: Float64Array } | undefined;
   return {
     run,
-    async check(t) {
-      run(t);
+    async check(t, exec = recordNow) {
+      await exec(() => run(t));
       want ??= reference.forward(f64(x.qh, nb * s.T * s.nh * s.hd), f64(x.kh, nb * s.kvT * s.nkv * s.hd), f64(x.vh, nb * s.kvT * s.nkv * s.hd), nb, s.T, s.nh, s.nkv, s.hd, s.kvT);
       return mismatch((await o.readF32()).subarray(0, want.out.length), want.out, 2e-4, 2e-5)
         ?? mismatch((await lse.readF32()).subarray(0, want.lse.length), want.lse, 2e-5, 2e-5);
@@ -98,8 +98,8 @@ function backwardTrial(pass: 'dq' | 'dkv') {
     let want: { dq: Float64Array; dk: Float64Array; dv: Float64Array } | undefined;
     return {
       run,
-      async check(t) {
-        run(t);
+      async check(t, exec = recordNow) {
+        await exec(() => run(t));
         want ??= reference.backward(f64(x.qh, n * s.nh * s.hd), f64(x.kh, n * s.nkv * s.hd), f64(x.vh, n * s.nkv * s.hd), f64(x.gh, n * s.nh * s.hd), nb, s.T, s.nh, s.nkv, s.hd);
         const part = async (g: Tensor, w: Float64Array) => mismatch((await g.readF32()).subarray(0, w.length), w, 1e-3, 1e-4);
         return pass === 'dq' ? part(dq, want.dq) : (await part(dk, want.dk)) ?? part(dv, want.dv);

@@ -4,7 +4,7 @@
 // float64 reference (on a slice for bench shapes, on everything for the tests' small shapes).
 import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { mulberry32 } from '../runtime/random.js';
-import { tuner, type Trial, type Tunable } from '../runtime/tuner.js';
+import { tuner, recordNow, type Trial, type Tunable } from '../runtime/tuner.js';
 import { readBuffer } from '../runtime/kernel.js';
 
 /** Per-case sampling (bench/harness.ts): fewer samples for calls of seconds, no warm-up call where
@@ -120,9 +120,9 @@ export function fixedTrial<V>(o: {
   let want: ArrayLike<number>[] | undefined;
   return {
     run: o.run,
-    async check(v) {
+    async check(v, exec = recordNow) {
       o.reset?.();
-      o.run(v);
+      await exec(() => o.run(v));
       want ??= o.want();
       for (const [i, t] of o.outputs.entries()) {
         const w = want[i];

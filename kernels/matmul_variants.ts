@@ -12,7 +12,7 @@ import { gpu } from '../runtime/device.js';
 import { writeBuffer } from '../runtime/kernel.js';
 import { Tensor, gradSlot } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
-import type { Trial, Tunable } from '../runtime/tuner.js';
+import { recordNow, type Trial, type Tunable } from '../runtime/tuner.js';
 import { gemm, matmul, span, kernels, reference, referenceBackward, bench, type MatmulVariant, type RegisterTile, type SharedTile } from './matmul.js';
 import { unsupported } from '../runtime/kernel.js';
 import type { SharedCompiled } from './matmul_shared.js';
@@ -116,25 +116,40 @@ export const matmulTunable: Tunable<GemmShape, MatmulVariant> = {
     if (v.kind === 'register') return `reg ${v.tm}x${v.tn} ${v.a}/${v.b} g${v.g}${native}`;
     return `shared ${v.bm}x${v.bn}x${v.bk} ${v.tm}x${v.tn} g${v.g}${native}`;
   },
-  trial: gemmTrial,
-  // At most ~2 GFLOP per timed call (≈ 40 ms on lavapipe on a Xeon, 0.2 s on a 2-core EPYC): fewer
-  // rows of C, never fewer than 256 (enough row tiles for the grouped orders to differ).
-  tuningShape: (s) => capRows(s, 2e9),
-  // The duel with the hand-picked tiles: the real problem up to ~8 GFLOP (the whole FFN's).
-  duelShape: (s) => capRows(s, 8e9),
+  trial: (s) => gemmTrial(s),
+  // At most ~1 GFLOP per timed call (≈ 20 ms on lavapipe on a quiet Xeon, 0.1 s on a 2-core EPYC):
+  // fewer rows of C, never fewer than 256 (enough row tiles for the grouped orders to differ). The
+  // duel with the hand-picked tiles: the real problem up to ~4 GFLOP, four times the round's. With
+  // 2 and 8 GFLOP, the rounds and duels of MiniMind2-small's 17 matmul classes took ~60 s of the
+  // 85 s that tuning its step took on the shared 2-core Xeon (npm run tune; the goal is < 60 s).
+  tuningShape: (s) => capRows(s, 1e9),
+  duelShape: (s) => capRows(s, 4e9),
+  cost: (s) => s.M * s.N * s.K,
+  // The capped problems are the first rows of the duel's: one set of inputs serves both.
+  trials(tuning, duel) {
+    const io = gemmInputs(duel);
+    return { round: gemmTrial(tuning, io), duel: gemmTrial(duel, io), dispose: () => io.dispose() };
+  },
 };
 
-/** Random A and B (uniform in ±1; 16-bit shapes: rounded to the operands' dtype) laid out by the
- *  shape's strides. The check compares every output for small problems, and for large ones whole
- *  rows (the first and last 16, and 16 spread between) read from C filled with NaN first, so a
- *  skipped tile shows. Tolerance: float32 sums of K terms (of exact products, for 16-bit operands),
- *  plus one ulp of a 16-bit output. */
-function gemmTrial(s: GemmShape): Trial<MatmulVariant> {
+/** Random A and B (uniform in ±1; 16-bit shapes: rounded to the operands' dtype) laid out by the shape's
+ *  strides, and C, on the GPU and A and B on the host. */
+function gemmInputs(s: GemmShape) {
   const ab = s.io?.ab ?? 'f32';
   const ah = storedValues(host([Math.ceil(span(s.M, s.am, s.K, s.ak) / 4) * 4], 301), ab);
   const bh = storedValues(host([Math.ceil(span(s.K, s.bk, s.N, s.bn) / 4) * 4], 302), ab);
   const a = Tensor.fromArray(ah, [ah.length], ab).keep(), b = Tensor.fromArray(bh, [bh.length], ab).keep();
   const c = Tensor.empty([s.M * s.N], s.io?.c ?? 'f32').keep();
+  return { ah, bh, a, b, c, dispose() { a.dispose(); b.dispose(); c.dispose(); } };
+}
+
+/** A trial of s on inputs made for s, or for a problem whose first rows s is (`io`: then disposing
+ *  the trial leaves them to their owner). The check compares every output for small problems, and
+ *  for large ones whole rows (the first and last 16, and 16 spread between) read from C filled with
+ *  NaN first, so a skipped tile shows. Tolerance: float32 sums of K terms (of exact products, for
+ *  16-bit operands), plus one ulp of a 16-bit output. */
+function gemmTrial(s: GemmShape, io?: ReturnType<typeof gemmInputs>): Trial<MatmulVariant> {
+  const { ah, bh, a, b, c } = io ?? gemmInputs(s);
   const run = (v: MatmulVariant) => gemm({ a, b, c, M: s.M, N: s.N, K: s.K, am: s.am, ak: s.ak, bk: s.bk, bn: s.bn, beta: 0 }, { variant: v });
   // Every output when the float64 reference is cheap (≤ 2^26 multiply-adds on the host), else rows.
   const all = s.M * s.N * s.K <= 2 ** 26;
@@ -146,30 +161,41 @@ function gemmTrial(s: GemmShape): Trial<MatmulVariant> {
   const rtol = s.io && s.io.c !== 'f32' ? ULP16[s.io.c] : 2e-5, atol = Math.max(2e-6 * Math.sqrt(s.K), 1.2e-7 * s.K);
   let want: Float64Array[] | undefined; // per checked row, computed once
   let nan: Float32Array | Uint32Array | undefined;
-  const reference = () => rows.map((m) => {
-    const w = new Float64Array(s.N);
-    for (let n = 0; n < s.N; n++) {
-      let acc = 0;
-      for (let k = 0; k < s.K; k++) acc += ah[m * s.am + k * s.ak] * bh[k * s.bk + n * s.bn];
-      w[n] = acc;
+  // Each output sums its K products in k order, accumulated over a row of B at a time: B as rows of
+  // N contiguous values (itself when bn = 1, else a transposed copy), so the inner loop walks memory
+  // in order and carries no dependency (a dot product per output along strided B took seconds).
+  const { N: Nc, K: Kc, am, ak, bk, bn } = s;
+  const reference = () => {
+    let b = bh, bs = bk;
+    if (bn !== 1) {
+      b = new Float32Array(Kc * Nc);
+      for (let n = 0; n < Nc; n++) for (let k = 0; k < Kc; k++) b[k * Nc + n] = bh[k * bk + n * bn];
+      bs = Nc;
     }
-    return w;
-  });
+    return rows.map((m) => {
+      const w = new Float64Array(Nc), a0 = m * am;
+      for (let k = 0; k < Kc; k++) {
+        const x = ah[a0 + k * ak], b0 = k * bs;
+        for (let n = 0; n < Nc; n++) w[n] += x * b[b0 + n];
+      }
+      return w;
+    });
+  };
   return {
     run,
-    async check(v) {
+    async check(v, exec = recordNow) {
       writeBuffer(c.buffer, 0, (nan ??= nanFill(c)));
-      run(v);
-      const got = all ? await c.readF32() : undefined;
+      await exec(() => run(v));
+      // One read back of this problem's rows (a read per checked row took a round trip each).
+      const got = await readRange(c, 0, s.M * s.N);
       want ??= reference();
       for (const [i, m] of rows.entries()) {
-        const row = got ? got.subarray(m * s.N, (m + 1) * s.N) : await readRange(c, m * s.N, s.N);
-        const bad = mismatch(row, want[i], rtol, atol, (n) => m * s.N + n);
+        const bad = mismatch(got.subarray(m * s.N, (m + 1) * s.N), want[i], rtol, atol, (n) => m * s.N + n);
         if (bad) return bad;
       }
       return null;
     },
-    dispose() { a.dispose(); b.dispose(); c.dispose(); },
+    dispose() { if (!io) { a.dispose(); b.dispose(); c.dispose(); } },
   };
 }
 

@@ -23,10 +23,16 @@ export type TuneMode = 'on' | 'off' | 'force';
 export interface Trial<V> {
   /** Records the dispatches of variant v on the trial's inputs (same work every call). */
   run(v: V): void;
-  /** Runs v once and compares its outputs with the float64 reference: null, or the first mismatch. */
-  check(v: V): Promise<string | null>;
+  /** Runs v once and compares its outputs with the float64 reference: null, or the first mismatch.
+   *  The run goes through `exec` (default: recorded now): the tuner's times it, so the check's run
+   *  is the candidate's first timing rather than one more run. */
+  check(v: V, exec?: Exec): Promise<string | null>;
   dispose(): void;
 }
+
+/** Does a run that `record` records (and waits for it when it times it). */
+export type Exec = (record: () => void) => Promise<void>;
+export const recordNow: Exec = async (record) => { record(); };
 
 /** A kernel family with variants (an op's forward, one backward pass...). */
 export interface Tunable<S, V> {
@@ -49,6 +55,14 @@ export interface Tunable<S, V> {
   tuningShape?(s: S): S;
   /** The problem of the final duel with the hand-picked choice: by default s itself. */
   duelShape?(s: S): S;
+  /** Relative work of problem s (multiply-adds, say), where tuningShape and duelShape differ: it
+   *  scales the round's times to the duel's problem, so the host sleeps through most of each duel
+   *  run from the first one on (without it the first runs are slept as if the same size). */
+  cost?(s: S): number;
+  /** Trials of the round's problem and the duel's on one set of inputs, made for the duel's (the
+   *  round's problem is a part of it: e.g. its first rows), so the duel needs neither inputs of its
+   *  own nor a warm-up run; dispose() frees them. Default: a trial each. */
+  trials?(tuning: S, duel: S): { round: Trial<V>; duel: Trial<V>; dispose(): void };
 }
 
 export interface Timing { label: string; ms?: number; dropped?: string }
@@ -87,7 +101,7 @@ export function modeFromEnv(v = process.env.MINIMIND_TUNE): TuneMode {
   throw new Error(`MINIMIND_TUNE=${v}: expected on (default), off or force`);
 }
 
-const sameVariant = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+const sameJson = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 export class Tuner {
   readonly mode: TuneMode;
@@ -141,7 +155,7 @@ export class Tuner {
   /** A valid stored choice for s (a cached variant that no longer exists is ignored). */
   private known<S, V>(t: Tunable<S, V>, s: S): V | undefined {
     const e = this.entries.get(`${t.name}|${t.key(s)}`);
-    return e ? t.variants(s).find((v) => sameVariant(v, e.variant)) : undefined;
+    return e ? t.variants(s).find((v) => sameJson(v, e.variant)) : undefined;
   }
 
   private miss<S, V>(t: Tunable<S, V>, s: S): V {
@@ -193,10 +207,13 @@ export class Tuner {
   async tune<S, V>(t: Tunable<S, V>, s: S): Promise<Choice> {
     const key = t.key(s), fallback = t.fallback(s);
     const first = t.candidates?.(s) ?? t.variants(s);
-    const list = [fallback, ...first.filter((v) => !sameVariant(v, fallback))];
+    const list = [fallback, ...first.filter((v) => !sameJson(v, fallback))];
     const timings: Timing[] = [];
     const ms = new Map<string, number>();
-    const trial = t.trial(t.tuningShape?.(s) ?? s);
+    const tuningShape = t.tuningShape?.(s) ?? s, duelShape = t.duelShape?.(s) ?? s;
+    const same = sameJson(duelShape, tuningShape);
+    const pair = same ? undefined : t.trials?.(tuningShape, duelShape);
+    const trial = pair?.round ?? t.trial(tuningShape);
     let best: { v: V; ms: number } | undefined;
     const measure = async (v: V) => {
       const label = t.label(v);
@@ -209,16 +226,22 @@ export class Tuner {
     try {
       for (const v of list) await measure(v);
       if (best && t.neighbours) for (const v of t.neighbours(best.v, s)) await measure(v);
+      // On a busy machine one lucky run can crown a variant, and a capped problem can favour another
+      // than the whole one: the winner must beat the hand-picked choice again on the real shape (or
+      // a larger cap), the two timed in turn, by 5%, or the hand-picked choice stays. The duel runs
+      // on inputs the round made and touched where it can (the same problem, or Tunable.trials).
+      const fallbackMs = ms.get(t.label(fallback));
+      if (best && fallbackMs !== undefined && !sameJson(best.v, fallback)) {
+        const scale = same || !t.cost ? 1 : t.cost(duelShape) / t.cost(tuningShape);
+        const fresh = !same && !pair;
+        const duelTrial = same ? trial : pair?.duel ?? t.trial(duelShape);
+        const duel = await this.duel(duelTrial, best.v, fallback, [best.ms * scale, fallbackMs * scale], fresh);
+        timings.push({ label: `${t.label(best.v)} vs ${t.label(fallback)} at the real shape`, ms: duel[0] }, { label: t.label(fallback), ms: duel[1] });
+        if (!(duel[0] < 0.95 * duel[1])) best = { v: fallback, ms: duel[1] };
+      }
     } finally {
       trial.dispose();
-    }
-    // On a busy machine one lucky run can crown a variant, and a capped problem can favour another
-    // than the whole one: the winner must beat the hand-picked choice again on the real shape (or a
-    // larger cap), the two timed in turn, by 5%, or the hand-picked choice stays.
-    if (best && ms.has(t.label(fallback)) && !sameVariant(best.v, fallback)) {
-      const duel = await this.duel(t.trial(t.duelShape?.(s) ?? s), best.v, fallback);
-      timings.push({ label: `${t.label(best.v)} vs ${t.label(fallback)} at the real shape`, ms: duel[0] }, { label: t.label(fallback), ms: duel[1] });
-      if (!(duel[0] < 0.95 * duel[1])) best = { v: fallback, ms: duel[1] };
+      pair?.dispose();
     }
     // Nothing ran (every variant failed): the fallback stays, and the warnings said why.
     const chosen = best?.v ?? fallback;
@@ -228,17 +251,18 @@ export class Tuner {
     return { family: t.name, key, ...entry, source: best ? 'tuned' : 'fallback' };
   }
 
-  /** Checks v, then times it: the fastest of a few runs (one when it is far behind the best). */
+  /** Checks v, timing the check's run (its pipeline is compiled on the host before the GPU clock
+   *  starts), then runs it again: the fastest of up to three runs. A slow variant does not earn more
+   *  runs (1.3× behind the best so far); a long call does not need them. */
   private async measure<V>(trial: Trial<V>, v: V, bestMs?: number): Promise<{ ms?: number; dropped?: string }> {
     try {
-      const bad = await trial.check(v); // compiles it, too: a compile error is thrown here
-      if (bad) return { dropped: `wrong result: ${bad}` };
       let min = Infinity;
-      for (let i = 0; i < 3; i++) {
-        const t = await this.time(() => trial.run(v), i === 0 ? (bestMs ?? 0) * 0.75 : min * 0.9);
-        min = Math.min(min, t);
-        // A slow variant does not earn more runs; a long call does not need them.
-        if ((bestMs !== undefined && min > 1.3 * bestMs) || min * (i + 1) > 250) break;
+      const bad = await trial.check(v, async (record) => { min = await this.time(record, (bestMs ?? 0) * 0.75); }); // compiles it, too: a compile error is thrown here
+      if (bad) return { dropped: `wrong result: ${bad}` };
+      if (min === Infinity) return { dropped: 'its trial checked it without running it through exec (untimed)' };
+      for (let i = 1; i < 3; i++) {
+        if ((bestMs !== undefined && min > 1.3 * bestMs) || min * i > 250) break;
+        min = Math.min(min, await this.time(() => trial.run(v), min * 0.9));
       }
       return { ms: min };
     } catch (e) {
@@ -246,20 +270,25 @@ export class Tuner {
     }
   }
 
-  /** The faster of two runs each of a and b, in turn (a b a b, after one run each whose time only
-   *  sets how long the host sleeps), on a trial of its own; a failure counts as Infinity for a. */
-  private async duel<V>(trial: Trial<V>, a: V, b: V): Promise<[number, number]> {
-    const best = [Infinity, Infinity], last = [0, 0];
+  /** The faster of two runs each of a and b, in turn (a b a b), on `trial`; `expect` (ms) sets how
+   *  long the host sleeps before each one's first run. A fresh trial (disposed here) first runs b
+   *  once untimed: a first use of new buffers ran up to 1.5× slower on lavapipe. After the first
+   *  pair, a 1.3× behind b ends the duel (the round's rule): b stays. A failure counts as Infinity
+   *  for a. */
+  private async duel<V>(trial: Trial<V>, a: V, b: V, expect: [number, number], fresh: boolean): Promise<[number, number]> {
+    const best = [Infinity, Infinity], last = [...expect];
     try {
-      for (let i = 0; i < 6; i++) {
+      if (fresh) await this.time(() => trial.run(b), expect[1] * 0.9);
+      for (let i = 0; i < 4; i++) {
         const k = i % 2;
         last[k] = await this.time(() => trial.run(k ? b : a), last[k] * 0.9);
-        if (i >= 2) best[k] = Math.min(best[k], last[k]);
+        best[k] = Math.min(best[k], last[k]);
+        if (i === 1 && best[0] > 1.3 * best[1]) break;
       }
     } catch {
       best[0] = Infinity;
     } finally {
-      trial.dispose();
+      if (fresh) trial.dispose();
     }
     return [best[0], best[1]];
   }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { defineKernel, launch, plan, counters, resetCounters } from '../runtime/kernel.js';
-import { Tuner, modeFromEnv, type Tunable } from '../runtime/tuner.js';
+import { Tuner, modeFromEnv, recordNow, type Tunable } from '../runtime/tuner.js';
 import { MiniMind } from '../model/minimind.js';
 import { preset } from '../model/config.js';
 import { backward } from '../runtime/autograd.js';
@@ -19,39 +19,62 @@ s.before(setupGpu);
 s.before.each(() => beginScope());
 s.after.each(() => endScope());
 
-/** reps × 64 multiply-adds per element, then y = 2·i (+1 when wrong); broken does not compile. */
-interface Busy { reps: number; wrong?: boolean; broken?: boolean }
+/** reps × 64 multiply-adds per element (big × 64 where n > N/4: a problem larger than the tuning
+ *  shape below), then y = 2·i (+1 when wrong); broken does not compile. */
+interface Busy { reps: number; big?: number; wrong?: boolean; broken?: boolean }
+const N = 1 << 16;
 const busy = defineKernel<Busy>({
   name: 'tuner_busy', params: [['n', 'u32']], buffers: [['y', 'rw', 'f32']], workgroup: 64,
   wgsl: (v, entry) => `${entry} {
   let i = wid.x * 64u + lid.x;
   if (i >= p.n) { return; }
   var a = f32(i);
-  for (var r = 0u; r < ${v.reps}u; r++) { for (var k = 0u; k < 64u; k++) { a = a * 0.999 + 1.0; } }
+  let reps = select(${v.reps}u, ${v.big ?? v.reps}u, p.n > ${N / 4}u);
+  for (var r = 0u; r < reps; r++) { for (var k = 0u; k < 64u; k++) { a = a * 0.999 + 1.0; } }
   y[i] = 2.0 * f32(i) + select(0.0, a, a == -1.0)${v.wrong ? ' + 1.0' : ''}${v.broken ? ' + undefined_name' : ''};
 }`,
 });
-const N = 1 << 16;
 
-/** A family whose variants are `list`, the first the fallback. */
-function family(list: Busy[], name = 'tuner_busy'): Tunable<{ n: number }, Busy> {
-  return {
-    name, key: (sh) => `n${sh.n}`, variants: () => list, fallback: () => list[0], label: (v) => JSON.stringify(v),
-    trial: (sh) => {
-      const y = Tensor.empty([sh.n]).keep();
-      const run = (v: Busy) => launch(busy, { params: { n: sh.n }, buffers: [y.buffer], workgroups: Math.ceil(sh.n / 64), variant: v });
-      return {
-        run,
-        async check(v) {
-          run(v);
-          const got = await y.readF32();
-          for (const i of [0, 1, sh.n - 1]) if (got[i] !== 2 * i) return `y[${i}] = ${got[i]}`;
-          return null;
-        },
-        dispose: () => y.dispose(),
-      };
-    },
+interface Family extends Tunable<{ n: number }, Busy> {
+  /** Runs per variant label (checks' runs included), and the trials made. */
+  runs: Map<string, number>;
+  trialsMade: number;
+}
+
+/** A family whose variants are `list`, the first the fallback. `quarter`: the rounds time n/4 and
+ *  the duel n (`pair`: on one set of inputs, Tunable.trials). */
+function family(list: Busy[], name = 'tuner_busy', o: { quarter?: boolean; pair?: boolean } = {}): Family {
+  const runs = new Map<string, number>();
+  const trialOf = (sh: { n: number }, y = Tensor.empty([sh.n]).keep()) => {
+    fam.trialsMade++;
+    const run = (v: Busy) => {
+      runs.set(JSON.stringify(v), (runs.get(JSON.stringify(v)) ?? 0) + 1);
+      launch(busy, { params: { n: sh.n }, buffers: [y.buffer], workgroups: Math.ceil(sh.n / 64), variant: v });
+    };
+    return {
+      run,
+      async check(v: Busy, exec = recordNow) {
+        await exec(() => run(v));
+        const got = await y.readF32();
+        for (const i of [0, 1, sh.n - 1]) if (got[i] !== 2 * i) return `y[${i}] = ${got[i]}`;
+        return null;
+      },
+      dispose: () => y.dispose(),
+    };
   };
+  const fam: Family = {
+    name, key: (sh) => `n${sh.n}`, variants: () => list, fallback: () => list[0], label: (v) => JSON.stringify(v),
+    trial: (sh) => trialOf(sh), runs, trialsMade: 0,
+    ...(o.quarter ? { tuningShape: (sh: { n: number }) => ({ n: sh.n / 4 }), cost: (sh: { n: number }) => sh.n } : {}),
+    ...(o.pair ? {
+      trials(tuning: { n: number }, duel: { n: number }) {
+        const y = Tensor.empty([duel.n]).keep();
+        const noop = () => {};
+        return { round: { ...trialOf(tuning, y), dispose: noop }, duel: { ...trialOf(duel, y), dispose: noop }, dispose: () => y.dispose() };
+      },
+    } : {}),
+  };
+  return fam;
 }
 
 const dir = () => mkdtempSync(join(tmpdir(), 'tuner-'));
@@ -131,6 +154,48 @@ s('a variant that fails to compile or gives a wrong answer is dropped with a war
   assert.match(warnings.join('\n'), /dropped: .*compile/);
   assert.match(warnings.join('\n'), /dropped: wrong result: y\[0\] = 1/);
   assert.equal(c.timings.filter((x) => x.dropped).length, 2);
+});
+
+s('a variant 1.3× behind the best is timed once, by its check\'s run, and the fastest still wins', async () => {
+  const fam = family([{ reps: 256 }, { reps: 1 }, { reps: 64 }, { reps: 128 }], 'tuner_early');
+  const c = await new Tuner({ mode: 'on', file: null, warn: quiet([]) }).tune(fam, { n: N });
+  assert.equal(c.variant, { reps: 1 });
+  assert.is(fam.runs.get('{"reps":64}'), 1);
+  assert.is(fam.runs.get('{"reps":128}'), 1);
+  assert.ok(c.timings.find((x) => x.label === '{"reps":64}')?.ms, 'its one run is its timing');
+  // Three runs in the rounds (the check's first), two in the duel with the fallback on the same trial.
+  assert.is(fam.runs.get('{"reps":1}'), 5);
+  assert.is(fam.trialsMade, 1);
+});
+
+s('the duel runs on the inputs of Tunable.trials, and a winner 1.3× behind after its first pair keeps the fallback', async () => {
+  // Fast on the rounds' quarter problem, 16× slower than the fallback on the whole one.
+  const fam = family([{ reps: 16 }, { reps: 1, big: 256 }], 'tuner_duel_lost', { quarter: true, pair: true });
+  const c = await new Tuner({ mode: 'on', file: null, warn: quiet([]) }).tune(fam, { n: N });
+  assert.equal(c.variant, { reps: 16 });
+  assert.is(fam.runs.get('{"reps":1,"big":256}'), 4, 'three in the rounds, one in the duel');
+  assert.is(fam.runs.get('{"reps":16}'), 4);
+  assert.is(fam.trialsMade, 2, 'the pair only');
+  assert.match(c.timings.map((x) => x.label).join(', '), /at the real shape/);
+});
+
+s('without Tunable.trials, a duel on a larger problem makes a trial and warms it up with one run of the fallback', async () => {
+  const fam = family([{ reps: 16 }, { reps: 1 }], 'tuner_duel_won', { quarter: true });
+  const c = await new Tuner({ mode: 'on', file: null, warn: quiet([]) }).tune(fam, { n: N });
+  assert.equal(c.variant, { reps: 1 });
+  assert.is(fam.trialsMade, 2);
+  assert.is(fam.runs.get('{"reps":1}'), 5);
+  assert.is(fam.runs.get('{"reps":16}'), 6, 'three in the rounds, the warm-up, two in the duel');
+});
+
+s('a trial whose check does not run through exec has its variant dropped', async () => {
+  const fam = family([{ reps: 4 }], 'tuner_untimed');
+  const inner = fam.trial;
+  fam.trial = (sh) => { const t = inner(sh); return { ...t, check: (v) => t.check(v) }; };
+  const warnings: string[] = [];
+  const c = await new Tuner({ mode: 'on', file: null, warn: quiet(warnings) }).tune(fam, { n: N });
+  assert.is(c.source, 'fallback');
+  assert.match(warnings.join('\n'), /without running it through exec/);
 });
 
 s('MINIMIND_TUNE accepts on, off, force and names anything else', () => {
