@@ -88,6 +88,13 @@ const ARENA_SLOTS = 2048;
 interface Compiled { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }
 const pipelines = new Map<string, Compiled>();
 
+/** Pipelines created so far (a counter: a failed one is created again). On lavapipe the shader is
+ *  compiled at its first dispatch, inside that batch's GPU time (createComputePipeline takes ~30 ms;
+ *  the first run of a matmul tile 4–13 s longer with a cold Mesa cache), so the tuner asks whether
+ *  a timed run created one (runtime/tuner.ts). */
+let created = 0;
+export const pipelinesCreated = () => created;
+
 function compile<V extends Variant>(k: Kernel<V>, v: V): Compiled {
   const key = `${k.name}|${JSON.stringify(v)}`;
   let c = pipelines.get(key);
@@ -116,6 +123,7 @@ function compile<V extends Variant>(k: Kernel<V>, v: V): Compiled {
   }));
   c = { pipeline, layout };
   pipelines.set(key, c);
+  created++;
   return c;
 }
 

@@ -156,8 +156,16 @@ s('a variant that fails to compile or gives a wrong answer is dropped with a war
   assert.equal(c.timings.filter((x) => x.dropped).length, 2);
 });
 
+/** Creates the pipelines of vs (a launch on one element each), so that a run of them creates none. */
+async function precompile(vs: Busy[]): Promise<void> {
+  const y = Tensor.empty([1]);
+  for (const v of vs) launch(busy, { params: { n: 1 }, buffers: [y.buffer], workgroups: 1, variant: v });
+  await y.readF32();
+}
+
 s('a variant 1.3× behind the best is timed once, by its check\'s run, and the fastest still wins', async () => {
   const fam = family([{ reps: 256 }, { reps: 1 }, { reps: 64 }, { reps: 128 }], 'tuner_early');
+  await precompile([{ reps: 1 }, { reps: 64 }, { reps: 128 }]); // exact run counts: no run creates a pipeline
   const c = await new Tuner({ mode: 'on', file: null, warn: quiet([]) }).tune(fam, { n: N });
   assert.equal(c.variant, { reps: 1 });
   assert.is(fam.runs.get('{"reps":64}'), 1);
@@ -171,6 +179,7 @@ s('a variant 1.3× behind the best is timed once, by its check\'s run, and the f
 s('the duel runs on the inputs of Tunable.trials, and a winner 1.3× behind after its first pair keeps the fallback', async () => {
   // Fast on the rounds' quarter problem, 16× slower than the fallback on the whole one.
   const fam = family([{ reps: 16 }, { reps: 1, big: 256 }], 'tuner_duel_lost', { quarter: true, pair: true });
+  await precompile([{ reps: 16 }, { reps: 1, big: 256 }]); // exact run counts: no run creates a pipeline
   const c = await new Tuner({ mode: 'on', file: null, warn: quiet([]) }).tune(fam, { n: N });
   assert.equal(c.variant, { reps: 16 });
   assert.is(fam.runs.get('{"reps":1,"big":256}'), 4, 'three in the rounds, one in the duel');
@@ -181,11 +190,35 @@ s('the duel runs on the inputs of Tunable.trials, and a winner 1.3× behind afte
 
 s('without Tunable.trials, a duel on a larger problem makes a trial and warms it up with one run of the fallback', async () => {
   const fam = family([{ reps: 16 }, { reps: 1 }], 'tuner_duel_won', { quarter: true });
+  await precompile([{ reps: 16 }, { reps: 1 }]);
   const c = await new Tuner({ mode: 'on', file: null, warn: quiet([]) }).tune(fam, { n: N });
   assert.equal(c.variant, { reps: 1 });
   assert.is(fam.trialsMade, 2);
   assert.is(fam.runs.get('{"reps":1}'), 5);
   assert.is(fam.runs.get('{"reps":16}'), 6, 'three in the rounds, the warm-up, two in the duel');
+});
+
+s('a slow first run that created a pipeline is timed again, as a compile at its first dispatch would be', async () => {
+  // The check of {reps: 1} also runs a variant never compiled before ({reps: 255}) within its timing.
+  const withSlowCheck = (fam: Family, slow: Busy, precompile: boolean) => {
+    const inner = fam.trial;
+    fam.trial = (sh) => {
+      const t = inner(sh);
+      if (precompile) t.run(slow);
+      return { ...t, check: (v, exec) => t.check(v, exec && ((record) => exec(() => { record(); if (v.reps === 1) t.run(slow); }))) };
+    };
+    return fam;
+  };
+  const fresh = withSlowCheck(family([{ reps: 64 }, { reps: 1 }], 'tuner_fresh'), { reps: 255 }, false);
+  await precompile([{ reps: 64 }, { reps: 1 }]);
+  const c = await new Tuner({ mode: 'on', file: null, warn: quiet([]) }).tune(fresh, { n: N });
+  assert.equal(c.variant, { reps: 1 });
+  assert.is(fresh.runs.get('{"reps":1}'), 6, 'the check, three timed runs, two in the duel');
+  // The same slow check with that pipeline made before: a slow variant, timed once and dropped.
+  const old = withSlowCheck(family([{ reps: 64 }, { reps: 1 }], 'tuner_not_fresh'), { reps: 254 }, true);
+  const d = await new Tuner({ mode: 'on', file: null, warn: quiet([]) }).tune(old, { n: N });
+  assert.equal(d.variant, { reps: 64 });
+  assert.is(old.runs.get('{"reps":1}'), 1);
 });
 
 s('a trial whose check does not run through exec has its variant dropped', async () => {
