@@ -34,6 +34,17 @@ type Compiled = AdamWVariant & { S: number; copy?: DType16 };
 const SCALARS = [['total', 'u32'], ['clip', 'u32'], ['maxNorm', 'f32'], ['inv', 'f32'], ['decay', 'f32'], ['b1', 'f32'], ['omb1', 'f32'],
   ['b2', 'f32'], ['omb2', 'f32'], ['bc2s', 'f32'], ['negStep', 'f32'], ['eps', 'f32']] as const;
 
+/** Element i of slot s updated in PyTorch's op order (the header's lines), given the clip factor
+ *  coef: m, v and the weight written; np is the new weight. One text for both kernels. */
+const updateElement = (s: number) => `let g = g${s}[i] * p.inv * coef;
+          let pd = p${s}[i] * p.decay;
+          let m = m${s}[i] * p.b1 + p.omb1 * g;
+          let v = v${s}[i] * p.b2 + (p.omb2 * g) * g;
+          m${s}[i] = m;
+          v${s}[i] = v;
+          let np = pd + (p.negStep * m) / (sqrt(v) / p.bc2s + p.eps);
+          p${s}[i] = np;`;
+
 const cache = new Map<string, Kernel<Compiled>>();
 
 function adamwKernel(S: number, copy?: DType16): Kernel<Compiled> {
@@ -55,15 +66,7 @@ ${entry} {
 ${slotSwitch(S, (s) => `      let base = (wg - p.w${s}) * ${WG * v.items}u + lid.x;
       for (var k = 0u; k < ${v.items}u; k++) {
         let i = base + k * ${WG}u;
-        if (i < p.n${s}) {
-          let g = g${s}[i] * p.inv * coef;
-          let pd = p${s}[i] * p.decay;
-          let m = m${s}[i] * p.b1 + p.omb1 * g;
-          let v = v${s}[i] * p.b2 + (p.omb2 * g) * g;
-          m${s}[i] = m;
-          v${s}[i] = v;
-          p${s}[i] = pd + (p.negStep * m) / (sqrt(v) / p.bc2s + p.eps);
-        }
+        if (i < p.n${s}) { ${updateElement(s)} }
       }`)}
 }
 `),
@@ -78,14 +81,7 @@ function withCopy(S: number, items: number, copy: DType16, entry: string): strin
   const pack = copy === 'f16' ? 'packF16' : 'packBf16';
   return `${slots.map((s) => `
 fn upd${s}(i: u32, coef: f32) -> f32 {
-  let g = g${s}[i] * p.inv * coef;
-  let pd = p${s}[i] * p.decay;
-  let m = m${s}[i] * p.b1 + p.omb1 * g;
-  let v = v${s}[i] * p.b2 + (p.omb2 * g) * g;
-  m${s}[i] = m;
-  v${s}[i] = v;
-  let np = pd + (p.negStep * m) / (sqrt(v) / p.bc2s + p.eps);
-  p${s}[i] = np;
+  ${updateElement(s)}
   return np;
 }`).join('')}
 ${entry} {

@@ -20,7 +20,7 @@ import { NO_DDP } from './ddp.js';
 import { modelConfig, checkTokenizer, loadFromWeight, weightFile } from './setup.js';
 import { flagNotes } from './compat.js';
 import { precisionFor } from './grad_scaler.js';
-import { trainLoop, peakBytes } from './loop.js';
+import { loggedTrain } from './logged_train.js';
 import { loadResume } from './checkpoint.js';
 import { plotLoss } from './plot.js';
 import { RunLog } from './run_log.js';
@@ -95,21 +95,7 @@ async function main(argv: string[]): Promise<void> {
     runLog?.run({ mode: 'dpo', args: { ...args, beta, logprob_reduce: reduce }, adapter: gpu().adapterName, model: cfg, parameters: total, samples: ds.length,
       steps_per_epoch: source.iters, first_step: first, last_step: args.max_steps > 0 ? Math.min(planned, first + args.max_steps) : planned });
     const fmaPeakGflops = await measureFmaPeak();
-    const stopGpuLog = runLog?.watchGpu(10_000);
-    let result;
-    try {
-      result = await trainLoop({ args, task, data: source, resumePath, resume, fmaPeakGflops });
-    } catch (e) {
-      const err = (e as { code?: string }).code !== 'GPU_OOM' ? e as Error
-        : new Error(`out of GPU memory at batch_size ${args.batch_size} pairs, max_seq_len ${args.max_seq_len}: the step held `
-          + `${(peakBytes() / 2 ** 30).toFixed(2)} GiB when it failed. Lower --batch_size or --max_seq_len (and raise --accumulation_steps). ${(e as Error).message}`);
-      stopGpuLog?.(); // its last line before the error's
-      runLog?.error(err.message);
-      throw err;
-    } finally {
-      stopGpuLog?.();
-    }
-    runLog?.done({ steps: result.steps, tokens: result.tokens, seconds: result.seconds, interrupted: result.interrupted });
+    const result = await loggedTrain({ args, task, data: source, resumePath, resume, fmaPeakGflops }, runLog, ' pairs');
     if (result.interrupted) {
       console.log('[train] interrupted: weights and resume checkpoint saved; continue with the same flags and --from_resume 1');
       process.exitCode = 130;

@@ -19,7 +19,8 @@ import type { TrainArgs } from './args.js';
 import { modelConfig, checkTokenizer, loadFromWeight, weightFile } from './setup.js';
 import { flagNotes } from './compat.js';
 import { precisionFor } from './grad_scaler.js';
-import { trainLoop, BatchSource, peakBytes } from './loop.js';
+import type { BatchSource } from './loop.js';
+import { loggedTrain } from './logged_train.js';
 import { lmTask, type Batch } from './lm_task.js';
 import { loraTask } from './lora_task.js';
 import { LoRA } from '../model/lora.js';
@@ -134,22 +135,8 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean, loraIni
       first_step: first, last_step: args.max_steps > 0 ? Math.min(planned, first + args.max_steps) : planned });
     if (prompts.length) runLog?.samples('before', await showSamples('before training', model, tok, prompts));
     const fmaPeakGflops = main ? await measureFmaPeak() : undefined;
-    const stopGpuLog = runLog?.watchGpu(10_000);
-    let result;
-    try {
-      const task = mode === 'lora' ? loraTask(model, { adapterPath: weightPath, resumePath }) : lmTask(model, { weightPath, resumePath });
-      result = await trainLoop({ args, task, data: source, resumePath, resume, fmaPeakGflops, ddp: rank && dataParallel(rank.group) });
-    } catch (e) {
-      const err = (e as { code?: string }).code !== 'GPU_OOM' ? e as Error
-        : new Error(`out of GPU memory at batch_size ${args.batch_size}, max_seq_len ${args.max_seq_len}: the step held `
-          + `${(peakBytes() / 2 ** 30).toFixed(2)} GiB when it failed. Lower --batch_size or --max_seq_len (and raise --accumulation_steps). ${(e as Error).message}`);
-      stopGpuLog?.(); // its last line before the error's
-      runLog?.error(err.message);
-      throw err;
-    } finally {
-      stopGpuLog?.();
-    }
-    runLog?.done({ steps: result.steps, tokens: result.tokens, seconds: result.seconds, interrupted: result.interrupted });
+    const task = mode === 'lora' ? loraTask(model, { adapterPath: weightPath, resumePath }) : lmTask(model, { weightPath, resumePath });
+    const result = await loggedTrain({ args, task, data: source, resumePath, resume, fmaPeakGflops, ddp: rank && dataParallel(rank.group) }, runLog);
     if (result.interrupted) {
       say(`[train] interrupted: weights and resume checkpoint saved; continue with the same flags and --from_resume 1`);
       process.exitCode = 130;
