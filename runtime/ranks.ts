@@ -35,7 +35,10 @@ function boot(entry: URL): string {
 }
 
 /** Starts `world` ranks running `entry` (a module that calls rankMain). `timeoutMs` bounds every wait
- *  for a rank that does not arrive; after a failure the others get `graceMs` to stop before they are terminated. */
+ *  for a rank that does not arrive. After a failure the others stop by themselves at their next barrier; one
+ *  still running `timeoutMs` later is hung and terminated. Why not sooner: terminating a thread while it is
+ *  inside a Dawn call makes Dawn's Node-API binding abort the whole process (napi_throw fails on a terminating
+ *  thread). A finished rank whose thread lingers is terminated after `graceMs` (it has closed its device). */
 export function startRanks<D, R>(o: { world: number; entry: URL; data: D; timeoutMs: number; graceMs?: number }): RankLaunch<R> {
   const { world, timeoutMs } = o;
   if (!(Number.isInteger(world) && world >= 1)) throw new Error(`startRanks: world must be a positive integer, got ${world}`);
@@ -53,8 +56,8 @@ export function startRanks<D, R>(o: { world: number; entry: URL; data: D; timeou
     failure = new Error(timeout ? message : `rank ${rank} failed: ${message}`);
     abortGroup(control, rank);
     clearTimeout(askTimer);
-    // Ranks waiting in a barrier wake and stop by themselves; one busy on its GPU is terminated.
-    const t = setTimeout(() => { for (const w of workers) void w.terminate(); }, o.graceMs ?? 2000);
+    // Ranks waiting in a barrier wake and stop by themselves; one busy on its GPU meets the abort at its next.
+    const t = setTimeout(() => { for (const w of workers) void w.terminate(); }, timeoutMs);
     t.unref();
   };
 
