@@ -63,7 +63,7 @@ const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b), h = 
 /** Two-sided 95% Student t for 1..30 degrees of freedom (benchmark.js's table), 1.96 beyond. */
 const T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11,
   2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042];
-function spread(xs: number[]): number {
+export function spread(xs: number[]): number {
   const n = xs.length, mean = xs.reduce((a, b) => a + b, 0) / n;
   if (n < 2) return NaN;
   const sd = Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1));

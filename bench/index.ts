@@ -16,6 +16,7 @@ import { measureRoofline } from './roofline.js';
 import { benchKernels } from './kernels.js';
 import { benchStep } from './step.js';
 import { benchDecode } from './decode.js';
+import { benchDdp } from './ddp.js';
 
 const argv = process.argv.slice(2);
 const o: Options = { quick: argv.includes('--quick') };
@@ -43,16 +44,25 @@ if (want('launch')) {
   a.dispose();
 }
 rows.push(...(await benchKernels(o, probes, want)));
-for (const [name, B, T] of [['tiny', 4, 128], ['minimind2-small', 16, 340]] as const) {
-  if (!want(`train_step_${name}`) || (o.quick && name !== 'tiny')) continue;
+// SFT steps, LoRA steps at the same B·T, and DPO steps at MiniMind's DPO defaults (4 pairs of 1024 tokens:
+// policy and frozen reference).
+const fullHeld = new Map<string, number>();
+for (const [name, B, T, objective] of [['tiny', 4, 128, 'sft'], ['tiny', 4, 128, 'lora'], ['minimind2-small', 16, 340, 'sft'],
+  ['minimind2-small', 16, 340, 'lora'], ['tiny', 2, 128, 'dpo'], ['minimind2-small', 4, 1024, 'dpo']] as const) {
+  if (!want(`train_step_${objective === 'sft' ? '' : `${objective}_`}${name}`) || (o.quick && name !== 'tiny')) continue;
   // A minimind2-small step takes ~20 s here: 3 samples after the warm-up step. FMA probe timed around it.
   const before = await probeRate(probes.compute, 5);
-  const r = await benchStep(name, B, T, o, name === 'tiny' ? {} : { minSamples: 3, maxTime: 0 });
+  const { heldBytes, ...r } = await benchStep(name, B, T, o, name === 'tiny' ? {} : { minSamples: 3, maxTime: 0 }, objective);
   const fmaGflops = [before, await probeRate(probes.compute, 5), roof.fmaGflops].sort((a, b) => a - b)[1]; // as bench/kernels.ts
+  // LoRA at the full step's B·T: the bytes it holds against the full step's, measured just before it.
+  const full = fullHeld.get(name);
+  if (objective === 'sft') fullHeld.set(name, heldBytes);
+  else if (objective === 'lora' && full) r.note += `; ${(heldBytes / full).toFixed(2)}× the full step's bytes held (no base gradients or moments)`;
   rows.push({ ...r, roofline: fmaGflops, pctRoofline: (100 * r.gflops!) / fmaGflops });
 }
 
 rows.push(...(await benchDecode(o, want)));
+rows.push(...(await benchDdp(o, want)));
 
 for (const r of rows.filter((x) => x.samples < 5)) {
   const why = o.quick ? '--quick' : 'a call takes seconds';

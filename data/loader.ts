@@ -2,19 +2,21 @@
 // step (`--num_workers`; 0 tokenizes inline). Batch k of an epoch is a pure function of the sampler's
 // indices and the epoch, so the batches are identical whatever numWorkers is; they are yielded in order.
 import { Worker } from 'node:worker_threads';
-import { epochBatches, batchCount } from './sampler.js';
+import { epochBatches, batchCount, distributedShard, shardLength, skipBatches as skipSampler, type Shard } from './sampler.js';
 import { PretrainDataset } from './pretrain.js';
 import { SFTDataset } from './sft.js';
+import { DPODataset, collatePairs } from './dpo.js';
 import type { DatasetOptions, DatasetSource } from './dataset.js';
 
-export type AnyDataset = SFTDataset | PretrainDataset;
+export type AnyDataset = SFTDataset | PretrainDataset | DPODataset;
 
 export interface Batch {
   /** `[batch, seqLen]` row-major token ids. */
   inputIds: Int32Array;
   /** `[batch, seqLen]` targets, −100 where not trained. */
   labels: Int32Array;
-  /** Rows in this batch (the last batch of an epoch may be short). */
+  /** Rows in this batch (the last batch of an epoch may be short); a DPO batch has 2 rows per pair,
+   *  chosen rows first (data/dpo.ts). */
   batch: number;
   seqLen: number;
   /** Position of this batch in the epoch, counting skipped ones (the resume step). */
@@ -31,19 +33,27 @@ export interface LoaderOptions {
   prefetch?: number;
   /** Base seed of the per-epoch order (MiniMind: 42). */
   seed?: number;
+  /** Data parallelism: this rank's DistributedSampler shard (seed 0 + epoch, spec §13) replaces that order. */
+  shard?: Shard;
 }
 
 /** What a worker needs to rebuild the dataset; everything here is structured-cloneable. */
 export interface WorkerInit {
-  kind: 'sft' | 'pretrain';
+  kind: 'sft' | 'pretrain' | 'dpo';
   source: DatasetSource;
   tokenizerDir: string;
   maxSeqLen: number;
   opts: Omit<DatasetOptions, 'onProgress'>;
 }
 
-/** Stack the samples of one batch into `[B, T]` arrays. */
+/** Rows and row length of a batch of n samples: [n, max_seq_len], or [2n, max_seq_len − 1] for DPO pairs. */
+export function batchShape(ds: AnyDataset, n: number): { rows: number; seqLen: number } {
+  return ds instanceof DPODataset ? { rows: 2 * n, seqLen: ds.rowLength } : { rows: n, seqLen: ds.maxSeqLen };
+}
+
+/** Stack the samples of one batch into `[rows, seqLen]` arrays (batchShape). */
 export function collate(ds: AnyDataset, indices: number[], epoch: number): { inputIds: Int32Array; labels: Int32Array } {
+  if (ds instanceof DPODataset) return collatePairs(indices.map((i) => ds.get(i, epoch)), ds.rowLength);
   const T = ds.maxSeqLen;
   const inputIds = new Int32Array(indices.length * T), labels = new Int32Array(indices.length * T);
   for (const [r, i] of indices.entries()) {
@@ -121,23 +131,27 @@ export class DataLoader {
     if (!(Number.isInteger(n) && n >= 0)) throw new Error(`DataLoader: numWorkers must be an integer ≥ 0, got ${n}`);
     const { onProgress: _, ...dsOpts } = dataset.opts;
     const init: WorkerInit = {
-      kind: dataset instanceof SFTDataset ? 'sft' : 'pretrain',
+      kind: dataset instanceof SFTDataset ? 'sft' : dataset instanceof DPODataset ? 'dpo' : 'pretrain',
       source: dataset.source, tokenizerDir: dataset.tok.dir, maxSeqLen: dataset.maxSeqLen, opts: dsOpts,
     };
     this.workers = Array.from({ length: n }, () => new LoaderWorker(init));
   }
 
-  /** Batches per epoch after skipping `skipBatches`. */
+  /** Batches per epoch (of this rank's shard) after skipping `skipBatches`. */
   batchesPerEpoch(skipBatches = 0): number {
-    return batchCount(this.dataset.length, this.opts.batchSize, skipBatches);
+    const { shard } = this.opts, n = this.dataset.length;
+    return batchCount(shard ? shardLength(n, shard.world) : n, this.opts.batchSize, skipBatches);
   }
 
-  /** One epoch's batches in sampler order (seed + epoch), the first skipBatches left out. */
+  /** One epoch's batches in sampler order (seed + epoch, or the shard's), the first skipBatches left out. */
   async *epoch(epoch: number, skipBatches = 0): AsyncGenerator<Batch> {
-    const batches = epochBatches(this.dataset.length, this.opts.batchSize, epoch, this.opts.seed ?? 42, skipBatches);
-    const T = this.dataset.maxSeqLen;
-    const make = (k: number, arrays: { inputIds: Int32Array; labels: Int32Array }): Batch =>
-      ({ ...arrays, batch: batches[k].length, seqLen: T, step: skipBatches + k, indices: batches[k] });
+    const { shard, batchSize } = this.opts, n = this.dataset.length;
+    const batches = shard ? skipSampler(distributedShard(n, shard, epoch), batchSize, skipBatches)
+      : epochBatches(n, batchSize, epoch, this.opts.seed ?? 42, skipBatches);
+    const make = (k: number, arrays: { inputIds: Int32Array; labels: Int32Array }): Batch => {
+      const { rows, seqLen } = batchShape(this.dataset, batches[k].length);
+      return { ...arrays, batch: rows, seqLen, step: skipBatches + k, indices: batches[k] };
+    };
     if (this.workers.length === 0) {
       for (let k = 0; k < batches.length; k++) yield make(k, collate(this.dataset, batches[k], epoch));
       return;

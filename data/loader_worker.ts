@@ -4,13 +4,12 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { collate, type WorkerInit } from './loader.js';
 import { PretrainDataset } from './pretrain.js';
 import { SFTDataset } from './sft.js';
+import { DPODataset } from './dpo.js';
 import { loadTokenizer } from './tokenizer.js';
 
 const init = workerData as WorkerInit;
-const ready = loadTokenizer(init.tokenizerDir).then((tok) =>
-  init.kind === 'sft'
-    ? SFTDataset.fromSource(init.source, tok, init.maxSeqLen, init.opts)
-    : PretrainDataset.fromSource(init.source, tok, init.maxSeqLen, init.opts));
+const DATASETS = { sft: SFTDataset, pretrain: PretrainDataset, dpo: DPODataset };
+const ready = loadTokenizer(init.tokenizerDir).then((tok) => DATASETS[init.kind].fromSource(init.source, tok, init.maxSeqLen, init.opts));
 
 parentPort!.on('message', async ({ id, indices, epoch }: { id: number; indices: number[]; epoch: number }) => {
   try {

@@ -2,6 +2,8 @@
 // `torch.randperm(n)`, cut into batches by SkipBatchSampler (the first `skip` batches dropped for a
 // resume, the last partial batch kept). torch's CPU randperm is a forward Fisher-Yates shuffle driven by
 // its mt19937 generator (`z = random() % (n - i)`), reproduced here so the order is the same as MiniMind's.
+// Under DDP (spec §13) torch's DistributedSampler replaces that order: randperm(n) seeded 0 + epoch,
+// padded with its own head to a multiple of the world size, every world-th index from the rank.
 
 /** mt19937 (32-bit Mersenne Twister), seeded like `torch.manual_seed(seed)` / std::mt19937(seed). */
 export function mt19937(seed: number): () => number {
@@ -44,18 +46,45 @@ export function randperm(n: number, seed: number): Uint32Array {
   return r;
 }
 
-/** Number of batches an epoch yields after skipping `skipBatches` (MiniMind's SkipBatchSampler). */
+/** Number of batches an epoch of n samples yields after skipping `skipBatches` (MiniMind's SkipBatchSampler). */
 export function batchCount(n: number, batchSize: number, skipBatches = 0): number {
   return Math.max(0, Math.ceil(n / batchSize) - skipBatches);
 }
 
+/** MiniMind's SkipBatchSampler over `order`: chunks of batchSize, the first `skipBatches` full ones
+ *  dropped, the last partial one kept (only when the skip was reached: then batchCount() chunks). */
+export function skipBatches(order: ArrayLike<number>, batchSize: number, skipBatches = 0): number[][] {
+  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new Error(`skipBatches: batch size must be a positive integer, got ${batchSize}`);
+  if (!(Number.isInteger(skipBatches) && skipBatches >= 0)) throw new Error(`skipBatches: skipBatches must be an integer ≥ 0, got ${skipBatches}`);
+  const all = Array.from(order), out: number[][] = [];
+  for (let b = skipBatches * batchSize; b < all.length; b += batchSize) out.push(all.slice(b, b + batchSize));
+  return out;
+}
+
 /** Batches of sample indices for one epoch: randperm(n) seeded with seed + epoch, in order, the last
  *  partial batch kept, the first `skipBatches` dropped (resume). */
-export function epochBatches(n: number, batchSize: number, epoch: number, seed = 42, skipBatches = 0): number[][] {
-  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new Error(`epochBatches: batch size must be a positive integer, got ${batchSize}`);
-  if (!(Number.isInteger(skipBatches) && skipBatches >= 0)) throw new Error(`epochBatches: skipBatches must be an integer ≥ 0, got ${skipBatches}`);
+export function epochBatches(n: number, batchSize: number, epoch: number, seed = 42, skip = 0): number[][] {
+  return skipBatches(randperm(n, seed + epoch), batchSize, skip);
+}
+
+/** Which rank of how many data-parallel processes a loader feeds. */
+export interface Shard { rank: number; world: number }
+
+/** Samples per rank and epoch under DistributedSampler (drop_last=False): ceil(n / world). */
+export function shardLength(n: number, world: number): number {
+  return Math.ceil(n / world);
+}
+
+/** `DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed)` after
+ *  `set_epoch(epoch)`: randperm(n) with torch.Generator().manual_seed(seed + epoch), padded by repeating
+ *  it from its start to shardLength·world entries, then entries rank, rank + world, ... */
+export function distributedShard(n: number, s: Shard, epoch: number, seed = 0): Uint32Array {
+  const { rank, world } = s;
+  if (!(Number.isInteger(world) && world >= 1)) throw new Error(`distributedShard: world size must be a positive integer, got ${world}`);
+  if (!(Number.isInteger(rank) && rank >= 0 && rank < world)) throw new Error(`distributedShard: rank must be an integer in [0, ${world}), got ${rank}`);
   const perm = randperm(n, seed + epoch);
-  const out: number[][] = [];
-  for (let b = skipBatches * batchSize; b < n; b += batchSize) out.push(Array.from(perm.subarray(b, Math.min(n, b + batchSize))));
+  const m = shardLength(n, world);
+  const out = new Uint32Array(m);
+  for (let j = 0; j < m; j++) out[j] = perm[(rank + j * world) % n]; // position ≥ n: the padding, perm's head again
   return out;
 }

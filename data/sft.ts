@@ -107,18 +107,23 @@ export class SFTDataset {
     } catch (e) {
       return `chat template failed (${(e as Error).message})`;
     }
-    const labels = assistantLabels(ids.slice(0, this.maxSeqLen), this.tok.assistantHeaderIds, this.tok.imEndIds, this.maxSeqLen);
-    if (labels.some((l) => l !== IGNORE_INDEX)) return undefined;
-    const h = findSeq(ids, this.tok.assistantHeaderIds);
-    return h < 0
-      ? 'no trainable token (the assistant header never tokenizes to its own ids)'
-      : `no trainable token (the first assistant reply starts at token ${h + this.tok.assistantHeaderIds.length}, ` +
-        `max_seq_len is ${this.maxSeqLen})`;
+    return untrainable(ids, this.tok, this.maxSeqLen);
   }
 
   close(): void {
     this.index.close();
   }
+}
+
+/** Why the tokenized sequence `ids` (before truncation) trains no token at maxSeqLen, or undefined
+ *  when it trains some (SFT lines, and each side of a DPO row). */
+export function untrainable(ids: number[], tok: ChatTokenizer, maxSeqLen: number): string | undefined {
+  const labels = assistantLabels(ids.slice(0, maxSeqLen), tok.assistantHeaderIds, tok.imEndIds, maxSeqLen);
+  if (labels.some((l) => l !== IGNORE_INDEX)) return undefined;
+  const h = findSeq(ids, tok.assistantHeaderIds);
+  return h < 0
+    ? 'no trainable token (the assistant header never tokenizes to its own ids)'
+    : `no trainable token (the first assistant reply starts at token ${h + tok.assistantHeaderIds.length}, max_seq_len is ${maxSeqLen})`;
 }
 
 function findSeq(ids: number[], pat: number[]): number {

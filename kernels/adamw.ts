@@ -12,8 +12,13 @@
 // adapter. Over a ParamStore a run is a whole binding-sized chunk of the flat buffers.
 // Gradients are not modified (PyTorch's clip scales them in place; the trainer zeroes them next).
 // Bytes per element: 28 (p read+write, g read, m and v read+write). FLOPs ≈ 14.
-import { defineKernel, launch, clearBuffer, isPlanning, type Kernel } from '../runtime/kernel.js';
-import { Tensor, copyInto } from '../runtime/tensor.js';
+// With a working copy (mixed precision: kernels/param_copy16.ts) the step also writes every updated
+// parameter rounded to bf16/f16 (nearest even), 2 more bytes per element: each invocation then
+// updates pairs of elements and writes their packed word (`items` pairs, strided by the workgroup),
+// into one binding of the copy per dispatch that spans its slots (so writable bindings never alias).
+import { defineKernel, launch, clearBuffer, isPlanning, type Binding, type Kernel } from '../runtime/kernel.js';
+import { Tensor, copyInto, type DType16 } from '../runtime/tensor.js';
+import { PACKED16_WGSL } from '../runtime/packed16_wgsl.js';
 import { ParamStore } from '../runtime/param_store.js';
 import { acquireBuffer, releaseBuffer } from '../runtime/buffer.js';
 import { groupSlots, slotsPerDispatch, slotSearch, slotSwitch, slotTable } from './grad_norm.js';
@@ -24,23 +29,25 @@ const WG = 256;
 
 /** Elements per invocation, strided by the workgroup (adamw_variants.ts tunes it; 4 is the fallback). */
 export interface AdamWVariant { items: number }
-type Compiled = AdamWVariant & { S: number };
+type Compiled = AdamWVariant & { S: number; copy?: DType16 };
 
 const SCALARS = [['total', 'u32'], ['clip', 'u32'], ['maxNorm', 'f32'], ['inv', 'f32'], ['decay', 'f32'], ['b1', 'f32'], ['omb1', 'f32'],
   ['b2', 'f32'], ['omb2', 'f32'], ['bc2s', 'f32'], ['negStep', 'f32'], ['eps', 'f32']] as const;
 
-const cache = new Map<number, Kernel<Compiled>>();
+const cache = new Map<string, Kernel<Compiled>>();
 
-function adamwKernel(S: number): Kernel<Compiled> {
-  let k = cache.get(S);
+function adamwKernel(S: number, copy?: DType16): Kernel<Compiled> {
+  const key = `${S}${copy ?? ''}`;
+  let k = cache.get(key);
   if (k) return k;
   const slots = Array.from({ length: S }, (_, s) => s);
   k = defineKernel<Compiled>({
     name: 'adamw', workgroup: WG,
-    params: [...SCALARS, ...slots.flatMap((s) => [[`n${s}`, 'u32'], [`w${s}`, 'u32']] as const)],
-    buffers: [['norm', 'read', 'f32'],
+    // o_s: the word of the copy's binding c that holds slot s's element 0.
+    params: [...SCALARS, ...slots.flatMap((s) => [[`n${s}`, 'u32'], [`w${s}`, 'u32'], ...(copy ? [[`o${s}`, 'u32'] as const] : [])] as const)],
+    buffers: [['norm', 'read', 'f32'], ...(copy ? [['c', 'rw', 'u32'] as const] : []),
       ...slots.flatMap((s) => [[`p${s}`, 'rw', 'f32'], [`g${s}`, 'read', 'f32'], [`m${s}`, 'rw', 'f32'], [`v${s}`, 'rw', 'f32']] as const)],
-    wgsl: (v, entry) => `
+    wgsl: (v, entry) => (copy ? withCopy(S, v.items, copy, entry) : `
 ${entry} {
   ${slotSearch(S)}
   var coef = 1.0;
@@ -59,13 +66,56 @@ ${slotSwitch(S, (s) => `      let base = (wg - p.w${s}) * ${WG * v.items}u + lid
         }
       }`)}
 }
-`,
+`),
   });
-  cache.set(S, k);
+  cache.set(key, k);
   return k;
 }
 
-export interface AdamWOptions { lr: number; betas?: [number, number]; eps?: number; weightDecay?: number }
+/** The kernel with a working copy: the same update per element (upd_s), two elements per word. */
+function withCopy(S: number, items: number, copy: DType16, entry: string): string {
+  const slots = Array.from({ length: S }, (_, s) => s);
+  const pack = copy === 'f16' ? 'packF16' : 'packBf16';
+  return `${slots.map((s) => `
+fn upd${s}(i: u32, coef: f32) -> f32 {
+  let g = g${s}[i] * p.inv * coef;
+  let pd = p${s}[i] * p.decay;
+  let m = m${s}[i] * p.b1 + p.omb1 * g;
+  let v = v${s}[i] * p.b2 + (p.omb2 * g) * g;
+  m${s}[i] = m;
+  v${s}[i] = v;
+  let np = pd + (p.negStep * m) / (sqrt(v) / p.bc2s + p.eps);
+  p${s}[i] = np;
+  return np;
+}`).join('')}
+${entry} {
+  ${slotSearch(S)}
+  var coef = 1.0;
+  if (p.clip != 0u) { coef = min(p.maxNorm / (norm[0] * p.inv + 1e-6), 1.0); }
+${slotSwitch(S, (s) => `      let base = (wg - p.w${s}) * ${2 * WG * items}u + 2u * lid.x;
+      for (var k = 0u; k < ${items}u; k++) {
+        let i = base + k * ${2 * WG}u;
+        if (i < p.n${s}) {
+          let lo = upd${s}(i, coef);
+          var hi = 0.0; // an odd count's last word: high half 0, as pack16 writes it
+          if (i + 1u < p.n${s}) { hi = upd${s}(i + 1u, coef); }
+          c[p.o${s} + i / 2u] = ${pack}(lo, hi);
+        }
+      }`)}
+}
+${PACKED16_WGSL}`;
+}
+
+/** A 16-bit copy of the parameters that each step rewrites (the weights forward and backward read
+ *  under mixed precision; kernels/param_copy16.ts). */
+export interface WorkingCopy {
+  dtype: DType16;
+  /** Where the rounded elements of ps (parameters, or chunk views of a store's data) go: one binding
+   *  of the copy and the word in it that holds each one's element 0; null when they do not fit one. */
+  window(ps: Tensor[]): { binding: Binding; words: number[] } | null;
+}
+
+export interface AdamWOptions { lr: number; betas?: [number, number]; eps?: number; weightDecay?: number; copy?: WorkingCopy }
 export interface AdamWState { step: number; m: Tensor[]; v: Tensor[] }
 
 /** What one slot of a dispatch updates: parameter, gradient and moments, element for element. */
@@ -87,6 +137,7 @@ export class AdamW {
   private readonly vFlat?: GPUBuffer;
   /** Bound in place of the norm when step() gets none. */
   private readonly noNorm: Tensor;
+  private readonly copy?: WorkingCopy;
 
   /** Over a ParamStore the moments are laid out like the parameters and a step is one dispatch per
    *  three binding-sized runs of parameters that have gradients (one dispatch for MiniMind2-small);
@@ -96,8 +147,10 @@ export class AdamW {
     this.betas = opts.betas ?? [0.9, 0.999];
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0.01;
+    this.copy = opts.copy;
     // Moments: float32, zero-initialised, persistent (outlive every scope).
     if (params instanceof ParamStore) {
+      if (params.frozen) throw new Error('AdamW: the parameter store is frozen (it has no gradients to step)');
       this.store = params;
       this.params = [...params.params.values()];
       this.mFlat = acquireBuffer(params.bytes);
@@ -129,16 +182,18 @@ export class AdamW {
       clip: clipNorm ? 1 : 0, maxNorm: maxNorm ?? 0, inv: invScale, decay: 1 - lr * this.weightDecay, b1, omb1: 1 - b1, b2, omb2: 1 - b2,
       bc2s: Math.sqrt(bc2), negStep: -lr / bc1, eps: this.eps,
     };
-    const quads = this.quads();
-    const S = slotsPerDispatch(1, 4);
+    const quads = this.quads(), copy = this.copy;
+    const S = slotsPerDispatch(copy ? 2 : 1, 4);
     const v = variant ?? tuner().pick(adamwTunable, { n: quads.reduce((a, [p]) => a + p.size, 0) });
-    for (const group of groupSlots(quads.length, S).map((gr) => gr.map((j) => quads[j]))) {
-      const { w, total } = slotTable(group.map(([p]) => p.size), WG * v.items);
+    const groups = copy ? copyGroups(quads, S, copy) : groupSlots(quads.length, S).map((gr) => ({ quads: gr.map((j) => quads[j]), copy: null }));
+    for (const { quads: group, copy: win } of groups) {
+      const { w, total } = slotTable(group.map(([p]) => p.size), (copy ? 2 : 1) * WG * v.items);
       const params: Record<string, number> = { total, ...scalars };
       group.forEach(([p], s) => { params[`n${s}`] = p.size; params[`w${s}`] = w[s]; });
-      launch(adamwKernel(group.length), {
-        params, workgroups: total, variant: { ...v, S: group.length },
-        buffers: [(clipNorm ?? this.noNorm).binding(), ...group.flatMap((q) => q.map((t) => t.binding()))],
+      win?.words.forEach((o, s) => { params[`o${s}`] = o; });
+      launch(adamwKernel(group.length, copy?.dtype), {
+        params, workgroups: total, variant: { ...v, S: group.length, ...(copy ? { copy: copy.dtype } : {}) },
+        buffers: [(clipNorm ?? this.noNorm).binding(), ...(win ? [win.binding] : []), ...group.flatMap((q) => q.map((t) => t.binding()))],
       });
     }
   }
@@ -202,6 +257,20 @@ export class AdamW {
     }
     this.t = s.step;
   }
+}
+
+/** Consecutive quads in groups of at most S whose copies fit one binding of the working copy. */
+function copyGroups(quads: Quad[], S: number, copy: WorkingCopy): { quads: Quad[]; copy: { binding: Binding; words: number[] } }[] {
+  const out: { quads: Quad[]; copy: { binding: Binding; words: number[] } }[] = [];
+  for (const q of quads) {
+    const last = out.at(-1);
+    const joined = last && last.quads.length < S ? copy.window([...last.quads, q].map(([p]) => p)) : null;
+    if (last && joined) { last.quads.push(q); last.copy = joined; continue; }
+    const alone = copy.window([q[0]]);
+    if (!alone) throw new Error(`AdamW.step: the working copy of a tensor [${q[0].shape}] does not fit one binding`);
+    out.push({ quads: [q], copy: alone });
+  }
+  return out;
 }
 
 export interface AdamWHyper { lr: number; b1: number; b2: number; eps: number; wd: number; step: number; clipCoef: number }

@@ -20,11 +20,11 @@ export const kernels = {
     buffers: [['x', 'read', 'VT'], ['res', 'read', 'VT'], ['w', 'read', 'VT'], ['s', 'rw', 'VT'], ['y', 'rw', 'VT'], ['rstd', 'rw', 'f32']],
     wgsl: (v, entry) => forwardWgsl(entry, v, true),
   }),
-  add_rmsnorm_backward: defineKernel<{ vec4: boolean }>({
+  add_rmsnorm_backward: defineKernel<{ vec4: boolean; dw: boolean }>({
     name: 'add_rmsnorm_backward', params: BACKWARD_PARAMS, workgroup: WG,
     buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['dy', 'read', 'VT'], ['rstd', 'read', 'f32'], ['c', 'read', 'f32'],
       ['ds', 'read', 'VT'], ['dx', 'rw', 'VT'], ['part', 'rw', 'VT']],
-    wgsl: (v, entry) => backwardWgsl(entry, v.vec4, true),
+    wgsl: (v, entry) => backwardWgsl(entry, v.vec4, true, v.dw),
   }),
 };
 
@@ -45,11 +45,10 @@ export const backward: Record<string, BackwardRule> = {
     const [x, res, w] = node.inputs, s = node.outputs[0];
     if (!gy) return [gs, gs, null]; // only s was used: the add alone
     const t = into(2); // a leaf weight's gradient is summed in place
-    const dw = t?.tensor ?? Tensor.empty(w.shape);
+    const dw = w.requiresGrad ? t?.tensor ?? Tensor.empty(w.shape) : null;
     const ds = rmsnormBackward(s, w, node.saved.rstd as Tensor, gy, dw, t?.accumulate ? 1 : 0,
       gs ? { fused: { kernel: kernels.add_rmsnorm_backward, extra: [gs] } } : {});
-    if (!w.requiresGrad) dw.dispose();
-    return [x.requiresGrad ? ds : null, res.requiresGrad ? ds : null, w.requiresGrad ? dw : null];
+    return [x.requiresGrad ? ds : null, res.requiresGrad ? ds : null, dw];
   },
 };
 

@@ -51,7 +51,7 @@ ${entry} {
     name: 'cross_entropy_forward', params: [['rows', 'u32'], ['r0', 'u32'], ['T', 'u32'], ['V', 'u32'], ['vv', 'u32']],
     workgroup: (v) => rowSize(v, WG), enable: rowEnable,
     buffers: [['logits', 'rw', 'VT'], ['labels', 'read', 'i32'], ['count', 'read', 'f32'], ['losses', 'rw', 'f32']],
-    wgsl: (v, entry) => forwardWgsl(v, entry, LABEL),
+    wgsl: (v, entry) => forwardWgsl(v, entry, LABEL, '1.0 / max(count[0], 1.0)'),
   }),
   /** loss[0] = Σ losses / max(count, 1), summed in a fixed order. */
   cross_entropy_loss: defineKernel({
@@ -82,15 +82,17 @@ ${entry} {
   }),
 };
 
-/** Row ranges whose logits fit one storage binding; chunk offsets stay aligned (rows multiple of 64). */
-function chunks(rows: number, V: number): { r0: number; n: number }[] {
+/** Row ranges whose logits fit one storage binding; chunk offsets stay aligned (rows multiple of 64).
+ *  Also logprob's (kernels/logprob.ts). */
+export function chunks(rows: number, V: number): { r0: number; n: number }[] {
   const per = Math.floor(gpu().limits.maxStorageBufferBindingSize / (4 * V) / 64) * 64;
-  if (per === 0) throw new Error(`cross_entropy: vocab ${V} too large for one storage binding`);
+  if (per === 0) throw new Error(`vocab ${V} too large for one storage binding`);
   const out = [];
   for (let r0 = 0; r0 < rows; r0 += per) out.push({ r0, n: Math.min(per, rows - r0) });
   return out;
 }
-const slice = (t: Tensor, V: number, c: { r0: number; n: number }): Binding => ({ buffer: t.buffer, offset: t.offset + c.r0 * V * 4, size: c.n * V * 4 });
+/** The binding of one chunk's rows of the logits [rows, V]. */
+export const slice = (t: Tensor, V: number, c: { r0: number; n: number }): Binding => ({ buffer: t.buffer, offset: t.offset + c.r0 * V * 4, size: c.n * V * 4 });
 
 /** The per-row pass with layout v over the logits [rows, V] (in chunks that fit a binding): losses,
  *  and with grad dlogits in place of the logits. */

@@ -1,6 +1,7 @@
-// WGSL of cross_entropy's per-row pass (kernels/cross_entropy.ts launches it) for both row layouts
-// (kernels/row_layout.ts): losses[gr] = lse − x[label] per row, and with `grad` the row becomes
-// (softmax − onehot)/count in place. Max and Σexp come from one pass (online softmax per lane):
+// WGSL of cross_entropy's per-row pass (kernels/cross_entropy.ts launches it; kernels/logprob.ts too)
+// for both row layouts (kernels/row_layout.ts): losses[gr] = lse − x[label] per row, and with `grad`
+// the row becomes (softmax − onehot)·w in place, w a WGSL expression of the row gr given by the
+// caller (cross_entropy: 1/count; logprob: minus the sequence's weight). Max and Σexp come from one pass (online softmax per lane):
 // exp(−|x − m|) is exp(x − m) when x ≤ m, else the factor that rescales the sum to the new max; one
 // exp per element (on lavapipe the exps, not the memory, bound this kernel). In the workgroup
 // layout each lane keeps its own (max, sum) over a strided part of the row, and the workgroup
@@ -24,7 +25,8 @@ const online = (loop: string) => `var m = VT(-3.4e38);
     m = select(m, v, up);
   }`;
 
-export function forwardWgsl(v: ForwardCompiled, entry: string, label: string): string {
+/** `label` declares labelOf(gr) (−100: not trained); `weight` is the expression w of the row gr. */
+export function forwardWgsl(v: ForwardCompiled, entry: string, label: string, weight: string): string {
   const at = (l: string) => (v.vec4 ? `logits[b + ${l} / 4u][${l} % 4u]` : `logits[b + ${l}]`);
   if (v.rows === 'lane') {
     const loop = 'for (var i = 0u; i < p.vv; i++)';
@@ -45,10 +47,10 @@ ${entry} {
   let sum = hsum(s * exp(m - mx));
   let l = u32(label);
   losses[gr] = log(sum) + mx - ${at('l')};
-  ${v.grad ? `let invc = 1.0 / max(count[0], 1.0);
-  let k = invc / sum;
+  ${v.grad ? `let wt = ${weight};
+  let k = wt / sum;
   ${loop} { logits[b + i] = exp(logits[b + i] - mx) * k; }
-  ${at('l')} -= invc;` : ''}
+  ${at('l')} -= wt;` : ''}
 }
 `;
   }
@@ -77,10 +79,10 @@ ${entry} {
   let l = u32(label);
   let owner = li == (${v.vec4 ? 'l / 4u' : 'l'}) % ${W}u;
   if (owner) { losses[gr] = log(sum) + mx - ${at('l')}; }
-  ${v.grad ? `let invc = 1.0 / max(count[0], 1.0);
-  let k = invc / sum;
+  ${v.grad ? `let wt = ${weight};
+  let k = wt / sum;
   ${loop} { logits[b + i] = exp(logits[b + i] - mx) * k; }
-  if (owner) { ${at('l')} -= invc; }` : ''}
+  if (owner) { ${at('l')} -= wt; }` : ''}
 }
 `;
 }

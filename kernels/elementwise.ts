@@ -48,7 +48,10 @@ function sameShape(op: string, a: Tensor, b: Tensor): void {
 }
 
 function run(k: Kernel, inputs: Tensor[], out: Tensor, params: Record<string, number> = {}): Tensor {
-  for (const t of inputs) t.assertLive();
+  for (const t of [...inputs, out]) {
+    t.assertLive();
+    if (t.dtype !== 'f32') throw new Error(`${k.name}: a ${t.dtype} tensor [${t.shape}]; these kernels read and write float32`);
+  }
   launch(k, { params: { n: out.size, ...params }, buffers: [...inputs.map((t) => t.binding()), out.binding()], workgroups: Math.ceil(out.size / WG) });
   return out;
 }

@@ -5,6 +5,7 @@
 import { registerBackward } from '../runtime/autograd.js';
 import * as elementwise from './elementwise.js';
 import * as reduce from './reduce.js';
+import * as cast from './cast.js';
 import * as matmul from './matmul.js';
 import * as matmulVariants from './matmul_variants.js';
 import * as rmsnorm from './rmsnorm.js';
@@ -20,9 +21,13 @@ import * as embeddingVariants from './embedding_variants.js';
 import * as optimizerVariants from './optimizer_variants.js';
 import * as crossEntropy from './cross_entropy.js';
 import * as crossEntropyVariants from './cross_entropy_variants.js';
+import * as logprob from './logprob.js';
+import * as logprobVariants from './logprob_variants.js';
+import * as dpoLoss from './dpo_loss.js';
 import * as moe from './moe.js';
 import * as attention from './attention.js';
 import * as attentionVariants from './attention_variants.js';
+import * as addColumns from './add_columns.js';
 import { sweep, type Op } from './op.js';
 
 // Matmul shapes (M, N, K): 1 and odd sizes (no multiple of any tile or of the vec4 width: scalar
@@ -39,9 +44,14 @@ const ROWS = [[1, 33], [33, 65], [65, 512], [7, 640], [1025, 64], [3, 16]].map((
 export const OPS: Op[] = [
   { name: 'elementwise', backward: elementwise.backward },
   { name: 'reduce', backward: reduce.backward },
+  { name: 'cast', backward: cast.backward, cases: cast.cases },
   {
     name: 'matmul', backward: matmul.backward, cases: matmulVariants.cases,
-    sweeps: () => [sweep(matmulVariants.matmulTunable, GEMMS.flatMap(([M, N, K]) => Object.values(matmulVariants.linearShapes(M, N, K))))],
+    sweeps: () => [sweep(matmulVariants.matmulTunable, [...GEMMS.flatMap(([M, N, K]) => Object.values(matmulVariants.linearShapes(M, N, K))),
+      // bfloat16 storage on the vec4 layouts MiniMind's shapes take, every variant; float16's loads and stores
+      // differ only in the pack function, covered per variant kind with the odd shapes by test/matmul16.test.ts
+      // (each variant × layout × dtype is a pipeline: lavapipe compiles one in seconds on a cold cache).
+      ...(['bf16'] as const).flatMap((ab) => Object.values(matmulVariants.linearShapes(65, 68, 132)).map((sh) => ({ ...sh, io: { ab, c: ab } })))])],
   },
   {
     name: 'rmsnorm', backward: rmsnorm.backward, cases: rmsnormVariants.cases,
@@ -67,7 +77,15 @@ export const OPS: Op[] = [
     sweeps: () => [false, true].map((grad) => sweep(crossEntropyVariants.crossEntropyTunable,
       [[1, 1, 7], [3, 33, 50], [2, 65, 64], [1, 7, 1025]].map(([B, T, V]) => ({ rows: B * T, T, V, grad })))),
   },
+  {
+    // [N, T, V]: rows N·T = 1, 33, 65, 1025 (no multiple of a workgroup); V 33 and 65 (scalar path), 6400 (vec4).
+    name: 'logprob', backward: logprob.backward, cases: logprobVariants.cases,
+    sweeps: () => [false, true].map((grad) => sweep(logprobVariants.logprobTunable,
+      [[1, 1, 33], [3, 11, 65], [5, 13, 6400], [25, 41, 33]].map(([N, T, V]) => ({ rows: N * T, T, V, grad })))),
+  },
+  { name: 'dpo_loss', backward: dpoLoss.backward, cases: dpoLoss.cases },
   { name: 'moe', backward: moe.backward },
+  { name: 'add_columns', backward: addColumns.backward, cases: addColumns.cases },
   {
     name: 'optimizer', cases: optimizerVariants.cases,
     sweeps: () => [optimizerVariants.gradNormTunable, optimizerVariants.adamwTunable].map((t) => sweep(t, [1, 33, 1025, 40961].map((n) => ({ n })))),
@@ -85,5 +103,6 @@ registerBackward(Object.assign({}, ...OPS.map((o) => o.backward ?? {})), { addIn
 
 export { add, mul, scale, silu, addInto, fill } from './elementwise.js';
 export { sum, mean } from './reduce.js';
+export { cast } from './cast.js';
 export { matmul, gemm } from './matmul.js';
 export { attention, attentionDecode, writeKV } from './attention.js';

@@ -2,9 +2,11 @@
 // C[m,n] (+)= Σ_k A[m·am + k·ak]·B[k·bk + n·bn], C row-major [M,N]; A and B bound as arrays of vec4,
 // params M N K am ak bk bn beta group. Every operand load goes through hv/hs and every result
 // through hs (kernels/matmul.ts defines them: identity in float32, rounding to float16 in float16 mode).
+// Over 16-bit storage (io given) the loads and stores are kernels/matmul_io.ts's instead.
 // Tiles are visited in groups of p.group row tiles (tileOf, kernels/matmul_shared.ts): consecutive
 // workgroups then share B's columns as well as A's rows, which keeps them in a small cache.
-import { TILE_OF } from './matmul_shared.js';
+import { TILE_OF, F32_LOADS } from './matmul_shared.js';
+import { pairs, type GemmIO } from './matmul_io.js';
 
 /** Register-tiled GEMM for CPU-like adapters. lavapipe runs a workgroup's invocations as the 8 lanes
  *  of one SIMD vector and (Mesa 25.0) loads every storage element lane by lane, even when all lanes
@@ -19,7 +21,8 @@ import { TILE_OF } from './matmul_shared.js';
  *  - B (each lane's columns): `'k'`: vec4 loads along contiguous k (bk = 1, bn % 4 = 0); `'n'`: lane
  *    l owns tn contiguous columns, vec4 loads along contiguous n (bn = 1, bk % 4 = 0, N % 4 = 0);
  *    `'s'`: scalar loads.
- *  Constraints: subgroup modes need wg = 8, 'm'/'k4' tm % 8 = 0, 'n' tn % 4 = 0, u % 4 = 0.
+ *  Constraints: subgroup modes need wg = 8, 'm'/'k4' tm % 8 = 0, 'n' tn % 4 = 0, u % 4 = 0; a packed
+ *  16-bit C, tn even.
  *  The k loop is unrolled by u (8 for a 'k') since lavapipe stores loop-carried values (the
  *  accumulators) to the stack once per iteration. Partial tiles: out-of-range rows and columns are
  *  clamped for loading and skipped for writing; leftover k-steps run one at a time. */
@@ -64,14 +67,20 @@ function aSource(v: RegisterCompiled): { u: number; bases: string[]; loads: (kk:
   }
 }
 
-export function registerTiled(v: RegisterCompiled, entry: string): string {
+export function registerTiled(v: RegisterCompiled, entry: string, io?: GemmIO): string {
   const { wg, tm, tn, b: bm } = v;
   const bad = (v.a !== 's' && wg !== 8) || ((v.a === 'm' || v.a === 'k4') && tm % wg) || (v.a === 'm4' && ![8, 16, 32].includes(tm))
-    || (bm === 'n' && tn % 4) || v.u % 4;
+    || (bm === 'n' && tn % 4) || v.u % 4 || (io !== undefined && pairs(io) && tn % 2);
   if (bad) throw new Error(`matmul_tiled: register tile ${JSON.stringify(v)} is not supported (see RegisterTile)`);
   const A = aSource(v), u = A.u;
   const R = range(tm), C = range(tn);
-  const col = (j: number) => (bm === 'n' ? `n0 + lid.x * ${tn}u + ${j}u` : `n0 + lid.x + ${j * wg}u`);
+  // A packed 16-bit C is written a word (two columns) at a time: with 'n' a lane's columns are
+  // contiguous already; otherwise lanes own pairs of columns, column pairs strided by the subgroup.
+  const two = io !== undefined && pairs(io);
+  const col = (j: number) => (bm === 'n' ? `n0 + lid.x * ${tn}u + ${j}u`
+    : two ? `n0 + 2u * lid.x + ${(j & 1) + (j >> 1) * 2 * wg}u` : `n0 + lid.x + ${j * wg}u`);
+  const outs = two ? R.flatMap((i) => C.filter((j) => j % 2 === 0).map((j) => `out2(m0 + ${i}u, ${col(j)}, c${i}_${j}, c${i}_${j + 1});`))
+    : R.flatMap((i) => C.map((j) => `out(m0 + ${i}u, ${col(j)}, c${i}_${j});`));
   const scalarB = (j: number, k: string) => `loadB(bc${j} + (${k}) * p.bk)`;
   const fmas = (ai: (i: number) => string, bj: (j: number) => string) =>
     [...R.map((i) => `let a${i} = ${ai(i)};`), ...C.map((j) => `let b${j} = ${bj(j)};`),
@@ -88,9 +97,7 @@ export function registerTiled(v: RegisterCompiled, entry: string): string {
   }
   const cols = bm === 'n' ? C.map((j) => `let bc${j} = min(${col(j - (j & 3))}, p.N - 4u) * p.bn + ${j & 3}u;`)
     : C.map((j) => `let bc${j} = min(${col(j)}, p.N - 1u) * p.bn;`);
-  return `
-fn loadA(i: u32) -> f32 { return hs(a[i >> 2u][i & 3u]); }
-fn loadB(i: u32) -> f32 { return hs(b[i >> 2u][i & 3u]); }
+  return `${io ? '' : F32_LOADS}
 ${TILE_OF}
 ${entry} {
   let t = wgIndex(wid, nwg);
@@ -109,12 +116,12 @@ ${entry} {
     ${chunk.join('\n    ')}
   }
   for (; k < p.K; k++) { ${fmas((i) => `loadA(ur${i} + k * p.ak)`, (j) => scalarB(j, 'k'))} }
-  ${R.flatMap((i) => C.map((j) => `out(m0 + ${i}u, ${col(j)}, c${i}_${j});`)).join('\n  ')}
+  ${outs.join('\n  ')}
 }
-fn out(m: u32, n: u32, v: f32) {
+${io ? '' : `fn out(m: u32, n: u32, v: f32) {
   if (m >= p.M || n >= p.N) { return; }
   let o = m * p.N + n;
   if (p.beta != 0.0) { c[o] = hs(v) + p.beta * c[o]; } else { c[o] = hs(v); }
 }
-`;
+`}`;
 }

@@ -8,6 +8,9 @@
 // workgroup's rows, its columns tn/4 groups of 4 strided by its columns, so neighbouring invocations
 // read neighbouring vec4s (no bank conflicts) and each FMA is a vec4.
 // Loads go through hv/hs and results through hs (kernels/matmul.ts: float16 rounding in that mode).
+// Over 16-bit storage (io given) the loads and the stores (out4) are kernels/matmul_io.ts's instead.
+
+import type { GemmIO } from './matmul_io.js';
 
 export interface SharedTile {
   kind: 'shared'; bm: number; bn: number; bk: number; tm: number; tn: number;
@@ -31,9 +34,14 @@ export const TILE_OF = `fn tileOf(t: u32, tilesM: u32, tilesN: u32) -> vec2<u32>
   return vec2<u32>(first + r % rows, r / rows);
 }`;
 
+/** The float32 kernels' element loads (A and B bound as arrays of vec4<f32>). */
+export const F32_LOADS = `
+fn loadA(i: u32) -> f32 { return hs(a[i >> 2u][i & 3u]); }
+fn loadB(i: u32) -> f32 { return hs(b[i >> 2u][i & 3u]); }`;
+
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
-export function sharedTiled(v: SharedCompiled, entry: string): string {
+export function sharedTiled(v: SharedCompiled, entry: string, io?: GemmIO): string {
   const { bm, bn, bk, tm, tn, la, lb } = v;
   const TX = bn / tn, TY = bm / tm, threads = TX * TY;
   const QI = range(tm / 4), QJ = range(tn / 4), I4 = range(4);
@@ -72,9 +80,7 @@ export function sharedTiled(v: SharedCompiled, entry: string): string {
     }`;
   // Invocation (tx, ty): rows 4·(qi·TY + ty) + i, columns 4·(qj·TX + tx) + j.
   const acc = (qi: number, i: number, qj: number) => `c${qi}_${i}_${qj}`;
-  return `
-fn loadA(i: u32) -> f32 { return hs(a[i >> 2u][i & 3u]); }
-fn loadB(i: u32) -> f32 { return hs(b[i >> 2u][i & 3u]); }
+  return `${io ? '' : F32_LOADS}
 var<workgroup> As: array<vec4<f32>, ${(bm * bk) / 4}>; // [bk][bm / 4]
 var<workgroup> Bs: array<vec4<f32>, ${(bk * bn) / 4}>; // [bk][bn / 4]
 ${TILE_OF}
@@ -104,7 +110,7 @@ ${entry} {
   if (!live) { return; }
   ${QI.flatMap((qi) => I4.flatMap((i) => QJ.map((qj) => `out4(m0 + ${4 * qi * TY}u + 4u * ty + ${i}u, n0 + ${4 * qj * TX}u + 4u * tx, ${acc(qi, i, qj)});`))).join('\n  ')}
 }
-fn out4(m: u32, n: u32, v: vec4<f32>) {
+${io ? '' : `fn out4(m: u32, n: u32, v: vec4<f32>) {
   if (m >= p.M) { return; }
   for (var j = 0u; j < 4u; j++) {
     if (n + j < p.N) {
@@ -113,5 +119,5 @@ fn out4(m: u32, n: u32, v: vec4<f32>) {
     }
   }
 }
-`;
+`}`;
 }

@@ -9,7 +9,7 @@
 // 52–55, 24×4: 32–55; dX (k4, n) 24×4: 58–59 vs 16×4: 50–53; dW (m4, n) 16×4: 52 vs 8×4: 38, 16×8:
 // 37, 32×4: 41; unrolling by u = 4 beat 2 and 8. Those choices are the fallbacks.
 import { gpu } from '../runtime/device.js';
-import { readBuffer, writeBuffer } from '../runtime/kernel.js';
+import { writeBuffer } from '../runtime/kernel.js';
 import { Tensor, gradSlot } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { recordNow, type Trial, type Tunable } from '../runtime/tuner.js';
@@ -17,9 +17,12 @@ import { gemm, matmul, span, kernels, reference, referenceBackward, bench, type 
 import { unsupported } from '../runtime/kernel.js';
 import type { SharedCompiled } from './matmul_shared.js';
 import { N, H, I, V, Case, host, f64, compare, verify, scoped, mismatch, tunedCase } from './case.js';
+import type { Storage16 } from './matmul_io.js';
+import { withNative, storedValues, nanFill, readRange, ULP16 } from './matmul16_variants.js';
 
-/** A GEMM's dimensions and strides (C[m,n] = Σ_k A[m·am + k·ak]·B[k·bk + n·bn]). */
-export interface GemmShape { M: number; N: number; K: number; am: number; ak: number; bk: number; bn: number }
+/** A GEMM's dimensions and strides (C[m,n] = Σ_k A[m·am + k·ak]·B[k·bk + n·bn]); io: 16-bit
+ *  storage (absent: all float32), a shape class of its own. */
+export interface GemmShape { M: number; N: number; K: number; am: number; ak: number; bk: number; bn: number; io?: Storage16 }
 
 /** Load modes the layout allows: register tiles on 8-lane subgroups (ra, rb) and workgroup-memory
  *  tiles (la, lb); see matmul_register.ts and matmul_shared.ts. */
@@ -85,14 +88,14 @@ export const matmulTunable: Tunable<GemmShape, MatmulVariant> = {
   name: 'matmul',
   key(s) {
     const { ra, rb, la, lb } = modes(s);
-    return `${ra}.${rb}.${la}.${lb} ${p2(s.M)}x${p2(s.N)}x${p2(s.K)}`;
+    return `${ra}.${rb}.${la}.${lb} ${p2(s.M)}x${p2(s.N)}x${p2(s.K)}${s.io ? ` ${s.io.ab}>${s.io.c}` : ''}`;
   },
   fallback(s) {
     if (!gpu().isSoftware) return shared(SHARED[0]);
     return registerCandidates(s)[0];
   },
   candidates(s) {
-    return gpu().isSoftware ? registerCandidates(s) : SHARED.map((t) => shared(t)).filter((v) => sharedFits(v, s));
+    return withNative(s.io, gpu().isSoftware ? registerCandidates(s) : SHARED.map((t) => shared(t)).filter((v) => sharedFits(v, s)));
   },
   neighbours(best) {
     return best.kind === 'naive' ? [] : GROUPS.filter((g) => g !== best.g).map((g) => ({ ...best, g }));
@@ -105,12 +108,13 @@ export const matmulTunable: Tunable<GemmShape, MatmulVariant> = {
     out.push(reg(8, 4, 's', rb));
     for (const t of SHARED) out.push(...GROUPS.map((g) => shared(t, g)).filter((v) => sharedFits(v, s)));
     const unique = new Map([matmulTunable.fallback(s), ...out].map((v) => [JSON.stringify(v), v]));
-    return [...unique.values()].filter((v) => v.kind !== 'register' || validRegister(v));
+    return withNative(s.io, [...unique.values()].filter((v) => v.kind !== 'register' || validRegister(v)));
   },
   label(v) {
-    if (v.kind === 'naive') return 'naive';
-    if (v.kind === 'register') return `reg ${v.tm}x${v.tn} ${v.a}/${v.b} g${v.g}`;
-    return `shared ${v.bm}x${v.bn}x${v.bk} ${v.tm}x${v.tn} g${v.g}`;
+    const native = v.native ? ' native-f16' : '';
+    if (v.kind === 'naive') return `naive${native}`;
+    if (v.kind === 'register') return `reg ${v.tm}x${v.tn} ${v.a}/${v.b} g${v.g}${native}`;
+    return `shared ${v.bm}x${v.bn}x${v.bk} ${v.tm}x${v.tn} g${v.g}${native}`;
   },
   trial: (s) => gemmTrial(s),
   // At most ~1 GFLOP per timed call (≈ 20 ms on lavapipe on a quiet Xeon, 0.1 s on a 2-core EPYC):
@@ -128,17 +132,22 @@ export const matmulTunable: Tunable<GemmShape, MatmulVariant> = {
   },
 };
 
-/** Random A and B (uniform in ±1) laid out by the shape's strides, and C, on the GPU and A and B on the host. */
+/** Random A and B (uniform in ±1; 16-bit shapes: rounded to the operands' dtype) laid out by the shape's
+ *  strides, and C, on the GPU and A and B on the host. */
 function gemmInputs(s: GemmShape) {
-  const ah = host([Math.ceil(span(s.M, s.am, s.K, s.ak) / 4) * 4], 301), bh = host([Math.ceil(span(s.K, s.bk, s.N, s.bn) / 4) * 4], 302);
-  const a = Tensor.fromArray(ah, [ah.length]).keep(), b = Tensor.fromArray(bh, [bh.length]).keep(), c = Tensor.empty([s.M * s.N]).keep();
+  const ab = s.io?.ab ?? 'f32';
+  const ah = storedValues(host([Math.ceil(span(s.M, s.am, s.K, s.ak) / 4) * 4], 301), ab);
+  const bh = storedValues(host([Math.ceil(span(s.K, s.bk, s.N, s.bn) / 4) * 4], 302), ab);
+  const a = Tensor.fromArray(ah, [ah.length], ab).keep(), b = Tensor.fromArray(bh, [bh.length], ab).keep();
+  const c = Tensor.empty([s.M * s.N], s.io?.c ?? 'f32').keep();
   return { ah, bh, a, b, c, dispose() { a.dispose(); b.dispose(); c.dispose(); } };
 }
 
 /** A trial of s on inputs made for s, or for a problem whose first rows s is (`io`: then disposing
  *  the trial leaves them to their owner). The check compares every output for small problems, and
  *  for large ones whole rows (the first and last 16, and 16 spread between) read from C filled with
- *  NaN first, so a skipped tile shows. Tolerance: float32 sums of K terms. */
+ *  NaN first, so a skipped tile shows. Tolerance: float32 sums of K terms (of exact products, for
+ *  16-bit operands), plus one ulp of a 16-bit output. */
 function gemmTrial(s: GemmShape, io?: ReturnType<typeof gemmInputs>): Trial<MatmulVariant> {
   const { ah, bh, a, b, c } = io ?? gemmInputs(s);
   const run = (v: MatmulVariant) => gemm({ a, b, c, M: s.M, N: s.N, K: s.K, am: s.am, ak: s.ak, bk: s.bk, bn: s.bn, beta: 0 }, { variant: v });
@@ -149,9 +158,9 @@ function gemmTrial(s: GemmShape, io?: ReturnType<typeof gemmInputs>): Trial<Matm
       .filter((m) => m >= 0 && m < s.M).sort((x, y) => x - y);
   // float32 sums of K products of values in ±1: partial sums grow like √k, so the rounding error of
   // the whole sum like 2^-24·K/√6; the first term bounds it for small K.
-  const rtol = 2e-5, atol = Math.max(2e-6 * Math.sqrt(s.K), 1.2e-7 * s.K);
+  const rtol = s.io && s.io.c !== 'f32' ? ULP16[s.io.c] : 2e-5, atol = Math.max(2e-6 * Math.sqrt(s.K), 1.2e-7 * s.K);
   let want: Float64Array[] | undefined; // per checked row, computed once
-  let nan: Float32Array | undefined;
+  let nan: Float32Array | Uint32Array | undefined;
   // Each output sums its K products in k order, accumulated over rows of B: B as rows of N contiguous
   // values (itself when bn = 1, else a transposed copy), so the inner loop walks memory in order and
   // carries no dependency, four rows a pass (one load and store of w per four products; the sums
@@ -182,10 +191,10 @@ function gemmTrial(s: GemmShape, io?: ReturnType<typeof gemmInputs>): Trial<Matm
   return {
     run,
     async check(v, exec = recordNow) {
-      writeBuffer(c.buffer, 0, (nan ??= new Float32Array(s.M * s.N).fill(NaN)));
+      writeBuffer(c.buffer, 0, (nan ??= nanFill(c)));
       await exec(() => run(v));
       // One read back of this problem's rows (a read per checked row took a round trip each).
-      const got = new Float32Array(await readBuffer(c.buffer, 0, 4 * s.M * s.N));
+      const got = await readRange(c, 0, s.M * s.N);
       want ??= reference();
       for (const [i, m] of rows.entries()) {
         const bad = mismatch(got.subarray(m * s.N, (m + 1) * s.N), want[i], rtol, atol, (n) => m * s.N + n);
@@ -223,6 +232,9 @@ export function cases(): Case[] {
     }),
     tunedCase(matmulTunable, ffn.dX, { name: 'matmul_dX', shape: `${N}x${I}·${I}x${H}`, bound: 'compute', work: flops(ffn.dX) }),
     tunedCase(matmulTunable, ffn.dW, { name: 'matmul_dW', shape: `${I}x${N}·${N}x${H}`, bound: 'compute', work: flops(ffn.dW) }),
+    // The same products over bfloat16 storage (kernels/matmul16.ts), bf16 outputs.
+    ...(['forward', 'dX', 'dW'] as const).map((p) => tunedCase(matmulTunable, { ...ffn[p], io: { ab: 'bf16', c: 'bf16' } },
+      { name: p === 'forward' ? 'matmul' : `matmul_${p}`, shape: `FFN ${p} bf16`, bound: 'compute', work: flops(ffn[p]) })),
     {
       // The naive forward row gives the naive ratio: a naive forward+backward would take 40 s of the bench.
       name, shape: `${N}x${H}·${I}x${H}ᵀ`, bound: 'compute', work: { flops: 3 * bench.matmul(N, I, H).flops }, warm: true,

@@ -28,9 +28,13 @@ import { matmul, type MatmulOptions } from './matmul.js';
 import { swiglu, swigluPacked } from './swiglu.js';
 import { add } from './elementwise.js';
 
-/** gate_up: gate_proj and up_proj as one [2I, H] weight (stored back to back), for one matmul. */
-export interface ExpertWeights { gate_proj: Tensor; up_proj: Tensor; down_proj: Tensor; gate_up?: Tensor }
-export interface MoEWeights { gate: Tensor /* [E,H] */; experts: ExpertWeights[]; shared?: ExpertWeights[] }
+/** gate_up: gate_proj and up_proj as one [2I, H] weight (stored back to back), for one matmul.
+ *  name: the module's name (`model.layers.0.mlp.experts.1`), for MoEConfig.adapt. */
+export interface ExpertWeights { gate_proj: Tensor; up_proj: Tensor; down_proj: Tensor; gate_up?: Tensor; name?: string }
+/** name: the MoE block's module name (its router is `${name}.gate`), for MoEConfig.adapt. */
+export interface MoEWeights { gate: Tensor /* [E,H] */; experts: ExpertWeights[]; shared?: ExpertWeights[]; name?: string }
+/** What the model adds to the output y of the Linear modules `modules` (side by side in y) for input x: LoRA. */
+export type Adapt = (x: Tensor, y: Tensor, modules: string[]) => Tensor;
 export type AuxForm = 'seq_aux' | 'global' | 'minimind3';
 export interface MoEConfig {
   topK: number; normTopk: boolean; auxForm: AuxForm; alpha: number;
@@ -38,6 +42,8 @@ export interface MoEConfig {
   pacer?: WaitPacer;
   /** Options of every matmul (router and experts): the model's precision. */
   matmul?: MatmulOptions;
+  /** Applied to every projection of a named module (router and experts; model/lora.ts). */
+  adapt?: Adapt;
 }
 
 const WG = 256;
@@ -214,8 +220,18 @@ function auxGroups(form: AuxForm, B: number, T: number, K: number): { G: number;
   throw new Error(`moeFFN: unknown auxForm '${form as string}'`);
 }
 
-const mlp = (x: Tensor, f: ExpertWeights, o?: MatmulOptions) => matmul(f.gate_up ? swigluPacked(matmul(x, f.gate_up, o))
-  : swiglu(matmul(x, f.gate_proj, o), matmul(x, f.up_proj, o)), f.down_proj, o);
+/** x·wᵀ for the Linear modules `modules` of w, plus what cfg.adapt adds (when both are given). */
+function linear(x: Tensor, w: Tensor, modules: string[] | null, cfg: MoEConfig): Tensor {
+  const y = matmul(x, w, cfg.matmul);
+  return cfg.adapt && modules ? cfg.adapt(x, y, modules) : y;
+}
+
+function mlp(x: Tensor, f: ExpertWeights, cfg: MoEConfig): Tensor {
+  const mod = (p: string) => (f.name ? [`${f.name}.${p}`] : null);
+  const h = f.gate_up ? swigluPacked(linear(x, f.gate_up, f.name ? [`${f.name}.gate_proj`, `${f.name}.up_proj`] : null, cfg))
+    : swiglu(linear(x, f.gate_proj, mod('gate_proj'), cfg), linear(x, f.up_proj, mod('up_proj'), cfg));
+  return linear(h, f.down_proj, mod('down_proj'), cfg);
+}
 
 /** The MoE FFN of one layer: y [B,T,H] and its aux loss [1]. Async: reads the E expert row counts back. */
 export async function moeFFN(x: Tensor, p: MoEWeights, cfg: MoEConfig): Promise<{ y: Tensor; aux: Tensor }> {
@@ -227,7 +243,7 @@ export async function moeFFN(x: Tensor, p: MoEWeights, cfg: MoEConfig): Promise<
   if (N === 0) throw new Error('moeFFN: empty batch');
   const variant = { E, K };
   const x2 = x.reshape([N, H]);
-  const logits = matmul(x2, p.gate, cfg.matmul); // [N, E]
+  const logits = linear(x2, p.gate, p.name ? [`${p.name}.gate`] : null, cfg); // [N, E]
   const scores = Tensor.empty([N, E]), idx = Tensor.empty([N, K], 'u32'), w = Tensor.empty([N, K]);
   launch(kernels.moe_route, {
     params: { N, norm: cfg.normTopk ? 1 : 0 }, buffers: [logits.binding(), scores.binding(), idx.binding(), w.binding()],
@@ -245,12 +261,12 @@ export async function moeFFN(x: Tensor, p: MoEWeights, cfg: MoEConfig): Promise<
   // Planning a step (runtime/kernel.ts plan) runs no kernel: assume balanced routing.
   const counts = isPlanning() ? Array.from({ length: E }, () => Math.ceil((N * K) / E))
     : Array.from(new Uint32Array(await (cfg.pacer ? cfg.pacer.pace(N, read) : read(0))));
-  const run = () => experts(x2, w, lists, counts, p, K, cfg.matmul).reshape([B, T, H]);
+  const run = () => experts(x2, w, lists, counts, p, K, cfg).reshape([B, T, H]);
   return { y: gradMode ? run() : noGrad(run), aux };
 }
 
 /** Gather each expert's rows, run its MLP on exactly those rows, combine with the shared experts. */
-function experts(x2: Tensor, w: Tensor, lists: Tensor, counts: number[], p: MoEWeights, K: number, o?: MatmulOptions): Tensor {
+function experts(x2: Tensor, w: Tensor, lists: Tensor, counts: number[], p: MoEWeights, K: number, cfg: MoEConfig): Tensor {
   const [N, H] = x2.shape;
   const xe = counts.map((c, e) => {
     const t = Tensor.empty([c, H]);
@@ -258,8 +274,8 @@ function experts(x2: Tensor, w: Tensor, lists: Tensor, counts: number[], p: MoEW
     return t;
   });
   if (needsGrad(x2)) record('moe_gather', [x2], xe, { lists, counts, K });
-  const ye = xe.map((t, e) => mlp(t, p.experts[e], o)); // [c_e, H]; an expert with no rows still gets a (zero) gradient
-  const base = p.shared?.length ? p.shared.map((f) => mlp(x2, f, o)).reduce((a, b) => add(a, b)) : null;
+  const ye = xe.map((t, e) => mlp(t, p.experts[e], cfg)); // [c_e, H]; an expert with no rows still gets a (zero) gradient
+  const base = p.shared?.length ? p.shared.map((f) => mlp(x2, f, cfg)).reduce((a, b) => add(a, b)) : null;
   // y = base + Σ_e scatter(w·ye), in place on a copy of the shared output.
   const y = Tensor.empty([N, H]);
   if (base) copyBuffer(base.buffer, base.offset, y.buffer, y.offset, N * H * 4);

@@ -37,11 +37,12 @@ export const kernels = {
     buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['dy', 'read', 'VT'], ['rstd', 'read', 'f32'], ['c', 'rw', 'f32']],
     wgsl: dotWgsl,
   }),
-  rmsnorm_backward: defineKernel<{ vec4: boolean }>({
+  /** dw: false for a weight that needs no gradient (part is bound but not written). */
+  rmsnorm_backward: defineKernel<{ vec4: boolean; dw: boolean }>({
     name: 'rmsnorm_backward', params: BACKWARD_PARAMS, workgroup: WG,
     buffers: [['x', 'read', 'VT'], ['w', 'read', 'VT'], ['dy', 'read', 'VT'], ['rstd', 'read', 'f32'], ['c', 'read', 'f32'],
       ['dx', 'rw', 'VT'], ['part', 'rw', 'VT']],
-    wgsl: (v, entry) => backwardWgsl(entry, v.vec4, false),
+    wgsl: (v, entry) => backwardWgsl(entry, v.vec4, false, v.dw),
   }),
   /** dw[i] = beta·dw[i] + Σ_k part[k, i], summed in chunk order (deterministic). */
   rmsnorm_dw: defineKernel<{ vec4: boolean }>({
@@ -88,15 +89,16 @@ export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
 
 export interface BackwardOptions {
   /** Another backward kernel run with these buffers plus `extra` ones before dx (add_rmsnorm's). */
-  fused?: { kernel: Kernel<{ vec4: boolean }>; extra: Tensor[] };
+  fused?: { kernel: Kernel<{ vec4: boolean; dw: boolean }>; extra: Tensor[] };
   /** The variant; default the tuner's pick (add_rmsnorm's family when fused). */
   variant?: BackwardVariant;
   /** Where dx goes; default a new tensor. */
   dx?: Tensor;
 }
 
-/** Fused backward: dx and dw (accumulated into `dw` when beta = 1, else overwritten). */
-export function rmsnormBackward(x: Tensor, w: Tensor, rstd: Tensor, dy: Tensor, dw: Tensor, beta: 0 | 1, o: BackwardOptions = {}): Tensor {
+/** Fused backward: dx, and dw (accumulated into `dw` when beta = 1, else overwritten) unless dw is
+ *  null (a frozen weight: no partials, no column sum). */
+export function rmsnormBackward(x: Tensor, w: Tensor, rstd: Tensor, dy: Tensor, dw: Tensor | null, beta: 0 | 1, o: BackwardOptions = {}): Tensor {
   const { fused } = o;
   const { rows, h, hv, vec4 } = dims(x, w);
   const bv = o.variant ?? tuner().pick(fused ? rmsnormTunables.addBackward : rmsnormTunables.backward, { rows, h });
@@ -104,7 +106,7 @@ export function rmsnormBackward(x: Tensor, w: Tensor, rstd: Tensor, dy: Tensor, 
   const chunks = Math.ceil(rows / rpi);
   const dx = o.dx ?? Tensor.empty(x.shape);
   const c = Tensor.empty([rows]);
-  const part = Tensor.empty([chunks, h]);
+  const part = Tensor.empty(dw ? [chunks, h] : [4]); // without dw: bound, never written (one vec4)
   const { chunks: _c, ...layout } = bv;
   launch(kernels.rmsnorm_backward_dot, {
     params: { rows, hv, h }, buffers: [x, w, dy, rstd, c].map((t) => t.binding()), workgroups: rowGroups(layout, rows), variant: { ...layout, vec4 },
@@ -112,11 +114,13 @@ export function rmsnormBackward(x: Tensor, w: Tensor, rstd: Tensor, dy: Tensor, 
   launch(fused?.kernel ?? kernels.rmsnorm_backward, {
     params: { rows, hv, h, rpi, chunks },
     buffers: [x, w, dy, rstd, c, ...(fused?.extra ?? []), dx, part].map((t) => t.binding()),
-    workgroups: Math.ceil((chunks * hv) / WG), variant: { vec4 },
+    workgroups: Math.ceil((chunks * hv) / WG), variant: { vec4, dw: dw !== null },
   });
-  launch(kernels.rmsnorm_dw, {
-    params: { hv, chunks, beta }, buffers: [part.binding(), dw.binding()], workgroups: Math.ceil(hv / WG), variant: { vec4 },
-  });
+  if (dw) {
+    launch(kernels.rmsnorm_dw, {
+      params: { hv, chunks, beta }, buffers: [part.binding(), dw.binding()], workgroups: Math.ceil(hv / WG), variant: { vec4 },
+    });
+  }
   c.dispose(); part.dispose(); // later commands may reuse the buffers: WebGPU orders them after these
   return dx;
 }
@@ -125,10 +129,10 @@ export const backward: Record<string, BackwardRule> = {
   rmsnorm: (node, [dy], into) => {
     const [x, w] = node.inputs;
     const t = into(1); // a leaf weight's gradient is summed in place
-    const dw = t?.tensor ?? Tensor.empty(w.shape);
+    const dw = w.requiresGrad ? t?.tensor ?? Tensor.empty(w.shape) : null;
     const dx = rmsnormBackward(x, w, node.saved.rstd as Tensor, dy!, dw, t?.accumulate ? 1 : 0);
-    if (!w.requiresGrad) dw.dispose();
-    return [x.requiresGrad ? dx : null, w.requiresGrad ? dw : null];
+    if (!x.requiresGrad) dx.dispose();
+    return [x.requiresGrad ? dx : null, dw];
   },
 };
 

@@ -63,8 +63,9 @@ ${entry} {
 /** Backward WGSL, second pass: dx[r, i] for the rows r of chunk k = [k·rpi, (k+1)·rpi) and
  *  part[k, i] = Σ_r dy·x·rstd over them, one (column i, chunk k) per invocation, i fastest (neighbouring
  *  lanes read neighbouring columns); c from rmsnorm_backward_dot. With `add`, dx also takes the
- *  gradient ds that reached the norm's input directly. */
-export function backwardWgsl(entry: string, vec4: boolean, add: boolean): string {
+ *  gradient ds that reached the norm's input directly. Without `dw` (a frozen weight) part is
+ *  neither summed nor written. */
+export function backwardWgsl(entry: string, vec4: boolean, add: boolean, dw: boolean): string {
   return `${vecType(vec4)}
 ${entry} {
   let t = wgIndex(wid, nwg) * ${WG}u + lid.x;
@@ -79,9 +80,9 @@ ${entry} {
     let g = dy[j];
     let rs = rstd[r];
     dx[j] = rs * (wi * g) - xv * c[r]${add ? ' + ds[j]' : ''};
-    acc += g * (xv * rs);
+    ${dw ? 'acc += g * (xv * rs);' : ''}
   }
-  part[k * p.hv + i] = acc;
+  ${dw ? 'part[k * p.hv + i] = acc;' : ''}
 }
 `;
 }

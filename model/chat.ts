@@ -1,6 +1,7 @@
 // Chat with a trained model: MiniMind's eval_llm.py (its flags, MiniMind2's defaults) plus --weights FILE,
 // --tokenizer_path, --config/--preset, --prompt and sampling extras. Prompts are stdin lines (eval_llm's
-// manual mode; an empty line or end of input stops), or one --prompt. Tokens are streamed as they decode;
+// manual mode; an empty line or end of input stops), a fixed list (--input_mode 0, eval_llm's auto test,
+// which it asks for at start), or one --prompt. Tokens are streamed as they decode;
 // with --show_speed 1 each answer ends with its decode speed. --historys N carries the last N messages
 // (user and assistant: N even) into the next prompt, as eval_llm.py does.
 import { createInterface } from 'node:readline';
@@ -24,8 +25,16 @@ export const FLAGS = {
   historys: { kind: 'number', def: 0, help: 'messages of history carried into each prompt (even: user + assistant; 0 = none)' },
   show_speed: { kind: 'number', def: 1, help: '1 = print decode tokens/s after each answer' },
   seed: { kind: 'number', def: 0, help: 'sampling seed of the first answer (answer n uses seed + n)' },
+  input_mode: { kind: 'number', def: 1, help: "eval_llm.py's question: 0 = auto test (a fixed list of prompts), 1 = prompts from stdin lines" },
   prompt: { kind: 'string', def: '', help: 'one prompt, answered, then exit (default: prompts from stdin lines)' },
 } satisfies FlagTable;
+
+/** --input_mode 0's prompts: general questions of the kinds MiniMind's SFT data covers (self, science,
+ *  code, advice, comparison, writing), in Chinese, its models' language. */
+export const AUTO_PROMPTS = [
+  '请介绍一下你自己', '地球为什么会有四季？', '用Python写一个判断素数的函数', '什么是光的折射？',
+  '给我推荐三本适合入门的编程书', '如何保持良好的睡眠习惯？', '比较一下火车和飞机出行的优缺点', '写一首关于秋天的短诗',
+];
 
 const USAGE = 'npx tsx model/chat.ts [--weights FILE | --save_dir out --weight full_sft --hidden_size 512] [--tokenizer_path DIR] [flags]';
 
@@ -35,10 +44,12 @@ export async function main(argv: string[]): Promise<void> {
   for (const k of ['max_new_tokens', 'historys'] as const) {
     if (!Number.isInteger(o[k]) || o[k] < 0) throw new Error(`--${k} must be a non-negative integer, got ${o[k]}`);
   }
+  if (o.input_mode !== 0 && o.input_mode !== 1) throw new Error(`--input_mode must be 0 (auto test) or 1 (stdin), got ${o.input_mode}`);
   await initGpu({ quiet: true });
   try {
-    const { model, tok, weights, source } = await loadModel(o, given);
-    console.log(`[chat] ${weights}: hidden ${model.cfg.hidden_size}, ${model.cfg.num_hidden_layers} layers${model.cfg.use_moe ? ', MoE' : ''}, config from ${source}`);
+    const { model, tok, weights, source, lora } = await loadModel(o, given);
+    console.log(`[chat] ${weights}: hidden ${model.cfg.hidden_size}, ${model.cfg.num_hidden_layers} layers${model.cfg.use_moe ? ', MoE' : ''}, config from ${source}`
+      + (lora ? `; LoRA ${lora} (rank ${model.lora!.rank}, ${model.lora!.targets.length} modules)` : ''));
     let conversation: ChatMessage[] = [];
     let turn = 0;
     const ask = async (prompt: string) => {
@@ -66,6 +77,10 @@ export async function main(argv: string[]): Promise<void> {
       console.log(o.show_speed ? `\n[Speed]: ${(n / seconds).toFixed(2)} tokens/s (${n} new tokens, prompt ${ids.length} tokens)\n` : '\n');
     };
     if (o.prompt) { await ask(o.prompt); return; }
+    if (o.input_mode === 0) {
+      for (const p of AUTO_PROMPTS) { console.log(`💬: ${p}`); await ask(p); }
+      return;
+    }
     const tty = process.stdin.isTTY;
     const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, prompt: '💬: ' });
     if (tty) rl.prompt();

@@ -1,8 +1,12 @@
 // The table-driven flag parser of every command (train/args.ts, model/chat.ts, model/serve.ts): argparse's
-// `--name value` / `--name=value`, `store_true` switches (`--name=0|1|false|true` too), typed numbers, and
-// --help listing every flag.
+// `--name value` / `--name=value`, `store_true` switches (`--name=0|1|false|true` too), typed numbers, flags
+// whose value may be left out (argparse's nargs='?' with const), and --help listing every flag.
 export type FlagKind = 'string' | 'number' | 'switch';
-export interface FlagSpec { kind: FlagKind; def: string | number | boolean; help: string }
+export interface FlagSpec {
+  kind: FlagKind; def: string | number | boolean; help: string;
+  /** The value of the flag given without one (last on the line, or before another --flag). */
+  bare?: string | number;
+}
 export type FlagTable = Record<string, FlagSpec>;
 
 export interface Parsed<T extends FlagTable> {
@@ -27,6 +31,10 @@ export function parseFlags<T extends FlagTable>(table: T, argv: string[]): Parse
       values[name] = inline === undefined || inline === '1' || inline === 'true';
       continue;
     }
+    if (f.bare !== undefined && inline === undefined && (i + 1 === argv.length || argv[i + 1].startsWith('--'))) {
+      values[name] = f.bare;
+      continue;
+    }
     const v = inline ?? argv[++i];
     if (v === undefined) throw new Error(`--${name} needs a value`);
     if (f.kind === 'number') {
@@ -40,6 +48,6 @@ export function parseFlags<T extends FlagTable>(table: T, argv: string[]): Parse
 
 export function flagHelp(usage: string, table: FlagTable): string {
   const rows = Object.entries(table).map(([k, f]) =>
-    `  --${k.padEnd(24)} ${f.help}${f.kind === 'switch' ? '' : ` (default: ${f.def === '' ? 'none' : f.def})`}`);
+    `  --${k.padEnd(24)} ${f.help}${f.kind === 'switch' ? '' : ` (default: ${f.def === '' ? 'none' : f.def}${f.bare === undefined ? '' : `; given alone: ${f.bare}`})`}`);
   return `${usage}\n\nFlags:\n${rows.join('\n')}`;
 }

@@ -10,3 +10,10 @@ export function stepFlops(c: MiniMindConfig, B: number, T: number): number {
   const attn = 6 * c.num_hidden_layers * T * c.num_attention_heads * c.head_dim;
   return B * T * (6 * matmulParams + attn);
 }
+
+/** FLOPs of one B×T LoRA step: the frozen base's matmuls forward and dX only (4 per parameter and token: no
+ *  weight gradient), the adapters' all three (6 per adapter parameter), attention as in stepFlops. */
+export function loraStepFlops(c: MiniMindConfig, adapterParams: number, B: number, T: number): number {
+  const attn = 6 * c.num_hidden_layers * T * c.num_attention_heads * c.head_dim;
+  return B * T * (4 * countParameters(c).active + 6 * adapterParams + attn);
+}

@@ -10,6 +10,8 @@ import { findConfigFor } from './config_file.js';
 import { inferConfig } from './infer_config.js';
 import { loadWeights } from './weights.js';
 import { MiniMind } from './minimind.js';
+import { LoRA } from './lora.js';
+import { evalAdapterFile, loadAdapters, readAdapters } from './lora_file.js';
 import { loadTokenizer, type ChatTokenizer } from '../data/tokenizer.js';
 import { ensureDefaultData } from '../data/defaults.js';
 import type { FlagTable } from './cli_flags.js';
@@ -19,7 +21,7 @@ export const MODEL_FLAGS = {
   save_dir: { kind: 'string', def: 'out', help: 'folder of the weight file' },
   weight: { kind: 'string', def: 'full_sft', help: "weight name prefix: {save_dir}/{weight}_{hidden_size}[_moe].pth; a name with 'pretrain' in it is prompted with bos + text, not the chat template" },
   weights: { kind: 'string', def: '', help: 'the weight file itself (.pth or .safetensors), instead of --save_dir/--weight/--hidden_size' },
-  lora_weight: { kind: 'string', def: 'None', help: "LoRA adapter name ('None' = none); LoRA is not implemented in this project yet" },
+  lora_weight: { kind: 'string', def: 'None', help: "LoRA adapter name ('None' = none), as eval_llm.py reads it: {save_dir}/lora/{name}_{hidden_size}.pth for MiniMind2, {save_dir}/{name}_{hidden_size}.pth for minimind-3 (no _moe); a value ending in .pth is the file" },
   hidden_size: { kind: 'number', def: 512, help: 'hidden size (MiniMind2); given, the shape flags set the model, else its config.json or its tensors do' },
   num_hidden_layers: { kind: 'number', def: 8, help: 'layers (MiniMind2)' },
   use_moe: { kind: 'number', def: 0, help: '1 = MiniMind2 MoE' },
@@ -37,14 +39,16 @@ export interface ModelChoice {
   config: string; preset: string; tokenizer_path: string;
 }
 
-export interface Loaded { model: MiniMind; tok: ChatTokenizer; weights: string; /** One line: where the config came from. */ source: string }
+export interface Loaded {
+  model: MiniMind; tok: ChatTokenizer; weights: string; /** One line: where the config came from. */ source: string;
+  /** The adapter file applied (--lora_weight), if any. */ lora?: string;
+}
 
 const SHAPE_FLAGS = ['hidden_size', 'num_hidden_layers', 'use_moe'] as const;
 
 /** Needs the GPU initialised. Errors name the flag or the file. */
 export async function loadModel(o: ModelChoice, given: Set<string>): Promise<Loaded> {
   if (o.inference_rope_scaling) throw new Error('--inference_rope_scaling: YaRN rope scaling is not implemented in this project');
-  if (o.lora_weight !== 'None') throw new Error(`--lora_weight ${o.lora_weight}: LoRA is not implemented in this project yet`);
   if (o.use_moe !== 0 && o.use_moe !== 1) throw new Error(`--use_moe must be 0 or 1, got ${o.use_moe}`);
   const hf = existsSync(join(o.load_from, 'config.json')) && existsSync(join(o.load_from, 'model.safetensors'));
   const weights = o.weights || (hf ? join(o.load_from, 'model.safetensors') : join(o.save_dir, `${o.weight}_${o.hidden_size}${o.use_moe ? '_moe' : ''}.pth`));
@@ -75,9 +79,21 @@ export async function loadModel(o: ModelChoice, given: Set<string>): Promise<Loa
     throw new Error(`${weights}: does not fit the model from ${source}: ${(e as Error).message.replace(/^weights do not fit the model: /, '')}`
       + (sidecar && source !== sidecar ? `; leave out ${source} to use ${sidecar}` : hint));
   }
+  const lora = o.lora_weight === 'None' ? undefined : applyAdapters(model, o, hf);
   const tok = await tokenizerFor(o, given);
   if (tok.vocabSize > config.vocab_size) throw new Error(`tokenizer ${tok.dir} has ${tok.vocabSize} tokens but the model (from ${source}) has vocab_size ${config.vocab_size}`);
-  return { model, tok, weights, source };
+  return { model, tok, weights, source, lora };
+}
+
+/** eval_llm.py: apply_lora with the generation's rank, then load_lora of the --lora_weight file. Returns its path. */
+function applyAdapters(model: MiniMind, o: ModelChoice, hf: boolean): string {
+  if (hf) throw new Error(`--lora_weight: adapters apply to MiniMind's .pth weights, not a Hugging Face folder (${o.load_from}); merge them first`);
+  const path = evalAdapterFile(o.save_dir, o.lora_weight, model.cfg);
+  if (!existsSync(path)) throw new Error(`${path}: no such adapter file (--lora_weight ${o.lora_weight}${o.lora_weight.endsWith('.pth') ? '' : ', --save_dir and --hidden_size name it'})`);
+  const lora = new LoRA(model.cfg);
+  loadAdapters(lora, readAdapters(path), path);
+  model.lora = lora;
+  return path;
 }
 
 async function tokenizerFor(o: ModelChoice, given: Set<string>): Promise<ChatTokenizer> {

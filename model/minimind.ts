@@ -18,6 +18,7 @@ import { crossEntropy } from '../kernels/cross_entropy.js';
 import { moeFFN } from '../kernels/moe.js';
 import { WaitPacer } from '../runtime/wait_pacer.js';
 import { MiniMindConfig, parameterShapes, validate } from './config.js';
+import type { LoRA } from './lora.js';
 
 export interface Loss {
   /** Shifted masked CE, mean over the batch's non-ignored tokens ([1]). */
@@ -28,8 +29,8 @@ export interface Loss {
   count: Tensor;
 }
 
-/** One SwiGLU MLP: gate_proj and up_proj as their separate views and as one spanned [2I, H] weight. */
-type FFN = { gate_proj: Tensor; up_proj: Tensor; gate_up: Tensor; down_proj: Tensor };
+/** One SwiGLU MLP (module name `name`): gate_proj and up_proj as their separate views and as one spanned [2I, H] weight. */
+type FFN = { name: string; gate_proj: Tensor; up_proj: Tensor; gate_up: Tensor; down_proj: Tensor };
 
 /** Per-layer key/value caches for generation: [B, maxT, nkv, hd] each. */
 export interface KVCache { k: Tensor[]; v: Tensor[]; maxT: number }
@@ -44,11 +45,15 @@ export class MiniMind {
   private readonly moePacers: WaitPacer[] = [];
   /** Precision of every matmul, forward and backward: 'f16' for --dtype float16 (the trainer sets it). */
   precision: MatmulPrecision = 'f32';
+  /** Adapters added to the projections' outputs (apply_lora); null: the plain model. */
+  lora: LoRA | null = null;
 
-  constructor(readonly cfg: MiniMindConfig, seed = 0) {
+  /** o.frozen: the store has no gradient buffer and no parameter requires a gradient (the base of
+   *  LoRA, DPO's reference model): backward computes no weight gradient, only those of inputs that need one. */
+  constructor(readonly cfg: MiniMindConfig, seed = 0, o: { frozen?: boolean } = {}) {
     validate(cfg);
     const shapes = parameterShapes(cfg);
-    this.store = new ParamStore(storeLayout(shapes));
+    this.store = new ParamStore(storeLayout(shapes), { frozen: o.frozen });
     const rand = mulberry32(seed);
     for (const [name, shape] of shapes) {
       const n = shape.reduce((a, b) => a * b, 1);
@@ -88,9 +93,15 @@ export class MiniMind {
 
   private ffn(pre: string): FFN {
     return {
-      gate_proj: this.p(`${pre}.gate_proj.weight`), up_proj: this.p(`${pre}.up_proj.weight`), down_proj: this.p(`${pre}.down_proj.weight`),
+      name: pre, gate_proj: this.p(`${pre}.gate_proj.weight`), up_proj: this.p(`${pre}.up_proj.weight`), down_proj: this.p(`${pre}.down_proj.weight`),
       gate_up: this.store.span([`${pre}.gate_proj.weight`, `${pre}.up_proj.weight`]),
     };
+  }
+
+  /** y = x·wᵀ for the Linear modules `modules` (w spans them when several), plus their adapters. */
+  private linear(x: Tensor, w: Tensor, modules: string[], mo: { precision: MatmulPrecision }): Tensor {
+    const y = matmul(x, w, mo);
+    return this.lora ? this.lora.adapt(x, y, modules, mo) : y;
   }
 
   /** Empty KV caches for batch B and up to maxT positions (kept: free them with freeCache). */
@@ -119,7 +130,8 @@ export class MiniMind {
       const l = `model.layers.${i}`;
       // Attention block
       // One matmul against q_proj|k_proj|v_proj (stored back to back), then split (+ RoPE).
-      const qkv = matmul(a, this.store.span(['q_proj', 'k_proj', 'v_proj'].map((n) => `${l}.self_attn.${n}.weight`)), mo);
+      const qkvNames = ['q_proj', 'k_proj', 'v_proj'].map((n) => `${l}.self_attn.${n}`);
+      const qkv = this.linear(a, this.store.span(qkvNames.map((n) => `${n}.weight`)), qkvNames, mo);
       const split = { nh, nkv, hd, posOffset: pos, theta: c.rope_theta };
       const [qs, ks, v] = qkvRope(qkv, { ...split, rope: !c.qk_norm });
       // minimind-3: per-head RMSNorm of q and k before RoPE.
@@ -136,20 +148,23 @@ export class MiniMind {
       }
       o = o.reshape([B, T, nh * hd]); // (B, T, nh·hd)
       let m: Tensor;
-      [h, m] = addRmsnorm(h, matmul(o, this.p(`${l}.self_attn.o_proj.weight`), mo), this.p(`${l}.post_attention_layernorm.weight`), eps);
+      const attnOut = this.linear(o, this.p(`${l}.self_attn.o_proj.weight`), [`${l}.self_attn.o_proj`], mo);
+      [h, m] = addRmsnorm(h, attnOut, this.p(`${l}.post_attention_layernorm.weight`), eps);
       // MLP block
       let y: Tensor;
       if (!c.use_moe) {
         const f = this.ffn(`${l}.mlp`);
-        y = matmul(swigluPacked(matmul(m, f.gate_up, mo)), f.down_proj, mo); // one matmul for gate and up
+        const gu = this.linear(m, f.gate_up, [`${f.name}.gate_proj`, `${f.name}.up_proj`], mo); // one matmul for gate and up
+        y = this.linear(swigluPacked(gu), f.down_proj, [`${f.name}.down_proj`], mo);
       } else {
         const experts = Array.from({ length: c.n_routed_experts }, (_, e) => this.ffn(`${l}.mlp.experts.${e}`));
         const shared = Array.from({ length: c.n_shared_experts }, (_, e) => this.ffn(`${l}.mlp.shared_experts.${e}`));
-        const r = await moeFFN(m, { gate: this.p(`${l}.mlp.gate.weight`), experts, shared }, {
+        const r = await moeFFN(m, { name: `${l}.mlp`, gate: this.p(`${l}.mlp.gate.weight`), experts, shared }, {
           // MiniMind2 renormalises the top-k weights only when k > 1; minimind-3 also at k = 1.
           topK: c.num_experts_per_tok, normTopk: c.norm_topk_prob && (c.num_experts_per_tok > 1 || c.aux_form === 'minimind3'), alpha: c.aux_loss_alpha,
           auxForm: c.aux_form === 'minimind3' ? 'minimind3' : c.seq_aux ? 'seq_aux' : 'global',
           pacer: pace ? (this.moePacers[i] ??= new WaitPacer()) : undefined, matmul: mo,
+          adapt: this.lora ? (x, y, modules) => this.lora!.adapt(x, y, modules, mo) : undefined,
         });
         y = r.y;
         aux = aux ? add(aux, r.aux) : r.aux;
@@ -157,7 +172,7 @@ export class MiniMind {
       const next = i + 1 < c.num_hidden_layers ? `model.layers.${i + 1}.input_layernorm.weight` : 'model.norm.weight';
       [h, a] = addRmsnorm(h, y, this.p(next), eps);
     }
-    return { logits: matmul(a, this.p('model.embed_tokens.weight'), mo), aux }; // tied LM head
+    return { logits: this.linear(a, this.p('model.embed_tokens.weight'), ['lm_head'], mo), aux }; // tied LM head
   }
 
   /** The training loss of spec §4. The logits are consumed (the CE kernel overwrites them with dlogits). */

@@ -127,7 +127,7 @@ function fail(res: ServerResponse, e: ApiError): void {
 }
 
 /** The body as text; one over `limit` bytes is read to its end (so the client, still sending, gets to read
- *  the 413), unless it runs past 16x the limit, when the connection is dropped. */
+ *  the 400), unless it runs past 16x the limit, when the connection is dropped. */
 function readBody(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((ok, bad) => {
     const parts: Buffer[] = [];
@@ -137,7 +137,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
       if (size <= limit) parts.push(b);
       else if (size > 16 * limit) req.destroy();
     });
-    req.on('end', () => (size > limit ? bad(new ApiError(413, `the request body is ${size} bytes, over the limit of ${limit}`)) : ok(Buffer.concat(parts).toString('utf8'))));
+    req.on('end', () => (size > limit ? bad(new ApiError(400, `the request body is ${size} bytes, over the limit of ${limit} (--max_body_bytes)`)) : ok(Buffer.concat(parts).toString('utf8'))));
     req.on('error', bad);
     req.on('close', () => { if (!req.complete) bad(new ApiError(400, 'the request body was cut off')); });
   });
@@ -150,7 +150,7 @@ const FLAGS = {
   host: { kind: 'string', def: '127.0.0.1', help: "address to bind (MiniMind's script binds 0.0.0.0: every interface)" },
   port: { kind: 'number', def: 8998, help: 'port (0 = any free one)' },
   max_queue: { kind: 'number', def: 20, help: 'requests admitted at once, generating or waiting; past it 429' },
-  max_body_bytes: { kind: 'number', def: 1 << 20, help: 'largest request body; past it 413' },
+  max_body_bytes: { kind: 'number', def: 1 << 20, help: 'largest request body; past it 400' },
   model_name: { kind: 'string', def: 'minimind', help: 'the model id /v1/models lists' },
 } satisfies FlagTable;
 

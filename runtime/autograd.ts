@@ -14,6 +14,15 @@ export interface GradTarget { tensor: Tensor; accumulate: boolean }
  *  not a leaf (the rule returns a new tensor, as it may always do). */
 export type BackwardRule = (node: TapeNode, gradOutputs: (Tensor | null)[], into: (i: number) => GradTarget | null) => (Tensor | null)[];
 
+/** Told when leaves' gradients are complete, while backward still records the rest (a data-parallel
+ *  all-reduce starts a bucket then: runtime/grad_allreduce.ts). */
+export interface BackwardHooks {
+  /** Before the first rule: every leaf of the graph that needs a gradient. */
+  begin(leaves: Tensor[]): void;
+  /** After the last rule that adds to `leaf`'s gradient has been recorded. */
+  final(leaf: Tensor): void;
+}
+
 /** `into` for calling a rule directly (bench, tests): every gradient comes back as a new tensor. */
 export const noTargets = (): GradTarget | null => null;
 
@@ -50,11 +59,29 @@ function topoOrder(root: Tensor): TapeNode[] {
   return order; // inputs before the nodes that use them
 }
 
+/** Node index after which each leaf that needs a gradient gets no more (its first use in `order`). */
+function lastUses(order: TapeNode[]): Map<number, Tensor[]> {
+  const seen = new Set<Tensor>(), at = new Map<number, Tensor[]>();
+  order.forEach((node, n) => {
+    for (const x of node.inputs) {
+      if (x.node || !x.requiresGrad || seen.has(x)) continue;
+      seen.add(x);
+      let list = at.get(n);
+      if (!list) at.set(n, (list = []));
+      list.push(x);
+    }
+  });
+  return at;
+}
+
 /** Backpropagate from `root` (a scalar unless `gradRoot` is given) into every leaf's .grad. */
-export function backward(root: Tensor, gradRoot?: Tensor): void {
+export function backward(root: Tensor, gradRoot?: Tensor, hooks?: BackwardHooks): void {
   if (!addInto || !addTensors) throw new Error('backward: no kernels registered (import kernels/index.js)');
   if (!gradRoot && root.size !== 1) throw new Error(`backward: root has shape [${root.shape}]; pass its gradient`);
   const order = topoOrder(root);
+  const finals = hooks ? lastUses(order) : new Map<number, Tensor[]>();
+  hooks?.begin([...finals.values()].flat());
+  const done = (n: number) => { for (const x of finals.get(n) ?? []) hooks!.final(x); };
   noGrad(() => {
     const grads = new Map<Tensor, Tensor>(); // non-leaf tensor -> gradient
     const refs = new Map<Tensor, number>(); // gradient buffer owner -> entries in `grads` using it
@@ -73,12 +100,14 @@ export function backward(root: Tensor, gradRoot?: Tensor): void {
       const rule = rules.get(node.op);
       if (!rule) throw new Error(`backward: no rule for op '${node.op}'`);
       const gOut = node.outputs.map((o) => grads.get(o) ?? null);
-      if (gOut.every((g) => g === null)) continue;
+      if (gOut.every((g) => g === null)) { done(n); continue; }
       const gIn = rule(node, gOut, (i) => target(node.inputs[i]));
       node.inputs.forEach((x, i) => {
         const g = gIn[i];
         if (!g || !x.requiresGrad) return;
         if (g.size !== x.size) throw new Error(`backward: '${node.op}' gave grad [${g.shape}] for input [${x.shape}]`);
+        // A gradient has its tensor's dtype (torch: the gradient of a bfloat16 tensor is bfloat16).
+        if (g.dtype !== x.dtype) throw new Error(`backward: '${node.op}' gave a ${g.dtype} grad for a ${x.dtype} input`);
         if (!x.node) accumulateLeaf(x, g);
         else {
           const prev = grads.get(x);
@@ -92,6 +121,7 @@ export function backward(root: Tensor, gradRoot?: Tensor): void {
       // Drop the graph as we go: saved activations are released by the enclosing scope.
       for (const o of node.outputs) o.node = null;
       node.saved = {};
+      done(n);
     }
     // Gradients that were produced but never consumed (unreachable leaves) are released here.
     for (const g of grads.values()) drop(g);
@@ -102,12 +132,12 @@ export function backward(root: Tensor, gradRoot?: Tensor): void {
 function target(x: Tensor): GradTarget | null {
   if (!x.requiresGrad || x.node) return null;
   if (x.grad) return { tensor: x.grad, accumulate: true };
-  return { tensor: (x.grad = Tensor.empty(x.shape).keep()), accumulate: false };
+  return { tensor: (x.grad = Tensor.empty(x.shape, x.dtype).keep()), accumulate: false };
 }
 
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   leaf.hasGrad = true;
   if (g === leaf.grad) return; // the rule wrote it in place (into)
   if (leaf.grad) addInto!(leaf.grad, g);
-  else copyInto((leaf.grad = Tensor.empty(leaf.shape).keep()), g);
+  else copyInto((leaf.grad = Tensor.empty(leaf.shape, g.dtype).keep()), g);
 }

@@ -22,20 +22,21 @@ let deferredError: Error | undefined;
 
 const OPTIONAL_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query'] as const;
 
-/** Acquire the adapter and device (idempotent). `MINIMIND_ADAPTER` picks an adapter by name
- *  (Dawn lists the available ones when the name matches none); `MINIMIND_BACKEND` picks the backend. */
-export function initGpu(opts: { quiet?: boolean } = {}): Promise<Gpu> {
+/** Acquire the adapter and device (idempotent; one per thread: a data-parallel rank's worker thread has
+ *  its own). `adapter`, else `MINIMIND_ADAPTER`, picks an adapter by name (Dawn lists the available ones
+ *  when the name matches none); `MINIMIND_BACKEND` picks the backend. */
+export function initGpu(opts: { quiet?: boolean; adapter?: string } = {}): Promise<Gpu> {
   if (current) return Promise.resolve(current);
-  pending ??= acquire(opts.quiet ?? false);
+  pending ??= acquire(opts.quiet ?? false, opts.adapter ?? process.env.MINIMIND_ADAPTER);
   return pending;
 }
 
-async function acquire(quiet: boolean): Promise<Gpu> {
+async function acquire(quiet: boolean, wanted: string | undefined): Promise<Gpu> {
   process.env.XDG_RUNTIME_DIR ??= `/tmp/xdg-runtime-${process.getuid?.() ?? 0}`;
   // Dawn rounds timestamp-query values to 65.536 µs by default (a browser's timing-attack guard);
   // the bench times kernels of ~1 ms with them, so ask for full resolution.
   const flags: string[] = ['disable-dawn-features=timestamp_quantization'];
-  if (process.env.MINIMIND_ADAPTER) flags.push(`adapter=${process.env.MINIMIND_ADAPTER}`);
+  if (wanted) flags.push(`adapter=${wanted}`);
   if (process.env.MINIMIND_BACKEND) flags.push(`backend=${process.env.MINIMIND_BACKEND}`);
   gpuFactory = create(flags);
   const adapter = await gpuFactory.requestAdapter({ powerPreference: 'high-performance' });
@@ -54,7 +55,7 @@ async function acquire(quiet: boolean): Promise<Gpu> {
   const info = adapter.info;
   const isSoftware = /llvmpipe|lavapipe|swiftshader|software|cpu/i.test(
     `${info.vendor} ${info.architecture} ${info.description} ${info.device}`);
-  const adapterName = `${info.vendor || '?'} / ${info.architecture || '?'} / ${info.description || info.device || '?'}`
+  const name = `${info.vendor || '?'} / ${info.architecture || '?'} / ${info.description || info.device || '?'}`
     + (isSoftware ? ' (software rasterizer on the CPU, not a GPU)' : '');
   device.addEventListener('uncapturederror', (ev) => {
     deferredError ??= new Error(`GPU error: ${(ev as GPUUncapturedErrorEvent).error.message}`);
@@ -62,8 +63,8 @@ async function acquire(quiet: boolean): Promise<Gpu> {
   void device.lost.then((l) => {
     if (l.reason !== 'destroyed') deferredError ??= new Error(`GPU device lost (${l.reason}): ${l.message}`);
   });
-  current = { device, adapter, adapterName, isSoftware, features: new Set(features), limits: device.limits };
-  if (!quiet && !process.env.MINIMIND_QUIET) console.log(`[gpu] adapter: ${adapterName}; features: ${features.join(', ') || 'none'}`);
+  current = { device, adapter, adapterName: name, isSoftware, features: new Set(features), limits: device.limits };
+  if (!quiet && !process.env.MINIMIND_QUIET) console.log(`[gpu] adapter: ${name}; features: ${features.join(', ') || 'none'}`);
   return current;
 }
 

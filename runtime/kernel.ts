@@ -271,14 +271,15 @@ export function clearBuffer(buf: GPUBuffer, bytes: number, offset = 0): void {
   enc.clearBuffer(buf, offset, Math.ceil(bytes / 4) * 4);
 }
 
-/** Upload host data into a buffer, ordered after everything recorded so far. */
+/** Upload host data into a buffer, ordered after everything recorded so far. Data in shared memory
+ *  (a SharedArrayBuffer) is staged too: Dawn's queue.writeBuffer crashes the process on it (webgpu 0.6.2). */
 export function writeBuffer(dst: GPUBuffer, dstOffset: number, data: ArrayBufferView): void {
   const { device } = gpu();
-  if (!rec.encoder) {
+  if (!rec.encoder && !(data.buffer instanceof SharedArrayBuffer)) {
     device.queue.writeBuffer(dst, dstOffset, data.buffer, data.byteOffset, data.byteLength);
     return;
   }
-  // Pending commands may still use dst: stage the data and copy it in command order.
+  // Pending commands may still use dst (or the data is shared): stage it and copy it in command order.
   const size = Math.ceil(data.byteLength / 4) * 4;
   const staging = device.createBuffer({ size, usage: GPUBufferUsage.COPY_SRC, mappedAtCreation: true });
   new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
@@ -316,6 +317,14 @@ export async function readBuffer(src: GPUBuffer, offset: number, bytes: number, 
   staging.unmap();
   releaseBuffer(staging);
   return out;
+}
+
+/** Submits everything recorded (copies into or out of `buf` included) and maps `buf` (GPUMapMode.READ or
+ *  WRITE): resolves once the GPU has got there, while later work may still run. GPU errors surface at the
+ *  next readBuffer or sync. */
+export function submitAndMap(buf: GPUBuffer, mode: number, bytes: number): Promise<void> {
+  flush();
+  return held(buf.mapAsync(mode, 0, Math.ceil(bytes / 4) * 4));
 }
 
 /** Wait until the GPU has finished all submitted work (for timing). */

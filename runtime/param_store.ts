@@ -3,6 +3,9 @@
 // per binding-sized chunk instead of one per few tensors, and parameters stored next to each other
 // (q/k/v, gate/up) form one larger weight [Σout, in] for a fused matmul without any copy.
 // Padding between views stays zero in both buffers, so flat passes over it change nothing.
+// A frozen store (o.frozen) has no gradient buffer at all: its views have requiresGrad false, so no
+// op records a backward for them and no kernel computes their gradient (LoRA's base weights, DPO's
+// reference model); gradients still flow through them to inputs that need one.
 import { acquireBuffer, releaseBuffer } from './buffer.js';
 import { clearBuffer } from './kernel.js';
 import { gpu } from './device.js';
@@ -12,10 +15,12 @@ import { Tensor } from './tensor.js';
 const ALIGN = 256;
 
 export class ParamStore {
-  /** Views in layout order; each has requiresGrad and a .grad view at the same offset. */
+  /** Views in layout order; unless frozen, each has requiresGrad and a .grad view at the same offset. */
   readonly params = new Map<string, Tensor>();
   readonly data: GPUBuffer;
-  readonly grads: GPUBuffer;
+  /** No gradient buffer: views are constants to autograd. */
+  readonly frozen: boolean;
+  private readonly gradBuffer: GPUBuffer | null;
   /** Bytes used by views and their padding (the buffers may be larger: pool size classes). */
   readonly bytes: number;
   /** Views spanning several parameters (span()), with the parameters each covers. */
@@ -26,8 +31,10 @@ export class ParamStore {
 
   /** layout: [name, shape, packed]; a packed parameter follows the previous one with no padding,
    *  so that the two can be spanned by one view (the first of a run starts aligned).
-   *  o.bindingBytes: pretend storage bindings hold at most that many bytes (tests of the chunking). */
-  constructor(layout: Iterable<readonly [string, readonly number[], boolean?]>, o: { bindingBytes?: number } = {}) {
+   *  o.bindingBytes: pretend storage bindings hold at most that many bytes (tests of the chunking).
+   *  o.frozen: no gradient buffer; views do not require gradients. */
+  constructor(layout: Iterable<readonly [string, readonly number[], boolean?]>, o: { bindingBytes?: number; frozen?: boolean } = {}) {
+    this.frozen = o.frozen ?? false;
     this.chunkBytes = Math.floor((o.bindingBytes ?? gpu().limits.maxStorageBufferBindingSize) / ALIGN) * ALIGN;
     const align = Math.max(ALIGN, gpu().limits.minStorageBufferOffsetAlignment);
     const offsets: [string, readonly number[], number][] = [];
@@ -43,14 +50,23 @@ export class ParamStore {
     if (bytes > max) throw new Error(`ParamStore: ${bytes} bytes of parameters exceed the adapter's maxBufferSize (${max})`);
     this.bytes = Math.max(bytes, align);
     this.data = acquireBuffer(this.bytes);
-    this.grads = acquireBuffer(this.bytes);
     clearBuffer(this.data, this.bytes);
-    clearBuffer(this.grads, this.bytes);
-    for (const [name, shape, off] of offsets) {
-      const p = Tensor.view(this.data, off, shape, true);
-      p.grad = Tensor.view(this.grads, off, shape);
-      this.params.set(name, p);
-    }
+    this.gradBuffer = this.frozen ? null : acquireBuffer(this.bytes);
+    if (this.gradBuffer) clearBuffer(this.gradBuffer, this.bytes);
+    for (const [name, shape, off] of offsets) this.params.set(name, this.view(off, shape));
+  }
+
+  /** The flat gradient buffer, laid out like `data`; a frozen store has none. */
+  get grads(): GPUBuffer {
+    if (!this.gradBuffer) throw new Error('ParamStore: a frozen store has no gradients (it is not trainable)');
+    return this.gradBuffer;
+  }
+
+  /** A parameter-like view at byte `off`: with a gradient view at the same offset unless frozen. */
+  private view(off: number, shape: readonly number[]): Tensor {
+    const p = Tensor.view(this.data, off, shape, !this.frozen);
+    if (this.gradBuffer) p.grad = Tensor.view(this.gradBuffer, off, shape);
+    return p;
   }
 
   get(name: string): Tensor {
@@ -72,8 +88,7 @@ export class ParamStore {
       if (i && m.offset !== members[i - 1].offset + members[i - 1].size * 4) throw new Error(`ParamStore.span: ${names[i]} is not stored right after ${names[i - 1]} (pack it in the layout)`);
     });
     const shape = [members.reduce((a, m) => a + m.shape[0], 0), cols];
-    const view = Tensor.view(this.data, members[0].offset, shape, true);
-    view.grad = Tensor.view(this.grads, members[0].offset, shape);
+    const view = this.view(members[0].offset, shape);
     this.spans.set(key, { view, members });
     return view;
   }
@@ -105,13 +120,13 @@ export class ParamStore {
 
   /** Zero every gradient with one clear; parameters count as gradient-less until backward. */
   zeroGrad(): void {
-    clearBuffer(this.grads, this.bytes);
+    if (this.gradBuffer) clearBuffer(this.gradBuffer, this.bytes);
     for (const p of this.params.values()) p.hasGrad = false;
     for (const s of this.spans.values()) s.view.hasGrad = false;
   }
 
   dispose(): void {
     releaseBuffer(this.data);
-    releaseBuffer(this.grads);
+    if (this.gradBuffer) releaseBuffer(this.gradBuffer);
   }
 }

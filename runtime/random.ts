@@ -9,3 +9,14 @@ export function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Standard normal draws from a uniform [0, 1) generator: Box–Muller, both values of each pair used. */
+export function gaussian(uniform: () => number): () => number {
+  let spare: number | null = null;
+  return () => {
+    if (spare !== null) { const v = spare; spare = null; return v; }
+    const r = Math.sqrt(-2 * Math.log(1 - uniform())), t = 2 * Math.PI * uniform(); // 1 − u ∈ (0, 1]: no log(0)
+    spare = r * Math.sin(t);
+    return r * Math.cos(t);
+  };
+}

@@ -4,8 +4,19 @@
 import { acquireBuffer, releaseBuffer } from './buffer.js';
 import { clearBuffer, copyBuffer, readBuffer, writeBuffer, Binding } from './kernel.js';
 import { gpu } from './device.js';
+import { decode, encode } from '../model/dtype.js';
 
-export type DType = 'f32' | 'i32' | 'u32';
+/** Element types. 'bf16' and 'f16' are stored two to a u32 word, element 2i in the low half
+ *  (runtime/packed16_wgsl.ts): 2 bytes per element, an odd count rounded up to whole words. */
+export type DType = 'f32' | 'i32' | 'u32' | 'bf16' | 'f16';
+export type DType16 = 'bf16' | 'f16';
+
+export const is16 = (d: DType): d is DType16 => d === 'bf16' || d === 'f16';
+/** Bytes of n elements of dtype d (16-bit: whole u32 words). */
+export const byteLength = (d: DType, n: number) => (is16(d) ? 4 * Math.ceil(n / 2) : 4 * n);
+/** model/dtype.ts's name of a 16-bit dtype (its host codecs). */
+const FILE_DTYPE = { bf16: 'bfloat16', f16: 'float16' } as const;
+const encode16 = (x: Float32Array, d: DType16) => encode(x, FILE_DTYPE[d], 'Tensor.fromArray');
 
 /** One recorded op: what backward needs to compute the gradients of its inputs. */
 export interface TapeNode {
@@ -63,24 +74,31 @@ export class Tensor {
     return this.ranged ? { buffer: this.buffer, offset: this.offset, size: this.end() - this.offset } : this.buffer;
   }
 
-  /** The byte where what a kernel may bind of this tensor ends (see binding()). */
-  end(): number {
-    return this.ranged ? Math.min(this.buffer.size, this.offset + Math.ceil(this.size / 4) * 16) : this.buffer.size;
+  /** Bytes of the data (16-bit: whole words). */
+  get bytes(): number {
+    return byteLength(this.dtype, this.size);
   }
 
-  /** A tensor over bytes [offset, offset + 4·size) of a buffer it does not own (flat stores). */
-  static view(buffer: GPUBuffer, offset: number, shape: readonly number[], requiresGrad = false): Tensor {
-    const t = new Tensor([...shape], 'f32', buffer, requiresGrad, false, offset);
+  /** The byte where what a kernel may bind of this tensor ends (see binding()). */
+  end(): number {
+    return this.ranged ? Math.min(this.buffer.size, this.offset + Math.ceil(this.bytes / 16) * 16) : this.buffer.size;
+  }
+
+  /** A tensor over bytes [offset, offset + bytes) of a buffer it does not own (flat stores); a
+   *  16-bit view starts on a whole word (offset a multiple of 4). */
+  static view(buffer: GPUBuffer, offset: number, shape: readonly number[], requiresGrad = false, dtype: DType = 'f32'): Tensor {
+    if (offset % 4) throw new Error(`Tensor.view: offset ${offset} is not a multiple of 4 bytes`);
+    const t = new Tensor([...shape], dtype, buffer, requiresGrad, false, offset);
     t.ranged = true;
     return t;
   }
 
   /** Uninitialised tensor from the pool. */
   static empty(shape: readonly number[], dtype: DType = 'f32'): Tensor {
-    const n = shape.reduce((a, b) => a * b, 1);
-    if (!scopes.at(-1)?.guards) return new Tensor([...shape], dtype, acquireBuffer(Math.max(4, n * 4)));
+    const bytes = byteLength(dtype, shape.reduce((a, b) => a * b, 1));
+    if (!scopes.at(-1)?.guards) return new Tensor([...shape], dtype, acquireBuffer(Math.max(4, bytes)));
     // Debug mode: a guard region after the data, filled (with the data) with a sentinel pattern.
-    const buf = acquireBuffer(n * 4 + SENTINEL_BYTES);
+    const buf = acquireBuffer(bytes + SENTINEL_BYTES);
     writeBuffer(buf, 0, new Uint32Array(buf.size / 4).fill(SENTINEL));
     return new Tensor([...shape], dtype, buf);
   }
@@ -89,35 +107,51 @@ export class Tensor {
   async overwrittenGuard(): Promise<number[]> {
     const words = new Uint32Array(await readBuffer(this.buffer, 0, this.buffer.size));
     const bad: number[] = [];
-    for (let i = this.size; i < words.length; i++) if (words[i] !== SENTINEL) bad.push(i);
+    for (let i = this.bytes / 4; i < words.length; i++) if (words[i] !== SENTINEL) bad.push(i);
     return bad;
   }
 
   static zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
     const t = Tensor.empty(shape, dtype);
-    clearBuffer(t.buffer, t.size * 4);
+    clearBuffer(t.buffer, t.bytes);
     return t;
   }
 
+  /** A 16-bit dtype gets the values rounded to nearest even (model/dtype.ts encode), packed. */
   static fromArray(data: ArrayLike<number>, shape: readonly number[], dtype: DType = 'f32', requiresGrad = false): Tensor {
     const n = shape.reduce((a, b) => a * b, 1);
     if (data.length !== n) throw new Error(`fromArray: ${data.length} values for shape [${shape}] (${n})`);
     const t = Tensor.empty(shape, dtype);
-    const arr = dtype === 'f32' ? Float32Array.from(data) : dtype === 'i32' ? Int32Array.from(data) : Uint32Array.from(data);
-    writeBuffer(t.buffer, 0, arr);
+    if (is16(dtype)) {
+      const words = new Uint8Array(t.bytes); // an odd count leaves the last high half 0, as pack16 does
+      words.set(encode16(Float32Array.from(data), dtype));
+      writeBuffer(t.buffer, 0, words);
+    } else {
+      writeBuffer(t.buffer, 0, dtype === 'f32' ? Float32Array.from(data) : dtype === 'i32' ? Int32Array.from(data) : Uint32Array.from(data));
+    }
     t.requiresGrad = requiresGrad;
     return t;
   }
 
+  /** The values: a 16-bit tensor's decoded to float32 (exact). */
   async read(): Promise<Float32Array | Int32Array | Uint32Array> {
     this.assertLive();
-    const bytes = await readBuffer(this.buffer, this.offset, this.size * 4);
+    const bytes = await readBuffer(this.buffer, this.offset, this.bytes);
+    if (is16(this.dtype)) return decode(new Uint8Array(bytes, 0, 2 * this.size), FILE_DTYPE[this.dtype], `tensor ${this.id}`) as Float32Array;
     return this.dtype === 'f32' ? new Float32Array(bytes) : this.dtype === 'i32' ? new Int32Array(bytes) : new Uint32Array(bytes);
   }
 
+  /** The values of a float tensor as float32 (16-bit ones decoded, exact). */
   async readF32(): Promise<Float32Array> {
-    if (this.dtype !== 'f32') throw new Error(`readF32 on a ${this.dtype} tensor`);
+    if (this.dtype === 'i32' || this.dtype === 'u32') throw new Error(`readF32 on a ${this.dtype} tensor`);
     return (await this.read()) as Float32Array;
+  }
+
+  /** A 16-bit tensor's stored bit patterns, one per element. */
+  async read16(): Promise<Uint16Array> {
+    this.assertLive();
+    if (!is16(this.dtype)) throw new Error(`read16 on a ${this.dtype} tensor`);
+    return new Uint16Array(await readBuffer(this.buffer, this.offset, this.bytes), 0, this.size);
   }
 
   /** A view of the same buffer, outside the graph. */
@@ -146,10 +180,17 @@ export class Tensor {
   }
 
   dispose(): void {
+    this.releaseData();
+    this.node = null;
+  }
+
+  /** Give the buffer back now but stay in the graph, for an op output that no backward reads (its gradient
+   *  still flows through its node): memory a step would otherwise hold until its scope ends. Reading it
+   *  afterwards is an error (assertLive). */
+  releaseData(): void {
     if (this.disposed) return;
     this.disposed = true;
     if (this.ownsBuffer) releaseBuffer(this.buffer);
-    this.node = null;
   }
 
   assertLive(): void {
@@ -256,7 +297,8 @@ export function gradSlot(t: Tensor): Tensor {
 }
 
 export function copyInto(dst: Tensor, src: Tensor): void {
-  copyBuffer(src.buffer, src.offset, dst.buffer, dst.offset, src.size * 4);
+  if (dst.dtype !== src.dtype || dst.size !== src.size) throw new Error(`copyInto: ${src.dtype} [${src.shape}] into ${dst.dtype} [${dst.shape}]`);
+  copyBuffer(src.buffer, src.offset, dst.buffer, dst.offset, src.bytes);
 }
 
 export function deviceName(): string {

@@ -12,6 +12,7 @@ import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { matmul } from '../kernels/index.js';
 import { preset } from '../model/config.js';
 import { stepFlops } from '../model/flops.js';
+import { parseLines, isStep } from '../train/run_log.js';
 import { measureRoofline } from '../bench/roofline.js';
 import { chooseClock, clock } from '../bench/harness.js';
 
@@ -49,7 +50,7 @@ const root = join(import.meta.dirname, '..');
 const trainer = spawnSync(join(root, 'node_modules', '.bin', 'tsx'), ['train/sft.ts', ...flags], { cwd: root, stdio: 'inherit' });
 if (trainer.status !== 0) throw new Error(`the trainer failed (exit ${trainer.status ?? trainer.signal ?? trainer.error?.message})`);
 
-const rows = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as LogRow);
+const rows: LogRow[] = parseLines(readFileSync(log, 'utf8')).records.filter(isStep); // the step lines, not the run's own
 if (rows.length <= WARMUP_STEPS) throw new Error(`${log}: ${rows.length} logged steps, need more than the ${WARMUP_STEPS} warm-up steps`);
 // The log's tokens_per_s and elapsed_s are cumulative from the start of training: difference them.
 const tokensAt = (r: LogRow) => r.tokens_per_s * r.elapsed_s;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set-up for a fresh machine: npm dependencies, and a WebGPU adapter.
+# Set-up for a fresh machine: npm dependencies, a headless browser for the dashboard's tests, and a WebGPU adapter.
 # Idempotent: each step checks first and says what it does. Installs only through apt and npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,20 @@ else
   say "npm packages already installed"
 fi
 
-# 2. A WebGPU adapter. Dawn refuses Debian 12's stock Mesa 22 lavapipe (it lacks
+# 2. A headless browser for the dashboard's tests (test/dashboard_browser.test.ts): Debian's chromium. Soft:
+#    without it those tests count as skipped, saying why. Before step 3, which ends the script.
+if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "${CHROMIUM_PATH:-}" ]; then
+  say "browser: $( (chromium --version || chromium-browser --version || echo "$CHROMIUM_PATH") 2>/dev/null | head -1)"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  say "apt-get install chromium (for the dashboard's browser tests)"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; then
+    say "could not install chromium; the dashboard's browser tests will be skipped"
+  fi
+else
+  say "no chromium, and installing it needs root and apt-get: the dashboard's browser tests will be skipped (apt-get install chromium, or set CHROMIUM_PATH)"
+fi
+
+# 3. A WebGPU adapter. Dawn refuses Debian 12's stock Mesa 22 lavapipe (it lacks
 #    shaderUniform*ArrayDynamicIndexing); Mesa 25 from bookworm-backports works.
 if node scripts/probe-adapter.mjs >/dev/null 2>&1; then
   say "WebGPU adapter: $(node scripts/probe-adapter.mjs)"

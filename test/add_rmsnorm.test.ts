@@ -53,6 +53,17 @@ s('only s used: the gradient passes to both inputs unchanged', async () => {
   assertClose(await tr.grad!.read(), g, 'dres', 1e-6, 0);
 });
 
+s('a frozen weight: ds reaches x and res as with a trainable one, w gets no gradient', async () => {
+  const rows = 65, h = 64, n = rows * h, x = randn(n, 61), r = randn(n, 62), w = weight(h, 63), gs = randn(n, 64), gy = randn(n, 65);
+  const tx = up(x, [rows, h], true), tr = up(r, [rows, h], true), tw = up(w, [h]);
+  const [ts, ty] = addRmsnorm(tx, tr, tw, 1e-5);
+  backward(add(sum(mul(ty, up(gy, [rows, h]))), sum(mul(ts, up(gs, [rows, h])))));
+  const want = refGrads(x, r, w, gs, gy);
+  assertClose(await tx.grad!.read(), want.ds, 'dx', 1e-4, 1e-5);
+  assertClose(await tr.grad!.read(), want.ds, 'dres', 1e-4, 1e-5);
+  assert.is(tw.grad, null);
+});
+
 s('the float64 reference gradients match finite differences', () => {
   const h = 5, x = randn(15, 31, 2), r = randn(15, 32), w = weight(h, 33), gs = randn(15, 34), gy = randn(15, 35);
   const L = (xx: Float64Array, ww: Float64Array) => { const sv = plus(xx, r); return dot(gs, sv) + dot(gy, reference(sv, ww, 1e-5).y); };

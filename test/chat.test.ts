@@ -9,7 +9,11 @@ import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { SHARED, TOKENIZER_DIRS, missingShared, sharedTest } from './shared.js';
 import { loadTokenizer } from '../data/tokenizer.js';
-import { FLAGS } from '../model/chat.js';
+import { FLAGS, AUTO_PROMPTS } from '../model/chat.js';
+import { writePth } from '../model/pth.js';
+import { minimind2 } from '../model/config.js';
+import { adapterKeys, loraTargets } from '../model/lora.js';
+import { rng } from './util.js';
 
 const s = suite('chat');
 const root = join(import.meta.dirname, '..');
@@ -82,6 +86,58 @@ sharedTest(s, missing, '--historys 2 renders the first question and answer into 
   assert.is(carried[1].prompt, render([{ role: 'user', content: 'hello' }, { role: 'assistant', content: carried[0].answer },
     { role: 'user', content: 'who are you' }]));
   assert.ok(carried[1].prompt > alone[1].prompt);
+});
+
+sharedTest(s, missing, '--input_mode 0 answers the fixed prompts in order, as eval_llm.py\'s auto test', () => {
+  const r = tsx('model/chat.ts', ['--weights', weights, ...greedy, '--max_new_tokens', '1', '--input_mode', '0']);
+  assert.is(r.status, 0, r.stderr);
+  assert.equal([...r.stdout.matchAll(/^💬: (.*)$/gm)].map((m) => m[1]), AUTO_PROMPTS);
+  assert.is(turns(r.stdout).length, AUTO_PROMPTS.length);
+  const bad = tsx('model/chat.ts', ['--weights', weights, '--input_mode', '2']);
+  assert.match(bad.stderr, /^chat: --input_mode must be 0 \(auto test\) or 1 \(stdin\), got 2\n$/m);
+});
+
+/** A MiniMind2 adapter file for the trained model (hidden 128, 2 layers: q/o of each layer, rank `rank`): A seeded
+ *  uniform, B `b` times uniform (0: the adapters add exactly nothing). */
+function adapterFileFor(path: string, b: number, rank = 8): void {
+  const r = rng(3), u = (n: number, scale: number) => Float32Array.from({ length: n }, () => (r() * 2 - 1) * scale);
+  const list = loraTargets(minimind2({ hidden_size: 128, num_hidden_layers: 2 })).flatMap((m) => {
+    const [a, bk] = adapterKeys(m.name);
+    return [{ name: a, shape: [rank, m.in], data: u(rank * m.in, 0.1) }, { name: bk, shape: [m.out, rank], data: u(m.out * rank, b) }];
+  });
+  writePth(path, list, { dtype: 'float32' });
+}
+
+sharedTest(s, missing, '--lora_weight NAME reads {save_dir}/lora/NAME_128.pth (MiniMind2): zero B answers as the base, a large B otherwise', () => {
+  const out = join(dir, 'out');
+  adapterFileFor(join(out, 'lora', 'lora_zero_128.pth'), 0);
+  adapterFileFor(join(out, 'lora', 'lora_big_128.pth'), 2);
+  const chat = (extra: string[]) => tsx('model/chat.ts', ['--save_dir', out, ...SHAPE, ...greedy, '--prompt', 'hello', ...extra]);
+  const [base, zero, big] = [chat([]), chat(['--lora_weight', 'lora_zero']), chat(['--lora_weight', 'lora_big'])];
+  for (const r of [base, zero, big]) assert.is(r.status, 0, r.stderr);
+  assert.match(zero.stdout, /; LoRA .*lora[/\\]lora_zero_128\.pth \(rank 8, 4 modules\)/);
+  assert.equal(turns(zero.stdout), turns(base.stdout));
+  assert.not.equal(turns(big.stdout)[0].answer, turns(base.stdout)[0].answer);
+  adapterFileFor(join(out, 'lora', 'lora_r16_128.pth'), 1, 16);
+  const bad = chat(['--lora_weight', 'lora_r16']);
+  assert.is(bad.status, 1);
+  assert.match(bad.stderr, /^chat: .*lora_r16_128\.pth: model\.layers\.0\.self_attn\.q_proj\.lora\.A\.weight is \[16,128\] in the file, \[8,128\] in the model: an adapter of rank 16, this model's LoRA has rank 8 \(minimind2\)\n$/m);
+  const none = chat(['--lora_weight', 'nope']);
+  assert.match(none.stderr, /^chat: .*lora[/\\]nope_128\.pth: no such adapter file \(--lora_weight nope, --save_dir and --hidden_size name it\)\n$/m);
+});
+
+sharedTest(s, missing, 'model/merge_lora.ts folds the adapters in: the merged .pth (no adapter) answers as base + adapters', () => {
+  const out = join(dir, 'out');
+  adapterFileFor(join(out, 'lora', 'lora_big_128.pth'), 2);
+  const m = tsx('model/merge_lora.ts', ['--save_dir', out, ...SHAPE, '--lora_weight', 'lora_big']);
+  assert.is(m.status, 0, m.stderr);
+  const merged = join(out, 'merge_big_128.pth');
+  assert.match(m.stdout, /\[merge\] .*full_sft_128\.pth \+ .*lora_big_128\.pth → .*merge_big_128\.pth/);
+  assert.ok(existsSync(join(out, 'merge_big_128.config.json')));
+  const adapted = tsx('model/chat.ts', ['--save_dir', out, ...SHAPE, ...greedy, '--prompt', 'hello', '--lora_weight', 'lora_big']);
+  const plain = tsx('model/chat.ts', ['--weights', merged, ...greedy, '--prompt', 'hello']);
+  assert.is(plain.status, 0, plain.stderr);
+  assert.equal(turns(plain.stdout), turns(adapted.stdout));
 });
 
 s('--help lists every flag, eval_llm.py\'s among them', () => {

@@ -11,7 +11,7 @@ import { addRandomSystem, stripEmptyThink, SYSTEM_PROMPTS } from '../data/conver
 import { collate, DataLoader, type Batch } from '../data/loader.js';
 import { padTo } from '../data/dataset.js';
 import { PretrainDataset } from '../data/pretrain.js';
-import { batchCount, epochBatches, randperm } from '../data/sampler.js';
+import { batchCount, distributedShard, epochBatches, randperm, skipBatches } from '../data/sampler.js';
 import { SFTDataset } from '../data/sft.js';
 import { loadTokenizer, type ChatTokenizer } from '../data/tokenizer.js';
 
@@ -86,6 +86,21 @@ s('resume: epoch(e, skip) continues with exactly the batches epoch(e) had from s
   // A consumer that stops early leaves no stuck requests behind.
   for await (const b of dl.epoch(0)) if (b.step === 1) break;
   await dl.close();
+});
+
+s('shard: a rank\'s loader yields its DistributedSampler batches, skipped on resume, for any numWorkers', async () => {
+  const ds = await PretrainDataset.open(prePath, tok, 24, { cacheDir: tmp });
+  const shard = { rank: 1, world: 3 };
+  const want = skipBatches(distributedShard(N, shard, 2), 4, 2);
+  for (const numWorkers of [0, 2]) {
+    const dl = new DataLoader(ds, { batchSize: 4, numWorkers, shard });
+    const got = await drain(dl.epoch(2, 2));
+    await dl.close();
+    assert.is(dl.batchesPerEpoch(2), want.length);
+    assert.equal(got.map((b) => b.indices), want, `numWorkers ${numWorkers}`);
+    assert.equal(got.map((b) => b.step), want.map((_, k) => k + 2));
+    assert.equal(got[0].inputIds, collate(ds, want[0], 2).inputIds);
+  }
 });
 
 s('augmentation: seeded per (seed, epoch, sample); adds system prompts and strips empty think blocks', async () => {

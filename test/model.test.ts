@@ -21,11 +21,11 @@ s.before(setupGpu);
 s.before.each(() => beginScope());
 s.after.each(() => endScope());
 
-function fixture(name: string) {
+function fixture(name: string, o: { frozen?: boolean } = {}) {
   const json = JSON.parse(readFileSync(join(DIR, `${name}.json`), 'utf8'));
   const weights = readSafetensors(join(DIR, `${name}.weights.safetensors`)).tensors;
   const cfg: MiniMindConfig = { ...minimind2(), ...json.config };
-  const model = new MiniMind(cfg, 0);
+  const model = new MiniMind(cfg, 0, o);
   const sd = new Map([...weights].filter(([k]) => k.startsWith('param.')).map(([k, t]) => [k.slice(6), t as { shape: number[]; data: Float32Array }]));
   model.load(sd, true);
   return { json, model, out: readSafetensors(join(DIR, `${name}.safetensors`)).tensors };
@@ -66,6 +66,24 @@ for (const name of ['model_dense', 'model_moe', 'model_v3', 'model_v3_moe']) {
   });
 }
 const report: string[] = [];
+
+for (const name of ['model_moe', 'model_v3']) {
+  s(`${name} frozen: no gradient buffer, the same logits and loss, nothing recorded for backward`, async () => {
+    const { json, model, out } = fixture(name, { frozen: true });
+    const ids = out.get('ids')!.data as Int32Array, labels = out.get('labels')!.data as Int32Array;
+    const [B, T] = out.get('ids')!.shape;
+    assert.throws(() => model.store.grads, /frozen/);
+    assert.ok(model.parameters().every((p) => !p.requiresGrad && p.grad === null));
+    const idsT = Tensor.fromArray(ids, [B, T], 'i32');
+    const { logits } = await model.logits(idsT, { hostIds: ids });
+    assert.is(logits.node, null, 'no tape');
+    assertClose(await logits.readF32(), out.get('logits')!.data, 'logits', 1e-4, 1e-5);
+    const { loss } = await model.loss(idsT, Tensor.fromArray(labels, [B, T], 'i32'), ids);
+    assert.is(loss.requiresGrad, false);
+    assertClose([(await loss.readF32())[0]], [json.loss], 'loss', 1e-5, 0);
+    model.dispose();
+  });
+}
 
 s('greedy KV-cache generation reproduces the reference tokens', async () => {
   const gen = JSON.parse(readFileSync(join(DIR, 'generation.json'), 'utf8'));

@@ -102,6 +102,21 @@ s('an expert that receives no token gets a zero gradient, not none', async () =>
   assert.ok((await g.w.experts[0].gate_proj.grad!.read()).some((v) => v !== 0), 'used expert has a gradient');
 });
 
+s('frozen experts and router: dx equals the trainable layer\'s, no weight gets a gradient', async () => {
+  const l = layer(2, 9, 6, 5, 4, 1, 13);
+  const gy = randn(2 * 9 * 6, 14);
+  const run = async (g: ReturnType<typeof upload>) => {
+    const { y, aux } = await moeFFN(g.x, g.w, MINIMIND2);
+    backward(add(sum(mul(y.reshape([108]), Tensor.fromArray(gy, [108]))), scale(aux, 30)));
+    return g.x.grad!.read();
+  };
+  const frozen = upload(l);
+  const weights = [frozen.w.gate, ...[...frozen.w.experts, ...frozen.w.shared].flatMap((f) => [f.gate_proj, f.up_proj, f.down_proj])];
+  for (const t of weights) t.requiresGrad = false;
+  assertClose(await run(frozen), await run(upload(l)), 'dx', 1e-6, 1e-7);
+  for (const t of weights) assert.is(t.grad, null);
+});
+
 s('inference under noGrad records nothing and gives the same output', async () => {
   const l = layer(2, 33, 9, 6, 4, 1, 11);
   const g = upload(l);

@@ -2,6 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { counters, readBuffer, resetCounters, writeBuffer } from '../runtime/kernel.js';
+import { poolStats } from '../runtime/buffer.js';
 import { ParamStore } from '../runtime/param_store.js';
 import { backward } from '../runtime/autograd.js';
 import { matmul, sum } from '../kernels/index.js';
@@ -126,6 +127,27 @@ s('parameters without a gradient are skipped; runs split at them and at the bind
   opt.zeroGrad();
   assert.equal(store.liveRanges(), []);
   assertClose(await params[0].grad!.read(), new Float64Array(params[0].size), 'zeroed', 0, 0);
+});
+
+s('a frozen store holds no gradient buffer; its views and spans need no gradient and get none', async () => {
+  const before = poolStats().inUseBytes;
+  const store = new ParamStore([['q', [3, 4]], ['k', [2, 4], true], ['x', [1025]]], { frozen: true });
+  assert.is(poolStats().inUseBytes - before, store.data.size, 'only the data buffer');
+  assert.ok(store.frozen);
+  assert.throws(() => store.grads, /frozen store has no gradients/);
+  assert.throws(() => new AdamW(store, { lr: 1e-3 }), /frozen/);
+  const span = store.span(['q', 'k']);
+  for (const t of [...store.params.values(), span]) { assert.is(t.requiresGrad, false); assert.is(t.grad, null); }
+  writeBuffer(store.data, 0, Float32Array.from(randn(20, 9)));
+  const x = Tensor.fromArray(randn(8, 10), [2, 4], 'f32', true);
+  backward(sum(matmul(x, span)));
+  assert.is(span.grad, null);
+  assert.equal(store.liveRanges(), []);
+  // dX = Σ over output rows of W: still computed for the input that asked.
+  const w = await span.read(), col = [0, 1, 2, 3].map((j) => [0, 1, 2, 3, 4].reduce((a, r) => a + w[r * 4 + j], 0));
+  assertClose(await x.grad!.read(), [...col, ...col], 'dX', 1e-6, 1e-6);
+  store.zeroGrad();
+  store.dispose();
 });
 
 s.run();

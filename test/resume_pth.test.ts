@@ -83,6 +83,10 @@ s('a file saved by more processes: the step is rescaled to this one-process run,
   const r = await loadResume(p, probe());
   assert.is(r.step, 2 * fx.saved.step);
   assert.match(r.notice ?? '', /saved by 2 processes: step 2 of each is step 4 of this single-process run/);
+  // On 4 data-parallel processes: floor(2·2 / 4) = 1 step each (MiniMind's floor(step·W_saved / W)).
+  const four = await loadResume(p, probe(), 4);
+  assert.is(four.step, Math.floor((2 * fx.saved.step) / 4));
+  assert.match(four.notice ?? '', /saved by 2 processes: step 2 of each is step 1 of each of this run's 4/);
 });
 
 s("the file we write: identical tensors back, and every key MiniMind's trainer reads, with its type", async () => {

@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor, beginScope, endScope, withGuards } from '../runtime/tensor.js';
+import { counters, resetCounters } from '../runtime/kernel.js';
 import { backward } from '../runtime/autograd.js';
 import { rmsnorm, rmsnormBackward, reference, referenceBackward } from '../kernels/rmsnorm.js';
 import { setupGpu, randn, assertClose, numericGrad, dot, readFixture } from './util.js';
@@ -47,6 +48,19 @@ s('dw accumulates into an existing gradient (beta = 1), dx does not', async () =
   const want = referenceBackward(x, w, dy, 1e-5);
   assertClose(await tw.grad!.read(), want.dw.map((v) => 2 * v), 'dw after two backwards', 1e-4, 1e-4);
   assertClose(await tx.grad!.read(), want.dx.map((v) => 2 * v), 'dx after two backwards', 1e-4, 1e-5);
+});
+
+s('a frozen weight (requiresGrad false): dx as before, no dw computed (two dispatches, not three)', async () => {
+  for (const [rows, h] of [[33, 65], [65, 512]]) { // scalar and vec4 paths
+    const x = randn(rows * h, 51 + h), w = weight(h, 52), dy = randn(rows * h, 53);
+    const tx = up(x, [rows, h], true), tw = up(w, [h]);
+    const y = rmsnorm(tx, tw, 1e-5);
+    resetCounters();
+    backward(y, up(dy, [rows, h]));
+    assert.is(counters().dispatches, 2, 'the dot pass and dx only');
+    assert.is(tw.grad, null);
+    assertClose(await tx.grad!.read(), referenceBackward(x, w, dy, 1e-5).dx, 'dx', 1e-4, 1e-5);
+  }
 });
 
 s('the float64 reference backward matches finite differences', () => {

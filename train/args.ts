@@ -1,6 +1,6 @@
 // Command-line flags: MiniMind's SFT/pretrain flags with the same names and defaults (spec §8),
 // plus this project's own. One table drives parsing (model/cli_flags.ts), validation and --help.
-import { parseFlags, flagHelp, type FlagSpec, type FlagTable } from '../model/cli_flags.js';
+import { parseFlags, flagHelp, type FlagSpec, type FlagTable, type Parsed } from '../model/cli_flags.js';
 export interface TrainArgs {
   save_dir: string; save_weight: string; epochs: number; batch_size: number; learning_rate: number;
   device: string; dtype: string; num_workers: number; accumulation_steps: number; grad_clip: number;
@@ -9,7 +9,7 @@ export interface TrainArgs {
   use_wandb: boolean; wandb_project: string; use_compile: number;
   tokenizer_path: string; config: string; preset: string; seed: number; log_file: string;
   checkpoint_dir: string; skip_bad_lines: boolean; max_bad_steps: number; max_steps: number; samples: number;
-  augment: number;
+  augment: number; nproc_per_node: number; ddp_timeout: number; dashboard: string; dashboard_host: string;
 }
 
 
@@ -49,6 +49,13 @@ export const FLAGS: Record<keyof TrainArgs, FlagSpec> = {
   samples: { kind: 'number', def: -1, help: 'sample answers printed before and after training (-1 = 3 for the built-in run, else 0)' },
   augment: { kind: 'number', def: 1, help: "SFT: MiniMind's augmentation (a random system prompt for 20% of the samples that have none, "
     + 'empty think blocks stripped from 80%), drawn from (seed, epoch, sample) so a resume sees the same samples; 0 = off' },
+  nproc_per_node: { kind: 'number', def: 0, help: "torchrun's flag: N data-parallel ranks, one WebGPU device each, as threads of this process "
+    + '(MINIMIND_ADAPTER=a,b,… names one adapter per rank; one name, or none, puts every rank on the same adapter); '
+    + "the data order is then DistributedSampler's (seed 0 + epoch), as under torchrun, even for N = 1; 0 = one process, no DDP" },
+  ddp_timeout: { kind: 'number', def: 1800, help: 'seconds a rank waits for the others at an exchange before it stops naming the rank that did not arrive (torch: 30 min)' },
+  dashboard: { kind: 'string', def: '', bare: '6006', help: 'serve the live training dashboard (train/dashboard.ts) on this port while the run lasts (0 = any free port); '
+    + 'the metrics go to --log_file, next to the weights unless given' },
+  dashboard_host: { kind: 'string', def: '127.0.0.1', help: 'address the dashboard binds (0.0.0.0 shows the run to the whole network)' },
 };
 
 /** What train_pretrain.py (MiniMind2) sets apart from train_full_sft.py; no augmentation (MiniMind's
@@ -61,23 +68,35 @@ export const PRETRAIN_DEFAULTS: Partial<Record<keyof TrainArgs, string | number>
 const given = new WeakMap<TrainArgs, Set<string>>();
 
 /** Whether `--key` was on the command line (not a default, nor a built-in run's setting). */
-export function wasGiven(args: TrainArgs, key: keyof TrainArgs): boolean {
+export function wasGiven(args: TrainArgs, key: string): boolean {
   return given.get(args)?.has(key) ?? false;
 }
 
-export function parseArgs(argv: string[], overrides: Partial<Record<keyof TrainArgs, string | number | boolean>> = {}, usage = ''): TrainArgs {
+/** `extra`: flags of one trainer only (DPO's --beta, LoRA's --lora_name), parsed and listed in --help with the
+ *  others; `drop`: shared flags that trainer has not (LoRA names its files with --lora_name, not --save_weight). */
+export function parseArgs<E extends FlagTable = Record<never, FlagSpec>>(argv: string[], overrides: Partial<Record<string, string | number | boolean>> = {},
+  usage = '', extra?: E, drop: (keyof TrainArgs)[] = []): TrainArgs & Parsed<E>['values'] {
   // The table with the caller's defaults (a built-in run's settings, pretrain's), so --help shows them.
-  const table = Object.fromEntries(Object.entries(FLAGS).map(([k, f]) => [k, { ...f, def: overrides[k as keyof TrainArgs] ?? f.def }])) as FlagTable;
+  const all: FlagTable = { ...Object.fromEntries(Object.entries(FLAGS).filter(([k]) => !drop.includes(k as keyof TrainArgs))), ...extra };
+  const table = Object.fromEntries(Object.entries(all).map(([k, f]) => [k, { ...f, def: overrides[k] ?? f.def }])) as FlagTable;
   const p = parseFlags(table, argv);
   if (p.help) {
     console.log(flagHelp(usage, table));
     process.exit(0);
   }
-  const args = p.values as unknown as TrainArgs;
+  const args = p.values as unknown as TrainArgs & Parsed<E>['values'];
   given.set(args, p.given);
   for (const k of ['epochs', 'batch_size', 'accumulation_steps', 'log_interval', 'save_interval', 'max_seq_len'] as const) {
     if (!Number.isInteger(args[k]) || args[k] < 1) throw new Error(`--${k} must be a positive integer, got ${args[k]}`);
   }
   if (args.augment !== 0 && args.augment !== 1) throw new Error(`--augment must be 0 or 1, got ${args.augment}`);
+  // Trainers without data parallelism (LoRA, DPO) drop these two flags.
+  if ('nproc_per_node' in args && !(Number.isInteger(args.nproc_per_node) && args.nproc_per_node >= 0)) {
+    throw new Error(`--nproc_per_node must be an integer ≥ 0, got ${args.nproc_per_node}`);
+  }
+  if ('ddp_timeout' in args && !(args.ddp_timeout > 0)) throw new Error(`--ddp_timeout must be a positive number of seconds, got ${args.ddp_timeout}`);
+  if (args.dashboard !== '' && !(/^\d+$/.test(args.dashboard) && Number(args.dashboard) <= 65535)) {
+    throw new Error(`--dashboard must be a port number from 0 to 65535 (0 = any free port), got '${args.dashboard}'`);
+  }
   return args;
 }

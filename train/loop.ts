@@ -2,7 +2,9 @@
 // what a task supplies): per micro-step lr → forward → objective / accumulation → backward; every
 // accumulation_steps (and at the end of an epoch, flushing a partial accumulation): global-norm clip
 // → AdamW → zero, over the task's trainable store. Logging, saving and resume follow spec §8. A
-// non-finite loss or gradient norm skips the step.
+// non-finite loss or gradient norm skips the step. Under data parallelism (spec §13; LoopOptions.ddp)
+// each rank runs this loop on its shard: gradients are averaged over ranks at every optimizer boundary,
+// before the norm, so every rank clips and steps alike; only rank 0 prints, logs and saves.
 import { appendFileSync } from 'node:fs';
 import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
@@ -15,6 +17,8 @@ import { poolStats } from '../runtime/buffer.js';
 import { lrAt } from './schedule.js';
 import type { TrainArgs } from './args.js';
 import type { Task, Resume } from './task.js';
+import type { ParamStore } from '../runtime/param_store.js';
+import type { GradAllReduce } from '../runtime/grad_allreduce.js';
 import { GradScaler, precisionFor } from './grad_scaler.js';
 import { tuneStep } from './tune_step.js';
 import { tuner } from '../runtime/tuner.js';
@@ -42,6 +46,16 @@ export interface LoopResult {
   interrupted: boolean;
 }
 
+/** A data-parallel rank's link to the others (train/ddp_rank.ts builds it). */
+export interface DataParallel {
+  rank: number;
+  world: number;
+  /** The all-reduce of the trainable store, once every rank holds rank 0's parameters (DDP's start). */
+  attach(store: ParamStore): Promise<GradAllReduce>;
+  /** Runs fn on rank 0, then on the others (they find what it cached). */
+  rank0First<T>(where: string, fn: () => Promise<T>): Promise<T>;
+}
+
 export interface LoopOptions<B> {
   args: TrainArgs;
   task: Task<B>;
@@ -57,11 +71,14 @@ export interface LoopOptions<B> {
   /** The adapter's measured FMA peak (runtime/fma_peak.ts), GFLOP/s: the progress line then gives the
    *  model FLOPs' share of it. */
   fmaPeakGflops?: number;
+  /** This rank of a data-parallel run (its `data` is its shard); absent: one process. */
+  ddp?: DataParallel;
 }
 
 export async function trainLoop<B>(o: LoopOptions<B>): Promise<LoopResult> {
-  const { args, task, data } = o;
-  const print = o.print ?? ((l: string) => console.log(l));
+  const { args, task, data, ddp } = o;
+  const main = !ddp || ddp.rank === 0;
+  const print = !main ? () => {} : o.print ?? ((l: string) => console.log(l));
   const iters = data.iters;
   const total = args.epochs * iters;
   const accum = args.accumulation_steps;
@@ -72,16 +89,21 @@ export async function trainLoop<B>(o: LoopOptions<B>): Promise<LoopResult> {
   const modelPrecisions = task.models.map((m) => m.precision);
   for (const m of task.models) m.precision = precision;
   // Ctrl-C: finish the accumulation, save, and return; a second Ctrl-C quits at once.
-  let interrupt = false;
+  let interrupt = false, interruptedAt = 0;
   const onSigint = () => {
-    if (interrupt) process.exit(130);
+    // A wrapper (npm, tsx) relays the terminal's Ctrl-C, which this process got as well: a second
+    // signal within a second is the same key press, not the "again" that quits.
+    if (interrupt) { if (performance.now() - interruptedAt > 1000) process.exit(130); return; }
     interrupt = true;
+    interruptedAt = performance.now();
     print('\ninterrupted: saving at the next optimizer step (Ctrl-C again to quit without saving)');
   };
   process.on('SIGINT', onSigint);
+  let reducer: GradAllReduce | undefined; // data parallelism: this rank's side of the gradient all-reduce
   try {
     return await loop();
   } finally {
+    reducer?.dispose();
     process.off('SIGINT', onSigint);
     task.models.forEach((m, i) => { m.precision = modelPrecisions[i]; });
     opt.dispose();
@@ -94,10 +116,12 @@ export async function trainLoop<B>(o: LoopOptions<B>): Promise<LoopResult> {
       await o.resume.restore(opt, scaler);
       print(`resumed from ${o.resumePath}: epoch ${startEpoch + 1}, step ${startStep}/${iters}`);
     }
+    reducer = await ddp?.attach(store);
     // Kernel variants for this batch shape, tuned once per adapter and cached: before step 1, so that
     // every step of the run uses the same ones.
     const tt = performance.now();
-    const tuned = await tuneStep(task, opt, args.batch_size, args.max_seq_len);
+    const tune = () => tuneStep(task, opt, args.batch_size, args.max_seq_len);
+    const tuned = ddp ? await ddp.rank0First('kernel tuning', tune) : await tune();
     if (tuned.length) {
       print(`[tune] ${tuned.length} kernel shapes tuned in ${((performance.now() - tt) / 1000).toFixed(1)} s, `
         + `cached in ${tuner().file ?? '(no file)'} for the next run (npm run tune lists them; MINIMIND_TUNE=off skips tuning)`);
@@ -125,9 +149,13 @@ export async function trainLoop<B>(o: LoopOptions<B>): Promise<LoopResult> {
         const { objective, reads } = await task.forward(b);
         // d(scale·objective/accum)/d(objective) = scale/accum: seed backward with it instead of scaling the loss.
         const scale = scaler?.scale ?? 1;
-        backward(objective, fill(Tensor.fromArray([1], [1]), [1], scale / accum));
-        pendingMicro++;
         const boundary = step % accum === 0 || step === iters;
+        // The all-reduce's buckets start as backward completes them.
+        backward(objective, fill(Tensor.fromArray([1], [1]), [1], scale / accum), boundary ? reducer?.hooks() : undefined);
+        pendingMicro++;
+        // Averaged once per optimizer step, not per micro-step as DDP without no_sync: the mean of sums
+        // is the sum of means, and it costs one exchange. Every rank learns whether any wants to stop.
+        if (boundary && reducer) interrupt = await reducer.reduce(interrupt, `epoch ${epoch + 1} step ${step}`);
         const norm = boundary ? gradNorm(store.chunks(store.grads)) : null;
         const values = await pacer.pace(size.tokens, (sleepMs) => readScalars([...reads, norm], sleepMs));
         const gn = values.pop()!;
@@ -186,7 +214,7 @@ export async function trainLoop<B>(o: LoopOptions<B>): Promise<LoopResult> {
           const eta = (spent / (step - skip)) * (end - step);
           if (tty) process.stdout.write('\r\x1b[K');
           print(`Epoch:[${epoch + 1}/${args.epochs}](${step}/${iters}), ${task.logLine(terms, lr, eta)}`);
-          if (args.log_file) {
+          if (main && args.log_file) {
             const { parts, ...rest } = log;
             appendFileSync(args.log_file, JSON.stringify({ ...rest, ...parts }) + '\n');
           }
@@ -202,7 +230,7 @@ export async function trainLoop<B>(o: LoopOptions<B>): Promise<LoopResult> {
   }
 
   async function save(epoch: number, step: number): Promise<void> {
-    await task.save({ epoch, step, scaler: scaler?.state() }, opt);
+    if (main) await task.save({ epoch, step, scaler: scaler?.state(), world: ddp?.world ?? 1 }, opt);
   }
 }
 

@@ -1,10 +1,13 @@
-// A loss-curve picture (SVG) from the JSON-lines log, written next to the weights.
+// A loss-curve picture (SVG) from the JSON-lines log, written next to the weights, for headless use (the
+// dashboard's charts draw on a canvas in the browser, so they cannot write this file). Both read the log
+// through train/run_log.ts.
 import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../runtime/write_file_atomic.js';
+import { parseLines, isStep } from './run_log.js';
 
 export function plotLoss(logFile: string, svgPath: string, title: string): void {
-  const rows = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { loss: number; elapsed_s: number });
-  const ys = rows.map((r) => r.loss).filter(Number.isFinite);
+  const rows = parseLines(readFileSync(logFile, 'utf8')).records.filter(isStep);
+  const ys = rows.map((r) => r.loss).filter((v): v is number => Number.isFinite(v));
   if (ys.length < 2) return;
   const W = 640, H = 360, pad = 48;
   const lo = Math.min(...ys), hi = Math.max(...ys), span = hi - lo || 1;

@@ -1,5 +1,7 @@
-// The body of sft.ts and pretrain.ts: resolve data, tokenizer, model and checkpoints from the
-// flags, train, then print sample answers, a loss-curve picture and a one-line summary.
+// The body of sft.ts, pretrain.ts and lora.ts: resolve data, tokenizer, model and checkpoints from the
+// flags, train, then print sample answers, a loss-curve picture and a one-line summary. LoRA trains adapters on
+// a frozen model (train/lora_task.ts) and saves MiniMind's adapter file instead of the weights. As one rank of a
+// data-parallel run (train/ddp.ts) it trains its shard; only rank 0 prints and logs, and it prepares the data first.
 import { mkdirSync, existsSync, rmSync, openSync, readSync, closeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { initGpu, closeGpu, gpu } from '../runtime/device.js';
@@ -19,13 +21,21 @@ import { flagNotes } from './compat.js';
 import { precisionFor } from './grad_scaler.js';
 import { trainLoop, BatchSource, peakBytes } from './loop.js';
 import { lmTask, type Batch } from './lm_task.js';
+import { loraTask } from './lora_task.js';
+import { LoRA } from '../model/lora.js';
+import { adapterFile, loadAdapters, readAdapters } from '../model/lora_file.js';
 import { loadResume } from './checkpoint.js';
 import { plotLoss } from './plot.js';
 import { heldOutQuiz, askQuiz, quizSummary } from './quiz.js';
 import { FAMILIES } from '../data/synth.js';
 import { measureFmaPeak } from '../runtime/fma_peak.js';
+import { RunLog, type SampleAnswer } from './run_log.js';
+import { startDashboard, type Dashboard } from './dashboard_server.js';
+import type { HostGroup } from '../runtime/host_group.js';
+import type { Shard } from '../data/sampler.js';
+import { dataParallel } from './ddp.js';
 
-export type Mode = 'sft' | 'pretrain';
+export type Mode = 'sft' | 'pretrain' | 'lora';
 
 /** Held-out questions per task family asked after the built-in run. */
 const QUIZ_PER_FAMILY = 5;
@@ -39,80 +49,117 @@ export const BUILTIN: Partial<Record<keyof TrainArgs, string | number>> = {
   tokenizer_path: '', augment: 0,
 };
 
-export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promise<void> {
+/** One rank of a data-parallel run: its group, and the adapter it opens. */
+export interface RankContext { group: HostGroup; adapter?: string }
+
+/** `loraInit`: LoRA's --lora_init, an adapter file to start from ('' = A drawn from --seed, B = 0); `rank`:
+ *  this is one rank of a data-parallel run. Returns whether Ctrl-C stopped the run. */
+export async function run(mode: Mode, args: TrainArgs, builtin: boolean, loraInit = '', rank?: RankContext): Promise<{ interrupted: boolean }> {
   const t0 = performance.now();
-  await initGpu();
+  const main = !rank || rank.group.rank === 0;
+  const say = main ? (line: string) => console.log(line) : () => {};
+  const world = rank?.group.world ?? 1;
+  await initGpu({ adapter: rank?.adapter, quiet: !main });
   let source: ReturnType<typeof datasetSource> | undefined; // its worker threads keep Node alive until closed
+  let dashboard: Dashboard | undefined;
   try {
-    // 1. Data and tokenizer (the project's own generated set when none is named).
-    let tokDir = args.tokenizer_path;
-    if (builtin) {
-      const d = await ensureDefaultData();
-      args.data_path = mode === 'sft' ? d.sftPath : d.pretrainPath;
-      tokDir ||= d.tokenizerDir;
-    }
-    if (!existsSync(args.data_path)) {
-      throw new Error(`--data_path ${args.data_path}: no such file (run without --data_path for the built-in generated data)`);
-    }
-    if (!builtin) checkTokenizer(args);
-    const tok = await loadTokenizer(tokDir);
-    if (!builtin) console.log(`[train] tokenizer: ${resolve(tokDir)} (${tok.vocabSize} tokens)`);
+    // Next to the weights: the built-in run's log, and where --use_wandb's and --dashboard's metrics go
+    // (rank 0's: the other ranks log nothing).
+    if (!main) args.log_file = '';
+    else if ((builtin || args.use_wandb || args.dashboard) && !args.log_file) args.log_file = join(resolve(args.save_dir), `${args.save_weight}_log.jsonl`);
+    if (args.log_file) mkdirSync(dirname(resolve(args.log_file)), { recursive: true });
+    if (main) dashboard = await startDashboard(args); // before anything slow: a port in use fails at once
+    // 1. Data and tokenizer (the project's own generated set when none is named). Rank 0 first: it
+    // generates, validates and caches; the other ranks then read its cache.
+    const prepare = async () => {
+      let tokDir = args.tokenizer_path;
+      if (builtin) {
+        const d = await ensureDefaultData();
+        args.data_path = mode === 'sft' ? d.sftPath : d.pretrainPath;
+        tokDir ||= d.tokenizerDir;
+      }
+      if (!existsSync(args.data_path)) {
+        throw new Error(`--data_path ${args.data_path}: no such file${mode === 'lora' ? '' : ' (run without --data_path for the built-in generated data)'}`);
+      }
+      if (!builtin) checkTokenizer(args);
+      const tok = await loadTokenizer(tokDir);
+      if (!builtin) say(`[train] tokenizer: ${resolve(tokDir)} (${tok.vocabSize} tokens)`);
+      const opts = { skipBadLines: args.skip_bad_lines, augment: args.augment === 1, seed: args.seed };
+      const ds = mode !== 'pretrain'
+        ? await SFTDataset.open(args.data_path, tok, args.max_seq_len, opts)
+        : await PretrainDataset.open(args.data_path, tok, args.max_seq_len, opts);
+      return { tok, ds };
+    };
+    const { tok, ds } = rank ? await rank.group.rank0First('data preparation', prepare) : await prepare();
     const { notice } = precisionFor(args.dtype);
-    if (notice) console.log(`[train] ${notice}`);
-    const opts = { skipBadLines: args.skip_bad_lines, augment: args.augment === 1, seed: args.seed };
-    const ds = mode === 'sft'
-      ? await SFTDataset.open(args.data_path, tok, args.max_seq_len, opts)
-      : await PretrainDataset.open(args.data_path, tok, args.max_seq_len, opts);
-    const workers = Math.min(args.num_workers, Math.max(0, availableParallelism() - 1));
-    source = datasetSource(ds, args, workers);
+    if (notice) say(`[train] ${notice}`);
+    // Loader threads share the cores the ranks leave (on lavapipe the GPU work runs on them too).
+    const workers = Math.min(args.num_workers, Math.max(0, Math.floor(availableParallelism() / world) - 1));
+    source = datasetSource(ds, args, workers, rank && { rank: rank.group.rank, world });
 
     // 2. Model.
     const cfg = modelConfig(args, tok, builtin);
-    const model = new MiniMind(cfg, args.seed);
+    const model = new MiniMind(cfg, args.seed, { frozen: mode === 'lora' });
     const saveDir = resolve(args.save_dir), ckptDir = resolve(args.checkpoint_dir);
     mkdirSync(saveDir, { recursive: true });
     mkdirSync(ckptDir, { recursive: true });
-    // Next to the weights: the built-in run's log, and where --use_wandb's metrics go.
-    if ((builtin || args.use_wandb) && !args.log_file) args.log_file = join(saveDir, `${args.save_weight}_log.jsonl`);
-    if (args.log_file) mkdirSync(dirname(resolve(args.log_file)), { recursive: true });
-    const weightPath = weightFile(saveDir, cfg, args.save_weight);
+    const weightPath = mode === 'lora' ? adapterFile(saveDir, args.save_weight, cfg) : weightFile(saveDir, cfg, args.save_weight);
     const resumePath = weightFile(ckptDir, cfg, args.save_weight).replace(/\.pth$/, '_resume.pth'); // MiniMind's name and format
-    if (args.from_weight !== 'none' && !args.from_resume) await loadFromWeight(model, args);
-    const resume = args.from_resume ? await loadResume(resumePath, model) : undefined;
-    if (resume?.notice) console.log(`[train] ${resume.notice}`);
+    // train_lora.py loads its base before resuming, from init_model's folder ../out (not its --save_dir).
+    if (args.from_weight !== 'none' && (!args.from_resume || mode === 'lora')) await loadFromWeight(model, args, mode === 'lora' ? '../out' : args.save_dir);
+    if (mode === 'lora') model.lora = adapters(model, args, loraInit, say);
+    const resume = args.from_resume ? await loadResume(resumePath, model, world) : undefined;
+    if (resume?.notice) say(`[train] ${resume.notice}`);
     const { total } = countParameters(cfg);
-    console.log(`[train] ${mode}: ${(total / 1e6).toFixed(2)}M parameters (hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers${cfg.use_moe ? ', MoE' : ''}), `
-      + `${ds.length} samples, ${source.iters} steps/epoch × ${args.epochs} epochs, batch ${args.batch_size} × ${args.max_seq_len} tokens on ${gpu().adapterName}`);
-    for (const note of flagNotes(args, { mode, adapter: gpu().adapterName, adapterEnv: process.env.MINIMIND_ADAPTER, workers })) console.log(`[train] ${note}`);
+    if (model.lora) {
+      const n = model.lora.entries().reduce((a, [, t]) => a + t.size, 0);
+      say(`[train] LoRA rank ${model.lora.rank} on ${model.lora.targets.length} modules: ${(n / 1e6).toFixed(3)}M parameters, `
+        + `${((100 * n) / (total + n)).toFixed(2)}% of ${((total + n) / 1e6).toFixed(3)}M; the base is frozen`);
+    }
+    say(`[train] ${mode}: ${(total / 1e6).toFixed(2)}M parameters (hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers${cfg.use_moe ? ', MoE' : ''}), `
+      + `${ds.length} samples, ${source.iters} steps/epoch × ${args.epochs} epochs, batch ${args.batch_size} × ${args.max_seq_len} tokens `
+      + (rank ? `per rank on ${world} ranks, rank 0 on ${gpu().adapterName}` : `on ${gpu().adapterName}`));
+    for (const note of flagNotes(args, { mode, adapter: gpu().adapterName, adapterEnv: process.env.MINIMIND_ADAPTER, workers })) say(`[train] ${note}`);
 
     // 3. Train.
-    const nSamples = args.samples >= 0 ? args.samples : builtin ? 3 : 0;
+    const nSamples = !main ? 0 : args.samples >= 0 ? args.samples : builtin ? 3 : 0;
     // The built-in run asks held-out questions of its task families; a user's run, its data's first prompts.
     const quiz = builtin && mode === 'sft' && nSamples ? heldOutQuiz(args.data_path, QUIZ_PER_FAMILY, args.seed + 1) : [];
     const prompts = quiz.length ? quiz.slice(0, nSamples).map((q) => [{ role: 'user', content: q.question }])
-      : mode === 'sft' ? samplePrompts(args.data_path, nSamples) : [];
-    if (prompts.length) await showSamples('before training', model, tok, prompts);
-    const fmaPeakGflops = await measureFmaPeak();
+      : mode !== 'pretrain' ? samplePrompts(args.data_path, nSamples) : [];
     if (args.log_file && !args.from_resume) rmSync(args.log_file, { force: true });
+    const runLog = args.log_file ? new RunLog(args.log_file) : undefined;
+    const first = resume ? resume.epoch * source.iters + resume.step : 0, planned = args.epochs * source.iters;
+    runLog?.run({ mode, args, adapter: gpu().adapterName, model: cfg, parameters: total, samples: ds.length, steps_per_epoch: source.iters,
+      first_step: first, last_step: args.max_steps > 0 ? Math.min(planned, first + args.max_steps) : planned });
+    if (prompts.length) runLog?.samples('before', await showSamples('before training', model, tok, prompts));
+    const fmaPeakGflops = main ? await measureFmaPeak() : undefined;
+    const stopGpuLog = runLog?.watchGpu(10_000);
     let result;
     try {
-      result = await trainLoop({ args, task: lmTask(model, { weightPath, resumePath }), data: source, resumePath, resume, fmaPeakGflops });
+      const task = mode === 'lora' ? loraTask(model, { adapterPath: weightPath, resumePath }) : lmTask(model, { weightPath, resumePath });
+      result = await trainLoop({ args, task, data: source, resumePath, resume, fmaPeakGflops, ddp: rank && dataParallel(rank.group) });
     } catch (e) {
-      if ((e as { code?: string }).code === 'GPU_OOM') {
-        throw new Error(`out of GPU memory at batch_size ${args.batch_size}, max_seq_len ${args.max_seq_len}: the step held `
+      const err = (e as { code?: string }).code !== 'GPU_OOM' ? e as Error
+        : new Error(`out of GPU memory at batch_size ${args.batch_size}, max_seq_len ${args.max_seq_len}: the step held `
           + `${(peakBytes() / 2 ** 30).toFixed(2)} GiB when it failed. Lower --batch_size or --max_seq_len (and raise --accumulation_steps). ${(e as Error).message}`);
-      }
-      throw e;
+      stopGpuLog?.(); // its last line before the error's
+      runLog?.error(err.message);
+      throw err;
+    } finally {
+      stopGpuLog?.();
     }
+    runLog?.done({ steps: result.steps, tokens: result.tokens, seconds: result.seconds, interrupted: result.interrupted });
     if (result.interrupted) {
-      console.log(`[train] interrupted: weights and resume checkpoint saved; continue with the same flags and --from_resume 1`);
+      say(`[train] interrupted: weights and resume checkpoint saved; continue with the same flags and --from_resume 1`);
       process.exitCode = 130;
     } else if (quiz.length) {
       const answers = await askQuiz(model, tok, quiz);
-      console.log(`[train] held-out questions after training (${quiz.length / Object.keys(FAMILIES).length} per task family, none in the training data):`);
-      for (const a of answers) console.log(`  ${a.correct ? 'right' : 'wrong'}  Q: ${a.question}\n         A: ${a.got}${a.correct ? '' : `\n  expected: ${a.answer}`}`);
-      console.log(`[train] ${quizSummary(answers)}`);
-    } else if (prompts.length) await showSamples('after training', model, tok, prompts);
+      say(`[train] held-out questions after training (${quiz.length / Object.keys(FAMILIES).length} per task family, none in the training data):`);
+      for (const a of answers) say(`  ${a.correct ? 'right' : 'wrong'}  Q: ${a.question}\n         A: ${a.got}${a.correct ? '' : `\n  expected: ${a.answer}`}`);
+      say(`[train] ${quizSummary(answers)}`);
+      runLog?.samples('after', answers.map((a) => ({ question: a.question, answer: a.got, expected: a.answer, correct: a.correct })));
+    } else if (prompts.length) runLog?.samples('after', await showSamples('after training', model, tok, prompts));
 
     // 4. Summary.
     const files = [weightPath, resumePath];
@@ -121,18 +168,33 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean): Promis
       plotLoss(args.log_file, svg, `${mode} loss, ${cfg.hidden_size}×${cfg.num_hidden_layers}`);
       files.push(args.log_file, svg);
     }
-    console.log(`[train] done: ${result.steps} steps, ${result.tokens} tokens, ${(result.tokens / result.seconds).toFixed(0)} tokens/s, `
-      + `final loss ${result.lastLoss.toFixed(4)}, ${result.skipped} skipped, ${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${files.join(', ')}`);
+    // Every rank trains as many tokens as rank 0 (equal shards, batch for batch).
+    say(`[train] done: ${result.steps} steps, ${result.tokens * world} tokens, ${((result.tokens * world) / result.seconds).toFixed(0)} tokens/s`
+      + `${rank ? ` (${world} ranks)` : ''}, final loss ${result.lastLoss.toFixed(4)}, ${result.skipped} skipped, `
+      + `${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${files.join(', ')}`);
+    return { interrupted: result.interrupted };
   } finally {
     await source?.close(); // also on an error before training (a missing resume checkpoint hung the process)
+    await dashboard?.close();
     closeGpu();
   }
 }
 
+/** apply_lora with the generation's rank: A from --seed and B = 0, or --lora_init's adapters. */
+function adapters(model: MiniMind, args: TrainArgs, init: string, say: (line: string) => void): LoRA {
+  const lora = new LoRA(model.cfg, { seed: args.seed });
+  if (init) {
+    if (!existsSync(init)) throw new Error(`--lora_init ${init}: no such adapter file`);
+    loadAdapters(lora, readAdapters(init), init);
+    say(`[train] adapters from ${init}`);
+  }
+  return lora;
+}
+
 /** Batches from the data loader: tokenization runs ahead on `workers` threads (the caller caps
  *  --num_workers at the cores left over, since on lavapipe the GPU work runs on the CPU too). */
-function datasetSource(ds: SFTDataset | PretrainDataset, args: TrainArgs, workers: number): BatchSource<Batch> & { close(): Promise<void> } {
-  const loader = new DataLoader(ds, { batchSize: args.batch_size, numWorkers: workers, seed: args.seed });
+function datasetSource(ds: SFTDataset | PretrainDataset, args: TrainArgs, workers: number, shard?: Shard): BatchSource<Batch> & { close(): Promise<void> } {
+  const loader = new DataLoader(ds, { batchSize: args.batch_size, numWorkers: workers, seed: args.seed, shard });
   return { iters: loader.batchesPerEpoch(), batches: (epoch, skip) => loader.epoch(epoch, skip), close: () => loader.close() };
 }
 
@@ -157,12 +219,16 @@ function samplePrompts(path: string, n: number): { role: string; content: string
   return out;
 }
 
-async function showSamples(when: string, model: MiniMind, tok: ChatTokenizer, prompts: { role: string; content: string }[][]): Promise<void> {
+async function showSamples(when: string, model: MiniMind, tok: ChatTokenizer, prompts: { role: string; content: string }[][]): Promise<SampleAnswer[]> {
   console.log(`[train] sample answers ${when}:`);
+  const answers = [];
   for (const msgs of prompts) {
     const ids = tok.encode(tok.applyChatTemplate(msgs, { addGenerationPrompt: true }));
     const out: number[] = [];
     for await (const id of generate(model, ids, { maxNewTokens: 48, temperature: 0, eosId: tok.eosId })) if (id !== tok.eosId) out.push(id);
-    console.log(`  Q: ${msgs.at(-1)?.content}\n  A: ${tok.decode(out).trim()}`);
+    const a = { question: msgs.at(-1)?.content ?? '', answer: tok.decode(out).trim() };
+    console.log(`  Q: ${a.question}\n  A: ${a.answer}`);
+    answers.push(a);
   }
+  return answers;
 }

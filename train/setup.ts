@@ -45,11 +45,13 @@ export function weightFile(dir: string, cfg: MiniMindConfig, name: string): stri
   return join(resolve(dir), `${name}_${cfg.hidden_size}${cfg.use_moe ? '_moe' : ''}.pth`);
 }
 
-/** --from_weight: a .pth/.safetensors path, or a name MiniMind resolves in --save_dir; loaded non-strictly as
- *  MiniMind does (keys missing from the file keep their init; both are reported). Returns the file. */
-export async function loadFromWeight(model: MiniMind, args: TrainArgs): Promise<string> {
-  const p = /\.(pth|safetensors)$/.test(args.from_weight) ? args.from_weight : weightFile(args.save_dir, model.cfg, args.from_weight);
-  if (!existsSync(p)) throw new Error(`--from_weight ${args.from_weight}: ${p} does not exist (use --from_weight none to start from random init)`);
+/** --from_weight: a .pth/.safetensors path, or a name MiniMind resolves in `dir` (default --save_dir; LoRA's
+ *  init_model looks in ../out whatever its --save_dir); loaded non-strictly as MiniMind does (keys missing from
+ *  the file keep their init; both are reported). Returns the file. */
+export async function loadFromWeight(model: MiniMind, args: TrainArgs, dir = args.save_dir): Promise<string> {
+  const p = /\.(pth|safetensors)$/.test(args.from_weight) ? args.from_weight : weightFile(dir, model.cfg, args.from_weight);
+  const where = dir === args.save_dir ? '' : `; a name is looked up in ${dir}, as MiniMind's init_model does, or give a .pth path`;
+  if (!existsSync(p)) throw new Error(`--from_weight ${args.from_weight}: ${p} does not exist (use --from_weight none to start from random init${where})`);
   const { missing, unexpected } = model.load(await loadWeights(p), false);
   console.log(`[train] loaded ${p}${missing.length ? `; missing keys (kept at init): ${missing.join(', ')}` : ''}${unexpected.length ? `; ignored keys: ${unexpected.join(', ')}` : ''}`);
   return p;

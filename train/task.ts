@@ -19,12 +19,13 @@ export interface Terms {
   parts: Record<string, number>;
 }
 
-/** Where training stands: `step` micro-steps of 0-based `epoch` done; the loss scaler for --dtype float16. */
-export interface Position { epoch: number; step: number; scaler?: ScalerState }
+/** Where training stands: `step` micro-steps of 0-based `epoch` done (per rank, of `world` data-parallel
+ *  ranks: 1 when absent); the loss scaler for --dtype float16. */
+export interface Position { epoch: number; step: number; scaler?: ScalerState; world?: number }
 
 /** A resume checkpoint, read and checked against the task it continues. */
 export interface Resume extends Position {
-  /** Set when the file was saved by a run on more processes (its step counts per-process batches). */
+  /** Set when the file was saved by a run on another number of processes (its step counts per-process batches). */
   notice?: string;
   restore(opt: AdamW, scaler: GradScaler | null): Promise<void>;
 }
