@@ -161,9 +161,10 @@ function gemmTrial(s: GemmShape, io?: ReturnType<typeof gemmInputs>): Trial<Matm
   const rtol = s.io && s.io.c !== 'f32' ? ULP16[s.io.c] : 2e-5, atol = Math.max(2e-6 * Math.sqrt(s.K), 1.2e-7 * s.K);
   let want: Float64Array[] | undefined; // per checked row, computed once
   let nan: Float32Array | Uint32Array | undefined;
-  // Each output sums its K products in k order, accumulated over a row of B at a time: B as rows of
-  // N contiguous values (itself when bn = 1, else a transposed copy), so the inner loop walks memory
-  // in order and carries no dependency (a dot product per output along strided B took seconds).
+  // Each output sums its K products in k order, accumulated over rows of B: B as rows of N contiguous
+  // values (itself when bn = 1, else a transposed copy), so the inner loop walks memory in order and
+  // carries no dependency, four rows a pass (one load and store of w per four products; the sums
+  // are the same, left to right). A dot product per output along strided B took seconds.
   const { N: Nc, K: Kc, am, ak, bk, bn } = s;
   const reference = () => {
     let b = bh, bs = bk;
@@ -174,7 +175,13 @@ function gemmTrial(s: GemmShape, io?: ReturnType<typeof gemmInputs>): Trial<Matm
     }
     return rows.map((m) => {
       const w = new Float64Array(Nc), a0 = m * am;
-      for (let k = 0; k < Kc; k++) {
+      let k = 0;
+      for (; k + 4 <= Kc; k += 4) {
+        const x0 = ah[a0 + k * ak], x1 = ah[a0 + (k + 1) * ak], x2 = ah[a0 + (k + 2) * ak], x3 = ah[a0 + (k + 3) * ak];
+        const b0 = k * bs, b1 = b0 + bs, b2 = b1 + bs, b3 = b2 + bs;
+        for (let n = 0; n < Nc; n++) w[n] = w[n] + x0 * b[b0 + n] + x1 * b[b1 + n] + x2 * b[b2 + n] + x3 * b[b3 + n];
+      }
+      for (; k < Kc; k++) {
         const x = ah[a0 + k * ak], b0 = k * bs;
         for (let n = 0; n < Nc; n++) w[n] += x * b[b0 + n];
       }

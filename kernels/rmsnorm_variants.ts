@@ -27,7 +27,9 @@ function data(s: RowShape, add: boolean) {
   w.h.forEach((v, i) => { w.h[i] = 1 + v; });
   w.t.dispose();
   const wt = Tensor.fromArray(w.h, [s.h]).keep();
-  const src = add ? Float64Array.from(x.h, (v, i) => v + res.h[i]) : Float64Array.from(x.h);
+  // A plain loop: Float64Array.from with a map function took a second at 5440 × 512.
+  const src = Float64Array.from(x.h);
+  if (add) for (let i = 0; i < src.length; i++) src[i] += res.h[i];
   return { x, res, w: { t: wt, h: w.h }, src, n: Math.min(s.rows, 256) };
 }
 

@@ -221,7 +221,9 @@ export class Tuner {
     const measure = async (v: V) => {
       const label = t.label(v);
       if (timings.some((x) => x.label === label)) return;
-      const r = await this.measure(trial, v, best?.ms);
+      // The fallback sets the bar for the others' early stop, and a winner is timed twice more in
+      // the duel: three runs for the first, two for the rest.
+      const r = await this.measure(trial, v, best?.ms, best ? 2 : 3);
       timings.push({ label, ...r });
       if (r.dropped) this.warn(`${t.name} ${key}: variant ${label} dropped: ${r.dropped}`);
       if (r.ms !== undefined) { ms.set(label, r.ms); if (!best || r.ms < best.ms) best = { v, ms: r.ms }; }
@@ -254,12 +256,12 @@ export class Tuner {
     return { family: t.name, key, ...entry, source: best ? 'tuned' : 'fallback' };
   }
 
-  /** Checks v, timing the check's run, then runs it again: the fastest of up to three runs. A slow
+  /** Checks v, timing the check's run, then runs it again: the fastest of up to `runs` runs. A slow
    *  variant does not earn more runs (1.3× behind the best so far); a long call does not need them.
    *  A run that created a pipeline may hold its compilation (lavapipe compiles a shader at its first
    *  dispatch, inside the GPU clock's span: seconds with a cold Mesa cache), so its time only bounds
    *  the variant's from above: where that bound would end the runs, it does not count as one. */
-  private async measure<V>(trial: Trial<V>, v: V, bestMs?: number): Promise<{ ms?: number; dropped?: string }> {
+  private async measure<V>(trial: Trial<V>, v: V, bestMs: number | undefined, runs: number): Promise<{ ms?: number; dropped?: string }> {
     try {
       let min = Infinity;
       const created = pipelinesCreated();
@@ -267,7 +269,7 @@ export class Tuner {
       if (bad) return { dropped: `wrong result: ${bad}` };
       if (min === Infinity) return { dropped: 'its trial checked it without running it through exec (untimed)' };
       const stop = (n: number) => (bestMs !== undefined && min > 1.3 * bestMs) || min * n > 250;
-      for (let n = pipelinesCreated() > created && stop(1) ? 0 : 1; n < 3 && (n === 0 || !stop(n)); n++) {
+      for (let n = pipelinesCreated() > created && stop(1) ? 0 : 1; n < runs && (n === 0 || !stop(n)); n++) {
         min = Math.min(min, await this.time(() => trial.run(v), n ? min * 0.9 : (bestMs ?? 0) * 0.75));
       }
       return { ms: min };

@@ -171,8 +171,8 @@ s('a variant 1.3× behind the best is timed once, by its check\'s run, and the f
   assert.is(fam.runs.get('{"reps":64}'), 1);
   assert.is(fam.runs.get('{"reps":128}'), 1);
   assert.ok(c.timings.find((x) => x.label === '{"reps":64}')?.ms, 'its one run is its timing');
-  // Three runs in the rounds (the check's first), two in the duel with the fallback on the same trial.
-  assert.is(fam.runs.get('{"reps":1}'), 5);
+  // Two runs in the rounds (the check's first), two in the duel with the fallback on the same trial.
+  assert.is(fam.runs.get('{"reps":1}'), 4);
   assert.is(fam.trialsMade, 1);
 });
 
@@ -182,7 +182,7 @@ s('the duel runs on the inputs of Tunable.trials, and a winner 1.3× behind afte
   await precompile([{ reps: 16 }, { reps: 1, big: 256 }]); // exact run counts: no run creates a pipeline
   const c = await new Tuner({ mode: 'on', file: null, warn: quiet([]) }).tune(fam, { n: N });
   assert.equal(c.variant, { reps: 16 });
-  assert.is(fam.runs.get('{"reps":1,"big":256}'), 4, 'three in the rounds, one in the duel');
+  assert.is(fam.runs.get('{"reps":1,"big":256}'), 3, 'two in the rounds, one in the duel');
   assert.is(fam.runs.get('{"reps":16}'), 4);
   assert.is(fam.trialsMade, 2, 'the pair only');
   assert.match(c.timings.map((x) => x.label).join(', '), /at the real shape/);
@@ -194,7 +194,7 @@ s('without Tunable.trials, a duel on a larger problem makes a trial and warms it
   const c = await new Tuner({ mode: 'on', file: null, warn: quiet([]) }).tune(fam, { n: N });
   assert.equal(c.variant, { reps: 1 });
   assert.is(fam.trialsMade, 2);
-  assert.is(fam.runs.get('{"reps":1}'), 5);
+  assert.is(fam.runs.get('{"reps":1}'), 4);
   assert.is(fam.runs.get('{"reps":16}'), 6, 'three in the rounds, the warm-up, two in the duel');
 });
 
@@ -213,7 +213,7 @@ s('a slow first run that created a pipeline is timed again, as a compile at its 
   await precompile([{ reps: 64 }, { reps: 1 }]);
   const c = await new Tuner({ mode: 'on', file: null, warn: quiet([]) }).tune(fresh, { n: N });
   assert.equal(c.variant, { reps: 1 });
-  assert.is(fresh.runs.get('{"reps":1}'), 6, 'the check, three timed runs, two in the duel');
+  assert.is(fresh.runs.get('{"reps":1}'), 5, 'the check, two timed runs, two in the duel');
   // The same slow check with that pipeline made before: a slow variant, timed once and dropped.
   const old = withSlowCheck(family([{ reps: 64 }, { reps: 1 }], 'tuner_not_fresh'), { reps: 254 }, true);
   const d = await new Tuner({ mode: 'on', file: null, warn: quiet([]) }).tune(old, { n: N });
