@@ -57,7 +57,7 @@ export function addColumns(y: Tensor, d: Tensor, c0: number): Tensor {
   }
   run(kernels.add_columns, { M, N, n, c0 }, [d, y], M * n);
   const out = y.detach().reshape(y.shape); // a new tensor over y's buffer, outside y's graph
-  if (needsGrad(y, d)) record('add_columns', [y, d], [out], { c0 });
+  if (needsGrad(y, d)) record('add_columns', [y, d], [out], { c0 }, []);
   return out;
 }
 

@@ -35,7 +35,7 @@ export function addRmsnorm(x: Tensor, res: Tensor, w: Tensor, eps: number): [Ten
   const { rows, h } = dims(x, w);
   const s = Tensor.empty(x.shape), y = Tensor.empty(x.shape), rstd = Tensor.empty([rows]);
   launchForward(kernels.add_rmsnorm_forward, tuner().pick(rmsnormTunables.addForward, { rows, h }), x, w, [x, res, w, s, y, rstd], eps);
-  if (needsGrad(x, res, w)) record('add_rmsnorm', [x, res, w], [s, y], { rstd });
+  if (needsGrad(x, res, w)) record('add_rmsnorm', [x, res, w], [s, y], { rstd }, [w, s]);
   else rstd.dispose();
   return [s, y];
 }

@@ -29,7 +29,7 @@ export function cast(x: Tensor, to: FloatType): Tensor {
   if (!isFloat(x.dtype)) throw new Error(`cast: input [${x.shape}] is ${x.dtype}, not a float dtype`);
   if (x.dtype === to) return x;
   const y = x.dtype === 'f32' || to === 'f32' ? convert(x, to) : convert(convert(x, 'f32'), to);
-  if (needsGrad(x)) record('cast', [x], [y], {});
+  if (needsGrad(x)) record('cast', [x], [y], {}, []);
   return y;
 }
 

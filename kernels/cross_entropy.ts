@@ -122,7 +122,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor): { loss: Tensor; co
   launchForward(tuner().pick(crossEntropyTunable, { rows, T, V, grad }), logits, labels, count, losses, grad);
   launch(kernels.cross_entropy_loss, { params: { rows }, buffers: [losses.binding(), count.binding(), loss.binding()], workgroups: 1 });
   losses.dispose();
-  if (grad) record('cross_entropy', [logits, labels], [loss, count], {});
+  if (grad) record('cross_entropy', [logits, labels], [loss, count], {}, [logits]);
   return { loss, count };
 }
 

@@ -79,7 +79,7 @@ export function dpoLoss(policy: Tensor, ref: Tensor, beta: number): { loss: Tens
   launch(kernels.dpo_loss_forward, {
     params: { B: n / 2, beta }, buffers: [policy.binding(), ref.binding(), loss.binding(), margin.binding(), accuracy.binding()], workgroups: 1,
   });
-  if (needsGrad(policy)) record('dpo_loss', [policy, ref], [loss], { beta });
+  if (needsGrad(policy)) record('dpo_loss', [policy, ref], [loss], { beta }, [policy, ref]);
   return { loss, margin, accuracy };
 }
 
@@ -123,7 +123,7 @@ export function cases(): Case[] {
       const policy = Tensor.fromArray(pol, [8]), refT = Tensor.fromArray(refv, [8]), g = Tensor.fromArray([1], [1]);
       const want = reference(pol, refv, 0.1);
       const { loss } = dpoLoss(policy, refT, 0.1);
-      const grad = (l: Tensor) => backward.dpo_loss({ op: 'dpo_loss', inputs: [policy, refT], outputs: [l], saved: { beta: 0.1 } }, [g], noTargets)[0]!;
+      const grad = (l: Tensor) => backward.dpo_loss({ op: 'dpo_loss', inputs: [policy, refT], outputs: [l], saved: { beta: 0.1 }, reads: [] }, [g], noTargets)[0]!;
       compare('dpo_loss', [...(await loss.readF32()), ...(await grad(loss).readF32())], [want.loss, ...want.dpolicy]);
       return scoped(() => grad(dpoLoss(policy, refT, 0.1).loss));
     },

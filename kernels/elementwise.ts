@@ -59,26 +59,26 @@ function run(k: Kernel, inputs: Tensor[], out: Tensor, params: Record<string, nu
 export function add(a: Tensor, b: Tensor): Tensor {
   sameShape('add', a, b);
   const y = run(kernels.add, [a, b], Tensor.empty(a.shape));
-  if (needsGrad(a, b)) record('add', [a, b], [y], {});
+  if (needsGrad(a, b)) record('add', [a, b], [y], {}, []);
   return y;
 }
 
 export function mul(a: Tensor, b: Tensor): Tensor {
   sameShape('mul', a, b);
   const y = run(kernels.mul, [a, b], Tensor.empty(a.shape));
-  if (needsGrad(a, b)) record('mul', [a, b], [y], {});
+  if (needsGrad(a, b)) record('mul', [a, b], [y], {}, [a, b]);
   return y;
 }
 
 export function scale(a: Tensor, s: number): Tensor {
   const y = run(kernels.scale, [a], Tensor.empty(a.shape), { s });
-  if (needsGrad(a)) record('scale', [a], [y], { s });
+  if (needsGrad(a)) record('scale', [a], [y], { s }, []);
   return y;
 }
 
 export function silu(a: Tensor): Tensor {
   const y = run(kernels.silu, [a], Tensor.empty(a.shape));
-  if (needsGrad(a)) record('silu', [a], [y], {});
+  if (needsGrad(a)) record('silu', [a], [y], {}, [a]);
   return y;
 }
 

@@ -143,7 +143,7 @@ export function embedding(ids: Tensor, table: Tensor, hostIds?: Int32Array): Ten
   launchForward(tuner().pick(embeddingTunable, { N: ids.size, V, H }), ids, table, y);
   if (needsGrad(table)) {
     const groups = sorted ? Tensor.fromArray(sorted.groups, [sorted.groups.length], 'i32') : undefined;
-    record('embedding', [ids, table], [y], { groups, U: sorted?.U });
+    record('embedding', [ids, table], [y], { groups, U: sorted?.U }, groups ? [] : [ids]);
   }
   return y;
 }

@@ -113,7 +113,7 @@ export function logprob(logits: Tensor, labels: Tensor, reduce: LogprobReduce): 
   launch(kernels.logprob_sum, { params: { T }, buffers: [losses.binding(), weights.binding(), s.binding()], workgroups: N });
   losses.dispose();
   weights.dispose();
-  if (grad) record('logprob', [logits, labels], [s], {});
+  if (grad) record('logprob', [logits, labels], [s], {}, [logits]);
   return s;
 }
 

@@ -191,7 +191,7 @@ export function matmul(x: Tensor, w: Tensor, o: MatmulOptions = {}): Tensor {
   const M = x.size / K;
   const y = Tensor.empty([...x.shape.slice(0, -1), N], x.dtype);
   gemm({ a: x, b: w, c: y, M, N, K, am: K, ak: 1, bk: 1, bn: K, beta: 0 }, o);
-  if (needsGrad(x, w)) record('matmul', [x, w], [y], { o });
+  if (needsGrad(x, w)) record('matmul', [x, w], [y], { o }, [...(x.requiresGrad ? [w] : []), ...(w.requiresGrad ? [x] : [])]);
   return y;
 }
 

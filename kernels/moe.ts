@@ -255,7 +255,7 @@ export async function moeFFN(x: Tensor, p: MoEWeights, cfg: MoEConfig): Promise<
     params: { N, G, M, cscale: (cfg.alpha * E) / (kEff * M * M * G) }, workgroups: 1, variant,
     buffers: [idx.binding(), scores.binding(), lists.binding(), countsT.binding(), coef.binding(), aux.binding()],
   });
-  if (needsGrad(logits)) record('moe_router', [logits], [w, aux], { scores, idx, coef, M, norm: cfg.normTopk });
+  if (needsGrad(logits)) record('moe_router', [logits], [w, aux], { scores, idx, coef, M, norm: cfg.normTopk }, [w]);
   const gradMode = isGradEnabled(); // noGrad() around an async call ends at its first await
   const read = (sleepMs: number) => readBuffer(countsT.buffer, countsT.offset, 4 * E, sleepMs);
   // Planning a step (runtime/kernel.ts plan) runs no kernel: assume balanced routing.
@@ -273,7 +273,7 @@ function experts(x2: Tensor, w: Tensor, lists: Tensor, counts: number[], p: MoEW
     rowLaunch(kernels.moe_gather, c, H, K, e * N, [x2.binding(), lists.binding(), t.binding()]);
     return t;
   });
-  if (needsGrad(x2)) record('moe_gather', [x2], xe, { lists, counts, K });
+  if (needsGrad(x2)) record('moe_gather', [x2], xe, { lists, counts, K }, []);
   const ye = xe.map((t, e) => mlp(t, p.experts[e], cfg)); // [c_e, H]; an expert with no rows still gets a (zero) gradient
   const base = p.shared?.length ? p.shared.map((f) => mlp(x2, f, cfg)).reduce((a, b) => add(a, b)) : null;
   // y = base + Σ_e scatter(w·ye), in place on a copy of the shared output.
@@ -282,7 +282,7 @@ function experts(x2: Tensor, w: Tensor, lists: Tensor, counts: number[], p: MoEW
   else clearBuffer(y.buffer, N * H * 4, y.offset);
   ye.forEach((t, e) => rowLaunch(kernels.moe_combine, counts[e], H, K, e * N, [t.binding(), lists.binding(), w.binding(), y.binding()]));
   const inputs = [...ye, w, ...(base ? [base] : [])];
-  if (needsGrad(...inputs)) record('moe_combine', inputs, [y], { lists, counts, K });
+  if (needsGrad(...inputs)) record('moe_combine', inputs, [y], { lists, counts, K }, [...ye, w]);
   return y;
 }
 

@@ -113,7 +113,7 @@ export function qkvRope(qkv: Tensor, o: QkvShape): [Tensor, Tensor, Tensor] {
   if (!Number.isInteger(o.posOffset) || o.posOffset < 0) throw new Error(`qkv_rope: posOffset must be an integer ≥ 0, got ${o.posOffset}`);
   const q = Tensor.empty([B, T, o.nh, o.hd]), k = Tensor.empty([B, T, o.nkv, o.hd]), v = Tensor.empty([B, T, o.nkv, o.hd]);
   launchQkv(true, qkv, [q, k, v], o);
-  if (needsGrad(qkv)) record('qkv_rope', [qkv], [q, k, v], { o });
+  if (needsGrad(qkv)) record('qkv_rope', [qkv], [q, k, v], { o }, []);
   return [q, k, v];
 }
 

@@ -44,13 +44,13 @@ function reduceAll(x: Tensor, s: number): Tensor {
 
 export function sum(x: Tensor): Tensor {
   const y = reduceAll(x, 1);
-  if (needsGrad(x)) record('sum', [x], [y], { s: 1 });
+  if (needsGrad(x)) record('sum', [x], [y], { s: 1 }, []);
   return y;
 }
 
 export function mean(x: Tensor): Tensor {
   const y = reduceAll(x, 1 / x.size);
-  if (needsGrad(x)) record('sum', [x], [y], { s: 1 / x.size });
+  if (needsGrad(x)) record('sum', [x], [y], { s: 1 / x.size }, []);
   return y;
 }
 

@@ -82,7 +82,7 @@ export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
   const y = Tensor.empty(x.shape);
   const rstd = Tensor.empty([rows]);
   launchForward(kernels.rmsnorm_forward, tuner().pick(rmsnormTunables.forward, { rows, h }), x, w, [x, w, y, rstd], eps);
-  if (needsGrad(x, w)) record('rmsnorm', [x, w], [y], { rstd });
+  if (needsGrad(x, w)) record('rmsnorm', [x, w], [y], { rstd }, [x, w]);
   else rstd.dispose();
   return y;
 }

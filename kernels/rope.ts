@@ -102,7 +102,7 @@ export function rope(x: Tensor, posOffset: number, theta: number): Tensor {
   if (!Number.isInteger(posOffset) || posOffset < 0) throw new Error(`rope: posOffset must be an integer ≥ 0, got ${posOffset}`);
   const y = Tensor.empty(x.shape);
   launchRope(x, y, posOffset, theta, 1);
-  if (needsGrad(x)) record('rope', [x], [y], { posOffset, theta });
+  if (needsGrad(x)) record('rope', [x], [y], { posOffset, theta }, []);
   return y;
 }
 

@@ -97,7 +97,7 @@ export function swigluPacked(gu: Tensor): Tensor {
   if (I2 % 2) throw new Error(`swiglu_packed: gu must be [..., 2·I], got [${gu.shape}]`);
   const y = Tensor.empty([...gu.shape.slice(0, -1), I2 / 2]);
   launchPacked(packedKernels.swiglu_packed_forward, gu, [gu, y]);
-  if (needsGrad(gu)) record('swiglu_packed', [gu], [y], {});
+  if (needsGrad(gu)) record('swiglu_packed', [gu], [y], {}, [gu]);
   return y;
 }
 
@@ -109,7 +109,7 @@ export function swiglu(g: Tensor, u: Tensor): Tensor {
   if (g.size !== u.size) throw new Error(`swiglu: gate [${g.shape}] and up [${u.shape}] differ`);
   const y = Tensor.empty(g.shape);
   launch(kernels.swiglu_forward, { params: { n: y.size }, buffers: [g.binding(), u.binding(), y.binding()], workgroups: groups(y.size) });
-  if (needsGrad(g, u)) record('swiglu', [g, u], [y], {});
+  if (needsGrad(g, u)) record('swiglu', [g, u], [y], {}, [g, u]);
   return y;
 }
 

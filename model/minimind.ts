@@ -1,7 +1,7 @@
 // The MiniMind model (MiniMind2 dense/MoE and minimind-3) on our runtime, in the order of the
 // architecture diagram: embedding → N × [RMSNorm → GQA attention with RoPE → residual →
 // RMSNorm → SwiGLU or MoE → residual] → RMSNorm → tied LM head → shifted masked CE (+ aux loss).
-import { Tensor } from '../runtime/tensor.js';
+import { Tensor, dropUnread } from '../runtime/tensor.js';
 import { ParamStore } from '../runtime/param_store.js';
 import { writeBuffer } from '../runtime/kernel.js';
 import { mulberry32 } from '../runtime/random.js';
@@ -115,7 +115,13 @@ export class MiniMind {
    *  (training). With a cache: the ids sit at positions pos..pos+T-1, their keys/values are written
    *  into the cache, and queries attend to everything cached so far (prefill needs pos = 0).
    *  `pace`: the host sleeps before MoE read-backs (training steps of a steady size). */
-  async logits(ids: Tensor, o: { hostIds?: Int32Array; cache?: KVCache; pos?: number; pace?: boolean } = {}): Promise<{ logits: Tensor; aux: Tensor | null }> {
+  async logits(ids: Tensor, o: ForwardOptions = {}): Promise<{ logits: Tensor; aux: Tensor | null }> {
+    // Of the tensors between the layers, too, only what backward reads outlives the forward.
+    const [logits, aux] = await dropUnread(() => this.forward(ids, o));
+    return { logits, aux };
+  }
+
+  private async forward(ids: Tensor, o: ForwardOptions): Promise<[Tensor, Tensor | null]> {
     const { cache, pos = 0, pace = false } = o;
     const c = this.cfg;
     const [B, T] = ids.shape;
@@ -127,52 +133,57 @@ export class MiniMind {
     let a = rmsnorm(h, this.p('model.layers.0.input_layernorm.weight'), eps);
     let aux: Tensor | null = null;
     for (let i = 0; i < c.num_hidden_layers; i++) {
-      const l = `model.layers.${i}`;
-      // Attention block
-      // One matmul against q_proj|k_proj|v_proj (stored back to back), then split (+ RoPE).
-      const qkvNames = ['q_proj', 'k_proj', 'v_proj'].map((n) => `${l}.self_attn.${n}`);
-      const qkv = this.linear(a, this.store.span(qkvNames.map((n) => `${n}.weight`)), qkvNames, mo);
-      const split = { nh, nkv, hd, posOffset: pos, theta: c.rope_theta };
-      const [qs, ks, v] = qkvRope(qkv, { ...split, rope: !c.qk_norm });
-      // minimind-3: per-head RMSNorm of q and k before RoPE.
-      const q = c.qk_norm ? rope(rmsnorm(qs, this.p(`${l}.self_attn.q_norm.weight`), eps), pos, c.rope_theta) : qs;
-      const k = c.qk_norm ? rope(rmsnorm(ks, this.p(`${l}.self_attn.k_norm.weight`), eps), pos, c.rope_theta) : ks;
-      let o: Tensor;
-      if (!cache) o = attention(q, k, v);
-      else {
-        if (pos + T > cache.maxT) throw new Error(`KV cache full: position ${pos + T} > ${cache.maxT}`);
-        writeKV(cache.k[i], k, pos);
-        writeKV(cache.v[i], v, pos);
-        if (T > 1 && pos !== 0) throw new Error('prefill with a cache must start at position 0');
-        o = T > 1 ? attention(q, k, v) : attentionDecode(q, cache.k[i], cache.v[i], pos + 1);
-      }
-      o = o.reshape([B, T, nh * hd]); // (B, T, nh·hd)
-      let m: Tensor;
-      const attnOut = this.linear(o, this.p(`${l}.self_attn.o_proj.weight`), [`${l}.self_attn.o_proj`], mo);
-      [h, m] = addRmsnorm(h, attnOut, this.p(`${l}.post_attention_layernorm.weight`), eps);
-      // MLP block
-      let y: Tensor;
-      if (!c.use_moe) {
-        const f = this.ffn(`${l}.mlp`);
-        const gu = this.linear(m, f.gate_up, [`${f.name}.gate_proj`, `${f.name}.up_proj`], mo); // one matmul for gate and up
-        y = this.linear(swigluPacked(gu), f.down_proj, [`${f.name}.down_proj`], mo);
-      } else {
-        const experts = Array.from({ length: c.n_routed_experts }, (_, e) => this.ffn(`${l}.mlp.experts.${e}`));
-        const shared = Array.from({ length: c.n_shared_experts }, (_, e) => this.ffn(`${l}.mlp.shared_experts.${e}`));
-        const r = await moeFFN(m, { name: `${l}.mlp`, gate: this.p(`${l}.mlp.gate.weight`), experts, shared }, {
-          // MiniMind2 renormalises the top-k weights only when k > 1; minimind-3 also at k = 1.
-          topK: c.num_experts_per_tok, normTopk: c.norm_topk_prob && (c.num_experts_per_tok > 1 || c.aux_form === 'minimind3'), alpha: c.aux_loss_alpha,
-          auxForm: c.aux_form === 'minimind3' ? 'minimind3' : c.seq_aux ? 'seq_aux' : 'global',
-          pacer: pace ? (this.moePacers[i] ??= new WaitPacer()) : undefined, matmul: mo,
-          adapt: this.lora ? (x, y, modules) => this.lora!.adapt(x, y, modules, mo) : undefined,
-        });
-        y = r.y;
-        aux = aux ? add(aux, r.aux) : r.aux;
-      }
-      const next = i + 1 < c.num_hidden_layers ? `model.layers.${i + 1}.input_layernorm.weight` : 'model.norm.weight';
-      [h, a] = addRmsnorm(h, y, this.p(next), eps);
+      // What no backward reads (qkv before the split, attention's projection, the MLP's output, a layer's
+      // temporaries without grad) is freed at the layer's end, not the step's: runtime/tensor.ts dropUnread.
+      [h, a, aux] = await dropUnread(async (): Promise<[Tensor, Tensor, Tensor | null]> => {
+        const l = `model.layers.${i}`;
+        // Attention block
+        // One matmul against q_proj|k_proj|v_proj (stored back to back), then split (+ RoPE).
+        const qkvNames = ['q_proj', 'k_proj', 'v_proj'].map((n) => `${l}.self_attn.${n}`);
+        const qkv = this.linear(a, this.store.span(qkvNames.map((n) => `${n}.weight`)), qkvNames, mo);
+        const split = { nh, nkv, hd, posOffset: pos, theta: c.rope_theta };
+        const [qs, ks, v] = qkvRope(qkv, { ...split, rope: !c.qk_norm });
+        // minimind-3: per-head RMSNorm of q and k before RoPE.
+        const q = c.qk_norm ? rope(rmsnorm(qs, this.p(`${l}.self_attn.q_norm.weight`), eps), pos, c.rope_theta) : qs;
+        const k = c.qk_norm ? rope(rmsnorm(ks, this.p(`${l}.self_attn.k_norm.weight`), eps), pos, c.rope_theta) : ks;
+        let o: Tensor;
+        if (!cache) o = attention(q, k, v);
+        else {
+          if (pos + T > cache.maxT) throw new Error(`KV cache full: position ${pos + T} > ${cache.maxT}`);
+          writeKV(cache.k[i], k, pos);
+          writeKV(cache.v[i], v, pos);
+          if (T > 1 && pos !== 0) throw new Error('prefill with a cache must start at position 0');
+          o = T > 1 ? attention(q, k, v) : attentionDecode(q, cache.k[i], cache.v[i], pos + 1);
+        }
+        o = o.reshape([B, T, nh * hd]); // (B, T, nh·hd)
+        let m: Tensor;
+        const attnOut = this.linear(o, this.p(`${l}.self_attn.o_proj.weight`), [`${l}.self_attn.o_proj`], mo);
+        [h, m] = addRmsnorm(h, attnOut, this.p(`${l}.post_attention_layernorm.weight`), eps);
+        // MLP block
+        let y: Tensor;
+        if (!c.use_moe) {
+          const f = this.ffn(`${l}.mlp`);
+          const gu = this.linear(m, f.gate_up, [`${f.name}.gate_proj`, `${f.name}.up_proj`], mo); // one matmul for gate and up
+          y = this.linear(swigluPacked(gu), f.down_proj, [`${f.name}.down_proj`], mo);
+        } else {
+          const experts = Array.from({ length: c.n_routed_experts }, (_, e) => this.ffn(`${l}.mlp.experts.${e}`));
+          const shared = Array.from({ length: c.n_shared_experts }, (_, e) => this.ffn(`${l}.mlp.shared_experts.${e}`));
+          const r = await moeFFN(m, { name: `${l}.mlp`, gate: this.p(`${l}.mlp.gate.weight`), experts, shared }, {
+            // MiniMind2 renormalises the top-k weights only when k > 1; minimind-3 also at k = 1.
+            topK: c.num_experts_per_tok, normTopk: c.norm_topk_prob && (c.num_experts_per_tok > 1 || c.aux_form === 'minimind3'), alpha: c.aux_loss_alpha,
+            auxForm: c.aux_form === 'minimind3' ? 'minimind3' : c.seq_aux ? 'seq_aux' : 'global',
+            pacer: pace ? (this.moePacers[i] ??= new WaitPacer()) : undefined, matmul: mo,
+            adapt: this.lora ? (x, y, modules) => this.lora!.adapt(x, y, modules, mo) : undefined,
+          });
+          y = r.y;
+          aux = aux ? add(aux, r.aux) : r.aux;
+        }
+        const next = i + 1 < c.num_hidden_layers ? `model.layers.${i + 1}.input_layernorm.weight` : 'model.norm.weight';
+        [h, a] = addRmsnorm(h, y, this.p(next), eps);
+        return [h, a, aux];
+      });
     }
-    return { logits: this.linear(a, this.p('model.embed_tokens.weight'), ['lm_head'], mo), aux }; // tied LM head
+    return [this.linear(a, this.p('model.embed_tokens.weight'), ['lm_head'], mo), aux]; // tied LM head
   }
 
   /** The training loss of spec §4. The logits are consumed (the CE kernel overwrites them with dlogits). */
@@ -214,6 +225,8 @@ export class MiniMind {
     return out;
   }
 }
+
+interface ForwardOptions { hostIds?: Int32Array; cache?: KVCache; pos?: number; pace?: boolean }
 
 /** Store order: state-dict order, with up_proj moved before down_proj; k_proj and v_proj packed
  *  right after q_proj, up_proj after gate_proj, so each group is one spanned weight (one matmul). */

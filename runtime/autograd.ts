@@ -100,7 +100,7 @@ export function backward(root: Tensor, gradRoot?: Tensor, hooks?: BackwardHooks)
       const rule = rules.get(node.op);
       if (!rule) throw new Error(`backward: no rule for op '${node.op}'`);
       const gOut = node.outputs.map((o) => grads.get(o) ?? null);
-      if (gOut.every((g) => g === null)) { done(n); continue; }
+      if (gOut.every((g) => g === null)) { finish(node); done(n); continue; }
       const gIn = rule(node, gOut, (i) => target(node.inputs[i]));
       node.inputs.forEach((x, i) => {
         const g = gIn[i];
@@ -118,14 +118,21 @@ export function backward(root: Tensor, gradRoot?: Tensor, hooks?: BackwardHooks)
         const g = grads.get(o);
         if (g) { grads.delete(o); drop(g); }
       }
-      // Drop the graph as we go: saved activations are released by the enclosing scope.
-      for (const o of node.outputs) o.node = null;
-      node.saved = {};
+      finish(node);
       done(n);
     }
     // Gradients that were produced but never consumed (unreachable leaves) are released here.
     for (const g of grads.values()) drop(g);
   });
+}
+
+/** Drops a visited node from the graph; what it alone still read is freed if dropUnread gave it up (else
+ *  the enclosing scope frees it). */
+function finish(node: TapeNode): void {
+  for (const o of node.outputs) o.node = null;
+  node.saved = {};
+  for (const t of node.reads) t.readDone();
+  node.reads = [];
 }
 
 /** A leaf's gradient slot for a rule to write into (created, uninitialised, when absent). */

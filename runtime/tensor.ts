@@ -25,6 +25,8 @@ export interface TapeNode {
   outputs: Tensor[];
   /** What the forward saved for backward (tensors or numbers); see each op's module. */
   saved: Record<string, unknown>;
+  /** The tensors whose data the op's backward reads (its saved tensors and those of `reads` in record). */
+  reads: Tensor[];
 }
 
 let nextId = 0;
@@ -47,6 +49,10 @@ export class Tensor {
   disposed = false;
   /** The tensor whose buffer this one shares (views from detach/reshape), else itself. */
   base: Tensor = this;
+  /** Recorded nodes whose backward, not run yet, reads this buffer (counted on the base). */
+  readers = 0;
+  /** Free the buffer when `readers` falls to 0 (dropUnread gave it up while a backward still reads it). */
+  private freeWhenRead = false;
   private ownsBuffer: boolean;
   /** A view into a flat store: binds only its own byte range (neighbours may be bound beside it). */
   private ranged = false;
@@ -71,6 +77,7 @@ export class Tensor {
   /** What a kernel binds: the whole buffer (writes past the data stay visible to sentinel checks),
    *  or, for a view into a flat store, its own byte range rounded up to 16 bytes (vec4 loads). */
   binding(): Binding {
+    this.assertLive();
     return this.ranged ? { buffer: this.buffer, offset: this.offset, size: this.end() - this.offset } : this.buffer;
   }
 
@@ -169,7 +176,7 @@ export class Tensor {
     const t = new Tensor([...shape], this.dtype, this.buffer, false, false, this.offset);
     t.base = this.base;
     t.ranged = this.ranged;
-    if (needsGrad(this)) record('reshape', [this], [t], {});
+    if (needsGrad(this)) record('reshape', [this], [t], {}, []);
     return t;
   }
 
@@ -194,7 +201,18 @@ export class Tensor {
   }
 
   assertLive(): void {
-    if (this.disposed) throw new Error(`tensor ${this.id} [${this.shape}] used after dispose`);
+    if (this.disposed || this.base.disposed) throw new Error(`tensor ${this.id} [${this.shape}] used after dispose`);
+  }
+
+  /** Called by dropUnread: free now if no pending backward reads it, else once the last one has run. */
+  giveUp(): void {
+    if (this.readers > 0) this.freeWhenRead = true;
+    else this.releaseData();
+  }
+
+  /** Called by backward after a rule that read this (base) tensor has run, or was skipped. */
+  readDone(): void {
+    if (--this.readers <= 0 && this.freeWhenRead) this.releaseData();
   }
 }
 
@@ -213,6 +231,31 @@ export function endScope(keep: Tensor[] = []): void {
   for (const t of s.tensors) t.dispose();
   // Kept tensors belong to the enclosing scope, if any.
   for (const t of keep) if (!t.disposed) scopes.at(-1)?.tensors.add(t);
+}
+
+/** Runs fn, a stretch of a forward (a layer), in a scope that frees, when fn settles, every tensor created
+ *  in it except fn's result (a tensor or an array of tensors and nulls): at once if no recorded backward
+ *  reads it, else when the last such backward has run. Tensors still waiting for a backward belong to the
+ *  enclosing scope, which frees them if backward never runs. The memory a forward holds is then what its
+ *  backward needs (as PyTorch's saved tensors), not every intermediate. fn must not keep other tensors it
+ *  made for later use: reading a freed one throws (assertLive). */
+export async function dropUnread<T extends Tensor | (Tensor | null)[]>(fn: () => Promise<T>): Promise<T> {
+  beginScope();
+  let out: T | undefined;
+  try {
+    out = await fn();
+    return out;
+  } finally {
+    const s = scopes.pop()!;
+    const keep = new Set<Tensor>(out === undefined ? [] : out instanceof Tensor ? [out.base] : out.flatMap((t) => (t ? [t.base] : [])));
+    const parent = scopes.at(-1);
+    for (const t of s.tensors) {
+      // A failed fn (no result) frees everything: its graph will not be backpropagated.
+      if (out === undefined) t.dispose();
+      else if (!keep.has(t)) t.giveUp();
+      if (!t.disposed) parent?.tensors.add(t);
+    }
+  }
 }
 
 /** From now on, tensors created in the current scope (and in scopes opened inside it) get guard
@@ -277,8 +320,13 @@ export function needsGrad(...inputs: (Tensor | null | undefined)[]): boolean {
   return gradEnabled && inputs.some((t) => t?.requiresGrad);
 }
 
-export function record(op: string, inputs: Tensor[], outputs: Tensor[], saved: Record<string, unknown>): void {
-  const node: TapeNode = { op, inputs, outputs, saved };
+/** Records an op for backward. `reads`: the inputs and outputs whose data its backward rule reads (default
+ *  all of them); tensors in `saved` are read too. What no rule reads can be freed early (dropUnread), so a
+ *  rule must read no other tensor's data; binding a freed one throws. */
+export function record(op: string, inputs: Tensor[], outputs: Tensor[], saved: Record<string, unknown>, reads: Tensor[] = [...inputs, ...outputs]): void {
+  const fromSaved = Object.values(saved).flatMap((v) => (v instanceof Tensor ? [v] : Array.isArray(v) ? v.filter((x): x is Tensor => x instanceof Tensor) : []));
+  const node: TapeNode = { op, inputs, outputs, saved, reads: [...new Set([...reads, ...fromSaved].map((t) => t.base))] };
+  for (const t of node.reads) t.readers++;
   for (const o of outputs) {
     o.requiresGrad = true;
     o.node = node;
@@ -297,6 +345,7 @@ export function gradSlot(t: Tensor): Tensor {
 }
 
 export function copyInto(dst: Tensor, src: Tensor): void {
+  dst.assertLive(); src.assertLive();
   if (dst.dtype !== src.dtype || dst.size !== src.size) throw new Error(`copyInto: ${src.dtype} [${src.shape}] into ${dst.dtype} [${dst.shape}]`);
   copyBuffer(src.buffer, src.offset, dst.buffer, dst.offset, src.bytes);
 }
