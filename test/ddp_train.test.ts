@@ -2,7 +2,7 @@
 // train_rank.ts runs train/loop.ts on each): the tiny dense and MoE models against a single-process
 // reference of the same arithmetic (each rank's shard and token-mean loss, gradients averaged) and against
 // PyTorch's DDP arithmetic simulated in one process (ddp_train.json, make_ddp_fixture.py); resume with 2 and
-// then 1 process; a rank that dies mid-run.
+// then 1 process; LoRA's adapters on 2 ranks; a rank that dies mid-run.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, copyFileSync, readFileSync } from 'node:fs';
@@ -12,11 +12,12 @@ import { startRanks } from '../runtime/ranks.js';
 import { add, scale } from '../kernels/index.js';
 import { trainLoop, type BatchSource, type StepLog } from '../train/loop.js';
 import { lmTask, type Batch } from '../train/lm_task.js';
+import { loraTask } from '../train/lora_task.js';
 import type { Task } from '../train/task.js';
 import { readMiniMindResume } from '../model/resume_pth.js';
 import { randperm } from '../data/sampler.js';
 import { lrAt } from '../train/schedule.js';
-import { fx, tensors, shardSource, startModel, trainArgs } from './fixtures/ddp/train_case.js';
+import { fx, tensors, shardSource, startModel, trainArgs, trainedWeights } from './fixtures/ddp/train_case.js';
 import type { TrainJob, TrainOut } from './fixtures/ddp/train_rank.js';
 import { setupGpu, assertClose } from './util.js';
 
@@ -31,11 +32,11 @@ function launch(job: TrainJob, world = W) {
 
 /** The same arithmetic in one process: a step runs every rank's batch on one model, and backpropagates the
  *  mean of their objectives. Logs rank 0's terms (parts.rank1 holds rank 1's loss). */
-async function reference(name: string): Promise<{ logs: StepLog[]; weights: Map<string, Float32Array> }> {
+async function reference(name: string, lora = false): Promise<{ logs: StepLog[]; weights: Map<string, Float32Array> }> {
   const run = fx.runs[name];
-  const model = startModel(run.kind), inner = lmTask(model);
+  const model = lora ? startModel(run.kind, undefined, { seed: 1 }) : startModel(run.kind), inner = lora ? loraTask(model) : lmTask(model);
   const task: Task<Batch[]> = {
-    models: [model], store: model.store,
+    models: [model], store: inner.store,
     measure: (bs) => ({ tokens: bs.reduce((a, b) => a + b.batch * b.seqLen, 0), flops: 0 }),
     async forward(bs) {
       const fs = [];
@@ -64,7 +65,8 @@ async function reference(name: string): Promise<{ logs: StepLog[]; weights: Map<
   };
   const logs: StepLog[] = [];
   await trainLoop({ args: trainArgs(run), task, data, resumePath: '(none)', onStep: (l) => logs.push(l), print: () => {} });
-  const weights = new Map((await model.exportWeights()).map((w) => [w.name, w.data]));
+  const weights = await trainedWeights(model);
+  model.lora?.dispose();
   model.dispose();
   return { logs, weights };
 }
@@ -112,6 +114,26 @@ for (const name of ['dense_acc2', 'moe_acc1']) {
     }
   });
 }
+
+s('LoRA on 2 ranks equals the single-process reference; the frozen base stays as loaded', async () => {
+  const outs = await launch({ run: 'dense_acc2', dir: mkdtempSync(join(tmpdir(), 'ddp-lora-')), lora: true }).done;
+  const ref = await reference('dense_acc2', true);
+  const [r0, r1] = outs;
+  const start = startModel('dense'), base = await trainedWeights(start);
+  start.dispose();
+  const adapters = Object.keys(r0.weights).filter((k) => k.includes('.lora.'));
+  assert.ok(adapters.length > 0, 'the ranks report their adapters');
+  for (const k of Object.keys(r0.weights)) assert.equal(r1.weights[k], r0.weights[k], `${k}: rank 1 = rank 0`);
+  for (const [k, w] of base) assert.equal(r0.weights[k], Array.from(w), `${k}: the base is frozen`);
+  assertClose(r0.logs.map((l) => l.loss), ref.logs.map((l) => l.loss), 'rank 0 loss vs reference', 2e-6, 0);
+  assertClose(r1.logs.map((l) => l.loss), ref.logs.map((l) => l.parts.rank1), 'rank 1 loss vs reference', 2e-6, 0);
+  const norms = (ls: StepLog[]) => ls.filter((l) => l.grad_norm !== null).map((l) => l.grad_norm!);
+  assertClose(norms(r0.logs), norms(ref.logs), 'grad norm vs reference', 2e-6, 0);
+  for (const k of adapters) {
+    assertClose(r0.weights[k], ref.weights.get(k)!, `${k} vs reference`, 1e-5, 1e-6);
+    if (k.endsWith('.B.weight')) assert.ok(r0.weights[k].some((v) => v !== 0), `${k} trained (it starts at 0)`);
+  }
+});
 
 s('resume: stopped after 2 steps on 2 ranks, resumed on 2 it equals the uninterrupted run; on 1 it goes on after the samples done', async () => {
   const name = 'dense_acc2', B = fx.batch_size;

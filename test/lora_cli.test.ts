@@ -1,7 +1,7 @@
 // `train/lora.ts` as a user runs it, on the built-in generated SFT data and a tiny model: train_lora.py's
 // defaults per generation; the adapter file (only the adapter keys, MiniMind2's float32) and the resume
 // checkpoint (base + adapter keys, the adapters' AdamW state); a run stopped and resumed equals the
-// uninterrupted one bit for bit; --lora_init starts from given adapters.
+// uninterrupted one bit for bit; --lora_init starts from given adapters, on one process or on 2 data-parallel ranks.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -70,7 +70,7 @@ s('stopped after 2 steps and resumed for 3: the same losses and the same adapter
   for (const k of KEYS) assert.ok(Buffer.from(x.get(k)!.raw).equals(Buffer.from(y.get(k)!.raw)), k);
 });
 
-s('--lora_init FILE starts from its adapters (learning rate 0: saved back unchanged); a bad file is a clear error', () => {
+s('--lora_init FILE starts from its adapters (learning rate 0: saved back unchanged), on 1 rank or 2; a bad file is a clear error', () => {
   const src = mkdtempSync(join(tmpdir(), 'lora-src-')), dir = mkdtempSync(join(tmpdir(), 'lora-init-'));
   run(src, ['--max_steps', '2']);
   const init = join(src, 'lora_identity_128.pth');
@@ -80,6 +80,14 @@ s('--lora_init FILE starts from its adapters (learning rate 0: saved back unchan
   const bad = lora([...common, '--save_dir', dir, '--checkpoint_dir', dir, '--lora_init', join(dir, 'nope.pth')]);
   assert.is(bad.status, 1);
   assert.match(bad.stderr, /^error: --lora_init .*nope\.pth: no such adapter file\n$/m);
+  // On 2 ranks: both start from the file's adapters (rank 0's are broadcast), rank 0 alone saves.
+  const two = mkdtempSync(join(tmpdir(), 'lora-ddp-'));
+  const r = run(two, ['--max_steps', '2', '--lora_init', init, '--learning_rate', '0', '--nproc_per_node', '2']);
+  assert.match(r.stdout, /per rank on 2 ranks/);
+  assert.is(r.losses.length, 2, 'one log line per step');
+  const saved = readPth(join(two, 'lora_identity_128.pth'));
+  for (const k of KEYS) assert.ok(Buffer.from(saved.get(k)!.raw).equals(Buffer.from(want.get(k)!.raw)), `2 ranks: ${k}`);
+  assert.is(readMiniMindResume(join(two, 'lora_identity_128_resume.pth')).worldSize, 2);
 });
 
 s.run();

@@ -11,7 +11,7 @@ import type { DataParallel } from './loop.js';
 import type { TrainArgs } from './args.js';
 import type { Mode } from './run.js';
 
-/** The flags of a trainer that does not run data-parallel yet (LoRA, DPO): parseArgs drops them, so they are refused. */
+/** The flags of a trainer that does not run data-parallel yet (DPO): parseArgs drops them, so they are refused. */
 export const NO_DDP: (keyof TrainArgs)[] = ['nproc_per_node', 'ddp_timeout'];
 
 /** What a rank's thread re-parses its flags from (the parsed flags do not cross threads with what was given). */
@@ -20,6 +20,8 @@ export interface RankJob {
   argv: string[];
   overrides: Partial<Record<keyof TrainArgs, string | number>>;
   builtin: boolean;
+  /** LoRA's --lora_init. */
+  loraInit?: string;
   /** Adapter name per rank (undefined: Dawn's default adapter). */
   adapters: (string | undefined)[];
 }
@@ -29,10 +31,10 @@ export interface RankResult { interrupted: boolean }
 
 /** torchrun starts one process per GPU, with RANK set: this trainer runs its ranks as threads of one
  *  process instead, so it refuses rather than train N copies side by side. */
-export function refuseTorchrun(env: NodeJS.ProcessEnv): void {
+export function refuseTorchrun(env: NodeJS.ProcessEnv, script = 'train/sft.ts'): void {
   if (env.RANK === undefined || env.RANK === '-1') return;
   throw new Error(`RANK=${env.RANK} and WORLD_SIZE=${env.WORLD_SIZE ?? '?'} are set (torchrun starts one process per GPU): this trainer `
-    + `runs its data-parallel ranks as threads of one process. Run it once, without torchrun: npx tsx train/sft.ts --nproc_per_node ${env.WORLD_SIZE ?? 'N'} …`);
+    + `runs its data-parallel ranks as threads of one process. Run it once, without torchrun: npx tsx ${script} --nproc_per_node ${env.WORLD_SIZE ?? 'N'} …`);
 }
 
 /** MINIMIND_ADAPTER for `world` ranks: one name per rank (comma-separated), or one (or none) for all. */

@@ -4,10 +4,11 @@
 // and loss on the SFT loop (train/run.ts, train/lora_task.ts); the base (--from_weight) frozen; saves only the
 // adapters, {save_dir}/{lora_name}_{hidden}[_moe].pth (_moe for minimind-3 only, as each writes it), and the resume
 // checkpoint {checkpoint_dir}/{lora_name}_{hidden}[_moe]_resume.pth. --lora_init FILE starts from given adapters.
+// --nproc_per_node N: data-parallel ranks as train/sft.ts has them (train/ddp.ts); only the adapters are exchanged.
 import { pathToFileURL } from 'node:url';
 import { parseArgs, type TrainArgs } from './args.js';
 import { run } from './run.js';
-import { NO_DDP } from './ddp.js';
+import { launchTraining, refuseTorchrun } from './ddp.js';
 import type { FlagTable } from '../model/cli_flags.js';
 import { minimind2, preset } from '../model/config.js';
 import { readConfig } from '../model/config_json.js';
@@ -36,7 +37,7 @@ const USAGE = 'usage: npx tsx train/lora.ts [flags]\n'
 
 /** Flags with the defaults of the model's generation (the model is read from --config/--preset only). */
 export function parseLoraArgs(argv: string[]): TrainArgs & { lora_init: string } {
-  const parse = (g: Generation) => parseArgs(argv, LORA_DEFAULTS[g], USAGE, LORA_FLAGS, ['save_weight', ...NO_DDP]);
+  const parse = (g: Generation) => parseArgs(argv, LORA_DEFAULTS[g], USAGE, LORA_FLAGS, ['save_weight']);
   let args = parse('minimind2');
   if (generationOf(args.config ? readConfig(args.config) : args.preset ? preset(args.preset) : minimind2()) === 'minimind3') args = parse('minimind3');
   args.save_weight = args.lora_name;
@@ -45,8 +46,10 @@ export function parseLoraArgs(argv: string[]): TrainArgs & { lora_init: string }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   try {
-    const args = parseLoraArgs(process.argv.slice(2));
-    await run('lora', args, false, args.lora_init);
+    refuseTorchrun(process.env, 'train/lora.ts');
+    const argv = process.argv.slice(2), args = parseLoraArgs(argv);
+    if (args.nproc_per_node) await launchTraining({ mode: 'lora', argv, overrides: {}, builtin: false, loraInit: args.lora_init }, args);
+    else await run('lora', args, false, args.lora_init);
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
     process.exitCode = 1;
