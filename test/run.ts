@@ -31,19 +31,25 @@ type SuiteResult = [errors: string | true, passed: number, skipped: number, tota
 type SuiteRun = () => Promise<SuiteResult>;
 
 const counts = { passed: 0, failed: 0, skipped: 0 };
+/** Seconds per test file (its suites' runs; a fresh machine's are mostly shader compiles): the slowest are printed. */
+const seconds = new Map<string, number>();
 const describe = (e: unknown) => (e instanceof Error ? e.stack ?? e.message : String(e));
 
 /** uvu's result of a suite, counted. uvu 0.5 drops the error of a `before` hook that throws (or an
  *  `after.each` after a failed test): the suite reports no error with fewer tests passed than it has, and
  *  uvu would exit 0. It rethrows one from an `after` hook, which would end the whole run. */
-function counted(run: SuiteRun): SuiteRun {
+function counted(run: SuiteRun, file: string): SuiteRun {
   return async () => {
     let r: SuiteResult;
+    const t0 = performance.now();
     try {
       r = await run();
     } catch (e) {
       counts.failed++;
       return [`  FAIL: the suite's after hook threw: ${describe(e)}\n`, 0, 0, 0];
+    }
+    finally {
+      seconds.set(file, (seconds.get(file) ?? 0) + (performance.now() - t0) / 1000);
     }
     const [errors, passed, skipped, total] = r;
     counts.passed += passed;
@@ -72,7 +78,7 @@ for (const [i, f] of files.entries()) {
   } catch (e) {
     failed = e;
   }
-  for (let k = 1; k < group.length; k++) group[k] = counted(group[k] as SuiteRun);
+  for (let k = 1; k < group.length; k++) group[k] = counted(group[k] as SuiteRun, relative(root, f));
   if (failed !== undefined) {
     counts.failed++;
     group.push(async () => [`  FAIL: the file failed to import: ${describe(failed)}\n`, 0, 0, 0]);
@@ -85,5 +91,7 @@ const keepAlive = setInterval(() => {}, 1 << 30);
 await uvu.exec();
 clearInterval(keepAlive);
 closeGpu();
+const slowest = [...seconds].sort((x, y) => y[1] - x[1]).slice(0, 8);
+if (slowest.length > 1) console.log(`slowest files: ${slowest.map(([f, t]) => `${f} ${t.toFixed(0)} s`).join(', ')}`);
 console.log(`${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
 process.exitCode = counts.failed > 0 ? 1 : 0;
