@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [-- --filter NAME]`: the adapter's roofline, every kernel at
+// `npm run bench [-- --quick] [-- --filter NAME[,NAME...]]`: the adapter's roofline, every kernel at
 // MiniMind2-small training shapes (batch 16, seq 340, hidden 512, vocab 6400), whole training
 // steps, decode tokens/s and time to first token (bench/decode.ts), and TensorFlow.js's WebGPU
 // backend on the same adapter as the peer. Prints a table and writes it as JSON to bench/results/<adapter>.json; a --filter run merges its rows into that file
@@ -21,8 +21,9 @@ import { benchDdp } from './ddp.js';
 const argv = process.argv.slice(2);
 const o: Options = { quick: argv.includes('--quick') };
 const fi = argv.indexOf('--filter');
-const filter = fi >= 0 ? argv[fi + 1] ?? '' : '';
-const want = (name: string) => !filter || name.includes(filter);
+// --filter a,b: the rows whose name contains a or b.
+const filters = (fi >= 0 ? argv[fi + 1] ?? '' : '').split(',').filter(Boolean);
+const want = (name: string) => !filters.length || filters.some((f) => name.includes(f));
 
 await initGpu();
 const t0 = performance.now();
@@ -86,16 +87,16 @@ const out = join(dir, `${slug}${o.quick ? '.quick' : ''}.json`);
 const seconds = (performance.now() - t0) / 1000;
 const date = new Date().toISOString();
 let result: Record<string, unknown> = { adapter: gpu().adapterName, date, quick: o.quick, seconds, clock, roofline: roof, rows, peer };
-if (filter && existsSync(out)) {
+if (filters.length && existsSync(out)) {
   const old = JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown> & { rows: Row[]; updates?: unknown[] };
   result = {
     ...old, rows: mergeRows(old.rows, rows), peer: peer ?? old.peer,
     // The file's roofline stays; merged rows' % roofline are against this run's (given here).
-    updates: [...(old.updates ?? []), { date, filter, quick: o.quick, clock, roofline: roof, rows: rows.length }],
+    updates: [...(old.updates ?? []), { date, filter: filters.join(','), quick: o.quick, clock, roofline: roof, rows: rows.length }],
   };
 }
 writeFileAtomic(out, JSON.stringify(result, null, 1));
-console.log(`\n${filter ? `merged ${rows.length} rows into` : 'wrote'} ${out} (${seconds.toFixed(0)} s)`);
+console.log(`\n${filters.length ? `merged ${rows.length} rows into` : 'wrote'} ${out} (${seconds.toFixed(0)} s)`);
 closeGpu();
 
 /** The peer runs in its own process so it gets its own Dawn device. */
