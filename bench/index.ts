@@ -58,7 +58,7 @@ for (const [name, B, T, objective] of [['tiny', 4, 128, 'sft'], ['tiny', 4, 128,
   // LoRA at the full step's B·T: the bytes it holds against the full step's, measured just before it.
   const full = fullHeld.get(name);
   if (objective === 'sft') fullHeld.set(name, heldBytes);
-  else if (objective === 'lora' && full) r.note += `; ${(heldBytes / full).toFixed(2)}× the full step's bytes held (no base gradients or moments)`;
+  else if (objective === 'lora' && full) r.note += `; ${(heldBytes / full).toFixed(2)}× the full step's bytes held (no base gradients or moments; its frozen matmuls keep no input for a weight gradient)`;
   rows.push({ ...r, roofline: fmaGflops, pctRoofline: (100 * r.gflops!) / fmaGflops });
 }
 
