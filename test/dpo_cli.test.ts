@@ -1,7 +1,7 @@
 // `train/dpo.ts` as a user runs it (a tokenizer trained here, a tiny model): MiniMind's DPO log line with
 // the reward margin and accuracy, ln 2 at step 1 whether the start is random or --from_weight (policy =
 // reference), MiniMind's files; a run stopped and continued with --from_resume 1 (the reference rebuilt
-// from --from_weight) logs what the uninterrupted run logs; minimind-3 brings its beta and reduction; a
+// from --from_weight) logs what the uninterrupted run logs; on 2 data-parallel ranks; minimind-3 brings its beta and reduction; a
 // bad row is a clear error naming file, line and side.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { writeTokenizer } from '../data/bpe.js';
+import { readMiniMindResume } from '../model/resume_pth.js';
 
 const s = suite('dpo_cli');
 const root = join(import.meta.dirname, '..');
@@ -53,6 +54,17 @@ s('--from_weight starts policy and reference from the file (ln 2 again); stopped
   assert.is(rest.status, 0, rest.stderr + rest.stdout);
   assert.match(rest.stdout, /resumed from .*part_128_resume\.pth: epoch 1, step 1\/3/);
   assert.equal([...lines(first.stdout), ...lines(rest.stdout)].map((m) => m[0]), want);
+});
+
+s('--nproc_per_node 2: each rank its 3 pairs (2 steps), rank 0 alone prints, ln 2 at step 1, a 2-process resume file', () => {
+  const r = dpo(['--from_weight', 'none', '--save_weight', 'ddp', '--nproc_per_node', '2']);
+  assert.is(r.status, 0, r.stderr + r.stdout);
+  assert.match(r.stdout, /per rank on 2 ranks/);
+  const got = [...r.stdout.matchAll(/^Epoch:\[1\/1\]\((\d)\/2\), loss: ([\d.]+),/gm)];
+  assert.equal(got.map((m) => m[1]), ['1', '2'], r.stdout);
+  assert.is(got[0][2], '0.6931');
+  assert.is(r.stdout.match(/\[train\] done:/g)?.length, 1);
+  assert.is(readMiniMindResume(join(dir, 'ckpt', 'ddp_128_resume.pth')).worldSize, 2);
 });
 
 s("a minimind-3 model brings minimind-3's beta 0.15 and sum; a bad row stops with file:line and the side", () => {

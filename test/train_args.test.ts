@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { resolve } from 'node:path';
 import { parseArgs, PRETRAIN_DEFAULTS } from '../train/args.js';
 import { flagNotes, type RunFacts } from '../train/compat.js';
-import { adapterList, refuseTorchrun, NO_DDP } from '../train/ddp.js';
+import { adapterList, refuseTorchrun } from '../train/ddp.js';
 
 const s = suite('train_args');
 
@@ -58,9 +58,8 @@ s('--nproc_per_node and --ddp_timeout are checked; torchrun\'s environment is re
   assert.equal(adapterList('nvidia', 2), ['nvidia', 'nvidia']);
   assert.equal(adapterList('nvidia, amd', 2), ['nvidia', 'amd']);
   assert.throws(() => adapterList('a,b,c', 2), /MINIMIND_ADAPTER names 3 adapters \(a, b, c\) for --nproc_per_node 2/);
-  // LoRA and DPO do not run data-parallel yet: the flags are unknown to them, not silently ignored.
-  assert.throws(() => parseArgs(['--nproc_per_node', '2'], {}, '', {}, NO_DDP), /unknown argument '--nproc_per_node'/);
-  assert.not.ok('ddp_timeout' in parseArgs([], {}, '', {}, NO_DDP));
+  assert.throws(() => refuseTorchrun({ RANK: '1', WORLD_SIZE: '2' }, 'train/dpo.ts'), /npx tsx train\/dpo\.ts --nproc_per_node 2/);
+  assert.throws(() => parseArgs(['--nproc_per_node', '-1']), /--nproc_per_node must be an integer ≥ 0, got -1/);
 });
 
 s('--dashboard takes a port or none (then 6006), before another flag or last; anything else is refused', () => {

@@ -90,11 +90,10 @@ export function parseArgs<E extends FlagTable = Record<never, FlagSpec>>(argv: s
     if (!Number.isInteger(args[k]) || args[k] < 1) throw new Error(`--${k} must be a positive integer, got ${args[k]}`);
   }
   if (args.augment !== 0 && args.augment !== 1) throw new Error(`--augment must be 0 or 1, got ${args.augment}`);
-  // Trainers without data parallelism (LoRA, DPO) drop these two flags.
-  if ('nproc_per_node' in args && !(Number.isInteger(args.nproc_per_node) && args.nproc_per_node >= 0)) {
+  if (!(Number.isInteger(args.nproc_per_node) && args.nproc_per_node >= 0)) {
     throw new Error(`--nproc_per_node must be an integer ≥ 0, got ${args.nproc_per_node}`);
   }
-  if ('ddp_timeout' in args && !(args.ddp_timeout > 0)) throw new Error(`--ddp_timeout must be a positive number of seconds, got ${args.ddp_timeout}`);
+  if (!(args.ddp_timeout > 0)) throw new Error(`--ddp_timeout must be a positive number of seconds, got ${args.ddp_timeout}`);
   if (args.dashboard !== '' && !(/^\d+$/.test(args.dashboard) && Number(args.dashboard) <= 65535)) {
     throw new Error(`--dashboard must be a port number from 0 to 65535 (0 = any free port), got '${args.dashboard}'`);
   }

@@ -1,5 +1,5 @@
 // Data-parallel training, `--nproc_per_node N` (spec §13): the launcher starts N ranks as worker threads
-// (runtime/ranks.ts), each running the trainer of train/run.ts on its own WebGPU device and its shard of
+// (runtime/ranks.ts), each running the trainer (train/run.ts, or train/dpo.ts's) on its own WebGPU device and its shard of
 // the data (train/ddp_rank.ts), and turns Ctrl-C into a stop the ranks agree on. dataParallel() is a
 // rank's link to the others for the training loop. Why threads of one process: README "Data parallel".
 import { extname } from 'node:path';
@@ -11,12 +11,9 @@ import type { DataParallel } from './loop.js';
 import type { TrainArgs } from './args.js';
 import type { Mode } from './run.js';
 
-/** The flags of a trainer that does not run data-parallel yet (DPO): parseArgs drops them, so they are refused. */
-export const NO_DDP: (keyof TrainArgs)[] = ['nproc_per_node', 'ddp_timeout'];
-
 /** What a rank's thread re-parses its flags from (the parsed flags do not cross threads with what was given). */
 export interface RankJob {
-  mode: Mode;
+  mode: Mode | 'dpo';
   argv: string[];
   overrides: Partial<Record<keyof TrainArgs, string | number>>;
   builtin: boolean;

@@ -3,8 +3,10 @@
 // from --from_weight (MiniMind: `full_sft`); the policy is saved as {save_dir}/dpo_{hidden}[_moe].pth with
 // MiniMind's resume checkpoint beside it in --checkpoint_dir; a resume rebuilds the reference from
 // --from_weight, as MiniMind does. beta and the per-sequence reduction follow the model's generation.
+// --nproc_per_node N: data-parallel ranks as train/sft.ts has them (train/ddp.ts, train/ddp_rank.ts).
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { availableParallelism } from 'node:os';
 import { initGpu, closeGpu, gpu } from '../runtime/device.js';
 import '../kernels/index.js';
@@ -16,7 +18,8 @@ import { DPODataset } from '../data/dpo.js';
 import { DataLoader } from '../data/loader.js';
 import type { FlagTable } from '../model/cli_flags.js';
 import { parseArgs, wasGiven, type TrainArgs } from './args.js';
-import { NO_DDP } from './ddp.js';
+import { dataParallel, launchTraining, refuseTorchrun } from './ddp.js';
+import type { RankContext } from './run.js';
 import { modelConfig, checkTokenizer, loadFromWeight, weightFile } from './setup.js';
 import { flagNotes } from './compat.js';
 import { precisionFor } from './grad_scaler.js';
@@ -43,27 +46,41 @@ const DPO_FLAGS = {
 const usage = 'usage: npx tsx train/dpo.ts --data_path FILE.jsonl --tokenizer_path DIR [--from_weight full_sft] [flags]\n'
   + 'Each line: {"chosen": [messages], "rejected": [messages]} (MiniMind\'s dpo.jsonl).';
 
-async function main(argv: string[]): Promise<void> {
+export type DpoArgs = ReturnType<typeof parseDpoArgs>;
+
+export function parseDpoArgs(argv: string[]) {
+  return parseArgs(argv, DPO_DEFAULTS, usage, DPO_FLAGS);
+}
+
+/** The DPO run, on one process or as one rank of a data-parallel run (only rank 0 prints, logs and saves). */
+export async function runDpo(args: DpoArgs, rank?: RankContext): Promise<{ interrupted: boolean }> {
   const t0 = performance.now();
-  const args = parseArgs(argv, DPO_DEFAULTS, usage, DPO_FLAGS, NO_DDP);
-  await initGpu();
+  const main = !rank || rank.group.rank === 0;
+  const say = main ? (line: string) => console.log(line) : () => {};
+  const world = rank?.group.world ?? 1;
+  await initGpu({ adapter: rank?.adapter, quiet: !main });
   let loader: DataLoader | undefined; // its worker threads keep Node alive until closed
   let dashboard: Dashboard | undefined;
   try {
-    // Next to the weights: where --use_wandb's and --dashboard's metrics go.
-    if ((args.use_wandb || args.dashboard) && !args.log_file) args.log_file = join(resolve(args.save_dir), `${args.save_weight}_log.jsonl`);
+    // Next to the weights: where --use_wandb's and --dashboard's metrics go (rank 0's).
+    if (!main) args.log_file = '';
+    else if ((args.use_wandb || args.dashboard) && !args.log_file) args.log_file = join(resolve(args.save_dir), `${args.save_weight}_log.jsonl`);
     if (args.log_file) mkdirSync(dirname(resolve(args.log_file)), { recursive: true });
-    dashboard = await startDashboard(args); // before anything slow: a port in use fails at once
-    // 1. Data and tokenizer.
-    if (!existsSync(args.data_path)) throw new Error(`--data_path ${args.data_path}: no such file`);
-    checkTokenizer(args);
-    const tok = await loadTokenizer(args.tokenizer_path);
-    console.log(`[train] tokenizer: ${resolve(args.tokenizer_path)} (${tok.vocabSize} tokens)`);
+    if (main) dashboard = await startDashboard(args); // before anything slow: a port in use fails at once
+    // 1. Data and tokenizer (rank 0 first: it validates and caches, the others read its cache).
+    const prepare = async () => {
+      if (!existsSync(args.data_path)) throw new Error(`--data_path ${args.data_path}: no such file`);
+      checkTokenizer(args);
+      const tok = await loadTokenizer(args.tokenizer_path);
+      say(`[train] tokenizer: ${resolve(args.tokenizer_path)} (${tok.vocabSize} tokens)`);
+      const ds = await DPODataset.open(args.data_path, tok, args.max_seq_len, { skipBadLines: args.skip_bad_lines, augment: args.augment === 1, seed: args.seed });
+      return { tok, ds };
+    };
+    const { tok, ds } = rank ? await rank.group.rank0First('data preparation', prepare) : await prepare();
     const { notice } = precisionFor(args.dtype);
-    if (notice) console.log(`[train] ${notice}`);
-    const ds = await DPODataset.open(args.data_path, tok, args.max_seq_len, { skipBadLines: args.skip_bad_lines, augment: args.augment === 1, seed: args.seed });
-    const workers = Math.min(args.num_workers, Math.max(0, availableParallelism() - 1));
-    loader = new DataLoader(ds, { batchSize: args.batch_size, numWorkers: workers, seed: args.seed });
+    if (notice) say(`[train] ${notice}`);
+    const workers = Math.min(args.num_workers, Math.max(0, Math.floor(availableParallelism() / world) - 1));
+    loader = new DataLoader(ds, { batchSize: args.batch_size, numWorkers: workers, seed: args.seed, shard: rank && { rank: rank.group.rank, world } });
 
     // 2. Policy and frozen reference, both from --from_weight (the same random init with none).
     const cfg = modelConfig(args, tok, false);
@@ -78,13 +95,14 @@ async function main(argv: string[]): Promise<void> {
     mkdirSync(resolve(args.checkpoint_dir), { recursive: true });
     const weightPath = weightFile(args.save_dir, cfg, args.save_weight);
     const resumePath = weightFile(args.checkpoint_dir, cfg, args.save_weight).replace(/\.pth$/, '_resume.pth'); // MiniMind's name and format
-    const resume = args.from_resume ? await loadResume(resumePath, policy) : undefined;
-    if (resume?.notice) console.log(`[train] ${resume.notice}`);
+    const resume = args.from_resume ? await loadResume(resumePath, policy, world) : undefined;
+    if (resume?.notice) say(`[train] ${resume.notice}`);
     const { total } = countParameters(cfg);
-    console.log(`[train] dpo: ${(total / 1e6).toFixed(2)}M parameters (hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers${cfg.use_moe ? ', MoE' : ''}), `
+    say(`[train] dpo: ${(total / 1e6).toFixed(2)}M parameters (hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers${cfg.use_moe ? ', MoE' : ''}), `
       + `policy + frozen reference; beta ${beta}, ${reduce} of the response log-probs; ${ds.length} pairs, ${loader.batchesPerEpoch()} steps/epoch × ${args.epochs} epochs, `
-      + `batch ${args.batch_size} pairs (${2 * args.batch_size} rows) × ${args.max_seq_len - 1} tokens on ${gpu().adapterName}`);
-    for (const note of flagNotes(args, { mode: 'dpo', adapter: gpu().adapterName, adapterEnv: process.env.MINIMIND_ADAPTER, workers })) console.log(`[train] ${note}`);
+      + `batch ${args.batch_size} pairs (${2 * args.batch_size} rows) × ${args.max_seq_len - 1} tokens `
+      + (rank ? `per rank on ${world} ranks, rank 0 on ${gpu().adapterName}` : `on ${gpu().adapterName}`));
+    for (const note of flagNotes(args, { mode: 'dpo', adapter: gpu().adapterName, adapterEnv: process.env.MINIMIND_ADAPTER, workers })) say(`[train] ${note}`);
 
     // 3. Train.
     if (args.log_file && !args.from_resume) rmSync(args.log_file, { force: true });
@@ -94,10 +112,10 @@ async function main(argv: string[]): Promise<void> {
     const first = resume ? resume.epoch * source.iters + resume.step : 0, planned = args.epochs * source.iters;
     runLog?.run({ mode: 'dpo', args: { ...args, beta, logprob_reduce: reduce }, adapter: gpu().adapterName, model: cfg, parameters: total, samples: ds.length,
       steps_per_epoch: source.iters, first_step: first, last_step: args.max_steps > 0 ? Math.min(planned, first + args.max_steps) : planned });
-    const fmaPeakGflops = await measureFmaPeak();
-    const result = await loggedTrain({ args, task, data: source, resumePath, resume, fmaPeakGflops }, runLog, ' pairs');
+    const fmaPeakGflops = main ? await measureFmaPeak() : undefined;
+    const result = await loggedTrain({ args, task, data: source, resumePath, resume, fmaPeakGflops, ddp: rank && dataParallel(rank.group) }, runLog, ' pairs');
     if (result.interrupted) {
-      console.log('[train] interrupted: weights and resume checkpoint saved; continue with the same flags and --from_resume 1');
+      say('[train] interrupted: weights and resume checkpoint saved; continue with the same flags and --from_resume 1');
       process.exitCode = 130;
     }
 
@@ -108,8 +126,10 @@ async function main(argv: string[]): Promise<void> {
       plotLoss(args.log_file, svg, `dpo loss, ${cfg.hidden_size}×${cfg.num_hidden_layers}`);
       files.push(args.log_file, svg);
     }
-    console.log(`[train] done: ${result.steps} steps, ${result.tokens} tokens, ${(result.tokens / result.seconds).toFixed(0)} tokens/s, `
+    // Every rank trains as many tokens as rank 0 (equal shards, batch for batch).
+    say(`[train] done: ${result.steps} steps, ${result.tokens * world} tokens, ${((result.tokens * world) / result.seconds).toFixed(0)} tokens/s${rank ? ` (${world} ranks)` : ''}, `
       + `final loss ${result.lastLoss.toFixed(4)}, ${result.skipped} skipped, ${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${files.join(', ')}`);
+    return { interrupted: result.interrupted };
   } finally {
     await loader?.close(); // also on an error before training
     await dashboard?.close();
@@ -117,9 +137,14 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-try {
-  await main(process.argv.slice(2));
-} catch (e) {
-  console.error(`error: ${(e as Error).message}`);
-  process.exitCode = 1;
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  try {
+    refuseTorchrun(process.env, 'train/dpo.ts');
+    const argv = process.argv.slice(2), args = parseDpoArgs(argv);
+    if (args.nproc_per_node) await launchTraining({ mode: 'dpo', argv, overrides: {}, builtin: false }, args);
+    else await runDpo(args);
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    process.exitCode = 1;
+  }
 }
