@@ -22,8 +22,6 @@ export interface RankLaunch<R> {
   workers: Worker[];
   /** Ctrl-C: the ranks stop together at their next gradient exchange (train/loop.ts). */
   stop(): void;
-  /** Stops every rank now (a second Ctrl-C). */
-  kill(): Promise<void>;
 }
 
 /** Worker threads do not inherit tsx's loader hooks: a rank registers them itself, then imports its body. */
@@ -109,10 +107,6 @@ export function startRanks<D, R>(o: { world: number; entry: URL; data: D; timeou
   return {
     done, workers,
     stop: () => requestStop(control),
-    async kill() {
-      fail(0, 'stopped by the user');
-      await Promise.all(workers.map((w) => w.terminate()));
-    },
   };
 }
 

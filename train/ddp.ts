@@ -57,7 +57,13 @@ export async function launchTraining(job: Omit<RankJob, 'adapters'>, args: Train
   let interruptedAt = -1;
   const onSigint = () => {
     if (interruptedAt >= 0) {
-      if (performance.now() - interruptedAt > 1000) void launch.kill().then(() => process.exit(130));
+      // Quit now, without saving. Not by terminating the ranks' threads or exiting the process: either stops a
+      // rank inside a Dawn call, where Dawn's Node-API binding aborts with a fatal error and a native stack
+      // (seen in 2 of 8 process.exit() runs). SIGKILL ends every thread at once; the shell reports it (137).
+      if (performance.now() - interruptedAt > 1000) {
+        console.log('\nstopped without saving');
+        process.kill(process.pid, 'SIGKILL');
+      }
       return;
     }
     interruptedAt = performance.now();
