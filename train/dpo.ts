@@ -59,8 +59,7 @@ async function main(argv: string[]): Promise<void> {
     checkTokenizer(args);
     const tok = await loadTokenizer(args.tokenizer_path);
     console.log(`[train] tokenizer: ${resolve(args.tokenizer_path)} (${tok.vocabSize} tokens)`);
-    const { notice } = precisionFor(args.dtype);
-    if (notice) console.log(`[train] ${notice}`);
+    precisionFor(args.dtype); // an unknown --dtype fails before the data is read
     const ds = await DPODataset.open(args.data_path, tok, args.max_seq_len, { skipBadLines: args.skip_bad_lines, augment: args.augment === 1, seed: args.seed });
     const workers = Math.min(args.num_workers, Math.max(0, availableParallelism() - 1));
     loader = new DataLoader(ds, { batchSize: args.batch_size, numWorkers: workers, seed: args.seed });

@@ -92,8 +92,7 @@ export async function run(mode: Mode, args: TrainArgs, builtin: boolean, loraIni
       return { tok, ds };
     };
     const { tok, ds } = rank ? await rank.group.rank0First('data preparation', prepare) : await prepare();
-    const { notice } = precisionFor(args.dtype);
-    if (notice) say(`[train] ${notice}`);
+    precisionFor(args.dtype); // an unknown --dtype fails before the data is read
     // Loader threads share the cores the ranks leave (on lavapipe the GPU work runs on them too).
     const workers = Math.min(args.num_workers, Math.max(0, Math.floor(availableParallelism() / world) - 1));
     source = datasetSource(ds, args, workers, rank && { rank: rank.group.rank, world });
