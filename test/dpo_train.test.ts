@@ -54,7 +54,7 @@ async function run(reduce: LogprobReduce, dir: string, extra: Record<string, num
   const r = fx.runs[reduce];
   const args = parseArgs([], {
     learning_rate: fx.base_lr, epochs: fx.epochs, batch_size: fixedBatch.batch / 2, accumulation_steps: fx.accumulation_steps,
-    grad_clip: fx.grad_clip, max_seq_len: fixedBatch.seqLen + 1, log_interval: 1000, save_interval: 1000, ...extra,
+    grad_clip: fx.grad_clip, max_seq_len: fixedBatch.seqLen + 1, log_interval: 1000, save_interval: 1000, dtype: 'float32', ...extra,
   });
   const { policy, ref } = models();
   const logs: StepLog[] = [];

@@ -66,7 +66,7 @@ async function run(name: string, dir: string, extra: Record<string, number | str
   const r = fx.runs[name];
   const args = parseArgs([], {
     learning_rate: fx.base_lr, epochs: r.epochs, batch_size: r.batch_size, accumulation_steps: r.accumulation_steps,
-    grad_clip: fx.grad_clip, log_interval: 1000, save_interval: 1000, ...extra,
+    grad_clip: fx.grad_clip, log_interval: 1000, save_interval: 1000, dtype: 'float32', ...extra, // PyTorch's run is float32
   });
   const model = freshModel();
   const logs: StepLog[] = [];
