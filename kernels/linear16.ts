@@ -14,7 +14,7 @@
 import { Tensor, needsGrad, noGrad, record, is16, type DType16 } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 import { gpu } from '../runtime/device.js';
-import { cast } from './cast.js';
+import { cast, reference as castReference } from './cast.js';
 import { gemm } from './matmul.js';
 import { sliceColumns } from './add_columns.js';
 import { addInto } from './elementwise.js';
@@ -75,3 +75,33 @@ export const backward: Record<string, BackwardRule> = {
     return [dx, dw];
   },
 };
+
+/** float64 reference of y and both gradients for x [M,K] (float32 values), w [N,K] (16-bit values), gy [M,N]
+ *  (float32): the float64 sums rounded to float32 and then to `d`, as the GPU's float32 sums are stored. */
+export function reference(x: Float32Array, w: Float32Array, gy: Float32Array, M: number, N: number, K: number, rows: number[], d: DType16) {
+  const r16 = (v: Float64Array) => castReference(Float32Array.from(v), d);
+  const x16 = castReference(x, d), gy16 = castReference(gy, d);
+  const y = new Float64Array(M * N), dw = new Float64Array(N * K), dx = new Float64Array(M * K);
+  for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+    let s = 0;
+    for (let k = 0; k < K; k++) s += x16[m * K + k] * w[n * K + k];
+    y[m * N + n] = s;
+  }
+  for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) {
+    let s = 0;
+    for (let m = 0; m < M; m++) s += gy16[m * N + n] * x16[m * K + k];
+    dw[n * K + k] = s;
+  }
+  let r0 = 0;
+  for (const n of rows) {
+    const part = new Float64Array(M * K);
+    for (let m = 0; m < M; m++) for (let k = 0; k < K; k++) {
+      let s = 0;
+      for (let j = r0; j < r0 + n; j++) s += gy16[m * N + j] * w[j * K + k];
+      part[m * K + k] = s;
+    }
+    r16(part).forEach((v, i) => { dx[i] += v; });
+    r0 += n;
+  }
+  return { y: r16(y), dw: r16(dw), dx };
+}
