@@ -6,6 +6,7 @@ import { registerBackward } from '../runtime/autograd.js';
 import * as elementwise from './elementwise.js';
 import * as reduce from './reduce.js';
 import * as cast from './cast.js';
+import * as linear16 from './linear16.js';
 import * as matmul from './matmul.js';
 import * as matmulVariants from './matmul_variants.js';
 import * as rmsnorm from './rmsnorm.js';
@@ -45,6 +46,7 @@ export const OPS: Op[] = [
   { name: 'elementwise', backward: elementwise.backward },
   { name: 'reduce', backward: reduce.backward },
   { name: 'cast', backward: cast.backward, cases: cast.cases },
+  { name: 'linear16', backward: linear16.backward },
   {
     name: 'matmul', backward: matmul.backward, cases: matmulVariants.cases,
     sweeps: () => [sweep(matmulVariants.matmulTunable, [...GEMMS.flatMap(([M, N, K]) => Object.values(matmulVariants.linearShapes(M, N, K))),

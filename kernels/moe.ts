@@ -44,6 +44,9 @@ export interface MoEConfig {
   matmul?: MatmulOptions;
   /** Applied to every projection of a named module (router and experts; model/lora.ts). */
   adapt?: Adapt;
+  /** The model's Linear for the projections of named modules, instead of matmul + adapt (its mixed
+   *  precision: model/minimind.ts linear()). */
+  linear?: (x: Tensor, w: Tensor, modules: string[]) => Tensor;
 }
 
 const WG = 256;
@@ -222,6 +225,7 @@ function auxGroups(form: AuxForm, B: number, T: number, K: number): { G: number;
 
 /** x·wᵀ for the Linear modules `modules` of w, plus what cfg.adapt adds (when both are given). */
 function linear(x: Tensor, w: Tensor, modules: string[] | null, cfg: MoEConfig): Tensor {
+  if (cfg.linear && modules) return cfg.linear(x, w, modules);
   const y = matmul(x, w, cfg.matmul);
   return cfg.adapt && modules ? cfg.adapt(x, y, modules) : y;
 }

@@ -3,11 +3,12 @@
 // its own pass: kernels/adamw.ts WorkingCopy). One buffer laid out like the store's data buffer
 // with 2 bytes per element: the element at byte o of data is at byte o/2 here, padding included.
 // Its bindings start at multiples of 256 bytes on every adapter (the copy's parameters sit at
-// multiples of 128), a word offset into the binding locating each parameter.
+// multiples of 256 too: the store aligns its views to 512), a word offset into the binding locating
+// each parameter for AdamW; a matmul binds a parameter's copy (cast()) from its first byte.
 import { launch } from '../runtime/kernel.js';
 import { acquireBuffer, releaseBuffer } from '../runtime/buffer.js';
 import { gpu } from '../runtime/device.js';
-import { Tensor, type DType16 } from '../runtime/tensor.js';
+import { Tensor, needsGrad, record, type DType16 } from '../runtime/tensor.js';
 import type { ParamStore } from '../runtime/param_store.js';
 import { kernels } from './packed16.js';
 import type { WorkingCopy } from './adamw.js';
@@ -35,6 +36,17 @@ export class ParamCopy16 implements WorkingCopy {
     const p = this.store.get(name);
     if (p.offset % 8) throw new Error(`ParamCopy16: ${name} starts at element ${p.offset / 4} of the store, odd: not on a 16-bit word`);
     return Tensor.view(this.buffer, p.offset / 2, p.shape, false, this.dtype);
+  }
+
+  /** The copy of p (a parameter, or a span of parameters, of the store) as torch.autocast's cast of a
+   *  weight: its 16-bit view, on the tape as cast(p), so that its 16-bit gradient (a matmul's dW) is cast
+   *  back and added into p's float32 gradient (kernels/cast.ts's backward). */
+  cast(p: Tensor): Tensor {
+    if (p.buffer !== this.store.data) throw new Error(`ParamCopy16: tensor [${p.shape}] is not a view of the store's data`);
+    if ((p.offset / 2) % this.align) throw new Error(`ParamCopy16: a tensor [${p.shape}] at byte ${p.offset} of the store: its copy would not start on a binding offset (multiple of ${this.align} bytes)`);
+    const v = Tensor.view(this.buffer, p.offset / 2, p.shape, false, this.dtype);
+    if (needsGrad(p)) record('cast', [p], [v], {});
+    return v;
   }
 
   /** For AdamW: one binding of the copy over the copies of data views ps (bytes [o, o + 4·size)

@@ -1,12 +1,13 @@
 // The MiniMind model (MiniMind2 dense/MoE and minimind-3) on our runtime, in the order of the
 // architecture diagram: embedding → N × [RMSNorm → GQA attention with RoPE → residual →
 // RMSNorm → SwiGLU or MoE → residual] → RMSNorm → tied LM head → shifted masked CE (+ aux loss).
-import { Tensor, dropUnread } from '../runtime/tensor.js';
+import { Tensor, dropUnread, type DType16 } from '../runtime/tensor.js';
 import { ParamStore } from '../runtime/param_store.js';
 import { writeBuffer } from '../runtime/kernel.js';
 import { mulberry32 } from '../runtime/random.js';
 import { add, matmul } from '../kernels/index.js';
-import type { MatmulPrecision } from '../kernels/matmul.js';
+import { linear16 } from '../kernels/linear16.js';
+import { ParamCopy16 } from '../kernels/param_copy16.js';
 import { rmsnorm } from '../kernels/rmsnorm.js';
 import { rope } from '../kernels/rope.js';
 import { qkvRope } from '../kernels/qkv_rope.js';
@@ -19,6 +20,10 @@ import { moeFFN } from '../kernels/moe.js';
 import { WaitPacer } from '../runtime/wait_pacer.js';
 import { MiniMindConfig, parameterShapes, validate } from './config.js';
 import type { LoRA } from './lora.js';
+
+/** What forward and backward compute in: 'f32', or mixed precision with 16-bit Linears (--dtype bfloat16 /
+ *  float16, torch.autocast's semantics: see linear()). */
+export type Precision = 'f32' | DType16;
 
 export interface Loss {
   /** Shifted masked CE, mean over the batch's non-ignored tokens ([1]). */
@@ -43,8 +48,8 @@ export class MiniMind {
   /** Training steps' MoE count read-backs, one pacer per layer (each waits for a different share of
    *  the forward); generation is not paced (its waits are short and per token far longer). */
   private readonly moePacers: WaitPacer[] = [];
-  /** Precision of every matmul, forward and backward: 'f16' for --dtype float16 (the trainer sets it). */
-  precision: MatmulPrecision = 'f32';
+  /** Mixed precision's 16-bit working copy of the weights, which the Linears read (setPrecision). */
+  private copy: ParamCopy16 | null = null;
   /** Adapters added to the projections' outputs (apply_lora); null: the plain model. */
   lora: LoRA | null = null;
 
@@ -70,9 +75,29 @@ export class MiniMind {
     }
   }
 
-  /** Release the parameter and gradient buffers. */
+  /** Release the parameter and gradient buffers (and the working copy). */
   dispose(): void {
+    this.setPrecision('f32');
     this.store.dispose();
+  }
+
+  get precision(): Precision {
+    return this.copy?.dtype ?? 'f32';
+  }
+
+  /** 'bf16' / 'f16' (the trainer's --dtype): keep a 16-bit working copy of the weights, made now from the
+   *  float32 master weights, for the Linears; whoever steps the weights rewrites it (AdamW's `copy`), and
+   *  load() refreshes it. 'f32': drop it. */
+  setPrecision(p: Precision): void {
+    if (p === this.precision) return;
+    this.copy?.dispose();
+    this.copy = p === 'f32' ? null : new ParamCopy16(this.store, p);
+    this.copy?.refresh();
+  }
+
+  /** The 16-bit working copy (null in float32). */
+  get workingCopy(): ParamCopy16 | null {
+    return this.copy;
   }
 
   p(name: string): Tensor {
@@ -98,10 +123,15 @@ export class MiniMind {
     };
   }
 
-  /** y = x·wᵀ for the Linear modules `modules` (w spans them when several), plus their adapters. */
-  private linear(x: Tensor, w: Tensor, modules: string[], mo: { precision: MatmulPrecision }): Tensor {
-    const y = matmul(x, w, mo);
-    return this.lora ? this.lora.adapt(x, y, modules, mo) : y;
+  /** y = x·wᵀ for the Linear modules `modules` (w spans them when several), plus their adapters (float32).
+   *  Mixed precision: torch.autocast's Linear (kernels/linear16.ts) on w's working copy, 16-bit operands and
+   *  output, float32 sums, y widened for the float32 ops that read it (norms, RoPE, attention, SwiGLU, the
+   *  router's softmax, the MoE combine, the loss); the copy's 16-bit dW goes into w's float32 gradient. */
+  private linear(x: Tensor, w: Tensor, modules: string[]): Tensor {
+    // The tied LM head has no lm_head.weight of its own: one module, w's rows.
+    const rows = () => (modules.length === 1 ? [w.shape[0]] : modules.map((m) => this.p(`${m}.weight`).shape[0]));
+    const y = this.copy ? linear16(x, this.copy.cast(w), rows()) : matmul(x, w);
+    return this.lora ? this.lora.adapt(x, y, modules) : y;
   }
 
   /** Empty KV caches for batch B and up to maxT positions (kept: free them with freeCache). */
@@ -126,7 +156,6 @@ export class MiniMind {
     const c = this.cfg;
     const [B, T] = ids.shape;
     const { num_attention_heads: nh, num_key_value_heads: nkv, head_dim: hd, rms_norm_eps: eps } = c;
-    const mo = { precision: this.precision };
     let h = embedding(ids, this.p('model.embed_tokens.weight'), o.hostIds); // (B, T, H)
     // Each residual add is fused with the norm that reads its result (add_rmsnorm): `a` is the
     // normed input of the next block, `h` the residual stream.
@@ -140,7 +169,7 @@ export class MiniMind {
         // Attention block
         // One matmul against q_proj|k_proj|v_proj (stored back to back), then split (+ RoPE).
         const qkvNames = ['q_proj', 'k_proj', 'v_proj'].map((n) => `${l}.self_attn.${n}`);
-        const qkv = this.linear(a, this.store.span(qkvNames.map((n) => `${n}.weight`)), qkvNames, mo);
+        const qkv = this.linear(a, this.store.span(qkvNames.map((n) => `${n}.weight`)), qkvNames);
         const split = { nh, nkv, hd, posOffset: pos, theta: c.rope_theta };
         const [qs, ks, v] = qkvRope(qkv, { ...split, rope: !c.qk_norm });
         // minimind-3: per-head RMSNorm of q and k before RoPE.
@@ -157,14 +186,14 @@ export class MiniMind {
         }
         o = o.reshape([B, T, nh * hd]); // (B, T, nh·hd)
         let m: Tensor;
-        const attnOut = this.linear(o, this.p(`${l}.self_attn.o_proj.weight`), [`${l}.self_attn.o_proj`], mo);
+        const attnOut = this.linear(o, this.p(`${l}.self_attn.o_proj.weight`), [`${l}.self_attn.o_proj`]);
         [h, m] = addRmsnorm(h, attnOut, this.p(`${l}.post_attention_layernorm.weight`), eps);
         // MLP block
         let y: Tensor;
         if (!c.use_moe) {
           const f = this.ffn(`${l}.mlp`);
-          const gu = this.linear(m, f.gate_up, [`${f.name}.gate_proj`, `${f.name}.up_proj`], mo); // one matmul for gate and up
-          y = this.linear(swigluPacked(gu), f.down_proj, [`${f.name}.down_proj`], mo);
+          const gu = this.linear(m, f.gate_up, [`${f.name}.gate_proj`, `${f.name}.up_proj`]); // one matmul for gate and up
+          y = this.linear(swigluPacked(gu), f.down_proj, [`${f.name}.down_proj`]);
         } else {
           const experts = Array.from({ length: c.n_routed_experts }, (_, e) => this.ffn(`${l}.mlp.experts.${e}`));
           const shared = Array.from({ length: c.n_shared_experts }, (_, e) => this.ffn(`${l}.mlp.shared_experts.${e}`));
@@ -172,8 +201,8 @@ export class MiniMind {
             // MiniMind2 renormalises the top-k weights only when k > 1; minimind-3 also at k = 1.
             topK: c.num_experts_per_tok, normTopk: c.norm_topk_prob && (c.num_experts_per_tok > 1 || c.aux_form === 'minimind3'), alpha: c.aux_loss_alpha,
             auxForm: c.aux_form === 'minimind3' ? 'minimind3' : c.seq_aux ? 'seq_aux' : 'global',
-            pacer: pace ? (this.moePacers[i] ??= new WaitPacer()) : undefined, matmul: mo,
-            adapt: this.lora ? (x, y, modules) => this.lora!.adapt(x, y, modules, mo) : undefined,
+            pacer: pace ? (this.moePacers[i] ??= new WaitPacer()) : undefined,
+            linear: (x, w, modules) => this.linear(x, w, modules),
           });
           y = r.y;
           aux = aux ? add(aux, r.aux) : r.aux;
@@ -183,7 +212,7 @@ export class MiniMind {
         return [h, a, aux];
       });
     }
-    return [this.linear(a, this.p('model.embed_tokens.weight'), ['lm_head'], mo), aux]; // tied LM head
+    return [this.linear(a, this.p('model.embed_tokens.weight'), ['lm_head']), aux]; // tied LM head
   }
 
   /** The training loss of spec §4. The logits are consumed (the CE kernel overwrites them with dlogits). */
@@ -215,6 +244,7 @@ export class MiniMind {
       const target = tiedOnly ? this.p('model.embed_tokens.weight') : this.params.get(name);
       if (target) writeBuffer(target.buffer, target.offset, t.data);
     }
+    this.copy?.refresh();
     return { missing, unexpected };
   }
 

@@ -11,8 +11,9 @@ import { clearBuffer } from './kernel.js';
 import { gpu } from './device.js';
 import { Tensor } from './tensor.js';
 
-/** Byte alignment of every view: the strictest storage-binding offset alignment of common GPUs. */
-const ALIGN = 256;
+/** Byte alignment of every view: twice the strictest storage-binding offset alignment of common GPUs
+ *  (256), so that a 16-bit working copy's views (at half the offsets: kernels/param_copy16.ts) bind too. */
+const ALIGN = 512;
 
 export class ParamStore {
   /** Views in layout order; unless frozen, each has requiresGrad and a .grad view at the same offset. */
@@ -36,7 +37,7 @@ export class ParamStore {
   constructor(layout: Iterable<readonly [string, readonly number[], boolean?]>, o: { bindingBytes?: number; frozen?: boolean } = {}) {
     this.frozen = o.frozen ?? false;
     this.chunkBytes = Math.floor((o.bindingBytes ?? gpu().limits.maxStorageBufferBindingSize) / ALIGN) * ALIGN;
-    const align = Math.max(ALIGN, gpu().limits.minStorageBufferOffsetAlignment);
+    const align = Math.max(ALIGN, 2 * gpu().limits.minStorageBufferOffsetAlignment);
     const offsets: [string, readonly number[], number][] = [];
     let bytes = 0;
     for (const [name, shape, packed] of layout) {

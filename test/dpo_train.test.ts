@@ -107,7 +107,7 @@ async function run(f: Fixture, reduce: LogprobReduce, dir: string, extra: Record
   const { fx, batch } = f;
   const args = parseArgs([], {
     learning_rate: fx.base_lr, epochs: fx.epochs, batch_size: batch.batch / 2, accumulation_steps: fx.accumulation_steps,
-    grad_clip: fx.grad_clip, max_seq_len: batch.seqLen + 1, log_interval: 1000, save_interval: 1000, ...extra,
+    grad_clip: fx.grad_clip, max_seq_len: batch.seqLen + 1, log_interval: 1000, save_interval: 1000, dtype: 'float32', ...extra,
   });
   const { policy, ref } = models(f);
   const logs: StepLog[] = [];

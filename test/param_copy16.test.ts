@@ -20,7 +20,7 @@ s.before(setupGpu);
 s.before.each(() => beginScope());
 s.after.each(() => endScope());
 
-// Awkward sizes, odd ones included (each parameter starts 256-aligned, so words never straddle two).
+// Awkward sizes, odd ones included (each parameter starts 512-aligned, so words never straddle two).
 const LAYOUT: [string, number[]][] = [['a', [1]], ['b', [33]], ['c', [65, 3]], ['d', [1025]], ['e', [7]], ['f', [4097]], ['g', [2]]];
 const FORMATS = ['bf16', 'f16'] as const;
 const HOST = { bf16: bf16FromF32Bits, f16: f16FromF32Bits };

@@ -34,7 +34,7 @@ function setGrads(params: Tensor[], grads: Float64Array[], live = params.map(() 
   });
 }
 
-s('views sit at 256-byte offsets in layout order; gradients are zeroed views at the same offsets', async () => {
+s('views sit at 512-byte offsets in layout order; gradients are zeroed views at the same offsets', async () => {
   const { store, data } = filled();
   let expect = 0;
   for (const [i, [name, shape]] of LAYOUT.entries()) {
@@ -45,7 +45,7 @@ s('views sit at 256-byte offsets in layout order; gradients are zeroed views at 
     assert.is(p.grad!.buffer, store.grads);
     assertClose(await p.read(), data[i], name, 0, 0);
     assertClose(await p.grad!.read(), new Float64Array(p.size), `${name} grad`, 0, 0);
-    expect += Math.ceil((size(shape) * 4) / 256) * 256;
+    expect += Math.ceil((size(shape) * 4) / 512) * 512;
   }
   assert.is(store.bytes, expect);
   assert.throws(() => new ParamStore([['x', [2]], ['x', [3]]]), /given twice/);
@@ -69,7 +69,7 @@ s('a matmul weight in the store gets its gradient accumulated into its view', as
 s('packed parameters form one spanned weight; its gradient lands in (and makes live) each member', async () => {
   const store = new ParamStore([['pad', [5]], ['q', [3, 4]], ['k', [2, 4], true], ['v', [1, 4], true], ['after', [2]]]);
   const [q, k, v] = ['q', 'k', 'v'].map((n) => store.get(n));
-  assert.is(q.offset % 256, 0);
+  assert.is(q.offset % 512, 0);
   assert.is(k.offset, q.offset + 48);
   assert.is(v.offset, k.offset + 32);
   const w = randn(24, 3);

@@ -76,9 +76,8 @@ export async function runDpo(args: DpoArgs, rank?: RankContext): Promise<{ inter
       const ds = await DPODataset.open(args.data_path, tok, args.max_seq_len, { skipBadLines: args.skip_bad_lines, augment: args.augment === 1, seed: args.seed });
       return { tok, ds };
     };
+    precisionFor(args.dtype); // an unknown --dtype fails before the data is read
     const { tok, ds } = rank ? await rank.group.rank0First('data preparation', prepare) : await prepare();
-    const { notice } = precisionFor(args.dtype);
-    if (notice) say(`[train] ${notice}`);
     const workers = Math.min(args.num_workers, Math.max(0, Math.floor(availableParallelism() / world) - 1));
     loader = new DataLoader(ds, { batchSize: args.batch_size, numWorkers: workers, seed: args.seed, shard: rank && { rank: rank.group.rank, world } });
 

@@ -2,6 +2,8 @@
 // loss is multiplied by `scale` before backward so small gradients survive the float16 matmuls;
 // the optimizer unscales (multiplies by 1/scale, exact for powers of two). A step whose gradients
 // hold inf/NaN is skipped and the scale halved; after `growthInterval` good steps in a row it doubles.
+// bfloat16 has float32's range and, as in torch, no scaler.
+import type { Precision } from '../model/minimind.js';
 
 export interface ScalerState { scale: number; growth_tracker: number }
 
@@ -38,14 +40,10 @@ export class GradScaler {
   }
 }
 
-export type Precision = 'f32' | 'f16';
-
-/** What --dtype trains in, and the one-line notice when it is not what was asked. */
-export function precisionFor(dtype: string): { precision: Precision; notice?: string } {
-  if (dtype === 'float32') return { precision: 'f32' };
-  if (dtype === 'float16') return { precision: 'f16' };
-  if (dtype === 'bfloat16') {
-    return { precision: 'f32', notice: '--dtype bfloat16: WebGPU has no bfloat16 arithmetic; training in float32, which has bfloat16\'s range (--dtype float16 for mixed precision with loss scaling)' };
-  }
+/** What --dtype trains in: float32, or mixed precision with 16-bit Linears (model/minimind.ts linear()). */
+export function precisionFor(dtype: string): Precision {
+  if (dtype === 'float32') return 'f32';
+  if (dtype === 'float16') return 'f16';
+  if (dtype === 'bfloat16') return 'bf16';
   throw new Error(`--dtype ${dtype}: expected float32, float16 or bfloat16`);
 }

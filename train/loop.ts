@@ -83,11 +83,13 @@ export async function trainLoop<B>(o: LoopOptions<B>): Promise<LoopResult> {
   const total = args.epochs * iters;
   const accum = args.accumulation_steps;
   const store = task.store;
-  const opt = new AdamW(store, { lr: args.learning_rate });
-  const { precision } = precisionFor(args.dtype);
+  const precision = precisionFor(args.dtype);
   const scaler = precision === 'f16' ? new GradScaler(o.initScale) : null;
   const modelPrecisions = task.models.map((m) => m.precision);
-  for (const m of task.models) m.precision = precision;
+  for (const m of task.models) m.setPrecision(precision);
+  // Mixed precision: the step rewrites the working copy of the model whose store it trains.
+  const copy = task.models.find((m) => m.store === store)?.workingCopy ?? undefined;
+  const opt = new AdamW(store, { lr: args.learning_rate, copy });
   // Ctrl-C: finish the accumulation, save, and return; a second Ctrl-C quits at once.
   let interrupt = false, interruptedAt = 0;
   const onSigint = () => {
@@ -105,7 +107,7 @@ export async function trainLoop<B>(o: LoopOptions<B>): Promise<LoopResult> {
   } finally {
     reducer?.dispose();
     process.off('SIGINT', onSigint);
-    task.models.forEach((m, i) => { m.precision = modelPrecisions[i]; });
+    task.models.forEach((m, i) => m.setPrecision(modelPrecisions[i]));
     opt.dispose();
   }
 
@@ -117,6 +119,7 @@ export async function trainLoop<B>(o: LoopOptions<B>): Promise<LoopResult> {
       print(`resumed from ${o.resumePath}: epoch ${startEpoch + 1}, step ${startStep}/${iters}`);
     }
     reducer = await ddp?.attach(store);
+    if (reducer) copy?.refresh(); // the weights are rank 0's now
     // Kernel variants for this batch shape, tuned once per adapter and cached: before step 1, so that
     // every step of the run uses the same ones.
     const tt = performance.now();

@@ -31,7 +31,7 @@ export interface Resume extends Position {
 }
 
 export interface Task<B> {
-  /** The models a step runs (the trainer sets their matmul precision for the run). */
+  /** The models a step runs (the trainer sets their precision, --dtype, for the run). */
   readonly models: MiniMind[];
   /** What AdamW updates, clips and zeroes: the model's whole store, or only its adapters'. */
   readonly store: ParamStore;
