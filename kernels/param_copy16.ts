@@ -45,7 +45,7 @@ export class ParamCopy16 implements WorkingCopy {
     if (p.buffer !== this.store.data) throw new Error(`ParamCopy16: tensor [${p.shape}] is not a view of the store's data`);
     if ((p.offset / 2) % this.align) throw new Error(`ParamCopy16: a tensor [${p.shape}] at byte ${p.offset} of the store: its copy would not start on a binding offset (multiple of ${this.align} bytes)`);
     const v = Tensor.view(this.buffer, p.offset / 2, p.shape, false, this.dtype);
-    if (needsGrad(p)) record('cast', [p], [v], {});
+    if (needsGrad(p)) record('cast', [p], [v], {}, []);
     return v;
   }
 
