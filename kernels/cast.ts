@@ -4,6 +4,7 @@
 // the gradient of a 16-bit tensor is 16-bit, as torch.autocast gives it. Runs the pack16 / unpack16
 // kernels of kernels/packed16.ts. Memory-bound: 6 bytes moved per element.
 import { launch } from '../runtime/kernel.js';
+import { gpu } from '../runtime/device.js';
 import { Tensor, needsGrad, record, is16, type DType, type DType16 } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 import { kernels } from './packed16.js';
@@ -14,21 +15,34 @@ const WG = 256; // invocations per workgroup of pack16 / unpack16, one u32 word 
 export type FloatType = 'f32' | DType16;
 const isFloat = (d: DType): d is FloatType => d === 'f32' || is16(d);
 
-/** Launches one pack16 or unpack16 (f32 ↔ 16 bits), not recorded. */
-function convert(x: Tensor, to: FloatType): Tensor {
+/** Launches pack16 or unpack16 (f32 ↔ 16 bits), not recorded: in chunks whose float32 side fits a storage
+ *  binding (MiniMind2-small's logits, 5440 × 6400 floats, are 139 MB > 128 MiB), each a whole number of
+ *  workgroups' words, so every chunk starts on a 1 KiB boundary of the 16-bit side (a valid binding offset). */
+function convert(x: Tensor, to: FloatType, bindingBytes: number): Tensor {
   const y = Tensor.empty(x.shape, to);
-  const words = Math.ceil(x.size / 2), workgroups = Math.ceil(words / WG);
-  if (is16(to)) launch(kernels.pack16, { params: { n: x.size }, buffers: [x.binding(), y.binding()], workgroups, variant: { format: to } });
-  else launch(kernels.unpack16, { params: { n: x.size }, buffers: [x.binding(), y.binding()], workgroups, variant: { format: x.dtype as DType16 } });
+  const [f32, h16] = is16(to) ? [x, y] : [y, x];
+  x.assertLive(); y.assertLive();
+  const unit = 2 * WG, per = Math.floor(bindingBytes / 4 / unit) * unit; // elements per chunk
+  if (per < unit) throw new Error(`cast: a binding of ${bindingBytes} bytes is smaller than one workgroup's ${4 * unit}`);
+  const kernel = is16(to) ? kernels.pack16 : kernels.unpack16, format = (is16(to) ? to : x.dtype) as DType16;
+  for (let e0 = 0; e0 < x.size; e0 += per) {
+    const n = Math.min(per, x.size - e0), words = Math.ceil(n / 2);
+    const whole = e0 === 0 && n === x.size; // one chunk: bind as the tensor does (guard regions stay visible)
+    const wide = whole ? f32.binding() : { buffer: f32.buffer, offset: f32.offset + 4 * e0, size: 4 * n };
+    const narrow = whole ? h16.binding() : { buffer: h16.buffer, offset: h16.offset + 2 * e0, size: 4 * words };
+    launch(kernel, { params: { n }, buffers: is16(to) ? [wide, narrow] : [narrow, wide], workgroups: Math.ceil(words / WG), variant: { format } });
+  }
   return y;
 }
 
-/** x as dtype `to` (a new tensor; x itself when it already is one, as torch's .to()). */
-export function cast(x: Tensor, to: FloatType): Tensor {
+/** x as dtype `to` (a new tensor; x itself when it already is one, as torch's .to()). `bindingBytes`:
+ *  pretend storage bindings hold at most that many bytes (tests of the chunking). */
+export function cast(x: Tensor, to: FloatType, o: { bindingBytes?: number } = {}): Tensor {
   x.assertLive();
   if (!isFloat(x.dtype)) throw new Error(`cast: input [${x.shape}] is ${x.dtype}, not a float dtype`);
   if (x.dtype === to) return x;
-  const y = x.dtype === 'f32' || to === 'f32' ? convert(x, to) : convert(convert(x, 'f32'), to);
+  const bytes = o.bindingBytes ?? gpu().limits.maxStorageBufferBindingSize;
+  const y = x.dtype === 'f32' || to === 'f32' ? convert(x, to, bytes) : convert(convert(x, 'f32', bytes), to, bytes);
   if (needsGrad(x)) record('cast', [x], [y], {}, []);
   return y;
 }

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor, beginScope, endScope, withGuards, type DType16 } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
-import { writeBuffer, readBuffer } from '../runtime/kernel.js';
+import { writeBuffer, readBuffer, counters, resetCounters } from '../runtime/kernel.js';
 import { cast, reference } from '../kernels/cast.js';
 import { add } from '../kernels/elementwise.js';
 import { rng, setupGpu } from './util.js';
@@ -69,6 +69,25 @@ for (const f of FORMATS) {
     assertSame(await t.read(), reference(vals, f), 'read');
   });
 }
+
+s('a tensor larger than a storage binding is cast in chunks (both ways, an odd count, nothing written past it)', async () => {
+  // 4 KiB bindings: chunks of 1024 elements, so 5001 elements take 5 chunks and end on an odd one.
+  const r = rng(5), n = 5001;
+  const x = Float32Array.from({ length: n }, () => (r() * 2 - 1) * 2 ** (r() * 20 - 10));
+  for (const f of FORMATS) {
+    await withGuards(async () => {
+      const src = Tensor.fromArray(x, [n]);
+      resetCounters();
+      const y = cast(src, f, { bindingBytes: 4096 });
+      assert.is(counters().dispatches, 5, 'one dispatch per chunk');
+      assertSame(await y.read(), reference(x, f), `f32 → ${f} in chunks`);
+      const back = cast(y, 'f32', { bindingBytes: 4096 });
+      assertSame(await back.readF32(), reference(x, f), `${f} → f32 in chunks`);
+      for (const t of [y, back]) assert.equal(await t.overwrittenGuard(), [], `${t.dtype}: words past the data`);
+    });
+  }
+  assert.throws(() => cast(Tensor.fromArray(x, [n]), 'bf16', { bindingBytes: 1024 }), /smaller than one workgroup's/);
+});
 
 s('cast bf16 → f16 and f16 → bf16 round once from the exact f32 value', async () => {
   const r = rng(7);
