@@ -14,7 +14,6 @@ import type { BackwardRule } from '../runtime/autograd.js';
 import { tuner } from '../runtime/tuner.js';
 import { registerTiled, type RegisterTile } from './matmul_register.js';
 import { sharedTiled, type SharedTile } from './matmul_shared.js';
-import { precisionFns } from './matmul_precision.js';
 import { matmulTunable, compiledShared, type GemmShape } from './matmul_variants.js';
 import { kernels16, storeRounded, WG as WG16 } from './matmul16.js';
 import { GEMM_PARAMS as PARAMS, pairs, type GemmIO, type Storage16 } from './matmul_io.js';
@@ -24,19 +23,19 @@ export type MatmulVariant = ({ kind: 'naive' } | RegisterTile | SharedTile) & {
   /** f16 operands read as WGSL f16 (adapters with shader-f16) instead of packed u32 words. */
   native?: true;
 };
-export type MatmulPrecision = 'f32' | 'f16';
 
 const WG = 64;
 const VEC_BUFFERS = [['a', 'read', 'vec4<f32>'], ['b', 'read', 'vec4<f32>'], ['c', 'rw', 'f32']] as const;
 
-/** h: float16 rounding of operands and results (matmul_precision.ts). */
-type H = { h: boolean };
+/** hv/hs: what the tile generators pass every float32 operand load and result through (the 16-bit storage
+ *  kernels of kernels/matmul_io.ts define them as their loads instead). */
+const F32_IO = 'fn hv(x: vec4<f32>) -> vec4<f32> { return x; }\nfn hs(x: f32) -> f32 { return x; }\n';
 
 export const kernels = {
   /** v1, naive: one output element per invocation. */
-  matmul_naive: defineKernel<H>({
+  matmul_naive: defineKernel({
     name: 'matmul_naive', params: PARAMS, buffers: [['a', 'read', 'f32'], ['b', 'read', 'f32'], ['c', 'rw', 'f32']], workgroup: WG,
-    wgsl: (v, entry) => `
+    wgsl: (_, entry) => `
 ${entry} {
   let i = wgIndex(wid, nwg) * ${WG}u + lid.x;
   if (i >= p.M * p.N) { return; }
@@ -48,18 +47,18 @@ ${entry} {
   if (p.beta != 0.0) { acc += p.beta * c[i]; }
   c[i] = acc;
 }
-${precisionFns(v.h)}`,
+${F32_IO}`,
   }),
   /** v2, register tiles (CPU adapters). */
-  matmul_register: defineKernel<Omit<RegisterTile, 'kind' | 'g'> & H>({
+  matmul_register: defineKernel<Omit<RegisterTile, 'kind' | 'g'>>({
     name: 'matmul_register', params: PARAMS, buffers: VEC_BUFFERS, workgroup: (v) => v.wg,
     enable: (v) => (v.a !== 's' ? ['subgroups'] : []),
-    wgsl: (v, entry) => registerTiled(v, entry) + precisionFns(v.h),
+    wgsl: (v, entry) => registerTiled(v, entry) + F32_IO,
   }),
   /** v3, workgroup-memory tiles (GPUs). */
-  matmul_shared: defineKernel<ReturnType<typeof compiledShared> & H>({
+  matmul_shared: defineKernel<ReturnType<typeof compiledShared>>({
     name: 'matmul_shared', params: PARAMS, buffers: VEC_BUFFERS, workgroup: (v) => [v.bn / v.tn, v.bm / v.tm],
-    wgsl: (v, entry) => sharedTiled(v, entry) + precisionFns(v.h),
+    wgsl: (v, entry) => sharedTiled(v, entry) + F32_IO,
   }),
 };
 
@@ -70,9 +69,6 @@ export interface Gemm extends GemmShape {
 }
 
 export interface MatmulOptions {
-  /** 'f16': every product takes float16-rounded operands and gives a float16-rounded result,
-   *  summing in float32 (torch.autocast's matmul; the trainer's --dtype float16). Default 'f32'. */
-  precision?: MatmulPrecision;
   /** Use this variant instead of the tuner's pick (tests, bench). A tile variant is only valid for
    *  the layout it was made for, so backward uses it only when it is the naive one. */
   variant?: MatmulVariant;
@@ -87,11 +83,9 @@ export function gemm(g: Gemm, o: MatmulOptions = {}): void {
     if ((t.end() - t.offset) % 16 || t.offset % 16) throw new Error(`gemm: operand ${name} [${t.shape}] spans ${t.end() - t.offset} bytes from offset ${t.offset}, not multiples of 16`);
   }
   const st = storage(g);
-  if (st && o.precision === 'f16') throw new Error('gemm: precision f16 rounds float32 operands to float16; these are 16-bit tensors already');
   const v = o.variant ?? tuner().pick(matmulTunable, { M: g.M, N: g.N, K: g.K, am: g.am, ak: g.ak, bk: g.bk, bn: g.bn, ...(st ? { io: st } : {}) });
   if (v.native && st?.ab !== 'f16') throw new Error(`gemm: a native f16 variant for ${st?.ab ?? 'f32'} operands`);
-  const h = o.precision === 'f16';
-  split(g, [0, 0, 0], o.bindingBytes ?? gpu().limits.maxStorageBufferBindingSize, (part, off, words) => launchGemm(part, off, words, v, h));
+  split(g, [0, 0, 0], o.bindingBytes ?? gpu().limits.maxStorageBufferBindingSize, (part, off, words) => launchGemm(part, off, words, v));
 }
 
 /** The 16-bit storage of g's tensors, or null when all three are float32. */
@@ -146,13 +140,13 @@ function split(g: Gemm, off: Offsets, bytes: number, run: Run): void {
   }
 }
 
-/** One launch of variant v (h: float16 rounding mode of float32 tensors). */
-function launchGemm(g: Gemm, off: Offsets, words: number, v: MatmulVariant, h: boolean): void {
+/** One launch of variant v. */
+function launchGemm(g: Gemm, off: Offsets, words: number, v: MatmulVariant): void {
   const st = storage(g), io: GemmIO | null = st && { ...st, native: v.native === true };
   if (io && pairs(io) && g.N % 2 && v.kind !== 'naive') {
     // Word pairs straddle rows, which the tile kernels do not own together: a float32 result, rounded after.
     const sum = Tensor.empty([g.M * g.N]);
-    launchGemm({ ...g, c: sum, beta: 0 }, [off[0], off[1], 0], words, v, h);
+    launchGemm({ ...g, c: sum, beta: 0 }, [off[0], off[1], 0], words, v);
     storeRounded(sum, g.c, off[2], g.M * g.N, g.beta, io.ab);
     return;
   }
@@ -165,7 +159,7 @@ function launchGemm(g: Gemm, off: Offsets, words: number, v: MatmulVariant, h: b
   const k16 = io ? kernels16(io) : null;
   if (v.kind === 'naive') {
     if (k16) launch(k16.naive, { params, buffers, workgroups: Math.ceil((pairs(io!) ? Math.ceil((g.M * g.N) / 2) : g.M * g.N) / WG16), variant: { io: io! } });
-    else launch(kernels.matmul_naive, { params, buffers, workgroups: Math.ceil((g.M * g.N) / WG), variant: { h } });
+    else launch(kernels.matmul_naive, { params, buffers, workgroups: Math.ceil((g.M * g.N) / WG), });
     return;
   }
   params.group = v.g;
@@ -173,13 +167,13 @@ function launchGemm(g: Gemm, off: Offsets, words: number, v: MatmulVariant, h: b
     const { kind: _k, g: _g, native: _n, ...tile } = v;
     const workgroups = Math.ceil(g.M / v.tm) * Math.ceil(g.N / (v.wg * v.tn));
     if (k16) launch(k16.register, { params, buffers, workgroups, variant: { ...tile, io: io! } });
-    else launch(kernels.matmul_register, { params, buffers, workgroups, variant: { ...tile, h } });
+    else launch(kernels.matmul_register, { params, buffers, workgroups, variant: tile });
     return;
   }
   const { native: _n, ...tile } = v;
   const workgroups = Math.ceil(g.M / v.bm) * Math.ceil(g.N / v.bn);
   if (k16) launch(k16.shared, { params, buffers, workgroups, variant: { ...compiledShared(tile, g), io: io! } });
-  else launch(kernels.matmul_shared, { params, buffers, workgroups, variant: { ...compiledShared(tile, g), h } });
+  else launch(kernels.matmul_shared, { params, buffers, workgroups, variant: compiledShared(tile, g) });
 }
 
 /** y[..., N] = x[..., K] · w[N, K]ᵀ; y has the operands' dtype (16-bit operands: torch.autocast's

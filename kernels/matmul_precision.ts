@@ -1,17 +1,5 @@
-// float16 rounding for --dtype float16 (torch.autocast's matmul): the WGSL hv/hs every matmul kernel
-// passes its operands and results through, and its float64 twin for references.
-import { PACKED16_WGSL } from '../runtime/packed16_wgsl.js';
-
-/** hv/hs: what an operand or result passes through. float32: nothing. float16 (torch.autocast's
- *  matmul: float16 operands and result, float32 accumulation): rounded to the nearest float16, ties
- *  to even: packed as float16 storage is (integer operations on the bits, runtime/packed16_wgsl.ts), unpacked;
- *  ≥ 65520 (which rounds past 65504) gives ±inf, so the loss scaler sees the overflow; inf and NaN pass. */
-export function precisionFns(h: boolean): string {
-  if (!h) return 'fn hv(x: vec4<f32>) -> vec4<f32> { return x; }\nfn hs(x: f32) -> f32 { return x; }\n';
-  return `fn hv(x: vec4<f32>) -> vec4<f32> { return vec4<f32>(unpackF16(packF16(x.x, x.y)), unpackF16(packF16(x.z, x.w))); }
-fn hs(x: f32) -> f32 { return unpackF16(packF16(x, 0.0)).x; }
-${PACKED16_WGSL}`;
-}
+// float16 rounding of a number on the host (MiniMind's .half() of adapter files: model/lora_file.ts, and
+// references in the tests).
 
 /** x rounded to the nearest float16 (ties to even), as a number; ±inf past float16's range. */
 export function roundF16(x: number): number {

@@ -40,7 +40,7 @@ export interface MoEConfig {
   topK: number; normTopk: boolean; auxForm: AuxForm; alpha: number;
   /** Paces the count read-back (the host sleeps through most of the GPU work before it; see wait_pacer.ts). */
   pacer?: WaitPacer;
-  /** Options of every matmul (router and experts): the model's precision. */
+  /** Options of every matmul (router and experts) without `linear` (tests: a forced variant). */
   matmul?: MatmulOptions;
   /** Applied to every projection of a named module (router and experts; model/lora.ts). */
   adapt?: Adapt;
