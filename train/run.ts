@@ -50,7 +50,7 @@ export const BUILTIN: Partial<Record<keyof TrainArgs, string | number>> = {
   tokenizer_path: '', augment: 0,
   // float32, not MiniMind's bfloat16: on lavapipe (2-core Xeon, busy) this model's B16×T56 step took 508-560 ms in
   // float32 and 614-713 ms in bfloat16 (casts around every Linear cost more than the 16-bit operands save there),
-  // with 37 vs 49 MiB of peak GPU memory (activations are still float32 beside their 16-bit copies).
+  // and held 34 vs 38 MiB at the peak (most activations are still float32; the 16-bit working copy is extra).
   dtype: 'float32',
 };
 
