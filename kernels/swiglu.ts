@@ -109,6 +109,14 @@ function launchPacked(k: (typeof packedKernels)[keyof typeof packedKernels], gu:
 /** vec4: the layout above; iv: I/8 for vec4 (else 0); dy16: backward's dy is 16-bit, else float32. */
 interface Packed16 { format: DType16; vec4: boolean; iv: number; dy16?: boolean }
 
+/** bfloat16 rounding of intermediates (a16, d_act) in place, half the integer operations of pack then unpack:
+ *  the low 16 bits rounded off to nearest even. NaN needs no guard here: a computed one is 0x7fc00000 and
+ *  one from a 16-bit input has its payload in the top mantissa bits, so neither rounds to infinity. */
+const R16_BF16 = `fn r16(x: vec2<f32>) -> vec2<f32> {
+  let u = bitcast<vec2<u32>>(x);
+  return bitcast<vec2<f32>>((u + 0x7fffu + ((u >> vec2<u32>(16u)) & vec2<u32>(1u))) & vec2<u32>(0xffff0000u));
+}`;
+
 /** Word math: fwd(g, u) the y word of a g word and a u word, bwd(g, u, dy) the [dg, du] words (dy: two
  *  16-bit values as float32). silu(g) is g / (1 + e^-g) in both, so backward recomputes a16 exactly. */
 function math16(v: Packed16): string {
@@ -117,13 +125,12 @@ function math16(v: Packed16): string {
 ${dy}const IV = ${v.iv}u;
 fn un(w: u32) -> vec2<f32> { return ${v.format === 'f16' ? 'unpackF16' : 'unpackBf16'}(w); }
 fn pk(x: vec2<f32>) -> u32 { return ${v.format === 'f16' ? 'packF16' : 'packBf16'}(x.x, x.y); }
-fn r16(x: vec2<f32>) -> vec2<f32> { return un(pk(x)); }
-fn fwd(gw: u32, uw: u32) -> u32 { let g = un(gw); return pk(r16(g / (1.0 + exp(-g))) * un(uw)); }
+${v.format === 'f16' ? 'fn r16(x: vec2<f32>) -> vec2<f32> { return un(pk(x)); }' : R16_BF16}
+fn fwd(gw: u32, uw: u32) -> u32 { let g = un(gw); return pk(r16(g * (1.0 / (1.0 + exp(-g)))) * un(uw)); }
 fn bwd(gw: u32, uw: u32, d: vec2<f32>) -> vec2<u32> {
   let g = un(gw);
-  let e = 1.0 + exp(-g);
-  let sg = 1.0 / e;
-  return vec2<u32>(pk(r16(d * un(uw)) * (sg * (1.0 + g * (1.0 - sg)))), pk(d * r16(g / e)));
+  let sg = 1.0 / (1.0 + exp(-g));
+  return vec2<u32>(pk(r16(d * un(uw)) * (sg * (1.0 + g * (1.0 - sg)))), pk(d * r16(g * sg)));
 }
 ${PACKED16_WGSL}`;
 }
@@ -284,10 +291,13 @@ export const reference16 = {
 };
 const r16 = (v: Float64Array, to: DType16) => round16(Float32Array.from(v), to);
 
-/** Bench metadata for n elements: forward reads g, u and writes y; backward reads g, u, dy, writes dg, du. */
+/** Bench metadata for n elements: forward reads g, u and writes y; backward reads g, u, dy, writes dg, du;
+ *  4 bytes each, 2 for the 16-bit path (dy 16-bit too, as the gradient of a 16-bit y is). */
 export const bench = {
   swiglu_forward: (n: number) => ({ bytes: 12 * n }),
   swiglu_backward: (n: number) => ({ bytes: 20 * n }),
+  swiglu_forward16: (n: number) => ({ bytes: 6 * n }),
+  swiglu_backward16: (n: number) => ({ bytes: 10 * n }),
 };
 
 /** Bench rows at MiniMind2-small's FFN activations 5440 × 1408: forward and backward, separate and packed. */
@@ -316,28 +326,48 @@ export function cases(): Case[] {
   }, ...swigluPackedCases()];
 }
 
-/** g and u side by side in one gu [N, 2·I] (the fused gate/up projection's output). */
+/** g and u side by side in one gu [N, 2·I] (the fused gate/up projection's output), float32 and bf16. */
 function swigluPackedCases(): Case[] {
   const n = N * I, rows = 2; // checked on the first rows
-  const half = (gu: Float32Array, second: boolean) => Float64Array.from({ length: rows * I }, (_, i) => gu[Math.floor(i / I) * 2 * I + (second ? I : 0) + (i % I)]);
+  const half = (gu: ArrayLike<number>, second: boolean) => Float64Array.from({ length: rows * I }, (_, i) => gu[Math.floor(i / I) * 2 * I + (second ? I : 0) + (i % I)]);
+  /** dg, du [rows, I] side by side as dgu [rows, 2I]. */
+  const sideBySide = ({ dg, du }: { dg: Float64Array; du: Float64Array }) => Float64Array.from({ length: rows * 2 * I }, (_, i) => {
+    const r = Math.floor(i / (2 * I)), c = i % (2 * I);
+    return c < I ? dg[r * I + c] : du[r * I + c - I];
+  });
+  const h = () => host([N, 2 * I], 29), dyh = () => host([N, I], 30);
+  /** The first rows of gu's values as bf16 stores them. */
+  const gu16 = (x: Float32Array) => round16(x.subarray(0, rows * 2 * I), 'bf16');
   return [{
     name: 'swiglu_packed_forward', shape: `${N}x2·${I}`, work: bench.swiglu_forward(n),
     setup: async () => {
-      const h = host([N, 2 * I], 29), gu = Tensor.fromArray(h, [N, 2 * I]);
-      await verify('swiglu_packed_forward', () => swigluPacked(gu), reference.forward(half(h, false), half(h, true)));
+      const x = h(), gu = Tensor.fromArray(x, [N, 2 * I]);
+      await verify('swiglu_packed_forward', () => swigluPacked(gu), reference.forward(half(x, false), half(x, true)));
       return scoped(() => swigluPacked(gu));
     },
   }, {
     name: 'swiglu_packed_backward', shape: `${N}x2·${I}`, work: bench.swiglu_backward(n),
     setup: async () => {
-      const h = host([N, 2 * I], 29), dyh = host([N, I], 30), dy = Tensor.fromArray(dyh, [N, I]);
-      const node = swigluPacked(Tensor.fromArray(h, [N, 2 * I], 'f32', true)).node!;
-      const { dg, du } = reference.backward(half(h, false), half(h, true), f64(dyh, rows * I));
-      const want = Float64Array.from({ length: rows * 2 * I }, (_, i) => {
-        const r = Math.floor(i / (2 * I)), c = i % (2 * I);
-        return c < I ? dg[r * I + c] : du[r * I + c - I];
-      });
+      const x = h(), d = dyh(), dy = Tensor.fromArray(d, [N, I]);
+      const node = swigluPacked(Tensor.fromArray(x, [N, 2 * I], 'f32', true)).node!;
+      const want = sideBySide(reference.backward(half(x, false), half(x, true), f64(d, rows * I)));
       await verify('swiglu_packed_backward', () => backward.swiglu_packed(node, [dy], noTargets)[0]!, want);
+      return scoped(() => backward.swiglu_packed(node, [dy], noTargets));
+    },
+  }, {
+    name: 'swiglu_packed_forward', shape: `${N}x2·${I} bf16`, work: bench.swiglu_forward16(n),
+    setup: async () => {
+      const x = h(), gu = Tensor.fromArray(x, [N, 2 * I], 'bf16'), v = gu16(x);
+      await verify('swiglu_packed_forward bf16', () => swigluPacked(gu), reference16.forward(half(v, false), half(v, true), 'bf16'));
+      return scoped(() => swigluPacked(gu));
+    },
+  }, {
+    name: 'swiglu_packed_backward', shape: `${N}x2·${I} bf16`, work: bench.swiglu_backward16(n),
+    setup: async () => {
+      const x = h(), d = dyh(), dy = Tensor.fromArray(d, [N, I], 'bf16'), v = gu16(x);
+      const node = swigluPacked(Tensor.fromArray(x, [N, 2 * I], 'bf16', true)).node!;
+      const want = sideBySide(reference16.backward(half(v, false), half(v, true), f64(d, rows * I), 'bf16'));
+      await verify('swiglu_packed_backward bf16', () => backward.swiglu_packed(node, [dy], noTargets)[0]!, want);
       return scoped(() => backward.swiglu_packed(node, [dy], noTargets));
     },
   }];
