@@ -110,8 +110,8 @@ function launchPacked(k: (typeof packedKernels)[keyof typeof packedKernels], gu:
 interface Packed16 { format: DType16; vec4: boolean; iv: number; dy16?: boolean }
 
 /** bfloat16 rounding of intermediates (a16, d_act) in place, half the integer operations of pack then unpack:
- *  the low 16 bits rounded off to nearest even. NaN needs no guard here: a computed one is 0x7fc00000 and
- *  one from a 16-bit input has its payload in the top mantissa bits, so neither rounds to infinity. */
+ *  the low 16 bits rounded off to nearest even. NaN needs no guard here: a computed one is quiet (top mantissa
+ *  bit set) and one from a 16-bit input has its payload in the top 7 mantissa bits, so neither rounds to inf. */
 const R16_BF16 = `fn r16(x: vec2<f32>) -> vec2<f32> {
   let u = bitcast<vec2<u32>>(x);
   return bitcast<vec2<f32>>((u + 0x7fffu + ((u >> vec2<u32>(16u)) & vec2<u32>(1u))) & vec2<u32>(0xffff0000u));
