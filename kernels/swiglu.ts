@@ -109,23 +109,29 @@ function launchPacked(k: (typeof packedKernels)[keyof typeof packedKernels], gu:
 /** vec4: the layout above; iv: I/8 for vec4 (else 0); dy16: backward's dy is 16-bit, else float32. */
 interface Packed16 { format: DType16; vec4: boolean; iv: number; dy16?: boolean }
 
-/** bfloat16 rounding of intermediates (a16, d_act) in place, half the integer operations of pack then unpack:
- *  the low 16 bits rounded off to nearest even. NaN needs no guard here: a computed one is quiet (top mantissa
- *  bit set) and one from a 16-bit input has its payload in the top 7 mantissa bits, so neither rounds to inf. */
-const R16_BF16 = `fn r16(x: vec2<f32>) -> vec2<f32> {
-  let u = bitcast<vec2<u32>>(x);
-  return bitcast<vec2<f32>>((u + 0x7fffu + ((u >> vec2<u32>(16u)) & vec2<u32>(1u))) & vec2<u32>(0xffff0000u));
-}`;
+/** Rounding to the 16-bit type: pk(x) packs two values into a word, r16(x) rounds them in place. float16
+ *  takes packF16 (runtime/packed16_wgsl.ts). bfloat16 rounds the low 16 bits off to nearest even in 5 integer
+ *  operations a value, without packBf16's NaN guard (half of its work): every value pk and r16 round is a float32
+ *  arithmetic result (r16in rounds a float32 dy as read), so a NaN is quiet (top mantissa bit set) and rounds to itself as packBf16 makes it; the
+ *  guard is for NaNs with only low payload bits. With the guard the bf16 backward took 2× float32's time on
+ *  lavapipe (compute-bound). */
+function round16Wgsl(f: DType16): string {
+  if (f === 'f16') return `fn pk(x: vec2<f32>) -> u32 { return packF16(x.x, x.y); }
+fn r16(x: vec2<f32>) -> vec2<f32> { return unpackF16(pk(x)); }`;
+  return `fn rb(x: vec2<f32>) -> vec2<u32> { let u = bitcast<vec2<u32>>(x); return u + 0x7fffu + ((u >> vec2<u32>(16u)) & vec2<u32>(1u)); }
+fn pk(x: vec2<f32>) -> u32 { let r = rb(x); return (r.x >> 16u) | (r.y & 0xffff0000u); }
+fn r16(x: vec2<f32>) -> vec2<f32> { return bitcast<vec2<f32>>(rb(x) & vec2<u32>(0xffff0000u)); }`;
+}
 
 /** Word math: fwd(g, u) the y word of a g word and a u word, bwd(g, u, dy) the [dg, du] words (dy: two
- *  16-bit values as float32). silu(g) is g / (1 + e^-g) in both, so backward recomputes a16 exactly. */
+ *  16-bit values as float32). silu(g) is g·σ(g) in both, so backward recomputes forward's a16. */
 function math16(v: Packed16): string {
   const word = v.vec4 ? 'vec4<u32>' : 'u32', dy = v.dy16 === undefined ? '' : `alias DT = ${v.dy16 ? word : v.vec4 ? 'vec4<f32>' : 'f32'};\n`;
   return `alias GT = ${word};
 ${dy}const IV = ${v.iv}u;
 fn un(w: u32) -> vec2<f32> { return ${v.format === 'f16' ? 'unpackF16' : 'unpackBf16'}(w); }
-fn pk(x: vec2<f32>) -> u32 { return ${v.format === 'f16' ? 'packF16' : 'packBf16'}(x.x, x.y); }
-${v.format === 'f16' ? 'fn r16(x: vec2<f32>) -> vec2<f32> { return un(pk(x)); }' : R16_BF16}
+${round16Wgsl(v.format)}
+fn r16in(x: vec2<f32>) -> vec2<f32> { return un(${v.format === 'f16' ? 'packF16' : 'packBf16'}(x.x, x.y)); } // a float32 dy: any NaN
 fn fwd(gw: u32, uw: u32) -> u32 { let g = un(gw); return pk(r16(g * (1.0 / (1.0 + exp(-g)))) * un(uw)); }
 fn bwd(gw: u32, uw: u32, d: vec2<f32>) -> vec2<u32> {
   let g = un(gw);
@@ -177,7 +183,7 @@ ${v.vec4 ? `${HEAD16(entry)}
   let g = gu[gi];
   let u = gu[gi + IV];
   ${v.dy16 ? 'let d = dy[t];' : 'let d0 = dy[2u * t];\n  let d1 = dy[2u * t + 1u];'}
-  ${['x', 'y', 'z', 'w'].map((c, k) => `let b${c} = bwd(g.${c}, u.${c}, ${v.dy16 ? `un(d.${c})` : `r16(d${k >> 1}.${k & 1 ? 'zw' : 'xy'})`});`).join('\n  ')}
+  ${['x', 'y', 'z', 'w'].map((c, k) => `let b${c} = bwd(g.${c}, u.${c}, ${v.dy16 ? `un(d.${c})` : `r16in(d${k >> 1}.${k & 1 ? 'zw' : 'xy'})`});`).join('\n  ')}
   dgu[gi] = vec4<u32>(bx.x, by.x, bz.x, bw.x);
   dgu[gi + IV] = vec4<u32>(bx.y, by.y, bz.y, bw.y);
 }` : `${HALVES('gu')}
@@ -193,7 +199,7 @@ ${HEAD16(entry)}
   if (t >= p.n) { return; }
   let a = src(2u * t);
   let b = src(2u * t + 1u);
-  let d = bwd(pair_gu(a.g, b.g), pair_gu(a.g + p.i, b.g + p.i), ${v.dy16 ? 'un(pair_dy(a.y, b.y))' : 'r16(vec2<f32>(dy[a.y], dy[b.y]))'});
+  let d = bwd(pair_gu(a.g, b.g), pair_gu(a.g + p.i, b.g + p.i), ${v.dy16 ? 'un(pair_dy(a.y, b.y))' : 'r16in(vec2<f32>(dy[a.y], dy[b.y]))'});
   dgu[t] = (select(d.x, d.y, a.up) & 0xffffu) | (select(d.x, d.y, b.up) & 0xffff0000u);
 }`}
 `,

@@ -155,6 +155,17 @@ for (const I of [7, 16]) {
   });
 }
 
+// e^-g overflows float32 at g = -200 (σ = 0, as torch's float32 silu gets it); at -30 it does not.
+s('bf16 saturated gates: large |g| gives finite y and dgu (no inf·0)', async () => {
+  const gu = Float64Array.from([-200, -30, 30, 200, 0, 1, 2, 3, 4, 5]), dy = Float64Array.from([1, 1, 1, 1, 1]);
+  const tgu = Tensor.fromArray(gu, [1, 10], 'bf16', true);
+  const y = swigluPacked(tgu);
+  backward(y, Tensor.fromArray(dy, [1, 5], 'bf16'));
+  const want = reference16.backward(gu.subarray(0, 5), gu.subarray(5), dy, 'bf16');
+  assert.equal(Array.from(await y.read()), Array.from(reference16.forward(gu.subarray(0, 5), gu.subarray(5), 'bf16')), 'y');
+  assert.equal(Array.from(await tgu.grad!.read()), [...want.dg, ...want.du], 'dgu');
+});
+
 s('the 16-bit reference rounds where torch does: y is round16(round16(silu(g))·u), not round16(silu(g)·u)', () => {
   // bf16 g = 0.75: silu(g) = 0.50938 rounds to 0.5078125; times u = 3 that is 1.5234375, a bf16 value, where
   // the unrounded product 1.52815 rounds to 1.53125.
