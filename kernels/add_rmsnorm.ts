@@ -12,7 +12,7 @@
 import { defineKernel } from '../runtime/kernel.js';
 import { Tensor, needsGrad, record, is16, type DType16 } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
-import { BACKWARD_PARAMS, FORWARD_PARAMS, WG, backwardWgsl, forwardWgsl, type RowWidth } from './rmsnorm_wgsl.js';
+import { BACKWARD_PARAMS, FORWARD_PARAMS, WG, backwardWgsl, forwardWgsl, type Res16, type RowWidth } from './rmsnorm_wgsl.js';
 import { rowEnable, rowSize } from './row_layout.js';
 import { dims, launchForward, rmsnormBackward, bench as rmsnormBench } from './rmsnorm.js';
 import { tuner } from '../runtime/tuner.js';
@@ -26,10 +26,10 @@ export const kernels = {
     wgsl: (v, entry) => forwardWgsl(entry, v, true),
   }),
   /** The same over a 16-bit res (packed words of the variant's format: RT, 2 bytes per value). */
-  add_rmsnorm_forward16: defineKernel<RowWidth & { format: DType16 }>({
+  add_rmsnorm_forward16: defineKernel<RowWidth & Res16>({
     name: 'add_rmsnorm_forward', params: FORWARD_PARAMS, workgroup: rowSize, enable: rowEnable,
     buffers: [['x', 'read', 'VT'], ['res', 'read', 'RT'], ['w', 'read', 'VT'], ['s', 'rw', 'VT'], ['y', 'rw', 'VT'], ['rstd', 'rw', 'f32']],
-    wgsl: (v, entry) => forwardWgsl(entry, v, true, v.format),
+    wgsl: (v, entry) => forwardWgsl(entry, v, true, v),
   }),
   add_rmsnorm_backward: defineKernel<{ vec4: boolean; dw: boolean }>({
     name: 'add_rmsnorm_backward', params: BACKWARD_PARAMS, workgroup: WG,
@@ -48,12 +48,15 @@ export function addRmsnorm(x: Tensor, res: Tensor, w: Tensor, eps: number): [Ten
   const bufs = [x, res, w, s, y, rstd];
   if (is16(res.dtype)) {
     const v = tuner().pick(rmsnormTunables.addForward, { rows, h, res: res.dtype });
-    launchForward(kernels.add_rmsnorm_forward16, v, x, w, bufs, eps, { format: res.dtype });
+    launchForward(kernels.add_rmsnorm_forward16, v, x, w, bufs, eps, res16(res.dtype, h));
   } else launchForward(kernels.add_rmsnorm_forward, tuner().pick(rmsnormTunables.addForward, { rows, h }), x, w, bufs, eps);
   if (needsGrad(x, res, w)) record('add_rmsnorm', [x, res, w], [s, y], { rstd }, [w, s]);
   else rstd.dispose();
   return [s, y];
 }
+
+/** The 16-bit forward's own variant fields for a res of `format` and rows of h values. */
+export const res16 = (format: DType16, h: number): Res16 => ({ format, pairs: h % 8 === 0 });
 
 export const backward: Record<string, BackwardRule> = {
   add_rmsnorm: (node, [gs, gy], into) => {

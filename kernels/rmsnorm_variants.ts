@@ -8,7 +8,7 @@ import { Tensor, type DType16 } from '../runtime/tensor.js';
 import type { Tunable } from '../runtime/tuner.js';
 import { kernels, launchForward, rmsnormBackward, reference, referenceBackward, bench, type BackwardVariant, type ForwardVariant } from './rmsnorm.js';
 import { LANE, rowCandidates, rowLabel, rowLayouts, type RowLayout } from './row_layout.js';
-import { kernels as addKernels, bench as addBench } from './add_rmsnorm.js';
+import { kernels as addKernels, bench as addBench, res16 } from './add_rmsnorm.js';
 import { reference as round16 } from './cast.js';
 import { N, H, Case, input, fixedTrial, tunedCase } from './case.js';
 
@@ -49,7 +49,7 @@ function forwardFamily(add: boolean): Tunable<RowShape, ForwardVariant> {
       const y = Tensor.empty([s.rows, s.h]).keep(), rstd = Tensor.empty([s.rows]).keep(), sum = Tensor.empty([s.rows, s.h]).keep();
       const bufs = add ? [d.x.t, d.res.t, d.w.t, sum, y, rstd] : [d.x.t, d.w.t, y, rstd];
       return fixedTrial<ForwardVariant>({
-        run: (v) => s.res ? launchForward(addKernels.add_rmsnorm_forward16, v, d.x.t, d.w.t, bufs, 1e-5, { format: s.res })
+        run: (v) => s.res ? launchForward(addKernels.add_rmsnorm_forward16, v, d.x.t, d.w.t, bufs, 1e-5, res16(s.res, s.h))
           : launchForward(add ? addKernels.add_rmsnorm_forward : kernels.rmsnorm_forward, v, d.x.t, d.w.t, bufs, 1e-5),
         outputs: add ? [sum, y, rstd] : [y, rstd],
         want: () => {

@@ -27,27 +27,42 @@ export const rowSum = (v: RowLayout, name: string, partial: string) =>
 /** Workgroups for `rows` rows. */
 export const rowGroups = (v: RowLayout, rows: number) => (v.rows === 'wg' ? rows : Math.ceil(rows / WG));
 
-/** add_rmsnorm's 16-bit res (packed words, runtime/packed16_wgsl.ts) read as VT: RT is vec2<u32> (4 values)
- *  when VT is vec4<f32>, else u32 with element j in half j & 1 of word j / 2 (rows of an odd H straddle words). */
-function res16Wgsl(vec4: boolean, format: DType16): string {
-  const un = format === 'f16' ? 'unpackF16' : 'unpackBf16';
-  return vec4
-    ? `alias RT = vec2<u32>;\nfn resAt(j: u32) -> VT { let w = res[j]; return vec4<f32>(${un}(w.x), ${un}(w.y)); }\n${PACKED16_WGSL}`
-    : `alias RT = u32;\nfn resAt(j: u32) -> VT { return ${un}(res[j >> 1u])[j & 1u]; }\n${PACKED16_WGSL}`;
+/** add_rmsnorm's 16-bit res: its format, and `pairs` (H % 8 == 0) to read it a vec4<u32> (8 values, two VTs)
+ *  at a time: on lavapipe a load costs about the same whatever its width (each lane of the lane layout reads
+ *  its own row), so vec2<u32> loads, one per VT, left the 16-bit forward no faster than the float32 one. */
+export interface Res16 { format: DType16; pairs: boolean }
+
+/** WGSL: RT, res's element type, and for the unpaired forms resAt(j), the VT j of res as float32 (exact): two
+ *  words for a vec4 VT, else half j & 1 of word j / 2 (rows of an odd H straddle words). */
+function res16Wgsl(vec4: boolean, r: Res16): string {
+  const un = r.format === 'f16' ? 'unpackF16' : 'unpackBf16';
+  const at = r.pairs ? '' : vec4
+    ? `fn resAt(j: u32) -> VT { return vec4<f32>(un(res[2u * j]), un(res[2u * j + 1u])); }\n`
+    : 'fn resAt(j: u32) -> VT { return un(res[j >> 1u])[j & 1u]; }\n';
+  return `alias RT = ${r.pairs ? 'vec4<u32>' : 'u32'};\nfn un(w: u32) -> vec2<f32> { return ${un}(w); }\n${at}${PACKED16_WGSL}`;
 }
 
 /** Forward WGSL: y[r, :] and rstd[r] of x, or with `add` of s = x + res (also written out: the
  *  fused residual add of add_rmsnorm.ts); with `res16` res is 16-bit, widened exactly before the float32 add
  *  (torch promotes float32 + bfloat16 to float32). */
-export function forwardWgsl(entry: string, v: RowWidth, add: boolean, res16?: DType16): string {
+export function forwardWgsl(entry: string, v: RowWidth, add: boolean, res16?: Res16): string {
   const xv = add ? `x[b + i] + ${res16 ? 'resAt(b + i)' : 'res[b + i]'}` : 'x[b + i]';
   const { head, loop } = rowLoop(v);
+  // Paired: VTs i and i + 1 from one vec4<u32> of res (b, i and so b + i even: H % 8 == 0).
+  const first = res16?.pairs
+    ? `for (var i = ${v.rows === 'wg' ? '2u * li' : '0u'}; i < p.hv; i += ${v.rows === 'wg' ? 2 * v.wg : 2}u) {
+    let q = res[(b + i) >> 1u];
+    let v0 = x[b + i] + vec4<f32>(un(q.x), un(q.y));
+    let v1 = x[b + i + 1u] + vec4<f32>(un(q.z), un(q.w));
+    s[b + i] = v0; s[b + i + 1u] = v1; acc += v0 * v0; acc += v1 * v1;
+  }`
+    : `${loop} { let v = ${xv}; ${add ? 's[b + i] = v; ' : ''}acc += v * v; }`;
   return `${vecType(v.vec4)}${res16 ? res16Wgsl(v.vec4, res16) : ''}${v.rows === 'wg' ? wgSumFn(v.wg, v.sub) : ''}
 ${entry} {
   ${head}
   let b = r * p.hv;
   var acc = VT(0.0);
-  ${loop} { let v = ${xv}; ${add ? 's[b + i] = v; ' : ''}acc += v * v; }
+  ${first}
   ${rowSum(v, 'ss', 'acc')}
   let rs = inverseSqrt(ss / f32(p.h) + p.eps);
   ${loop} { y[b + i] = w[i] * (${add ? 's' : 'x'}[b + i] * rs); }

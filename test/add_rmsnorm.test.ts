@@ -75,12 +75,12 @@ s('the float64 reference gradients match finite differences', () => {
 });
 
 // A 16-bit res (mixed precision: a Linear's output added into the float32 stream): s = x + f32(res) in float32,
-// y as before, res's gradient ds rounded to its dtype. H 33: the scalar path (rows of res straddle words), 64:
-// vec4 (res as vec2<u32>); rows 1, 33, 65. Tolerances: s is one float32 add of the two values, so equal to the
+// y as before, res's gradient ds rounded to its dtype. H 33: the scalar path (rows of res straddle words); 36:
+// vec4, res read a word pair per vec4; 64: vec4, res read 8 values a vec4<u32>; rows 1, 7, 33, 65. Tolerances: s is one float32 add of the two values, so equal to the
 // float64 sum rounded to float32; y, dx, dw as above; dres within 1 ulp of the 16-bit type of the reference's ds
 // rounded (ds's float32 round-off may flip that rounding), 1e-5 absolute where ds cancels.
 for (const d of ['bf16', 'f16'] as const) {
-  for (const [rows, h] of [[1, 33], [33, 33], [65, 64]]) {
+  for (const [rows, h] of [[1, 33], [33, 33], [7, 36], [65, 64]]) {
     s(`${d} res: s, y and the gradients (dres ${d}) at rows=${rows} H=${h}`, async () => {
       guardScope();
       const n = rows * h, x = randn(n, rows + h, 2), r = round16(Float32Array.from(randn(n, 2 * rows + h)), d), w = weight(h, h);
