@@ -67,7 +67,9 @@ export const backward: Record<string, BackwardRule> = {
     const dw = w.requiresGrad ? t?.tensor ?? Tensor.empty(w.shape) : null;
     const ds = rmsnormBackward(s, w, node.saved.rstd as Tensor, gy, dw, t?.accumulate ? 1 : 0,
       gs ? { fused: { kernel: kernels.add_rmsnorm_backward, extra: [gs] } } : {});
-    return [x.requiresGrad ? ds : null, resGrad(ds), dw];
+    const dres = resGrad(ds);
+    if (!x.requiresGrad && dres !== ds) ds.dispose(); // the cast is recorded: the pool reuses ds only for later commands
+    return [x.requiresGrad ? ds : null, dres, dw];
   },
 };
 
