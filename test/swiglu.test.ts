@@ -105,7 +105,8 @@ function assertUlp(got: ArrayLike<number>, want: ArrayLike<number>, what: string
   const bad: string[] = [];
   let differ = 0;
   for (let i = 0; i < want.length; i++) {
-    if (got[i] !== want[i]) differ++;
+    if (got[i] === want[i]) continue; // infinities included
+    differ++;
     const far = Math.abs(got[i] - want[i]) / ulp16(Math.max(Math.abs(got[i]), Math.abs(want[i])), d);
     if (!(far <= 1) && bad.length < 5) bad.push(`[${i}] got ${got[i]} want ${want[i]} (${far} ulp)`);
   }
@@ -154,6 +155,20 @@ for (const I of [7, 16]) {
     });
   });
 }
+
+// float16's edges in the intermediates: silu(g) below float16's normal range (g = -14, -18) or rounding to 0 or
+// 2^-24 (g = -20), and dy·u past 65504 (to inf, then dg inf), against the reference's rounding.
+s('f16 subnormal and overflowing intermediates match the reference', async () => {
+  const g = Float64Array.from([-14, -18, -20, -16.5, 1, 2]), u = Float64Array.from([300, 1, 2, 3, 250, 1]);
+  const dy = Float64Array.from([300, 1, 1, 1, 300, 1]);
+  const tgu = Tensor.fromArray(pack(g, u, 6), [1, 12], 'f16', true);
+  const y = swigluPacked(tgu);
+  backward(y, Tensor.fromArray(dy, [1, 6], 'f16'));
+  assertUlp(await y.read(), reference16.forward(g, u, 'f16'), 'y', 'f16');
+  const want = reference16.backward(g, u, dy, 'f16');
+  assert.equal([want.dg[0], want.dg[4]], [-Infinity, Infinity], 'the case overflows');
+  assertUlp(await tgu.grad!.read(), pack(want.dg, want.du, 6), 'dgu', 'f16');
+});
 
 // e^-g overflows float32 at g = -200 (σ = 0, as torch's float32 silu gets it); at -30 it does not.
 s('bf16 saturated gates: large |g| gives finite y and dgu (no inf·0)', async () => {
