@@ -41,6 +41,9 @@ const ATTENTION = [[2, 33, 4, 2, 16], [1, 65, 4, 1, 16], [1, 20, 2, 2, 32]].map(
 // Row ops [rows, H]: H 33, 65 (no vec4 path), 16 (per-head q/k norm), 512 and 640 (hidden sizes);
 // rows 1, 7, 33, 1025: no multiple of a workgroup or of the backward's row chunks.
 const ROWS = [[1, 33], [33, 65], [65, 512], [7, 640], [1025, 64], [3, 16]].map(([rows, h]) => ({ rows, h }));
+// add_rmsnorm's forward over a 16-bit res: every layout once per width (scalar H 65, vec4 H 512) and a format each;
+// the other format at the other width is test/add_rmsnorm.test.ts's (a pipeline per layout × width × format).
+const RES16 = [{ rows: 33, h: 65, res: 'f16' as const }, { rows: 65, h: 512, res: 'bf16' as const }];
 
 export const OPS: Op[] = [
   { name: 'elementwise', backward: elementwise.backward },
@@ -57,7 +60,7 @@ export const OPS: Op[] = [
   },
   {
     name: 'rmsnorm', backward: rmsnorm.backward, cases: rmsnormVariants.cases,
-    sweeps: () => Object.values(rmsnormVariants.rmsnormTunables).map((t) => sweep(t, ROWS)),
+    sweeps: () => [...Object.values(rmsnormVariants.rmsnormTunables).map((t) => sweep(t, ROWS)), sweep(rmsnormVariants.rmsnormTunables.addForward, RES16)],
   },
   { name: 'add_rmsnorm', backward: addRmsnorm.backward },
   {
