@@ -79,14 +79,19 @@ export const OPS: Op[] = [
   },
   {
     name: 'cross_entropy', backward: crossEntropy.backward, cases: crossEntropyVariants.cases,
-    sweeps: () => [false, true].map((grad) => sweep(crossEntropyVariants.crossEntropyTunable,
+    // 16-bit logits: every layout once, on bf16 of the vec4 path (logprob's sweep takes f16 on an odd V);
+    // the formats × paths of the fallback layout are test/cross_entropy.test.ts's (each a pipeline).
+    sweeps: () => [...[false, true].map((grad) => sweep(crossEntropyVariants.crossEntropyTunable,
       [[1, 1, 7], [3, 33, 50], [2, 65, 64], [1, 7, 1025]].map(([B, T, V]) => ({ rows: B * T, T, V, grad })))),
+    sweep(crossEntropyVariants.crossEntropyTunable, [{ rows: 99, T: 33, V: 64, grad: true, dtype: 'bf16' }])],
   },
   {
     // [N, T, V]: rows N·T = 1, 33, 65, 1025 (no multiple of a workgroup); V 33 and 65 (scalar path), 6400 (vec4).
     name: 'logprob', backward: logprob.backward, cases: logprobVariants.cases,
-    sweeps: () => [false, true].map((grad) => sweep(logprobVariants.logprobTunable,
+    // 16-bit logits: every layout once, on f16 of an odd V (rows start mid-word; cross_entropy's sweep takes bf16 on vec4).
+    sweeps: () => [...[false, true].map((grad) => sweep(logprobVariants.logprobTunable,
       [[1, 1, 33], [3, 11, 65], [5, 13, 6400], [25, 41, 33]].map(([N, T, V]) => ({ rows: N * T, T, V, grad })))),
+    sweep(logprobVariants.logprobTunable, [{ rows: 33, T: 11, V: 65, grad: true, dtype: 'f16' }])],
   },
   { name: 'dpo_loss', backward: dpoLoss.backward, cases: dpoLoss.cases },
   { name: 'moe', backward: moe.backward },
