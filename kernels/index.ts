@@ -66,8 +66,11 @@ export const OPS: Op[] = [
   },
   {
     name: 'qkv_rope', backward: qkvRope.backward, cases: qkvRopeVariants.cases,
-    sweeps: () => Object.values(qkvRopeVariants.qkvRopeTunables).map((t) => sweep(t,
-      [[1, 1, 1, 1, 2], [2, 33, 4, 2, 16], [1, 65, 3, 1, 6], [2, 17, 8, 2, 64]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd })))),
+    // bfloat16 storage once per load/store width (hd 16: 4 elements a vector, hd 12: 2), every layout; float16
+    // differs only in the pack functions (test/qkv_rope.test.ts).
+    sweeps: () => Object.values(qkvRopeVariants.qkvRopeTunables).map((t) => sweep(t, [
+      ...[[1, 1, 1, 1, 2], [2, 33, 4, 2, 16], [1, 65, 3, 1, 6], [2, 17, 8, 2, 64]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd })),
+      ...[[2, 33, 4, 2, 16], [1, 65, 3, 1, 12]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd, dtype: 'bf16' as const }))])),
   },
   { name: 'swiglu', backward: swiglu.backward, cases: swiglu.cases },
   {
