@@ -98,8 +98,10 @@ export const OPS: Op[] = [
   {
     name: 'attention', backward: attention.backward, cases: attentionVariants.cases,
     sweeps: () => {
-      const t = attentionVariants.attentionTunables;
-      return [sweep(t.forward, [...ATTENTION, { B: 2, T: 1, nh: 4, nkv: 2, hd: 16, kvT: 21 }]), sweep(t.dq, ATTENTION), sweep(t.dkv, ATTENTION)];
+      // bfloat16 storage on one GQA shape, every tiling; float16 differs only in the pack functions
+      // (test/attention.test.ts).
+      const t = attentionVariants.attentionTunables, bf16 = { ...ATTENTION[0], dtype: 'bf16' as const };
+      return [sweep(t.forward, [...ATTENTION, { B: 2, T: 1, nh: 4, nkv: 2, hd: 16, kvT: 21 }, bf16]), sweep(t.dq, [...ATTENTION, bf16]), sweep(t.dkv, [...ATTENTION, bf16])];
     },
   },
 ];
