@@ -69,8 +69,11 @@ export const OPS: Op[] = [
   },
   {
     name: 'qkv_rope', backward: qkvRope.backward, cases: qkvRopeVariants.cases,
-    sweeps: () => Object.values(qkvRopeVariants.qkvRopeTunables).map((t) => sweep(t,
-      [[1, 1, 1, 1, 2], [2, 33, 4, 2, 16], [1, 65, 3, 1, 6], [2, 17, 8, 2, 64]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd })))),
+    // bfloat16 storage once per load/store width (hd 16: 4 elements a vector, hd 12: 2), every layout; float16
+    // differs only in the pack functions (test/qkv_rope.test.ts).
+    sweeps: () => Object.values(qkvRopeVariants.qkvRopeTunables).map((t) => sweep(t, [
+      ...[[1, 1, 1, 1, 2], [2, 33, 4, 2, 16], [1, 65, 3, 1, 6], [2, 17, 8, 2, 64]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd })),
+      ...[[2, 33, 4, 2, 16], [1, 65, 3, 1, 12]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd, dtype: 'bf16' as const }))])),
   },
   { name: 'swiglu', backward: swiglu.backward, cases: swiglu.cases },
   {
@@ -103,8 +106,10 @@ export const OPS: Op[] = [
   {
     name: 'attention', backward: attention.backward, cases: attentionVariants.cases,
     sweeps: () => {
-      const t = attentionVariants.attentionTunables;
-      return [sweep(t.forward, [...ATTENTION, { B: 2, T: 1, nh: 4, nkv: 2, hd: 16, kvT: 21 }]), sweep(t.dq, ATTENTION), sweep(t.dkv, ATTENTION)];
+      // bfloat16 storage on one GQA shape, every tiling; float16 differs only in the pack functions
+      // (test/attention.test.ts).
+      const t = attentionVariants.attentionTunables, bf16 = { ...ATTENTION[0], dtype: 'bf16' as const };
+      return [sweep(t.forward, [...ATTENTION, { B: 2, T: 1, nh: 4, nkv: 2, hd: 16, kvT: 21 }, bf16]), sweep(t.dq, [...ATTENTION, bf16]), sweep(t.dkv, [...ATTENTION, bf16])];
     },
   },
 ];
