@@ -20,7 +20,7 @@ import { tuner } from '../runtime/tuner.js';
 import { qkvRopeTunables } from './qkv_rope_variants.js';
 import { Tensor, needsGrad, record, is16, type DType16 } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
-import { ropeTableTensor } from './rope.js';
+import { ropeTableTensor, type Yarn } from './rope.js';
 import { cast } from './cast.js';
 
 const WG = 64;
@@ -112,7 +112,8 @@ export const kernels = make('VT', (v) => `${vecType(v.vec4)}${heads(v)}`, '');
 /** The same kernels over 16-bit storage (the variant's format picks the pack functions). */
 export const kernels16 = make('ST', (v) => `${header16(v)}${heads(v)}`, PACKED16_WGSL);
 
-export interface QkvShape { nh: number; nkv: number; hd: number; posOffset: number; theta: number; rope: boolean }
+/** yarn: YaRN-scaled frequencies (kernels/rope.ts), absent or null for MiniMind's plain RoPE. */
+export interface QkvShape { nh: number; nkv: number; hd: number; posOffset: number; theta: number; rope: boolean; yarn?: Yarn | null }
 
 /** Launch arguments for a direction over storage `dtype`; v: the layout, default the tuner's pick. */
 function params(qkvShape: readonly number[], dtype: Tensor['dtype'], o: QkvShape, sgn: 1 | -1, v?: QkvVariant) {
@@ -127,7 +128,7 @@ function params(qkvShape: readonly number[], dtype: Tensor['dtype'], o: QkvShape
   return {
     p: { hhv, T, pos0: o.posOffset, sgn, rot: o.rope ? 1 : 0 },
     variant: { ...layout, vec4, nh: o.nh, nkv: o.nkv, hhv: layout.layout === 'row' ? 0 : hhv, ...(format ? { format } : {}) },
-    tab: ropeTableTensor(o.hd, o.theta, o.posOffset + T),
+    tab: ropeTableTensor(o.hd, o.theta, o.posOffset + T, o.yarn ?? null),
     workgroups: [x, B, 1] as [number, number, number],
   };
 }
