@@ -5,7 +5,7 @@
 import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { mulberry32 } from '../runtime/random.js';
 import { tuner, recordNow, type Trial, type Tunable } from '../runtime/tuner.js';
-import { readBuffer } from '../runtime/kernel.js';
+import { readRange } from './matmul16_variants.js';
 
 /** Per-case sampling (bench/harness.ts): fewer samples for calls of seconds, no warm-up call where
  *  the case already ran the call, 'wall' where host time is the point, the expected call time. */
@@ -108,7 +108,7 @@ export function tunedCase<S, V>(t: Tunable<S, V>, s: S, c: Omit<Case, 'setup' | 
 }
 
 /** A trial over fixed inputs (runtime/tuner.ts Trial): `run` launches variant v; check(v) runs it,
- *  reads each output and compares its first want[i].length values with the float64 reference
+ *  reads each output (16-bit ones decoded) and compares its first want[i].length values with the float64 reference
  *  (computed once, on the whole output for small shapes or a slice for large ones). */
 export function fixedTrial<V>(o: {
   run: (v: V) => void; outputs: Tensor[]; want: () => ArrayLike<number>[]; rtol: number; atol: number;
@@ -126,7 +126,7 @@ export function fixedTrial<V>(o: {
       want ??= o.want();
       for (const [i, t] of o.outputs.entries()) {
         const w = want[i];
-        const got = new Float32Array(await readBuffer(t.buffer, t.offset, 4 * w.length));
+        const got = await readRange(t, 0, w.length);
         const bad = mismatch(got, w, o.rtol, o.atol);
         if (bad) return o.outputs.length > 1 ? `output ${i}, ${bad}` : bad;
       }

@@ -7,10 +7,14 @@ import { noTargets } from '../runtime/autograd.js';
 import type { Tunable } from '../runtime/tuner.js';
 import { LANE, rowCandidates, rowLabel, rowLayouts, type RowLayout } from './row_layout.js';
 import { crossEntropy, launchForward, backward, reference, bench } from './cross_entropy.js';
+import { launchForward16 } from './cross_entropy16.js';
+import { reference as castReference } from './cast.js';
+import type { DType16 } from '../runtime/tensor.js';
 import { B, T, N, V, Case, host, rand, f64, compare, fixedTrial, tunedCase } from './case.js';
 
-/** rows = B·T positions over a vocabulary of V; grad: dlogits written in place of the logits. */
-export interface CrossEntropyShape { rows: number; T: number; V: number; grad: boolean }
+/** rows = B·T positions over a vocabulary of V; grad: dlogits written in place of the logits; dtype:
+ *  16-bit logits (kernels/cross_entropy16.ts: the pass is the same with or without grad), else float32. */
+export interface CrossEntropyShape { rows: number; T: number; V: number; grad: boolean; dtype?: DType16 }
 
 const p2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
@@ -22,9 +26,10 @@ function labelsFor(rows: number, V: number, seed: number, ignored: number): Int3
 
 export const crossEntropyTunable: Tunable<CrossEntropyShape, RowLayout> = {
   name: 'cross_entropy_forward',
-  key: (s) => `V${s.V} rows${p2(s.rows)} ${s.grad ? 'grad' : 'loss'}`,
+  key: (s) => `V${s.V} rows${p2(s.rows)} ${s.dtype ?? (s.grad ? 'grad' : 'loss')}`,
   fallback: () => LANE, variants: rowLayouts, candidates: rowCandidates, label: rowLabel,
   trial(s) {
+    if (s.dtype) return trial16(s, s.dtype);
     // A fifth of the labels ignored at the tests' sizes (that path is checked); none at bench sizes,
     // whose bytes formulas count every row.
     const lh = host([s.rows, s.V], 61, 4), lab = labelsFor(s.rows, s.V, 62, s.rows * s.V <= 1 << 20 ? 0.2 : 0);
@@ -45,21 +50,43 @@ export const crossEntropyTunable: Tunable<CrossEntropyShape, RowLayout> = {
       reset: () => writeBuffer(logits.buffer, 0, lh), // the grad pass overwrote them
       outputs: s.grad ? [losses, logits] : [losses],
       want: () => {
-        // Per-row losses from the reference's definition: lse − x[label] on counted rows, 0 elsewhere.
-        const rowLoss = Float64Array.from({ length: s.rows }, (_, i) => {
-          const y = i % s.T + 1 < s.T ? lab[i + 1] : -100;
-          if (y === -100) return 0;
-          let m = -Infinity, e = 0;
-          for (let j = 0; j < s.V; j++) m = Math.max(m, lh[i * s.V + j]);
-          for (let j = 0; j < s.V; j++) e += Math.exp(lh[i * s.V + j] - m);
-          return m + Math.log(e) - lh[i * s.V + y];
-        });
+        const rowLoss = rowsRef(lh, lab, s.rows, s.T, s.V).loss;
         return s.grad ? [rowLoss, firstRows()] : [rowLoss];
       },
       rtol: 2e-5, atol: 2e-6, owned: [logits, labels, count, losses],
     });
   },
 };
+
+/** Per-row losses (lse − x[label]) and lse of the shifted masked loss, from the reference's definition
+ *  (0 on rows with no label), for logits lh [rows, V]. */
+function rowsRef(lh: ArrayLike<number>, lab: Int32Array, rows: number, T: number, V: number) {
+  const loss = new Float64Array(rows), lse = new Float64Array(rows);
+  for (let i = 0; i < rows; i++) {
+    const y = i % T + 1 < T ? lab[i + 1] : -100;
+    if (y === -100) continue;
+    let m = -Infinity, e = 0;
+    for (let j = 0; j < V; j++) m = Math.max(m, lh[i * V + j]);
+    for (let j = 0; j < V; j++) e += Math.exp(lh[i * V + j] - m);
+    lse[i] = m + Math.log(e);
+    loss[i] = lse[i] - lh[i * V + y];
+  }
+  return { loss, lse };
+}
+
+/** The 16-bit row pass's trial: losses and lse of the logits rounded to `dtype` (read only: no reset). */
+function trial16(s: CrossEntropyShape, dtype: DType16) {
+  const lh = host([s.rows, s.V], 61, 4), lab = labelsFor(s.rows, s.V, 62, s.rows * s.V <= 1 << 20 ? 0.2 : 0);
+  const B1 = s.rows / s.T;
+  const logits = Tensor.fromArray(lh, [B1, s.T, s.V], dtype).keep(), labels = Tensor.fromArray(lab, [B1, s.T], 'i32').keep();
+  const losses = Tensor.empty([s.rows]).keep(), lse = Tensor.empty([s.rows]).keep();
+  return fixedTrial<RowLayout>({
+    run: (v) => launchForward16(v, logits, labels, losses, lse),
+    outputs: [losses, lse],
+    want: () => { const r = rowsRef(castReference(lh, dtype), lab, s.rows, s.T, s.V); return [r.loss, r.lse]; },
+    rtol: 2e-5, atol: 2e-6, owned: [logits, labels, losses, lse],
+  });
+}
 
 /** Bench rows at B16 T340 V6400: the per-row pass (loss only; loss and dlogits), and the backward's
  *  in-place scale by the upstream gradient (accumulation). */

@@ -70,8 +70,11 @@ export const OPS: Op[] = [
   },
   {
     name: 'qkv_rope', backward: qkvRope.backward, cases: qkvRopeVariants.cases,
-    sweeps: () => Object.values(qkvRopeVariants.qkvRopeTunables).map((t) => sweep(t,
-      [[1, 1, 1, 1, 2], [2, 33, 4, 2, 16], [1, 65, 3, 1, 6], [2, 17, 8, 2, 64]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd })))),
+    // bfloat16 storage once per load/store width (hd 16: 4 elements a vector, hd 12: 2), every layout; float16
+    // differs only in the pack functions (test/qkv_rope.test.ts).
+    sweeps: () => Object.values(qkvRopeVariants.qkvRopeTunables).map((t) => sweep(t, [
+      ...[[1, 1, 1, 1, 2], [2, 33, 4, 2, 16], [1, 65, 3, 1, 6], [2, 17, 8, 2, 64]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd })),
+      ...[[2, 33, 4, 2, 16], [1, 65, 3, 1, 12]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd, dtype: 'bf16' as const }))])),
   },
   { name: 'swiglu', backward: swiglu.backward, cases: swiglu.cases },
   {
@@ -80,14 +83,19 @@ export const OPS: Op[] = [
   },
   {
     name: 'cross_entropy', backward: crossEntropy.backward, cases: crossEntropyVariants.cases,
-    sweeps: () => [false, true].map((grad) => sweep(crossEntropyVariants.crossEntropyTunable,
+    // 16-bit logits: every layout once, on bf16 of the vec4 path (logprob's sweep takes f16 on an odd V);
+    // the formats × paths of the fallback layout are test/cross_entropy.test.ts's (each a pipeline).
+    sweeps: () => [...[false, true].map((grad) => sweep(crossEntropyVariants.crossEntropyTunable,
       [[1, 1, 7], [3, 33, 50], [2, 65, 64], [1, 7, 1025]].map(([B, T, V]) => ({ rows: B * T, T, V, grad })))),
+    sweep(crossEntropyVariants.crossEntropyTunable, [{ rows: 99, T: 33, V: 64, grad: true, dtype: 'bf16' }])],
   },
   {
     // [N, T, V]: rows N·T = 1, 33, 65, 1025 (no multiple of a workgroup); V 33 and 65 (scalar path), 6400 (vec4).
     name: 'logprob', backward: logprob.backward, cases: logprobVariants.cases,
-    sweeps: () => [false, true].map((grad) => sweep(logprobVariants.logprobTunable,
+    // 16-bit logits: every layout once, on f16 of an odd V (rows start mid-word; cross_entropy's sweep takes bf16 on vec4).
+    sweeps: () => [...[false, true].map((grad) => sweep(logprobVariants.logprobTunable,
       [[1, 1, 33], [3, 11, 65], [5, 13, 6400], [25, 41, 33]].map(([N, T, V]) => ({ rows: N * T, T, V, grad })))),
+    sweep(logprobVariants.logprobTunable, [{ rows: 33, T: 11, V: 65, grad: true, dtype: 'f16' }])],
   },
   { name: 'dpo_loss', backward: dpoLoss.backward, cases: dpoLoss.cases },
   { name: 'moe', backward: moe.backward },
@@ -99,8 +107,10 @@ export const OPS: Op[] = [
   {
     name: 'attention', backward: attention.backward, cases: attentionVariants.cases,
     sweeps: () => {
-      const t = attentionVariants.attentionTunables;
-      return [sweep(t.forward, [...ATTENTION, { B: 2, T: 1, nh: 4, nkv: 2, hd: 16, kvT: 21 }]), sweep(t.dq, ATTENTION), sweep(t.dkv, ATTENTION)];
+      // bfloat16 storage on one GQA shape, every tiling; float16 differs only in the pack functions
+      // (test/attention.test.ts).
+      const t = attentionVariants.attentionTunables, bf16 = { ...ATTENTION[0], dtype: 'bf16' as const };
+      return [sweep(t.forward, [...ATTENTION, { B: 2, T: 1, nh: 4, nkv: 2, hd: 16, kvT: 21 }, bf16]), sweep(t.dq, [...ATTENTION, bf16]), sweep(t.dkv, [...ATTENTION, bf16])];
     },
   },
 ];

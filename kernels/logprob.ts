@@ -8,6 +8,8 @@
 // pass this reuses): the logits are consumed, so logprob must be their last use. The backward scales
 // each row of sequence n by the upstream g[n], in place: the exps are computed once, in the forward.
 // A label outside [0, V) other than −100 makes its sequence's s NaN and its row's gradient 0.
+// bf16 / f16 logits (mixed precision) take kernels/logprob16.ts's row pass and backward: the same s, and
+// dlogits in the logits' dtype, written by the backward.
 // Dispatches: weights (a workgroup per sequence), the row pass (lane- or workgroup-per-row, rows
 // chunked under maxStorageBufferBindingSize), the per-sequence sum (a workgroup per sequence, fixed
 // order: deterministic).
@@ -16,9 +18,11 @@ import { treeSum, vecType } from '../runtime/wgsl.js';
 import { rowEnable, rowSize, type RowLayout } from './row_layout.js';
 import { forwardWgsl, type ForwardCompiled } from './cross_entropy_wgsl.js';
 import { chunks, slice } from './cross_entropy.js';
+import { launchBackward16, launchForward16 } from './logprob16.js';
+import { reference as castReference } from './cast.js';
 import { tuner } from '../runtime/tuner.js';
 import { logprobTunable } from './logprob_variants.js';
-import { Tensor, needsGrad, record } from '../runtime/tensor.js';
+import { Tensor, needsGrad, record, is16, type DType16 } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 
 export type LogprobReduce = 'sum' | 'mean';
@@ -26,7 +30,8 @@ export type LogprobReduce = 'sum' | 'mean';
 const WG = 64; // rows per workgroup in the lane layout
 const RED = 256; // per-sequence reductions, and the backward's elementwise pass
 const IGNORE = -100;
-const LABEL = `const IGNORE = ${IGNORE};
+/** The label row gr is scored on (also kernels/logprob16.ts). */
+export const LABEL = `const IGNORE = ${IGNORE};
 fn labelOf(gr: u32) -> i32 { return labels[gr]; }`;
 const TREE = treeSum('red', RED);
 
@@ -86,9 +91,9 @@ ${entry} {
 
 /** The per-row pass with layout v over the logits [rows, V] (in chunks that fit a binding): −lp per
  *  row into losses, and with grad w_n·(onehot − softmax) in place of the logits. */
-export function launchForward(v: RowLayout, logits: Tensor, labels: Tensor, weights: Tensor, losses: Tensor, grad: boolean): void {
+export function launchForward(v: RowLayout, logits: Tensor, labels: Tensor, weights: Tensor, losses: Tensor, grad: boolean, bindingBytes?: number): void {
   const V = logits.shape.at(-1)!, rows = logits.size / V, T = labels.shape.at(-1)!, vec4 = V % 4 === 0;
-  for (const c of chunks(rows, V)) {
+  for (const c of chunks(rows, V, 'f32', bindingBytes)) {
     launch(kernels.logprob_forward, {
       params: { rows: c.n, r0: c.r0, T, V, vv: vec4 ? V / 4 : V },
       buffers: [slice(logits, V, c), labels.binding(), weights.binding(), losses.binding()],
@@ -97,36 +102,50 @@ export function launchForward(v: RowLayout, logits: Tensor, labels: Tensor, weig
   }
 }
 
-/** s [N]: the masked sum ('sum') or mean ('mean') over t of log p(labels[n, t]) under logits [N, T, V].
- *  When gradients are recorded, the logits are overwritten with ds/dlogits: this must be their last use. */
-export function logprob(logits: Tensor, labels: Tensor, reduce: LogprobReduce): Tensor {
+/** s [N]: the masked sum ('sum') or mean ('mean') over t of log p(labels[n, t]) under logits [N, T, V]
+ *  (f32, or bf16/f16: kernels/logprob16.ts). When gradients are recorded, the logits are overwritten with
+ *  ds/dlogits (float32 logits: here; 16-bit: by the backward, in their dtype): this must be their last
+ *  use. `bindingBytes`: pretend storage bindings hold at most that many bytes (tests of the chunking). */
+export function logprob(logits: Tensor, labels: Tensor, reduce: LogprobReduce, o: { bindingBytes?: number } = {}): Tensor {
   logits.assertLive(); labels.assertLive();
   if (logits.shape.length !== 3) throw new Error(`logprob: logits must be [N, T, V], got [${logits.shape}]`);
+  if (logits.dtype !== 'f32' && !is16(logits.dtype)) throw new Error(`logprob: logits are ${logits.dtype}, not a float dtype`);
   const [N, T, V] = logits.shape;
   if (labels.dtype !== 'i32' || labels.shape.length !== 2 || labels.shape[0] !== N || labels.shape[1] !== T) {
     throw new Error(`logprob: labels must be i32 [${N}, ${T}], got ${labels.dtype} [${labels.shape}]`);
   }
-  const rows = N * T, grad = needsGrad(logits);
+  const rows = N * T, grad = needsGrad(logits), half = is16(logits.dtype);
   const weights = Tensor.empty([N]), losses = Tensor.empty([rows]), s = Tensor.empty([N]);
   launch(kernels.logprob_weight, { params: { T, mean: reduce === 'mean' ? 1 : 0 }, buffers: [labels.binding(), weights.binding()], workgroups: N });
-  launchForward(tuner().pick(logprobTunable, { rows, T, V, grad }), logits, labels, weights, losses, grad);
+  const shape = { rows, T, V, grad, ...(half ? { dtype: logits.dtype as DType16 } : {}) };
+  const lse = half ? Tensor.empty([rows]) : null;
+  if (lse) launchForward16(tuner().pick(logprobTunable, shape), logits, labels, losses, lse, o.bindingBytes);
+  else launchForward(tuner().pick(logprobTunable, shape), logits, labels, weights, losses, grad, o.bindingBytes);
   launch(kernels.logprob_sum, { params: { T }, buffers: [losses.binding(), weights.binding(), s.binding()], workgroups: N });
   losses.dispose();
-  weights.dispose();
-  if (grad) record('logprob', [logits, labels], [s], {}, [logits]);
+  if (grad && lse) record('logprob', [logits, labels], [s], { lse, weights, bindingBytes: o.bindingBytes }, [logits, labels]);
+  else {
+    weights.dispose();
+    lse?.dispose();
+    if (grad) record('logprob', [logits, labels], [s], { bindingBytes: o.bindingBytes }, [logits]);
+  }
   return s;
 }
 
 export const backward: Record<string, BackwardRule> = {
   logprob: (node, [g]) => {
-    const logits = node.inputs[0];
+    const [logits, labels] = node.inputs;
     if (!g) return [null, null];
+    const { lse, weights, bindingBytes } = node.saved as { lse?: Tensor; weights?: Tensor; bindingBytes?: number };
     const [, T, V] = logits.shape, vec4 = V % 4 === 0, vv = vec4 ? V / 4 : V;
-    for (const c of chunks(logits.size / V, V)) {
-      const n = c.n * vv;
-      launch(kernels.logprob_backward, {
-        params: { n, vv, r0: c.r0, T }, buffers: [g.binding(), slice(logits, V, c)], workgroups: Math.ceil(n / RED), variant: { vec4 },
-      });
+    if (lse) launchBackward16(logits, labels, lse, weights!, g, bindingBytes);
+    else {
+      for (const c of chunks(logits.size / V, V, 'f32', bindingBytes)) {
+        const n = c.n * vv;
+        launch(kernels.logprob_backward, {
+          params: { n, vv, r0: c.r0, T }, buffers: [g.binding(), slice(logits, V, c)], workgroups: Math.ceil(n / RED), variant: { vec4 },
+        });
+      }
     }
     // The logits buffer now holds the gradient; autograd releases it once the LM head has used it.
     return [logits.detach(), null];
@@ -155,6 +174,14 @@ export function reference(logits: Float64Array, labels: ArrayLike<number>, N: nu
     }
   }
   return { lp, s, dlogits };
+}
+
+/** The 16-bit semantics (kernels/logprob16.ts) for logits whose float32 values are rounded to `to`: lp and
+ *  s of those values, dlogits the float64 gradient (upstream g) rounded to `to` (through float32, as
+ *  kernels/cast.ts's reference rounds). */
+export function reference16(logits: Float32Array, labels: ArrayLike<number>, N: number, T: number, V: number, reduce: LogprobReduce, to: DType16, g?: ArrayLike<number>) {
+  const r = reference(castReference(logits, to), labels, N, T, V, reduce, g);
+  return { ...r, dlogits: castReference(Float32Array.from(r.dlogits), to) };
 }
 
 /** Bench metadata: the row pass reads the logits once (and with grad writes dlogits once); the

@@ -7,10 +7,14 @@ import { noTargets } from '../runtime/autograd.js';
 import type { Tunable } from '../runtime/tuner.js';
 import { LANE, rowCandidates, rowLabel, rowLayouts, type RowLayout } from './row_layout.js';
 import { logprob, launchForward, backward, reference, bench } from './logprob.js';
+import { launchForward16 } from './logprob16.js';
+import { reference as castReference } from './cast.js';
+import type { DType16 } from '../runtime/tensor.js';
 import { V, Case, host, rand, f64, compare, fixedTrial, tunedCase } from './case.js';
 
-/** rows = N·T positions of N sequences over a vocabulary of V; grad: dlogits written in place of the logits. */
-export interface LogprobShape { rows: number; T: number; V: number; grad: boolean }
+/** rows = N·T positions of N sequences over a vocabulary of V; grad: dlogits written in place of the logits;
+ *  dtype: 16-bit logits (kernels/logprob16.ts: the pass is the same with or without grad), else float32. */
+export interface LogprobShape { rows: number; T: number; V: number; grad: boolean; dtype?: DType16 }
 
 /** MiniMind's DPO defaults: batch 4 pairs (8 rows), max_seq_len 1024 (rows of 1023 tokens). */
 export const DPO_N = 8, DPO_T = 1023;
@@ -25,9 +29,10 @@ export function labelsFor(rows: number, V: number, seed: number, ignored: number
 
 export const logprobTunable: Tunable<LogprobShape, RowLayout> = {
   name: 'logprob_forward',
-  key: (s) => `V${s.V} rows${p2(s.rows)} ${s.grad ? 'grad' : 'lp'}`,
+  key: (s) => `V${s.V} rows${p2(s.rows)} ${s.dtype ?? (s.grad ? 'grad' : 'lp')}`,
   fallback: () => LANE, variants: rowLayouts, candidates: rowCandidates, label: rowLabel,
   trial(s) {
+    if (s.dtype) return trial16(s, s.dtype);
     // A third of the labels ignored at the tests' sizes (that path, and weights that differ per
     // sequence, are checked); none at bench sizes, whose bytes formulas count every row.
     const lh = host([s.rows, s.V], 63, 4), lab = labelsFor(s.rows, s.V, 64, s.rows * s.V <= 1 << 20 ? 0.33 : 0);
@@ -51,6 +56,24 @@ export const logprobTunable: Tunable<LogprobShape, RowLayout> = {
     });
   },
 };
+
+/** The 16-bit row pass's trial: −lp and lse (0 on unlabelled rows) of the logits rounded to `dtype`
+ *  (read only: no reset). */
+function trial16(s: LogprobShape, dtype: DType16) {
+  const lh = host([s.rows, s.V], 63, 4), lab = labelsFor(s.rows, s.V, 64, s.rows * s.V <= 1 << 20 ? 0.33 : 0);
+  const N = s.rows / s.T;
+  const logits = Tensor.fromArray(lh, [N, s.T, s.V], dtype).keep(), labels = Tensor.fromArray(lab, [N, s.T], 'i32').keep();
+  const losses = Tensor.empty([s.rows]).keep(), lse = Tensor.empty([s.rows]).keep();
+  return fixedTrial<RowLayout>({
+    run: (v) => launchForward16(v, logits, labels, losses, lse),
+    outputs: [losses, lse],
+    want: () => {
+      const x = castReference(lh, dtype), { lp } = reference(x, lab, N, s.T, s.V, 'sum');
+      return [lp.map((l) => -l), lp.map((l, r) => (lab[r] === -100 ? 0 : x[r * s.V + lab[r]] - l))];
+    },
+    rtol: 2e-5, atol: 2e-6, owned: [logits, labels, losses, lse],
+  });
+}
 
 /** Bench rows at MiniMind's DPO shape: the row pass of the reference model (log-probs only) and of the
  *  policy (log-probs and dlogits), and the backward's in-place per-sequence scale. */

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { Tensor, beginScope, endScope, guardScope, noGrad } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { scale, matmul } from '../kernels/index.js';
-import { crossEntropy, reference } from '../kernels/cross_entropy.js';
-import { setupGpu, randn, rng, assertClose, numericGrad, readFixture } from './util.js';
+import { crossEntropy, reference, reference16, chunks, slice } from '../kernels/cross_entropy.js';
+import { gpu } from '../runtime/device.js';
+import { setupGpu, randn, rng, assertClose, assertUlps16, numericGrad, readFixture } from './util.js';
 
 const s = suite('cross_entropy');
 s.before(setupGpu);
@@ -142,6 +143,80 @@ s('no write past loss, count or the logits (sentinel guard regions)', async () =
     for (const [name, t] of [['loss', loss], ['count', count], ['logits', tl]] as const) {
       assert.equal(await t.overwrittenGuard(), [], `${name} [${B}, ${T}, ${V}]`);
     }
+  }
+});
+
+// 16-bit logits (kernels/cross_entropy16.ts), bf16 and f16: V 1 (two rows to a word), 33 and 65 (odd:
+// rows start or end mid-word), 50 (even, no multiple of 4: one word at a time), 64 (vec4); rows 2, 33,
+// 65 and 18, ignored rows and (B > 1) an ignored sequence. Two pipelines a format for each pass.
+const FORMATS = ['bf16', 'f16'] as const;
+const CASES16 = [[1, 2, 1], [3, 11, 33], [1, 33, 65], [2, 9, 50], [1, 65, 64]];
+
+for (const dtype of FORMATS) {
+  for (const [B, T, V] of CASES16) {
+    s(`${dtype} logits [${B}, ${T}, ${V}]: the loss of their float32 values, ${dtype} dlogits in place, upstream 0.37`, async () => {
+      const x = Float32Array.from(randn(B * T * V, B * T + V, 4)), labels = makeLabels(B, T, V, V + T);
+      const want = reference16(x, labels, B, T, V, dtype, 0.37);
+      const tl = Tensor.fromArray(x, [B, T, V], dtype, true);
+      const { loss, count } = crossEntropy(tl, Tensor.fromArray(labels, [B, T], 'i32'));
+      assert.is(await read1(count), want.count);
+      // float32-level: the inputs are exact 16-bit values and the loss float32 arithmetic on them.
+      assertClose([await read1(loss)], [want.loss], 'loss', 1e-5, 1e-6);
+      backward(scale(loss, 0.37));
+      assert.is(tl.grad!.dtype, dtype);
+      // 1 ulp of the 16-bit type: the float32 gradient (a few float32 ulps from float64) rounded once.
+      assertUlps16(await tl.grad!.read(), want.dlogits, dtype, 'dlogits');
+    });
+  }
+}
+
+s('f16 logits under a loss scale of 2^16: dlogits are the scaled gradient rounded once, not flushed to 0 first', async () => {
+  // g/count·softmax spans ~1e-10..1e-4 at upstream 1 here: mostly float16 subnormals (under 2^-14), some
+  // under the least one (2^-24). Rounded before the scaling by 2^16 they would be flushed or coarsened.
+  const [B, T, V] = [2, 33, 1025], up = 2 ** 16;
+  const x = Float32Array.from(randn(B * T * V, 31, 4)), labels = makeLabels(B, T, V, 32);
+  const want = reference16(x, labels, B, T, V, 'f16', up);
+  const tl = Tensor.fromArray(x, [B, T, V], 'f16', true);
+  backward(scale(crossEntropy(tl, Tensor.fromArray(labels, [B, T], 'i32')).loss, up));
+  const got = await tl.grad!.read();
+  assertUlps16(got, want.dlogits, 'f16', 'dlogits');
+  assert.ok(got.filter((v) => v !== 0).length === want.dlogits.filter((v) => v !== 0).length, 'as many non-zero dlogits as the reference');
+});
+
+s('16-bit logits over several storage bindings: chunks of whole words at aligned offsets (odd V), same loss and dlogits', async () => {
+  const align = gpu().limits.minStorageBufferOffsetAlignment;
+  for (const V of [33, 64]) {
+    const [B, T] = [2, 150], rows = B * T, bindingBytes = 128 * 2 * V; // chunks of 128 rows (or 64)
+    const cs = chunks(rows, V, 'bf16', bindingBytes);
+    assert.ok(cs.length >= 3, `${cs.length} chunks`);
+    const t = Tensor.empty([B, T, V], 'bf16');
+    for (const c of cs) {
+      const b = slice(t, V, c) as { offset: number; size: number };
+      assert.is(b.offset % align, 0, `chunk at row ${c.r0}: offset ${b.offset}`);
+      assert.is((c.r0 * V) % 2, 0, `chunk at row ${c.r0} starts on a word`);
+      assert.ok(b.offset + b.size <= t.bytes, `chunk at row ${c.r0} ends within the tensor`);
+    }
+    const x = Float32Array.from(randn(rows * V, V, 4)), labels = makeLabels(B, T, V, V + 1);
+    const want = reference16(x, labels, B, T, V, 'bf16', 0.5);
+    const tl = Tensor.fromArray(x, [B, T, V], 'bf16', true);
+    const { loss } = crossEntropy(tl, Tensor.fromArray(labels, [B, T], 'i32'), { bindingBytes });
+    assertClose([await read1(loss)], [want.loss], `V ${V}: loss`, 1e-5, 1e-6);
+    backward(scale(loss, 0.5));
+    assertUlps16(await tl.grad!.read(), want.dlogits, 'bf16', `V ${V}: dlogits`);
+  }
+});
+
+s('16-bit logits: no write past the logits, loss or count; without gradients the logits are left untouched', async () => {
+  guardScope();
+  for (const dtype of FORMATS) {
+    const [B, T, V] = [3, 11, 33];
+    const tl = Tensor.fromArray(randn(B * T * V, 9), [B, T, V], dtype, true);
+    const { loss, count } = crossEntropy(tl, Tensor.fromArray(makeLabels(B, T, V, 10), [B, T], 'i32'));
+    backward(scale(loss, 0.25));
+    for (const [name, t] of [['loss', loss], ['count', count], ['logits', tl]] as const) assert.equal(await t.overwrittenGuard(), [], `${dtype} ${name}`);
+    const t2 = Tensor.fromArray(randn(B * T * V, 11), [B, T, V], dtype, true), before = await t2.read16();
+    noGrad(() => crossEntropy(t2, Tensor.fromArray(makeLabels(B, T, V, 12), [B, T], 'i32')));
+    assert.equal(await t2.read16(), before, `${dtype}: logits unchanged`);
   }
 });
 

@@ -6,8 +6,8 @@ import * as assert from 'uvu/assert';
 import { Tensor, beginScope, endScope, noGrad } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { mul, matmul, sum } from '../kernels/index.js';
-import { logprob, reference, type LogprobReduce } from '../kernels/logprob.js';
-import { setupGpu, randn, rng, assertClose, numericGrad, dot } from './util.js';
+import { logprob, reference, reference16, type LogprobReduce } from '../kernels/logprob.js';
+import { setupGpu, randn, rng, assertClose, assertUlps16, numericGrad, dot } from './util.js';
 
 const s = suite('logprob');
 s.before(setupGpu);
@@ -44,6 +44,42 @@ for (const [N, T, V, reduce] of CASES) {
     assertClose(await tl.grad!.read(), want.dlogits, 'dlogits', 1e-4, 1e-7);
   });
 }
+
+// 16-bit logits (kernels/logprob16.ts), bf16 and f16: rows 1, 33, 65 and 11; V 1 (rows share words), 33
+// and 65 (odd: rows start or end mid-word), 50 (even, no multiple of 4), 64 (vec4). Two pipelines a format
+// for each pass.
+const CASES16: [number, number, number, LogprobReduce][] = [[1, 1, 33, 'sum'], [11, 1, 1, 'mean'], [3, 11, 65, 'mean'], [5, 13, 50, 'sum'], [3, 11, 64, 'mean']];
+
+for (const dtype of ['bf16', 'f16'] as const) {
+  for (const [N, T, V, reduce] of CASES16) {
+    s(`${dtype} logits, ${reduce}: s of their float32 values, ${dtype} dlogits in place at [${N}, ${T}, ${V}], a random upstream per sequence`, async () => {
+      const x = Float32Array.from(randn(N * T * V, N * T + V, 4)), labels = makeLabels(N, T, V, V + T), g = randn(N, 7 * N + 1);
+      const want = reference16(x, labels, N, T, V, reduce, dtype, g);
+      const tl = Tensor.fromArray(x, [N, T, V], dtype, true);
+      const sv = logprob(tl, Tensor.fromArray(labels, [N, T], 'i32'), reduce);
+      // float32-level: the inputs are exact 16-bit values and s float32 arithmetic on them.
+      assertClose(await sv.read(), want.s, 's', 1e-5, 1e-5);
+      backwardWith(sv, g);
+      assert.is(tl.grad!.dtype, dtype);
+      // 1 ulp of the 16-bit type: the float32 gradient (a few float32 ulps from float64) rounded once.
+      assertUlps16(await tl.grad!.read(), want.dlogits, dtype, 'dlogits');
+    });
+  }
+}
+
+s('16-bit logits over several storage bindings (chunks of 128 rows, odd V, a sequence across the cuts); without gradients they are left untouched', async () => {
+  const [N, T, V] = [2, 150, 33], bindingBytes = 128 * 2 * V;
+  const x = Float32Array.from(randn(N * T * V, 41, 4)), labels = makeLabels(N, T, V, 42), g = Float64Array.from([0.5, -2]);
+  const want = reference16(x, labels, N, T, V, 'mean', 'bf16', g);
+  const tl = Tensor.fromArray(x, [N, T, V], 'bf16', true), lab = Tensor.fromArray(labels, [N, T], 'i32');
+  const before = await tl.read16();
+  assertClose(await noGrad(() => logprob(tl, lab, 'mean', { bindingBytes })).read(), want.s, 's without gradients', 1e-5, 1e-5);
+  assert.equal(await tl.read16(), before, 'logits unchanged');
+  const sv = logprob(tl, lab, 'mean', { bindingBytes });
+  assertClose(await sv.read(), want.s, 's', 1e-5, 1e-5);
+  backwardWith(sv, g);
+  assertUlps16(await tl.grad!.read(), want.dlogits, 'bf16', 'dlogits');
+});
 
 s('the float64 reference gradient equals central finite differences of Σ g·s (sum and mean)', () => {
   const [N, T, V] = [3, 4, 7];

@@ -41,6 +41,25 @@ export function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, wha
   if (bad.length) assert.unreachable(`${what}: mismatches (nmse ${(err / (ref || 1)).toExponential(2)}): ${bad.join(', ')}`);
 }
 
+/** One unit in the last place of a 16-bit float at |x| (float16: subnormal spacing 2^-24 below 2^-14). */
+export function ulp16(x: number, dtype: 'bf16' | 'f16'): number {
+  const e = x === 0 ? -Infinity : Math.floor(Math.log2(Math.abs(x)));
+  return dtype === 'bf16' ? 2 ** (Math.max(e, -126) - 7) : 2 ** (Math.max(e, -14) - 10);
+}
+
+/** Assert |got − want| ≤ ulps·ulp16(want) elementwise (16-bit outputs against a rounded float64 reference). */
+export function assertUlps16(got: ArrayLike<number>, want: ArrayLike<number>, dtype: 'bf16' | 'f16', what: string, ulps = 1): void {
+  assert.is(got.length, want.length, `${what}: length`);
+  const bad: string[] = [];
+  let off = 0;
+  for (let i = 0; i < want.length; i++) {
+    if (got[i] === want[i]) continue;
+    off++;
+    if (!(Math.abs(got[i] - want[i]) <= ulps * ulp16(want[i], dtype)) && bad.length < 5) bad.push(`[${i}] got ${got[i]} want ${want[i]}`);
+  }
+  if (bad.length) assert.unreachable(`${what}: more than ${ulps} ulp of ${dtype} off (${off} of ${want.length} differ): ${bad.join(', ')}`);
+}
+
 /** Central finite-difference gradient of a scalar float64 function f at x. */
 export function numericGrad(f: (x: Float64Array) => number, x: Float64Array, h = 1e-6): Float64Array {
   const g = new Float64Array(x.length);
