@@ -6,8 +6,8 @@ import { mulberry32 } from '../runtime/random.js';
 import { noTargets } from '../runtime/autograd.js';
 import type { Tunable } from '../runtime/tuner.js';
 import { LANE, rowCandidates, rowLabel, rowLayouts, type RowLayout } from './row_layout.js';
-import { crossEntropy, launchForward, backward, reference, bench } from './cross_entropy.js';
-import { launchForward16 } from './cross_entropy16.js';
+import { crossEntropy, launchForward, backward, reference, reference16, bench } from './cross_entropy.js';
+import { launchForward16, bench as bench16 } from './cross_entropy16.js';
 import { reference as castReference } from './cast.js';
 import type { DType16 } from '../runtime/tensor.js';
 import { B, T, N, V, Case, host, rand, f64, compare, fixedTrial, tunedCase } from './case.js';
@@ -89,7 +89,8 @@ function trial16(s: CrossEntropyShape, dtype: DType16) {
 }
 
 /** Bench rows at B16 T340 V6400: the per-row pass (loss only; loss and dlogits), and the backward's
- *  in-place scale by the upstream gradient (accumulation). */
+ *  in-place scale by the upstream gradient (accumulation); at bf16 the pass (loss and lse) and the
+ *  backward that writes the 16-bit dlogits. */
 export function cases(): Case[] {
   const labels = labelsFor(N, V, 19, 0);
   const shape = (what: string) => `${B}x${T}x${V} ${what}`;
@@ -98,6 +99,10 @@ export function cases(): Case[] {
     tunedCase(crossEntropyTunable, { rows: N, T, V, grad: true }, {
       name: 'cross_entropy_forward', shape: shape('loss+dlogits'), work: bench.cross_entropy(N, V, true),
       note: 'writes dlogits over the logits: later calls run on the previous dlogits (same work)',
+    }),
+    tunedCase(crossEntropyTunable, { rows: N, T, V, grad: true, dtype: 'bf16' }, {
+      name: 'cross_entropy_forward', shape: shape('bf16 loss+lse'), work: bench16.cross_entropy_forward(N, V),
+      note: '16-bit logits: the same pass with or without grad (dlogits come from the backward)',
     }),
     {
       name: 'cross_entropy_backward', shape: shape('upstream 0.5/2'), work: { bytes: 8 * N * V },
@@ -108,6 +113,21 @@ export function cases(): Case[] {
         backward.cross_entropy(crossEntropy(small.logits, small.lab).loss.node!, [half, null], noTargets);
         compare('cross_entropy_backward', await small.logits.readF32(), reference(f64(host([2, T, V], 20)), labels, 2, T, V).dlogits.map((d) => d / 2));
         const logits = rand([B, T, V], 20, 1, true);
+        const node = crossEntropy(logits, Tensor.fromArray(labels, [B, T], 'i32')).loss.node!;
+        let k = 0;
+        return () => { backward.cross_entropy(node, [k++ % 2 ? two : half, null], noTargets); };
+      },
+    },
+    {
+      name: 'cross_entropy_backward', shape: shape('bf16 dlogits, upstream 0.5/2'), work: bench16.cross_entropy_backward(N, V),
+      note: '16-bit logits: dlogits from the saved lse, in place; later calls run on the previous dlogits (same work)',
+      setup: async () => {
+        const [half, two] = [Tensor.fromArray([0.5], [1]), Tensor.fromArray([2], [1])];
+        const xs = host([2, T, V], 20);
+        const small = { logits: Tensor.fromArray(xs, [2, T, V], 'bf16', true), lab: Tensor.fromArray(labels.subarray(0, 2 * T), [2, T], 'i32') };
+        backward.cross_entropy(crossEntropy(small.logits, small.lab).loss.node!, [half, null], noTargets);
+        compare('cross_entropy_backward bf16', await small.logits.readF32(), reference16(xs, labels, 2, T, V, 'bf16', 0.5).dlogits);
+        const logits = Tensor.fromArray(host([B, T, V], 20), [B, T, V], 'bf16', true);
         const node = crossEntropy(logits, Tensor.fromArray(labels, [B, T], 'i32')).loss.node!;
         let k = 0;
         return () => { backward.cross_entropy(node, [k++ % 2 ? two : half, null], noTargets); };

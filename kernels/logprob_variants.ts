@@ -6,8 +6,8 @@ import { mulberry32 } from '../runtime/random.js';
 import { noTargets } from '../runtime/autograd.js';
 import type { Tunable } from '../runtime/tuner.js';
 import { LANE, rowCandidates, rowLabel, rowLayouts, type RowLayout } from './row_layout.js';
-import { logprob, launchForward, backward, reference, bench } from './logprob.js';
-import { launchForward16 } from './logprob16.js';
+import { logprob, launchForward, backward, reference, reference16, bench } from './logprob.js';
+import { launchForward16, bench as bench16 } from './logprob16.js';
 import { reference as castReference } from './cast.js';
 import type { DType16 } from '../runtime/tensor.js';
 import { V, Case, host, rand, f64, compare, fixedTrial, tunedCase } from './case.js';
@@ -76,7 +76,8 @@ function trial16(s: LogprobShape, dtype: DType16) {
 }
 
 /** Bench rows at MiniMind's DPO shape: the row pass of the reference model (log-probs only) and of the
- *  policy (log-probs and dlogits), and the backward's in-place per-sequence scale. */
+ *  policy (log-probs and dlogits), and the backward's in-place per-sequence scale; at bf16 the pass
+ *  (log-probs and lse) and the backward that writes the 16-bit dlogits. */
 export function cases(): Case[] {
   const rows = DPO_N * DPO_T, labels = labelsFor(rows, V, 29, 0);
   const shape = (what: string) => `${DPO_N}x${DPO_T}x${V} ${what}`;
@@ -96,6 +97,26 @@ export function cases(): Case[] {
         backward.logprob(logprob(small.logits, small.lab, 'sum').node!, [upstream(2, 0.5), null], noTargets);
         compare('logprob_backward', await small.logits.readF32(), reference(f64(host([2, DPO_T, V], 30)), labels, 2, DPO_T, V, 'sum', [0.5, -0.5]).dlogits);
         const logits = rand([DPO_N, DPO_T, V], 31, 1, true);
+        const node = logprob(logits, Tensor.fromArray(labels, [DPO_N, DPO_T], 'i32'), 'sum').node!;
+        const g = [upstream(DPO_N, 0.5), upstream(DPO_N, 2)];
+        let k = 0;
+        return () => { backward.logprob(node, [g[k++ % 2], null], noTargets); };
+      },
+    },
+    tunedCase(logprobTunable, { rows, T: DPO_T, V, grad: true, dtype: 'bf16' }, {
+      name: 'logprob_forward', shape: shape('bf16 lp+lse'), work: bench16.logprob_forward(rows, V),
+      note: '16-bit logits: the same pass for the reference and the policy (dlogits come from the backward)',
+    }),
+    {
+      name: 'logprob_backward', shape: shape('bf16 dlogits, upstream per sequence'), work: bench16.logprob_backward(rows, V),
+      note: '16-bit logits: dlogits from the saved lse, in place (±0.5 and ±2 in turn); later calls run on the previous dlogits (same work)',
+      setup: async () => {
+        const upstream = (n: number, x: number) => Tensor.fromArray(Array.from({ length: n }, (_, i) => (i % 2 ? -x : x)), [n]);
+        const xs = host([2, DPO_T, V], 30);
+        const small = { logits: Tensor.fromArray(xs, [2, DPO_T, V], 'bf16', true), lab: Tensor.fromArray(labels.subarray(0, 2 * DPO_T), [2, DPO_T], 'i32') };
+        backward.logprob(logprob(small.logits, small.lab, 'sum').node!, [upstream(2, 0.5), null], noTargets);
+        compare('logprob_backward bf16', await small.logits.readF32(), reference16(xs, labels, 2, DPO_T, V, 'sum', 'bf16', [0.5, -0.5]).dlogits);
+        const logits = Tensor.fromArray(host([DPO_N, DPO_T, V], 31), [DPO_N, DPO_T, V], 'bf16', true);
         const node = logprob(logits, Tensor.fromArray(labels, [DPO_N, DPO_T], 'i32'), 'sum').node!;
         const g = [upstream(DPO_N, 0.5), upstream(DPO_N, 2)];
         let k = 0;
