@@ -122,8 +122,8 @@ export function cases(): Case[] {
       name: 'logprob_forward', shape: shape('bf16 reference: lp only'), work: bench16.logprob_forward(rows, V),
     }),
     tunedCase(logprobTunable, { rows, T: DPO_T, V, grad: true, dtype: 'bf16' }, {
-      name: 'logprob_forward', shape: shape('bf16 policy: lp+dlogits'), work: bench16.logprob_grad(rows, V),
-      note: '16-bit logits: the row pass (lp, lse) and the backward (dlogits, upstream 0.5) in one layout; later calls run on the previous dlogits (same work)',
+      name: 'logprob_forward', shape: shape('bf16 policy: lp+dlogits+backward'), work: bench16.logprob_grad(rows, V),
+      note: '16-bit logits: the row pass (lp, lse) and the backward (dlogits, upstream 0.5) in one layout, the work of float32\'s policy row and its backward; later calls run on the previous dlogits (same work)',
     }),
     {
       name: 'logprob_backward', shape: shape('bf16 dlogits, upstream per sequence'), work: bench16.logprob_backward(rows, V),
