@@ -8,7 +8,7 @@
 // Memory-bound, one invocation per element of d: forward reads d and reads/writes its columns of y, 12·M·n
 // bytes; backward reads and writes M·n elements, 8·M·n bytes.
 import { defineKernel, launch, type Kernel } from '../runtime/kernel.js';
-import { Tensor, needsGrad, record } from '../runtime/tensor.js';
+import { Tensor, needsGrad, record, is16 } from '../runtime/tensor.js';
 import { noTargets, type BackwardRule } from '../runtime/autograd.js';
 import { Case, N as ROWS, host, f64, verify, scoped } from './case.js';
 
@@ -41,6 +41,24 @@ export const kernels = {
 }
 `,
   }),
+  /** The same for 16-bit g and out (bf16 or f16: the halves are copied, not converted), one packed word of out
+   *  per invocation: out elements 2i and 2i+1 may come from different rows of g when n is odd. */
+  slice_columns16: defineKernel({
+    name: 'slice_columns16', params: PARAMS, workgroup: WG,
+    buffers: [['g', 'read', 'u32'], ['out', 'rw', 'u32']],
+    wgsl: (_, entry) => `fn at(e: u32) -> u32 {                   // element e of out, as 16 bits from g
+  let m = e / p.n;
+  let s = m * p.N + p.c0 + e - m * p.n;
+  return (g[s >> 1u] >> ((s & 1u) * 16u)) & 0xffffu;
+}
+${entry} {
+  let i = wgIndex(wid, nwg) * ${WG}u + lid.x;   // over the ceil(M·n / 2) words of out
+  let n = p.M * p.n;
+  if (2u * i >= n) { return; }
+  out[i] = at(2u * i) | select(0u, at(2u * i + 1u) << 16u, 2u * i + 1u < n);
+}
+`,
+  }),
 };
 
 function run(k: Kernel, params: Record<string, number>, bufs: Tensor[], count: number): void {
@@ -61,11 +79,15 @@ export function addColumns(y: Tensor, d: Tensor, c0: number): Tensor {
   return out;
 }
 
-/** g [..., N] → its columns [c0, c0 + n) as [..., n] (not recorded: the backward of add_columns). */
+/** g [..., N] → its columns [c0, c0 + n) as [..., n] of g's dtype (float32 or 16-bit; not recorded: the
+ *  backward of add_columns, and of the fused q|k|v and gate|up projections in kernels/linear16.ts). */
 export function sliceColumns(g: Tensor, c0: number, n: number): Tensor {
   const N = g.shape.at(-1)!, M = g.size / N;
-  const out = Tensor.empty([...g.shape.slice(0, -1), n]);
-  run(kernels.slice_columns, { M, N, n, c0 }, [g, out], M * n);
+  if (!Number.isInteger(c0) || c0 < 0 || c0 + n > N) throw new Error(`slice_columns: columns ${c0}..${c0 + n} of g [${g.shape}]`);
+  const out = Tensor.empty([...g.shape.slice(0, -1), n], g.dtype);
+  if (is16(g.dtype)) run(kernels.slice_columns16, { M, N, n, c0 }, [g, out], Math.ceil((M * n) / 2));
+  else if (g.dtype === 'f32') run(kernels.slice_columns, { M, N, n, c0 }, [g, out], M * n);
+  else throw new Error(`slice_columns: g [${g.shape}] is ${g.dtype}, not a float dtype`);
   return out;
 }
 

@@ -147,8 +147,11 @@ function forward(q: Float64Array, k: Float64Array, v: Float64Array, B: number, T
   return { out, lse };
 }
 
-function backward(q: Float64Array, k: Float64Array, v: Float64Array, dout: Float64Array, B: number, T: number, nh: number, nkv: number, hd: number) {
-  const { out, lse } = forward(q, k, v, B, T, nh, nkv, hd);
+/** dq, dk, dv; `stored`: the output as the kernels read it for D = rowsum(dO∘O) (16 bits: o rounded),
+ *  default the float64 forward's. */
+function backward(q: Float64Array, k: Float64Array, v: Float64Array, dout: Float64Array, B: number, T: number, nh: number, nkv: number, hd: number,
+  stored?: Float64Array) {
+  const fwd = forward(q, k, v, B, T, nh, nkv, hd), lse = fwd.lse, out = stored ?? fwd.out;
   const dq = new Float64Array(q.length), dk = new Float64Array(k.length), dv = new Float64Array(v.length);
   const scale = 1 / Math.sqrt(hd), rep = nh / nkv;
   for (let b = 0; b < B; b++) for (let h = 0; h < nh; h++) for (let r = 0; r < T; r++) {

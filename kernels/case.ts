@@ -2,11 +2,10 @@
 // kernels/index.ts) and what cases and tuning trials share: MiniMind2-small training shapes (B 16,
 // T 340, H 512, FFN 1408, V 6400, nh 8, nkv 2, hd 64), seeded inputs, and the comparisons with the
 // float64 reference (on a slice for bench shapes, on everything for the tests' small shapes).
-import { Tensor, beginScope, endScope, is16 } from '../runtime/tensor.js';
-import { decode } from '../model/dtype.js';
+import { Tensor, beginScope, endScope } from '../runtime/tensor.js';
 import { mulberry32 } from '../runtime/random.js';
 import { tuner, recordNow, type Trial, type Tunable } from '../runtime/tuner.js';
-import { readBuffer } from '../runtime/kernel.js';
+import { readRange } from './matmul16_variants.js';
 
 /** Per-case sampling (bench/harness.ts): fewer samples for calls of seconds, no warm-up call where
  *  the case already ran the call, 'wall' where host time is the point, the expected call time. */
@@ -108,15 +107,8 @@ export function tunedCase<S, V>(t: Tunable<S, V>, s: S, c: Omit<Case, 'setup' | 
   return k;
 }
 
-/** The first n values of a tensor's buffer as float32 (16-bit storage decoded, exactly). */
-async function readFirst(t: Tensor, n: number): Promise<Float32Array> {
-  if (!is16(t.dtype)) return new Float32Array(await readBuffer(t.buffer, t.offset, 4 * n));
-  const raw = await readBuffer(t.buffer, t.offset, 4 * Math.ceil(n / 2));
-  return decode(new Uint8Array(raw, 0, 2 * n), t.dtype === 'f16' ? 'float16' : 'bfloat16', 'trial output') as Float32Array;
-}
-
 /** A trial over fixed inputs (runtime/tuner.ts Trial): `run` launches variant v; check(v) runs it,
- *  reads each output and compares its first want[i].length values with the float64 reference
+ *  reads each output (16-bit ones decoded) and compares its first want[i].length values with the float64 reference
  *  (computed once, on the whole output for small shapes or a slice for large ones), within rtol and
  *  atol (one for all outputs, or one per output). */
 export function fixedTrial<V>(o: {
@@ -136,7 +128,7 @@ export function fixedTrial<V>(o: {
       for (const [i, t] of o.outputs.entries()) {
         const w = want[i];
         const at = (x: number | number[]) => (typeof x === 'number' ? x : x[i]);
-        const bad = mismatch(await readFirst(t, w.length), w, at(o.rtol), at(o.atol));
+        const bad = mismatch(await readRange(t, 0, w.length), w, at(o.rtol), at(o.atol));
         if (bad) return o.outputs.length > 1 ? `output ${i}, ${bad}` : bad;
       }
       return null;

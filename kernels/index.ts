@@ -41,6 +41,9 @@ const ATTENTION = [[2, 33, 4, 2, 16], [1, 65, 4, 1, 16], [1, 20, 2, 2, 32]].map(
 // Row ops [rows, H]: H 33, 65 (no vec4 path), 16 (per-head q/k norm), 512 and 640 (hidden sizes);
 // rows 1, 7, 33, 1025: no multiple of a workgroup or of the backward's row chunks.
 const ROWS = [[1, 33], [33, 65], [65, 512], [7, 640], [1025, 64], [3, 16]].map(([rows, h]) => ({ rows, h }));
+// add_rmsnorm's forward over a 16-bit res: every layout once per width (scalar H 65, vec4 H 512) and a format each;
+// the other format at the other width is test/add_rmsnorm.test.ts's (a pipeline per layout × width × format).
+const RES16 = [{ rows: 33, h: 65, res: 'f16' as const }, { rows: 65, h: 512, res: 'bf16' as const }];
 
 export const OPS: Op[] = [
   { name: 'elementwise', backward: elementwise.backward },
@@ -57,7 +60,7 @@ export const OPS: Op[] = [
   },
   {
     name: 'rmsnorm', backward: rmsnorm.backward, cases: rmsnormVariants.cases,
-    sweeps: () => Object.values(rmsnormVariants.rmsnormTunables).map((t) => sweep(t, ROWS)),
+    sweeps: () => [...Object.values(rmsnormVariants.rmsnormTunables).map((t) => sweep(t, ROWS)), sweep(rmsnormVariants.rmsnormTunables.addForward, RES16)],
   },
   { name: 'add_rmsnorm', backward: addRmsnorm.backward },
   {
@@ -66,8 +69,11 @@ export const OPS: Op[] = [
   },
   {
     name: 'qkv_rope', backward: qkvRope.backward, cases: qkvRopeVariants.cases,
-    sweeps: () => Object.values(qkvRopeVariants.qkvRopeTunables).map((t) => sweep(t,
-      [[1, 1, 1, 1, 2], [2, 33, 4, 2, 16], [1, 65, 3, 1, 6], [2, 17, 8, 2, 64]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd })))),
+    // bfloat16 storage once per load/store width (hd 16: 4 elements a vector, hd 12: 2), every layout; float16
+    // differs only in the pack functions (test/qkv_rope.test.ts).
+    sweeps: () => Object.values(qkvRopeVariants.qkvRopeTunables).map((t) => sweep(t, [
+      ...[[1, 1, 1, 1, 2], [2, 33, 4, 2, 16], [1, 65, 3, 1, 6], [2, 17, 8, 2, 64]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd })),
+      ...[[2, 33, 4, 2, 16], [1, 65, 3, 1, 12]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd, dtype: 'bf16' as const }))])),
   },
   { name: 'swiglu', backward: swiglu.backward, cases: swiglu.cases },
   {
@@ -100,8 +106,10 @@ export const OPS: Op[] = [
   {
     name: 'attention', backward: attention.backward, cases: attentionVariants.cases,
     sweeps: () => {
-      const t = attentionVariants.attentionTunables;
-      return [sweep(t.forward, [...ATTENTION, { B: 2, T: 1, nh: 4, nkv: 2, hd: 16, kvT: 21 }]), sweep(t.dq, ATTENTION), sweep(t.dkv, ATTENTION)];
+      // bfloat16 storage on one GQA shape, every tiling; float16 differs only in the pack functions
+      // (test/attention.test.ts).
+      const t = attentionVariants.attentionTunables, bf16 = { ...ATTENTION[0], dtype: 'bf16' as const };
+      return [sweep(t.forward, [...ATTENTION, { B: 2, T: 1, nh: 4, nkv: 2, hd: 16, kvT: 21 }, bf16]), sweep(t.dq, [...ATTENTION, bf16]), sweep(t.dkv, [...ATTENTION, bf16])];
     },
   },
 ];

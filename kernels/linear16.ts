@@ -1,16 +1,18 @@
 // linear16: torch.autocast's Linear over a 16-bit weight, for mixed precision (model/minimind.ts linear()).
-// x [..., K] float32, w [N, K] bf16 or f16 (the working copy of a weight: kernels/param_copy16.ts):
-//   y = f32(round16(round16(x)·wᵀ))   [..., N] float32, summed in float32 and rounded once to 16 bits (the
-//   16-bit output torch gives), then widened (exact) for the float32 ops that read it.
+// x [..., K] float32 or 16-bit, w [N, K] bf16 or f16 (the working copy of a weight: kernels/param_copy16.ts):
+//   y16 = round16(round16(x)·wᵀ)   [..., N], summed in float32 and rounded once to 16 bits (the 16-bit output
+//   torch gives); returned as is (out16: the next op reads 16-bit storage) or widened (exact) to float32 for
+//   float32 ops that read it.
 // A w that spans several Linear modules stored back to back (q|k|v, gate|up: `rows` rows each) is one matmul
 // forward (columns are independent: the same values as separate ones); backward does what torch does for
-// the separate modules, with gy16 = round16(gy) (the gradient of a 16-bit output):
+// the separate modules, with gy16 = round16(gy) (the gradient of a 16-bit output; gy itself when 16-bit):
 //   dw = round16(gy16ᵀ·x16)                               [N, K], 16-bit: w's gradient (its cast adds it
 //                                                          into the float32 master gradient)
 //   dx = Σ_m f32(round16(gy16[:, cols of m]·w_m))          [..., K] float32: each module's product rounded to
-//                                                          16 bits, the modules summed in float32
-// Saved for backward: x16 = round16(x) (2 bytes per element; float32 x is not kept). The 16-bit y is released
-// once widened. Kernels: cast's pack16/unpack16, matmul's 16-bit GEMMs, add_columns' slice_columns.
+//                                                          16 bits, the modules summed in float32 (x 16-bit: the
+//                                                          sum rounded to 16 bits, one module's product as is)
+// Saved for backward: x16 = round16(x) (2 bytes per element; float32 x is not kept), x itself when 16-bit.
+// Kernels: cast's pack16/unpack16, matmul's 16-bit GEMMs, add_columns' slice_columns.
 import { Tensor, needsGrad, noGrad, record, is16, type DType16 } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 import { gpu } from '../runtime/device.js';
@@ -19,21 +21,29 @@ import { gemm } from './matmul.js';
 import { sliceColumns } from './add_columns.js';
 import { addInto } from './elementwise.js';
 
+export interface Linear16Options {
+  /** Return the 16-bit y16 itself (w's dtype) instead of its float32 widening. */
+  out16?: boolean;
+}
+
 /** y = x·wᵀ as above; rows: the row counts of the modules w spans (sum N), [N] for one module. */
-export function linear16(x: Tensor, w: Tensor, rows: number[] = [w.shape[0]]): Tensor {
+export function linear16(x: Tensor, w: Tensor, rows: number[] = [w.shape[0]], o: Linear16Options = {}): Tensor {
   const K = x.shape[x.shape.length - 1];
   const [N, Kw] = w.shape;
   if (w.shape.length !== 2 || K !== Kw) throw new Error(`linear16: x [${x.shape}] · w [${w.shape}]ᵀ`);
-  if (x.dtype !== 'f32' || !is16(w.dtype)) throw new Error(`linear16: x is ${x.dtype}, w ${w.dtype}; want float32 x and a 16-bit w`);
+  if (!is16(w.dtype) || (x.dtype !== 'f32' && x.dtype !== w.dtype)) throw new Error(`linear16: x is ${x.dtype}, w ${w.dtype}; want a 16-bit w and x float32 or w's dtype`);
   if (rows.reduce((a, b) => a + b, 0) !== N) throw new Error(`linear16: module rows [${rows}] do not add up to w's ${N}`);
   const M = x.size / K;
-  const x16 = noGrad(() => cast(x, w.dtype as DType16));
+  const x16 = x.dtype === w.dtype ? x : noGrad(() => cast(x, w.dtype as DType16));
   const y16 = Tensor.empty([...x.shape.slice(0, -1), N], w.dtype);
   gemm({ a: x16, b: w, c: y16, M, N, K, am: K, ak: 1, bk: 1, bn: K, beta: 0 });
-  const y = noGrad(() => cast(y16, 'f32'));
-  y16.dispose(); // recorded work keeps its buffer valid: the pool reuses it only for later commands
-  if (needsGrad(x, w)) record('linear16', [x, w], [y], { x16, rows }, [w]); // and x16; float32 x is not read
-  else x16.dispose();
+  let y = y16;
+  if (!o.out16) {
+    y = noGrad(() => cast(y16, 'f32'));
+    y16.dispose(); // recorded work keeps its buffer valid: the pool reuses it only for later commands
+  }
+  if (needsGrad(x, w)) record('linear16', [x, w], [y], { x16, rows }, [w]); // and x16; a float32 x is not read
+  else if (x16 !== x) x16.dispose();
   return y;
 }
 
@@ -52,7 +62,7 @@ export const backward: Record<string, BackwardRule> = {
     const d = w.dtype as DType16;
     const [N, K] = w.shape;
     const M = x.size / K;
-    const gy16 = cast(gy!, d);
+    const gy16 = cast(gy!, d); // gy itself when 16-bit
     let dw: Tensor | null = null, dx: Tensor | null = null;
     if (w.requiresGrad) {
       dw = Tensor.empty(w.shape, d);
@@ -61,17 +71,21 @@ export const backward: Record<string, BackwardRule> = {
     if (x.requiresGrad) {
       let c0 = 0;
       for (const n of rows) {
-        const g = rows.length === 1 ? gy16 : cast(sliceColumns(gy!, c0, n), d); // [M, n], 16-bit
+        const g = rows.length === 1 ? gy16 : sliceColumns(gy16, c0, n); // [M, n], 16-bit
         const part = Tensor.empty(x.shape, d);
         gemm({ a: g, b: rowsOf(w, c0, n), c: part, M, N: K, K: n, am: n, ak: 1, bk: K, bn: 1, beta: 0 });
-        const wide = cast(part, 'f32');
-        if (dx) { addInto(dx, wide); wide.dispose(); } else dx = wide;
-        part.dispose();
+        if (rows.length === 1 && x.dtype === d) dx = part; // one module's 16-bit product is a 16-bit x's gradient
+        else {
+          const wide = cast(part, 'f32');
+          if (dx) { addInto(dx, wide); wide.dispose(); } else dx = wide;
+          part.dispose();
+        }
         if (g !== gy16) g.dispose();
         c0 += n;
       }
+      if (dx!.dtype !== x.dtype) { const sum = dx!; dx = cast(sum, d); sum.dispose(); }
     }
-    gy16.dispose();
+    if (gy16 !== gy) gy16.dispose(); // the engine owns gy
     return [dx, dw];
   },
 };

@@ -69,10 +69,12 @@ export function dims(x: Tensor, w: Tensor): { rows: number; h: number; hv: numbe
   return { rows: x.size / h, h, hv: vec4 ? h / 4 : h, vec4 };
 }
 
-/** The forward kernel (rmsnorm_forward, or add_rmsnorm's with its extra buffers) with variant v. */
-export function launchForward(k: Kernel<RowWidth>, v: ForwardVariant, x: Tensor, w: Tensor, buffers: Tensor[], eps: number): void {
+/** The forward kernel (rmsnorm_forward, or add_rmsnorm's with its extra buffers) with variant v; `extra`: the
+ *  kernel's own variant fields (add_rmsnorm's 16-bit res format). */
+export function launchForward<V extends RowWidth>(k: Kernel<V>, v: ForwardVariant, x: Tensor, w: Tensor, buffers: Tensor[], eps: number,
+  extra?: Omit<V, keyof RowWidth>): void {
   const { rows, h, hv, vec4 } = dims(x, w);
-  launch(k, { params: { rows, hv, h, eps }, buffers: buffers.map((t) => t.binding()), workgroups: rowGroups(v, rows), variant: { ...v, vec4 } });
+  launch(k, { params: { rows, hv, h, eps }, buffers: buffers.map((t) => t.binding()), workgroups: rowGroups(v, rows), variant: { ...v, vec4, ...extra } as V });
 }
 
 /** y = w ⊙ x / sqrt(mean(x², last axis) + eps); x [..., H], w [H]. */

@@ -4,29 +4,36 @@
 // 512 row chunks on a GPU (so the column pass has tens of thousands of invocations); its second
 // round tries other chunk counts.
 import { gpu } from '../runtime/device.js';
-import { Tensor } from '../runtime/tensor.js';
+import { Tensor, type DType16 } from '../runtime/tensor.js';
 import type { Tunable } from '../runtime/tuner.js';
 import { kernels, launchForward, rmsnormBackward, reference, referenceBackward, bench, type BackwardVariant, type ForwardVariant } from './rmsnorm.js';
 import { LANE, rowCandidates, rowLabel, rowLayouts, type RowLayout } from './row_layout.js';
 import { kernels as addKernels, bench as addBench } from './add_rmsnorm.js';
+import { reference as round16 } from './cast.js';
 import { N, H, Case, input, fixedTrial, tunedCase } from './case.js';
 
-/** rows × H, normalised over H. */
-export interface RowShape { rows: number; h: number }
+/** rows × H, normalised over H; res: add_rmsnorm's forward over a 16-bit res (its own shape class). */
+export interface RowShape { rows: number; h: number; res?: DType16 }
 
 const CHUNKS = [64, 256, 512, 1024];
 
 const p2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
-const key = (s: RowShape) => `h${s.h} rows${p2(s.rows)}`;
+const key = (s: RowShape) => `h${s.h} rows${p2(s.rows)}${s.res ? ` res ${s.res}` : ''}`;
 const unique = <V>(vs: V[]) => [...new Map(vs.map((v) => [JSON.stringify(v), v])).values()];
 
-/** Seeded x (±2), w (1 ± 0.5), and for add_rmsnorm res (±1). Checks cover the first 256 rows. */
+/** Seeded x (±2), w (1 ± 0.5), and for add_rmsnorm res (±1; of dtype s.res when given). Checks cover the
+ *  first 256 rows. */
 function data(s: RowShape, add: boolean) {
   const x = input([s.rows, s.h], 51, 2), res = input([s.rows, s.h], 52);
   const w = input([s.h], 53, 0.5);
   w.h.forEach((v, i) => { w.h[i] = 1 + v; });
   w.t.dispose();
   const wt = Tensor.fromArray(w.h, [s.h]).keep();
+  if (s.res) {
+    res.t.dispose();
+    res.t = Tensor.fromArray(res.h, [s.rows, s.h], s.res).keep();
+    res.h = Float32Array.from(round16(res.h, s.res)); // the values the kernel reads
+  }
   // A plain loop: Float64Array.from with a map function took a second at 5440 × 512.
   const src = Float64Array.from(x.h);
   if (add) for (let i = 0; i < src.length; i++) src[i] += res.h[i];
@@ -42,7 +49,8 @@ function forwardFamily(add: boolean): Tunable<RowShape, ForwardVariant> {
       const y = Tensor.empty([s.rows, s.h]).keep(), rstd = Tensor.empty([s.rows]).keep(), sum = Tensor.empty([s.rows, s.h]).keep();
       const bufs = add ? [d.x.t, d.res.t, d.w.t, sum, y, rstd] : [d.x.t, d.w.t, y, rstd];
       return fixedTrial<ForwardVariant>({
-        run: (v) => launchForward(add ? addKernels.add_rmsnorm_forward : kernels.rmsnorm_forward, v, d.x.t, d.w.t, bufs, 1e-5),
+        run: (v) => s.res ? launchForward(addKernels.add_rmsnorm_forward16, v, d.x.t, d.w.t, bufs, 1e-5, { format: s.res })
+          : launchForward(add ? addKernels.add_rmsnorm_forward : kernels.rmsnorm_forward, v, d.x.t, d.w.t, bufs, 1e-5),
         outputs: add ? [sum, y, rstd] : [y, rstd],
         want: () => {
           const r = reference(d.src.subarray(0, d.n * s.h), Float64Array.from(d.w.h), 1e-5);
@@ -85,13 +93,16 @@ export const rmsnormTunables = {
   forward: forwardFamily(false), backward: backwardFamily(false), addForward: forwardFamily(true), addBackward: backwardFamily(true),
 };
 
-/** Bench rows at MiniMind2-small's 5440 × 512 (bytes: each module's bench metadata). */
+/** Bench rows at MiniMind2-small's 5440 × 512 (bytes: each module's bench metadata). add_rmsnorm's backward
+ *  has no 16-bit row: it never reads res, so a 16-bit res runs the float32 kernels (and the cast of res's
+ *  gradient that the Linear's backward makes otherwise: kernels/add_rmsnorm.ts). */
 export function cases(): Case[] {
   const s = { rows: N, h: H }, shape = `${N}x${H}`;
   return [
     tunedCase(rmsnormTunables.forward, s, { name: 'rmsnorm_forward', shape, work: bench.rmsnorm_forward(N, H) }),
     tunedCase(rmsnormTunables.backward, s, { name: 'rmsnorm_backward', shape, work: bench.rmsnorm_backward(N, H) }),
     tunedCase(rmsnormTunables.addForward, s, { name: 'add_rmsnorm_forward', shape, work: addBench.add_rmsnorm_forward(N, H) }),
+    tunedCase(rmsnormTunables.addForward, { ...s, res: 'bf16' }, { name: 'add_rmsnorm_forward', shape: `${shape} bf16 res`, work: addBench.add_rmsnorm_forward16(N, H) }),
     tunedCase(rmsnormTunables.addBackward, s, { name: 'add_rmsnorm_backward', shape, work: addBench.add_rmsnorm_backward(N, H) }),
   ];
 }

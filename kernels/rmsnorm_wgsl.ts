@@ -2,7 +2,9 @@
 // forward and backward bodies for both row layouts, their params and variant types. A module of
 // its own so the op modules and their variants (rmsnorm_variants.ts) can import it in any order.
 import { vecType, wgSumFn, wgSumCall } from '../runtime/wgsl.js';
+import { PACKED16_WGSL } from '../runtime/packed16_wgsl.js';
 import type { RowLayout } from './row_layout.js';
+import type { DType16 } from '../runtime/tensor.js';
 
 export const WG = 64;
 
@@ -25,12 +27,22 @@ export const rowSum = (v: RowLayout, name: string, partial: string) =>
 /** Workgroups for `rows` rows. */
 export const rowGroups = (v: RowLayout, rows: number) => (v.rows === 'wg' ? rows : Math.ceil(rows / WG));
 
+/** add_rmsnorm's 16-bit res (packed words, runtime/packed16_wgsl.ts) read as VT: RT is vec2<u32> (4 values)
+ *  when VT is vec4<f32>, else u32 with element j in half j & 1 of word j / 2 (rows of an odd H straddle words). */
+function res16Wgsl(vec4: boolean, format: DType16): string {
+  const un = format === 'f16' ? 'unpackF16' : 'unpackBf16';
+  return vec4
+    ? `alias RT = vec2<u32>;\nfn resAt(j: u32) -> VT { let w = res[j]; return vec4<f32>(${un}(w.x), ${un}(w.y)); }\n${PACKED16_WGSL}`
+    : `alias RT = u32;\nfn resAt(j: u32) -> VT { return ${un}(res[j >> 1u])[j & 1u]; }\n${PACKED16_WGSL}`;
+}
+
 /** Forward WGSL: y[r, :] and rstd[r] of x, or with `add` of s = x + res (also written out: the
- *  fused residual add of add_rmsnorm.ts). */
-export function forwardWgsl(entry: string, v: RowWidth, add: boolean): string {
-  const xv = add ? 'x[b + i] + res[b + i]' : 'x[b + i]';
+ *  fused residual add of add_rmsnorm.ts); with `res16` res is 16-bit, widened exactly before the float32 add
+ *  (torch promotes float32 + bfloat16 to float32). */
+export function forwardWgsl(entry: string, v: RowWidth, add: boolean, res16?: DType16): string {
+  const xv = add ? `x[b + i] + ${res16 ? 'resAt(b + i)' : 'res[b + i]'}` : 'x[b + i]';
   const { head, loop } = rowLoop(v);
-  return `${vecType(v.vec4)}${v.rows === 'wg' ? wgSumFn(v.wg, v.sub) : ''}
+  return `${vecType(v.vec4)}${res16 ? res16Wgsl(v.vec4, res16) : ''}${v.rows === 'wg' ? wgSumFn(v.wg, v.sub) : ''}
 ${entry} {
   ${head}
   let b = r * p.hv;

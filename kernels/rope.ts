@@ -50,31 +50,46 @@ ${v.layout === 'row' ? `  let row = wgIndex(wid, nwg) * ${WG}u + lid.x;  // row 
   }),
 };
 
+/** YaRN's frequency scaling, as MiniMind's precompute_freqs_cis applies its rope_scaling (inference only:
+ *  --inference_rope_scaling, model/config.ts yarnOf): f'_i = f_i·((1 − γ_i) + γ_i/factor), γ a linear ramp over
+ *  the frequency indices between the rotation counts betaFast and betaSlow of the original context; cos and
+ *  sin times attentionFactor. Only when maxPositions > originalMax, as there. */
+export interface Yarn { factor: number; originalMax: number; betaFast: number; betaSlow: number; attentionFactor: number; maxPositions: number }
+
 /** Host table [n, hd]: per position, cos of the hd/2 angles then their sin, in float32 like MiniMind:
- *  inv_freq = 1/(theta ** (arange(0, hd, 2).float()/hd)); freqs = outer(t, inv_freq); cos, sin. */
-export function ropeTable(hd: number, theta: number, n: number): Float32Array {
+ *  inv_freq = 1/(theta ** (arange(0, hd, 2).float()/hd)), YaRN-scaled if given; freqs = outer(t, inv_freq); cos, sin. */
+export function ropeTable(hd: number, theta: number, n: number, yarn: Yarn | null = null): Float32Array {
   const f = Math.fround, half = hd / 2;
-  const invFreq = Array.from({ length: half }, (_, i) => f(1 / f(f(theta) ** f((2 * i) / hd))));
+  let invFreq = Array.from({ length: half }, (_, i) => f(1 / f(f(theta) ** f((2 * i) / hd))));
+  let scale = 1;
+  if (yarn && yarn.maxPositions / yarn.originalMax > 1) {
+    // The frequency index that turns b times over the original context (Python floats), then a float32 ramp.
+    const dimOf = (b: number) => (hd * Math.log(yarn.originalMax / (b * 2 * Math.PI))) / (2 * Math.log(theta));
+    const low = Math.max(Math.floor(dimOf(yarn.betaFast)), 0), high = Math.min(Math.ceil(dimOf(yarn.betaSlow)), half - 1);
+    const ramp = (i: number) => Math.min(Math.max(f(f(i - low) / f(Math.max(high - low, 0.001))), 0), 1);
+    invFreq = invFreq.map((v, i) => f(v * f(f(1 - ramp(i)) + f(ramp(i) / yarn.factor))));
+    scale = yarn.attentionFactor;
+  }
   const tab = new Float32Array(n * hd);
   for (let t = 0; t < n; t++) {
     for (let i = 0; i < half; i++) {
       const a = f(t * invFreq[i]);
-      tab[t * hd + i] = Math.cos(a);
-      tab[t * hd + half + i] = Math.sin(a);
+      tab[t * hd + i] = f(Math.cos(a)) * scale;
+      tab[t * hd + half + i] = f(Math.sin(a)) * scale;
     }
   }
   return tab;
 }
 
-/** GPU tables per (hd, theta), grown to the next power of two ≥ the positions needed. */
+/** GPU tables per (hd, theta, yarn), grown to the next power of two ≥ the positions needed. */
 const tables = new Map<string, { tab: Tensor; n: number }>();
 
-export function ropeTableTensor(hd: number, theta: number, need: number): Tensor {
-  const key = `${hd}|${theta}`;
+export function ropeTableTensor(hd: number, theta: number, need: number, yarn: Yarn | null = null): Tensor {
+  const key = `${hd}|${theta}|${yarn ? JSON.stringify(yarn) : ''}`;
   const old = tables.get(key);
   if (old && old.n >= need && !old.tab.disposed) return old.tab;
   const n = Math.max(512, 2 ** Math.ceil(Math.log2(need)));
-  const tab = Tensor.fromArray(ropeTable(hd, theta, n), [n, hd]).keep();
+  const tab = Tensor.fromArray(ropeTable(hd, theta, n, yarn), [n, hd]).keep();
   // Safe while earlier dispatches still read it: the pool hands the buffer out only to later commands.
   old?.tab.dispose();
   tables.set(key, { tab, n });
@@ -82,34 +97,34 @@ export function ropeTableTensor(hd: number, theta: number, need: number): Tensor
 }
 
 /** y = x rotated by sgn·angle with variant v (default the tuner's pick), x [B, T, nh, hd]. */
-export function launchRope(x: Tensor, y: Tensor, posOffset: number, theta: number, sgn: 1 | -1, v?: RopeVariant): void {
+export function launchRope(x: Tensor, y: Tensor, posOffset: number, theta: number, sgn: 1 | -1, v?: RopeVariant, yarn: Yarn | null = null): void {
   const [, T, nh, hd] = x.shape;
   const vec4 = hd % 8 === 0;
   const hhv = vec4 ? hd / 8 : hd / 2;
   const rows = x.size / hd;
   const layout = v ?? tuner().pick(ropeTunable, { rows, T, nh, hd });
-  const tab = ropeTableTensor(hd, theta, posOffset + T);
+  const tab = ropeTableTensor(hd, theta, posOffset + T, yarn);
   launch(kernels.rope, {
     params: { rows, hhv, nh, T, pos0: posOffset, sgn }, buffers: [x.binding(), tab.binding(), y.binding()],
     workgroups: Math.ceil((layout.layout === 'row' ? rows : rows * hhv) / WG), variant: { ...layout, vec4, hhv: layout.layout === 'row' ? 0 : hhv },
   });
 }
 
-/** Rotate x [B, T, nh, hd] (hd even) by the angles of positions posOffset + t. */
-export function rope(x: Tensor, posOffset: number, theta: number): Tensor {
+/** Rotate x [B, T, nh, hd] (hd even) by the angles of positions posOffset + t (YaRN-scaled if given). */
+export function rope(x: Tensor, posOffset: number, theta: number, yarn: Yarn | null = null): Tensor {
   x.assertLive();
   if (x.shape.length !== 4 || x.shape[3] % 2 !== 0) throw new Error(`rope: x must be [B, T, nh, hd] with hd even, got [${x.shape}]`);
   if (!Number.isInteger(posOffset) || posOffset < 0) throw new Error(`rope: posOffset must be an integer ≥ 0, got ${posOffset}`);
   const y = Tensor.empty(x.shape);
-  launchRope(x, y, posOffset, theta, 1);
-  if (needsGrad(x)) record('rope', [x], [y], { posOffset, theta }, []);
+  launchRope(x, y, posOffset, theta, 1, undefined, yarn);
+  if (needsGrad(x)) record('rope', [x], [y], { posOffset, theta, yarn }, []);
   return y;
 }
 
 export const backward: Record<string, BackwardRule> = {
   rope: (node, [dy]) => {
     const dx = Tensor.empty(dy!.shape);
-    launchRope(dy!.reshape(node.inputs[0].shape), dx, node.saved.posOffset as number, node.saved.theta as number, -1);
+    launchRope(dy!.reshape(node.inputs[0].shape), dx, node.saved.posOffset as number, node.saved.theta as number, -1, undefined, node.saved.yarn as Yarn | null);
     return [dx];
   },
 };

@@ -6,10 +6,19 @@
 // backward is one dX and one dW matmul.
 // One invocation per vec4 (copy speed on lavapipe; scalar f32 loads run at a third of it); a
 // trailing partial vec4 is handled element by element so n need not be a multiple of 4.
+// Mixed precision: swiglu_packed also takes a 16-bit gu (bf16 or f16, the 16-bit output of the fused
+// gate|up Linear) with torch.autocast's roundings (torch computes silu on the 16-bit gate into a 16-bit
+// tensor, then the 16-bit product): y = round16(round16(silu(g))·u), 16-bit, computed in float32 from
+// the 16-bit values. Backward, as torch's mul and silu backward on 16-bit tensors: with a16 =
+// round16(silu(g)) recomputed, d_act = round16(dy·u), du = round16(dy·a16), dg = round16(d_act·silu'(g)),
+// dgu 16-bit; a float32 dy is first rounded to the 16-bit type (torch's engine casts the gradient of a
+// 16-bit tensor to its dtype).
 import { defineKernel, launch } from '../runtime/kernel.js';
-import { Tensor, needsGrad, record } from '../runtime/tensor.js';
+import { Tensor, needsGrad, record, is16, type DType16 } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 import { mul, silu } from './elementwise.js';
+import { cast, reference as round16 } from './cast.js';
+import { PACKED16_WGSL } from '../runtime/packed16_wgsl.js';
 import { noTargets } from '../runtime/autograd.js';
 import { N, I, Case, host, f64, verify, scoped } from './case.js';
 
@@ -90,13 +99,126 @@ function launchPacked(k: (typeof packedKernels)[keyof typeof packedKernels], gu:
   launch(k, { params: { n: rows * iv }, buffers: bufs.map((t) => t.binding()), workgroups: Math.ceil((rows * iv) / WG), variant: { vec4, iv } });
 }
 
-/** y [..., I] = silu(g)·u for gu [..., 2I] holding g then u in each row. */
+// 16-bit packed: words of two values (runtime/packed16_wgsl.ts). 'vec4' (I % 8 == 0): one invocation
+// per vec4<u32> of y, 8 values, as the float32 kernels load vec4s (scalar loads ran at a third of copy
+// speed on lavapipe), IV = I/8 a compile-time constant. Otherwise one invocation per output word:
+// forward per word of y (a word straddles two rows when I is odd), backward per word of dgu (rows of gu
+// are whole words, but one straddles g and u when I is odd); each value is fetched by its element index
+// and the halves of a word are assembled with bit operations. p.i = I is a uniform there: odd I is no
+// training shape, one pipeline serves them all.
+/** vec4: the layout above; iv: I/8 for vec4 (else 0); dy16: backward's dy is 16-bit, else float32. */
+interface Packed16 { format: DType16; vec4: boolean; iv: number; dy16?: boolean }
+
+/** bfloat16 rounding of intermediates (a16, d_act) in place, half the integer operations of pack then unpack:
+ *  the low 16 bits rounded off to nearest even. NaN needs no guard here: a computed one is quiet (top mantissa
+ *  bit set) and one from a 16-bit input has its payload in the top 7 mantissa bits, so neither rounds to inf. */
+const R16_BF16 = `fn r16(x: vec2<f32>) -> vec2<f32> {
+  let u = bitcast<vec2<u32>>(x);
+  return bitcast<vec2<f32>>((u + 0x7fffu + ((u >> vec2<u32>(16u)) & vec2<u32>(1u))) & vec2<u32>(0xffff0000u));
+}`;
+
+/** Word math: fwd(g, u) the y word of a g word and a u word, bwd(g, u, dy) the [dg, du] words (dy: two
+ *  16-bit values as float32). silu(g) is g / (1 + e^-g) in both, so backward recomputes a16 exactly. */
+function math16(v: Packed16): string {
+  const word = v.vec4 ? 'vec4<u32>' : 'u32', dy = v.dy16 === undefined ? '' : `alias DT = ${v.dy16 ? word : v.vec4 ? 'vec4<f32>' : 'f32'};\n`;
+  return `alias GT = ${word};
+${dy}const IV = ${v.iv}u;
+fn un(w: u32) -> vec2<f32> { return ${v.format === 'f16' ? 'unpackF16' : 'unpackBf16'}(w); }
+fn pk(x: vec2<f32>) -> u32 { return ${v.format === 'f16' ? 'packF16' : 'packBf16'}(x.x, x.y); }
+${v.format === 'f16' ? 'fn r16(x: vec2<f32>) -> vec2<f32> { return un(pk(x)); }' : R16_BF16}
+fn fwd(gw: u32, uw: u32) -> u32 { let g = un(gw); return pk(r16(g * (1.0 / (1.0 + exp(-g)))) * un(uw)); }
+fn bwd(gw: u32, uw: u32, d: vec2<f32>) -> vec2<u32> {
+  let g = un(gw);
+  let sg = 1.0 / (1.0 + exp(-g));
+  return vec2<u32>(pk(r16(d * un(uw)) * (sg * (1.0 + g * (1.0 - sg)))), pk(d * r16(g * sg)));
+}
+${PACKED16_WGSL}`;
+}
+
+/** Element-indexed access (the word layout): the 16 bits of element e of a packed array, a word of two. */
+const HALVES = (arr: string) => `fn half_${arr}(e: u32) -> u32 { return (${arr}[e >> 1u] >> ((e & 1u) << 4u)) & 0xffffu; }
+fn pair_${arr}(a: u32, b: u32) -> u32 { return half_${arr}(a) | (half_${arr}(b) << 16u); }`;
+
+const HEAD16 = (entry: string) => `${entry} {
+  let t = wgIndex(wid, nwg) * ${WG}u + lid.x;`;
+
+export const packed16Kernels = {
+  swiglu_packed_forward: defineKernel<Packed16>({
+    name: 'swiglu_packed_forward', params: [['n', 'u32'], ['i', 'u32']], workgroup: WG,
+    buffers: [['gu', 'read', 'GT'], ['y', 'rw', 'GT']],
+    // vec4: n = vec4s of y; word: n = values of y (t: its word), g of y value e at gu element e + (e / I)·I.
+    wgsl: (v, entry) => `${math16(v)}
+${v.vec4 ? `${HEAD16(entry)}
+  if (t >= p.n) { return; }
+  let gi = t + (t / IV) * IV;
+  let g = gu[gi];
+  let u = gu[gi + IV];
+  y[t] = vec4<u32>(fwd(g.x, u.x), fwd(g.y, u.y), fwd(g.z, u.z), fwd(g.w, u.w));
+}` : `${HALVES('gu')}
+${HEAD16(entry)}
+  if (2u * t >= p.n) { return; }
+  let e1 = min(2u * t + 1u, p.n - 1u);
+  let g0 = 2u * t + (2u * t / p.i) * p.i;
+  let g1 = e1 + (e1 / p.i) * p.i;
+  let w = fwd(pair_gu(g0, g1), pair_gu(g0 + p.i, g1 + p.i));
+  y[t] = select(w & 0xffffu, w, 2u * t + 1u < p.n); // an odd count leaves the last high half 0, as pack16
+}`}
+`,
+  }),
+  swiglu_packed_backward: defineKernel<Packed16>({
+    name: 'swiglu_packed_backward', params: [['n', 'u32'], ['i', 'u32']], workgroup: WG,
+    buffers: [['gu', 'read', 'GT'], ['dy', 'read', 'DT'], ['dgu', 'rw', 'GT']],
+    // vec4: n = vec4s of y. word: n = words of dgu (rows·I); element e of gu is dg (column c < I) or du of
+    // the y value at row r, column c mod I.
+    wgsl: (v, entry) => `${math16(v)}
+${v.vec4 ? `${HEAD16(entry)}
+  if (t >= p.n) { return; }
+  let gi = t + (t / IV) * IV;
+  let g = gu[gi];
+  let u = gu[gi + IV];
+  ${v.dy16 ? 'let d = dy[t];' : 'let d0 = dy[2u * t];\n  let d1 = dy[2u * t + 1u];'}
+  ${['x', 'y', 'z', 'w'].map((c, k) => `let b${c} = bwd(g.${c}, u.${c}, ${v.dy16 ? `un(d.${c})` : `r16(d${k >> 1}.${k & 1 ? 'zw' : 'xy'})`});`).join('\n  ')}
+  dgu[gi] = vec4<u32>(bx.x, by.x, bz.x, bw.x);
+  dgu[gi + IV] = vec4<u32>(bx.y, by.y, bz.y, bw.y);
+}` : `${HALVES('gu')}
+${v.dy16 ? HALVES('dy') : ''}
+struct Src { g: u32, y: u32, up: bool }
+fn src(e: u32) -> Src {
+  let r = e / (2u * p.i);
+  let c = e - 2u * p.i * r;
+  let k = select(c, c - p.i, c >= p.i);
+  return Src(2u * p.i * r + k, p.i * r + k, c >= p.i);
+}
+${HEAD16(entry)}
+  if (t >= p.n) { return; }
+  let a = src(2u * t);
+  let b = src(2u * t + 1u);
+  let d = bwd(pair_gu(a.g, b.g), pair_gu(a.g + p.i, b.g + p.i), ${v.dy16 ? 'un(pair_dy(a.y, b.y))' : 'r16(vec2<f32>(dy[a.y], dy[b.y]))'});
+  dgu[t] = (select(d.x, d.y, a.up) & 0xffffu) | (select(d.x, d.y, b.up) & 0xffff0000u);
+}`}
+`,
+  }),
+};
+
+/** The 16-bit kernel k over gu [rows, 2I] with buffers bufs; dy16 for backward. */
+function launchPacked16(k: (typeof packed16Kernels)[keyof typeof packed16Kernels], gu: Tensor, bufs: Tensor[], dy16?: boolean): void {
+  const I = gu.shape.at(-1)! / 2, n = gu.size / 2, vec4 = I % 8 === 0, back = dy16 !== undefined;
+  const units = vec4 ? n / 8 : back ? n : Math.ceil(n / 2); // invocations
+  launch(k, {
+    params: { n: vec4 ? n / 8 : n, i: I }, buffers: bufs.map((t) => t.binding()), workgroups: Math.ceil(units / WG),
+    variant: { format: gu.dtype as DType16, vec4, iv: vec4 ? I / 8 : 0, ...(back ? { dy16 } : {}) },
+  });
+}
+
+/** y [..., I] = silu(g)·u for gu [..., 2I] holding g then u in each row; float32, or for a 16-bit gu
+ *  16-bit with torch's two roundings (see the top). */
 export function swigluPacked(gu: Tensor): Tensor {
   gu.assertLive();
   const I2 = gu.shape.at(-1)!;
   if (I2 % 2) throw new Error(`swiglu_packed: gu must be [..., 2·I], got [${gu.shape}]`);
-  const y = Tensor.empty([...gu.shape.slice(0, -1), I2 / 2]);
-  launchPacked(packedKernels.swiglu_packed_forward, gu, [gu, y]);
+  const y = Tensor.empty([...gu.shape.slice(0, -1), I2 / 2], is16(gu.dtype) ? gu.dtype : 'f32');
+  if (is16(gu.dtype)) launchPacked16(packed16Kernels.swiglu_packed_forward, gu, [gu, y]);
+  else launchPacked(packedKernels.swiglu_packed_forward, gu, [gu, y]);
   if (needsGrad(gu)) record('swiglu_packed', [gu], [y], {}, [gu]);
   return y;
 }
@@ -130,8 +252,15 @@ export const backward: Record<string, BackwardRule> = {
     return [g.requiresGrad ? dg : null, u.requiresGrad ? du : null];
   },
   swiglu_packed: (node, [dy]) => {
-    const gu = node.inputs[0], dgu = Tensor.empty(gu.shape);
-    launchPacked(packedKernels.swiglu_packed_backward, gu, [gu, dy!, dgu]);
+    const gu = node.inputs[0], dgu = Tensor.empty(gu.shape, gu.dtype);
+    if (!is16(gu.dtype)) {
+      launchPacked(packedKernels.swiglu_packed_backward, gu, [gu, dy!, dgu]);
+      return [dgu];
+    }
+    // A float32 dy is rounded to gu's type in the kernel; a 16-bit one of the other type is cast to it.
+    const d = is16(dy!.dtype) ? cast(dy!, gu.dtype) : dy!;
+    launchPacked16(packed16Kernels.swiglu_packed_backward, gu, [gu, d, dgu], is16(d.dtype));
+    if (d !== dy) d.dispose();
     return [dgu];
   },
 };
@@ -147,10 +276,28 @@ export const reference = {
   }),
 };
 
-/** Bench metadata for n elements: forward reads g, u and writes y; backward reads g, u, dy, writes dg, du. */
+/** float64 reference of the 16-bit path: g, u values of type `to`, dy float32 values (or 16-bit ones: the
+ *  first rounding leaves them as they are). Each result is rounded to float32 and then to `to`, as the
+ *  kernel stores its float32 values. */
+export const reference16 = {
+  forward(g: Float64Array, u: Float64Array, to: DType16): Float64Array {
+    const a = r16(g.map((x) => x * sig(x)), to);
+    return r16(a.map((x, i) => x * u[i]), to);
+  },
+  backward(g: Float64Array, u: Float64Array, dy: Float64Array, to: DType16): { dg: Float64Array; du: Float64Array } {
+    const d = r16(dy, to), a = r16(g.map((x) => x * sig(x)), to), act = r16(d.map((x, i) => x * u[i]), to);
+    return { dg: r16(g.map((x, i) => act[i] * sig(x) * (1 + x * (1 - sig(x)))), to), du: r16(d.map((x, i) => x * a[i]), to) };
+  },
+};
+const r16 = (v: Float64Array, to: DType16) => round16(Float32Array.from(v), to);
+
+/** Bench metadata for n elements: forward reads g, u and writes y; backward reads g, u, dy, writes dg, du;
+ *  4 bytes each, 2 for the 16-bit path (dy 16-bit too, as the gradient of a 16-bit y is). */
 export const bench = {
   swiglu_forward: (n: number) => ({ bytes: 12 * n }),
   swiglu_backward: (n: number) => ({ bytes: 20 * n }),
+  swiglu_forward16: (n: number) => ({ bytes: 6 * n }),
+  swiglu_backward16: (n: number) => ({ bytes: 10 * n }),
 };
 
 /** Bench rows at MiniMind2-small's FFN activations 5440 × 1408: forward and backward, separate and packed. */
@@ -179,28 +326,48 @@ export function cases(): Case[] {
   }, ...swigluPackedCases()];
 }
 
-/** g and u side by side in one gu [N, 2·I] (the fused gate/up projection's output). */
+/** g and u side by side in one gu [N, 2·I] (the fused gate/up projection's output), float32 and bf16. */
 function swigluPackedCases(): Case[] {
   const n = N * I, rows = 2; // checked on the first rows
-  const half = (gu: Float32Array, second: boolean) => Float64Array.from({ length: rows * I }, (_, i) => gu[Math.floor(i / I) * 2 * I + (second ? I : 0) + (i % I)]);
+  const half = (gu: ArrayLike<number>, second: boolean) => Float64Array.from({ length: rows * I }, (_, i) => gu[Math.floor(i / I) * 2 * I + (second ? I : 0) + (i % I)]);
+  /** dg, du [rows, I] side by side as dgu [rows, 2I]. */
+  const sideBySide = ({ dg, du }: { dg: Float64Array; du: Float64Array }) => Float64Array.from({ length: rows * 2 * I }, (_, i) => {
+    const r = Math.floor(i / (2 * I)), c = i % (2 * I);
+    return c < I ? dg[r * I + c] : du[r * I + c - I];
+  });
+  const h = () => host([N, 2 * I], 29), dyh = () => host([N, I], 30);
+  /** The first rows of gu's values as bf16 stores them. */
+  const gu16 = (x: Float32Array) => round16(x.subarray(0, rows * 2 * I), 'bf16');
   return [{
     name: 'swiglu_packed_forward', shape: `${N}x2·${I}`, work: bench.swiglu_forward(n),
     setup: async () => {
-      const h = host([N, 2 * I], 29), gu = Tensor.fromArray(h, [N, 2 * I]);
-      await verify('swiglu_packed_forward', () => swigluPacked(gu), reference.forward(half(h, false), half(h, true)));
+      const x = h(), gu = Tensor.fromArray(x, [N, 2 * I]);
+      await verify('swiglu_packed_forward', () => swigluPacked(gu), reference.forward(half(x, false), half(x, true)));
       return scoped(() => swigluPacked(gu));
     },
   }, {
     name: 'swiglu_packed_backward', shape: `${N}x2·${I}`, work: bench.swiglu_backward(n),
     setup: async () => {
-      const h = host([N, 2 * I], 29), dyh = host([N, I], 30), dy = Tensor.fromArray(dyh, [N, I]);
-      const node = swigluPacked(Tensor.fromArray(h, [N, 2 * I], 'f32', true)).node!;
-      const { dg, du } = reference.backward(half(h, false), half(h, true), f64(dyh, rows * I));
-      const want = Float64Array.from({ length: rows * 2 * I }, (_, i) => {
-        const r = Math.floor(i / (2 * I)), c = i % (2 * I);
-        return c < I ? dg[r * I + c] : du[r * I + c - I];
-      });
+      const x = h(), d = dyh(), dy = Tensor.fromArray(d, [N, I]);
+      const node = swigluPacked(Tensor.fromArray(x, [N, 2 * I], 'f32', true)).node!;
+      const want = sideBySide(reference.backward(half(x, false), half(x, true), f64(d, rows * I)));
       await verify('swiglu_packed_backward', () => backward.swiglu_packed(node, [dy], noTargets)[0]!, want);
+      return scoped(() => backward.swiglu_packed(node, [dy], noTargets));
+    },
+  }, {
+    name: 'swiglu_packed_forward', shape: `${N}x2·${I} bf16`, work: bench.swiglu_forward16(n),
+    setup: async () => {
+      const x = h(), gu = Tensor.fromArray(x, [N, 2 * I], 'bf16'), v = gu16(x);
+      await verify('swiglu_packed_forward bf16', () => swigluPacked(gu), reference16.forward(half(v, false), half(v, true), 'bf16'));
+      return scoped(() => swigluPacked(gu));
+    },
+  }, {
+    name: 'swiglu_packed_backward', shape: `${N}x2·${I} bf16`, work: bench.swiglu_backward16(n),
+    setup: async () => {
+      const x = h(), d = dyh(), dy = Tensor.fromArray(d, [N, I], 'bf16'), v = gu16(x);
+      const node = swigluPacked(Tensor.fromArray(x, [N, 2 * I], 'bf16', true)).node!;
+      const want = sideBySide(reference16.backward(half(v, false), half(v, true), f64(d, rows * I), 'bf16'));
+      await verify('swiglu_packed_backward bf16', () => backward.swiglu_packed(node, [dy], noTargets)[0]!, want);
       return scoped(() => backward.swiglu_packed(node, [dy], noTargets));
     },
   }];

@@ -1,5 +1,6 @@
 // MiniMind configuration with the HF/MiniMind key names (config_json.ts reads a config.json), the named
 // presets of the spec (§1), and parameter counting. MiniMind2 and minimind-3 differ only by config.
+import type { Yarn } from '../kernels/rope.js';
 export interface MiniMindConfig {
   hidden_size: number;
   num_hidden_layers: number;
@@ -11,6 +12,9 @@ export interface MiniMindConfig {
   rms_norm_eps: number;
   rope_theta: number;
   max_position_embeddings: number;
+  /** MiniMind's inference_rope_scaling: YaRN-scaled RoPE frequencies (yarnOf), for generation past the trained
+   *  context; MiniMind never trains with it. */
+  inference_rope_scaling: boolean;
   /** minimind-3: RMSNorm(head_dim) on q and k per head, before RoPE. */
   qk_norm: boolean;
   use_moe: boolean;
@@ -27,6 +31,13 @@ export interface MiniMindConfig {
   pad_token_id: number;
 }
 
+/** The rope_scaling MiniMindConfig sets with inference_rope_scaling (both generations): YaRN, factor 16 over
+ *  an original 2048 positions, beta_fast 32, beta_slow 1, attention_factor 1; null without it. */
+export function yarnOf(c: MiniMindConfig): Yarn | null {
+  if (!c.inference_rope_scaling) return null;
+  return { factor: 16, originalMax: 2048, betaFast: 32, betaSlow: 1, attentionFactor: 1, maxPositions: c.max_position_embeddings };
+}
+
 /** MiniMind2: 64·ceil(floor(H·8/3)/64). */
 export const ffnSizeV2 = (h: number) => 64 * Math.ceil(Math.floor((h * 8) / 3) / 64);
 /** minimind-3: ceil(H·π/64)·64. */
@@ -38,7 +49,7 @@ export function minimind2(over: Partial<MiniMindConfig> = {}): MiniMindConfig {
   return {
     hidden_size: hidden, num_hidden_layers: 8, num_attention_heads: heads, num_key_value_heads: 2,
     head_dim: hidden / heads, intermediate_size: ffnSizeV2(hidden), vocab_size: 6400, rms_norm_eps: 1e-5,
-    rope_theta: 1e6, max_position_embeddings: 32768, qk_norm: false, use_moe: false, n_routed_experts: 4,
+    rope_theta: 1e6, max_position_embeddings: 32768, inference_rope_scaling: false, qk_norm: false, use_moe: false, n_routed_experts: 4,
     num_experts_per_tok: 2, n_shared_experts: 1, norm_topk_prob: true, seq_aux: true, aux_loss_alpha: 0.01,
     aux_form: 'minimind2', bos_token_id: 1, eos_token_id: 2, pad_token_id: 0,
     ...over,

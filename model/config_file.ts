@@ -5,11 +5,17 @@
 // save folder holds (pretrain, full_sft, each hidden size) keep their own.
 import { existsSync } from 'node:fs';
 import { writeFileAtomic } from '../runtime/write_file_atomic.js';
-import type { MiniMindConfig } from './config.js';
+import { yarnOf, type MiniMindConfig } from './config.js';
 
 /** Where the config of weight file `weights` is: its name with the extension replaced by `.config.json`. */
 export function configPathFor(weights: string): string {
   return weights.replace(/\.(pth|pt|bin|safetensors)$/, '') + '.config.json';
+}
+
+/** MiniMindConfig's rope_scaling as it writes it (model/config.ts yarnOf), null without inference_rope_scaling. */
+function ropeScalingJson(c: MiniMindConfig): Record<string, unknown> | null {
+  const y = yarnOf(c);
+  return y && { beta_fast: y.betaFast, beta_slow: y.betaSlow, factor: y.factor, original_max_position_embeddings: y.originalMax, attention_factor: y.attentionFactor, type: 'yarn' };
 }
 
 /** MiniMindConfig keys of the generation `c` belongs to (qk_norm marks minimind-3), sorted as transformers writes. */
@@ -19,7 +25,7 @@ export function minimindConfigJson(c: MiniMindConfig): Record<string, unknown> {
     num_attention_heads: c.num_attention_heads, num_key_value_heads: c.num_key_value_heads, intermediate_size: c.intermediate_size,
     vocab_size: c.vocab_size, rms_norm_eps: c.rms_norm_eps, rope_theta: c.rope_theta, max_position_embeddings: c.max_position_embeddings,
     bos_token_id: c.bos_token_id, eos_token_id: c.eos_token_id, pad_token_id: c.pad_token_id, hidden_act: 'silu', dropout: 0.0,
-    flash_attn: true, inference_rope_scaling: false, rope_scaling: null, use_moe: c.use_moe, num_experts_per_tok: c.num_experts_per_tok,
+    flash_attn: true, inference_rope_scaling: c.inference_rope_scaling, rope_scaling: ropeScalingJson(c), use_moe: c.use_moe, num_experts_per_tok: c.num_experts_per_tok,
     norm_topk_prob: c.norm_topk_prob, dtype: 'float16',
   };
   let out: Record<string, unknown>;

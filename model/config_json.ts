@@ -35,7 +35,7 @@ const NATIVE: Record<string, Rule> = {
   ...SHAPE,
   use_moe: set('use_moe'), num_experts_per_tok: set('num_experts_per_tok'), norm_topk_prob: set('norm_topk_prob'),
   dropout: must(0, 'there is no dropout'),
-  inference_rope_scaling: must(false, 'YaRN rope scaling is not implemented'),
+  inference_rope_scaling: set('inference_rope_scaling'),
   // Recomputed from inference_rope_scaling by MiniMindConfig; the JSON value is never read.
   rope_scaling: 'ignore',
   flash_attn: 'ignore', // SDPA or the explicit softmax: the same attention

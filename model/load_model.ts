@@ -26,7 +26,7 @@ export const MODEL_FLAGS = {
   num_hidden_layers: { kind: 'number', def: 8, help: 'layers (MiniMind2)' },
   use_moe: { kind: 'number', def: 0, help: '1 = MiniMind2 MoE' },
   num_attention_heads: { kind: 'number', def: 8, help: 'attention heads, for a MiniMind2 file with no config.json (its tensors do not record them)' },
-  inference_rope_scaling: { kind: 'switch', def: false, help: 'YaRN rope extrapolation: not implemented here (an error)' },
+  inference_rope_scaling: { kind: 'switch', def: false, help: "YaRN rope extrapolation (factor 16 over the original 2048 positions), as eval_llm.py's flag; also on when the model's config.json has it" },
   config: { kind: 'string', def: '', help: 'MiniMind/HF config.json for the model' },
   preset: { kind: 'string', def: '', help: 'minimind2-small | minimind2 | minimind2-moe | minimind3 | minimind3-moe | tiny' },
   tokenizer_path: { kind: 'string', def: '', help: 'folder with tokenizer.json + tokenizer_config.json (default: --load_from; the built-in run\'s generated one when that has none)' },
@@ -48,7 +48,6 @@ const SHAPE_FLAGS = ['hidden_size', 'num_hidden_layers', 'use_moe'] as const;
 
 /** Needs the GPU initialised. Errors name the flag or the file. */
 export async function loadModel(o: ModelChoice, given: Set<string>): Promise<Loaded> {
-  if (o.inference_rope_scaling) throw new Error('--inference_rope_scaling: YaRN rope scaling is not implemented in this project');
   if (o.use_moe !== 0 && o.use_moe !== 1) throw new Error(`--use_moe must be 0 or 1, got ${o.use_moe}`);
   const hf = existsSync(join(o.load_from, 'config.json')) && existsSync(join(o.load_from, 'model.safetensors'));
   const weights = o.weights || (hf ? join(o.load_from, 'model.safetensors') : join(o.save_dir, `${o.weight}_${o.hidden_size}${o.use_moe ? '_moe' : ''}.pth`));
@@ -71,6 +70,7 @@ export async function loadModel(o: ModelChoice, given: Set<string>): Promise<Loa
     config = inf.config;
     source = `the tensor shapes (no config.json)${inf.assumed.length ? `; assumed ${inf.assumed.join(', ')}` : ''}`;
   }
+  if (o.inference_rope_scaling) config = { ...config, inference_rope_scaling: true };
   const model = new MiniMind(config, 0);
   try {
     model.load(sd, true); // eval_llm.py loads strictly

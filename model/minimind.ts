@@ -18,7 +18,7 @@ import { embedding } from '../kernels/embedding.js';
 import { crossEntropy } from '../kernels/cross_entropy.js';
 import { moeFFN } from '../kernels/moe.js';
 import { WaitPacer } from '../runtime/wait_pacer.js';
-import { MiniMindConfig, parameterShapes, validate } from './config.js';
+import { MiniMindConfig, parameterShapes, validate, yarnOf } from './config.js';
 import type { LoRA } from './lora.js';
 
 /** What forward and backward compute in: 'f32', or mixed precision with 16-bit Linears (--dtype bfloat16 /
@@ -125,12 +125,13 @@ export class MiniMind {
 
   /** y = x·wᵀ for the Linear modules `modules` (w spans them when several), plus their adapters (float32).
    *  Mixed precision: torch.autocast's Linear (kernels/linear16.ts) on w's working copy, 16-bit operands and
-   *  output, float32 sums, y widened for the float32 ops that read it (norms, RoPE, attention, SwiGLU, the
-   *  router's softmax, the MoE combine, the loss); the copy's 16-bit dW goes into w's float32 gradient. */
-  private linear(x: Tensor, w: Tensor, modules: string[]): Tensor {
+   *  output, float32 sums; the copy's 16-bit dW goes into w's float32 gradient. out16: y stays 16-bit for an
+   *  op that reads 16-bit storage (forward's act16), else it is widened for the float32 ops that read it (the
+   *  MoE router and combine, minimind-3's q/k norms, the adapters, generation with a KV cache). */
+  private linear(x: Tensor, w: Tensor, modules: string[], out16 = false): Tensor {
     // The tied LM head has no lm_head.weight of its own: one module, w's rows.
     const rows = () => (modules.length === 1 ? [w.shape[0]] : modules.map((m) => this.p(`${m}.weight`).shape[0]));
-    const y = this.copy ? linear16(x, this.copy.cast(w), rows()) : matmul(x, w);
+    const y = this.copy ? linear16(x, this.copy.cast(w), rows(), { out16 }) : matmul(x, w);
     return this.lora ? this.lora.adapt(x, y, modules) : y;
   }
 
@@ -141,9 +142,10 @@ export class MiniMind {
     return { k: make(), v: make(), maxT };
   }
 
-  /** Logits [B,T,V] for ids [B,T] (i32). Without a cache: positions 0..T-1, full causal attention
-   *  (training). With a cache: the ids sit at positions pos..pos+T-1, their keys/values are written
-   *  into the cache, and queries attend to everything cached so far (prefill needs pos = 0).
+  /** Logits [B,T,V] for ids [B,T] (i32): float32, or 16-bit in mixed precision without a cache or adapters.
+   *  Without a cache: positions 0..T-1, full causal attention (training). With a cache: the ids sit at
+   *  positions pos..pos+T-1, their keys/values are written into the cache, and queries attend to everything
+   *  cached so far (prefill needs pos = 0).
    *  `pace`: the host sleeps before MoE read-backs (training steps of a steady size). */
   async logits(ids: Tensor, o: ForwardOptions = {}): Promise<{ logits: Tensor; aux: Tensor | null }> {
     // Of the tensors between the layers, too, only what backward reads outlives the forward.
@@ -156,6 +158,12 @@ export class MiniMind {
     const c = this.cfg;
     const [B, T] = ids.shape;
     const { num_attention_heads: nh, num_key_value_heads: nkv, head_dim: hd, rms_norm_eps: eps } = c;
+    // Mixed precision keeps the tensors torch.autocast makes 16-bit in 16 bits (the Linears' outputs, attention's
+    // q, k, v and output, SwiGLU's output, the logits), so what backward reads of them takes half the bytes;
+    // the residual stream and the norms' outputs stay float32 (README.md, "--dtype"). Not with adapters (their
+    // float32 outputs add into the projections') nor with a KV cache (generation's cache is float32).
+    const act16 = this.copy !== null && !this.lora && !cache;
+    const yarn = yarnOf(c); // --inference_rope_scaling
     let h = embedding(ids, this.p('model.embed_tokens.weight'), o.hostIds); // (B, T, H)
     // Each residual add is fused with the norm that reads its result (add_rmsnorm): `a` is the
     // normed input of the next block, `h` the residual stream.
@@ -169,12 +177,12 @@ export class MiniMind {
         // Attention block
         // One matmul against q_proj|k_proj|v_proj (stored back to back), then split (+ RoPE).
         const qkvNames = ['q_proj', 'k_proj', 'v_proj'].map((n) => `${l}.self_attn.${n}`);
-        const qkv = this.linear(a, this.store.span(qkvNames.map((n) => `${n}.weight`)), qkvNames);
-        const split = { nh, nkv, hd, posOffset: pos, theta: c.rope_theta };
+        const qkv = this.linear(a, this.store.span(qkvNames.map((n) => `${n}.weight`)), qkvNames, act16 && !c.qk_norm);
+        const split = { nh, nkv, hd, posOffset: pos, theta: c.rope_theta, yarn };
         const [qs, ks, v] = qkvRope(qkv, { ...split, rope: !c.qk_norm });
         // minimind-3: per-head RMSNorm of q and k before RoPE.
-        const q = c.qk_norm ? rope(rmsnorm(qs, this.p(`${l}.self_attn.q_norm.weight`), eps), pos, c.rope_theta) : qs;
-        const k = c.qk_norm ? rope(rmsnorm(ks, this.p(`${l}.self_attn.k_norm.weight`), eps), pos, c.rope_theta) : ks;
+        const q = c.qk_norm ? rope(rmsnorm(qs, this.p(`${l}.self_attn.q_norm.weight`), eps), pos, c.rope_theta, yarn) : qs;
+        const k = c.qk_norm ? rope(rmsnorm(ks, this.p(`${l}.self_attn.k_norm.weight`), eps), pos, c.rope_theta, yarn) : ks;
         let o: Tensor;
         if (!cache) o = attention(q, k, v);
         else {
@@ -186,14 +194,14 @@ export class MiniMind {
         }
         o = o.reshape([B, T, nh * hd]); // (B, T, nh·hd)
         let m: Tensor;
-        const attnOut = this.linear(o, this.p(`${l}.self_attn.o_proj.weight`), [`${l}.self_attn.o_proj`]);
+        const attnOut = this.linear(o, this.p(`${l}.self_attn.o_proj.weight`), [`${l}.self_attn.o_proj`], act16);
         [h, m] = addRmsnorm(h, attnOut, this.p(`${l}.post_attention_layernorm.weight`), eps);
         // MLP block
         let y: Tensor;
         if (!c.use_moe) {
           const f = this.ffn(`${l}.mlp`);
-          const gu = this.linear(m, f.gate_up, [`${f.name}.gate_proj`, `${f.name}.up_proj`]); // one matmul for gate and up
-          y = this.linear(swigluPacked(gu), f.down_proj, [`${f.name}.down_proj`]);
+          const gu = this.linear(m, f.gate_up, [`${f.name}.gate_proj`, `${f.name}.up_proj`], act16); // one matmul for gate and up
+          y = this.linear(swigluPacked(gu), f.down_proj, [`${f.name}.down_proj`], act16);
         } else {
           const experts = Array.from({ length: c.n_routed_experts }, (_, e) => this.ffn(`${l}.mlp.experts.${e}`));
           const shared = Array.from({ length: c.n_shared_experts }, (_, e) => this.ffn(`${l}.mlp.shared_experts.${e}`));
@@ -212,7 +220,7 @@ export class MiniMind {
         return [h, a, aux];
       });
     }
-    return [this.linear(a, this.p('model.embed_tokens.weight'), ['lm_head']), aux]; // tied LM head
+    return [this.linear(a, this.p('model.embed_tokens.weight'), ['lm_head'], act16), aux]; // tied LM head
   }
 
   /** The training loss of spec §4. The logits are consumed (the CE kernel overwrites them with dlogits). */

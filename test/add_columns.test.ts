@@ -2,7 +2,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Tensor, beginScope, endScope, withGuards, copyInto } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
-import { addColumns, reference } from '../kernels/add_columns.js';
+import { addColumns, sliceColumns, reference } from '../kernels/add_columns.js';
+import { reference as castReference } from '../kernels/cast.js';
 import { mul, sum } from '../kernels/index.js';
 import { setupGpu, randn, assertClose } from './util.js';
 
@@ -34,6 +35,20 @@ for (const [M, N, n, c0] of SHAPES) {
     assertClose(await ty.grad!.read(), g, 'dy', 0, 0);
     assertClose(await td.grad!.read(), reference.backward(g, N, c0, n), 'dd', 0, 0);
   });
+}
+
+// 16-bit slices copy the stored halves: exact for either format, also where an odd n makes a word of the slice
+// take its two halves from two rows of g, and nothing is written past the slice's last word.
+for (const d of ['bf16', 'f16'] as const) {
+  s(`${d}: slice_columns copies the 16-bit columns exactly`, () => withGuards(async () => {
+    for (const [M, N, n, c0] of SHAPES) {
+      const g = Float32Array.from(castReference(Float32Array.from(randn(M * N, M + N + 7)), d));
+      const out = sliceColumns(Tensor.fromArray(g, [M, N], d), c0, n);
+      assert.is(out.dtype, d);
+      assertClose(await out.readF32(), reference.backward(Float64Array.from(g), N, c0, n), `[${M}, ${N}] columns ${c0}..${c0 + n}`, 0, 0);
+      assert.equal(await out.overwrittenGuard(), [], 'no write past the slice');
+    }
+  }));
 }
 
 s('leading axes are rows: [B, T, N] with d [B, T, n]', async () => {

@@ -2,12 +2,14 @@ import { suite } from 'uvu';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
-import { Tensor, TapeNode, beginScope, endScope, guardScope } from '../runtime/tensor.js';
+import { Tensor, TapeNode, beginScope, endScope, guardScope, type DType16 } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { poolStats, resetPeak } from '../runtime/buffer.js';
 import { attention, attentionDecode, writeKV, reference, backward as rules, type AttentionOptions, type FlashTile } from '../kernels/attention.js';
 import { noTargets } from '../runtime/autograd.js';
 import { readSafetensors } from '../model/safetensors.js';
+import { reference as castRef } from '../kernels/cast.js';
+import { ULP16 } from '../kernels/matmul16_variants.js';
 import { setupGpu, randn, assertClose, numericGrad, dot } from './util.js';
 
 const s = suite('attention');
@@ -78,6 +80,51 @@ for (const impl of ['flash', 'naive'] as const) {
     });
   });
 }
+
+// 16-bit q, k, v (mixed precision) against the float64 reference fed the same 16-bit values. o, dq, dk, dv
+// are 16-bit: the reference rounded as stored (to float32, then once to 16 bits), within one ulp of the
+// 16-bit type (the GPU's float32 sum near a rounding tie may take the other neighbour), plus the float32
+// tolerance above on the output's scale (entries near zero, where float32 round-off exceeds an ulp). The
+// reference's D = rowsum(dO∘O) reads the stored 16-bit o, as the kernels do. lse is float32: TOL.lse.
+// bfloat16 on T 1, 33, 65, MHA and GQA, hd 16 and 32 at the tuned tiling; float16 (other pack functions
+// only) on two shapes and the loop body: each dtype × hd × tiling is three pipelines to compile.
+const SHAPES16: [DType16, Shape, FlashTile?][] = [
+  ['bf16', [1, 1, 4, 2, 16]], ['bf16', [2, 33, 4, 2, 16]], ['bf16', [1, 65, 4, 4, 16]], ['bf16', [1, 33, 2, 1, 32]],
+  ['f16', [2, 33, 4, 2, 16]], ['f16', [1, 65, 2, 2, 32]], ['f16', [2, 33, 4, 2, 16], LOOP],
+];
+SHAPES16.forEach(([d, shape, tile], i) => {
+  const [B, T, nh, nkv, hd] = shape;
+  // The upstream gradient as the rule may get it: float32 (rounded to 16 bits first) or 16-bit.
+  const gyDtype = i % 2 ? d : 'f32';
+  s(`${d} flash at [${shape}]${tile ? ' (loop tiling)' : ''}: o and dq, dk, dv rounded once from float32 sums, lse float32, backward reads the 16-bit tensors (dO ${gyDtype})`, async () => {
+    guardScope();
+    const round = (x: ArrayLike<number>) => castRef(Float32Array.from(x), d);
+    const close16 = (got: ArrayLike<number>, want: Float64Array, what: string, tol: number) =>
+      assertClose(got, round(want), what, ULP16[d], tol * (Math.sqrt(dot(want, want) / want.length) || 1));
+    const seed = 300 + 10 * i;
+    const q = Tensor.fromArray(randn(B * T * nh * hd, seed), [B, T, nh, hd], d, true);
+    const k = Tensor.fromArray(randn(B * T * nkv * hd, seed + 1), [B, T, nkv, hd], d, true);
+    const v = Tensor.fromArray(randn(B * T * nkv * hd, seed + 2), [B, T, nkv, hd], d, true);
+    const gy = Tensor.fromArray(randn(B * T * nh * hd, seed + 3), [B, T, nh, hd], gyDtype);
+    const [qh, kh, vh, gh] = await Promise.all([q, k, v, gy].map(async (t) => Float64Array.from(await t.read())));
+    const out = attention(q, k, v, { tile });
+    const node = out.node as TapeNode, lse = (node.saved as { lse: Tensor }).lse;
+    assert.is(out.dtype, d, 'o dtype');
+    assert.equal(node.reads.map((t) => (t === lse ? 'lse' : t.dtype)).sort(), [d, d, d, d, 'lse'].sort(), 'backward reads q, k, v, o in 16 bits and lse');
+    const fwd = reference.forward(qh, kh, vh, B, T, nh, nkv, hd);
+    close16(await out.read(), fwd.out, 'out', TOL.out);
+    closeToScale(await lse.read(), fwd.lse, 'lse', TOL.lse);
+    const grads = rules.attention(node, [gy], noTargets) as Tensor[];
+    const want = reference.backward(qh, kh, vh, round(gh), B, T, nh, nkv, hd, Float64Array.from(await out.read()));
+    for (const [j, name] of ['dq', 'dk', 'dv'].entries()) {
+      assert.is(grads[j].dtype, d, `${name} dtype`);
+      close16(await grads[j].read(), [want.dq, want.dk, want.dv][j], name, TOL.grad);
+    }
+    for (const [name, t] of [['out', out], ['lse', lse], ['dq', grads[0]], ['dk', grads[1]], ['dv', grads[2]]] as const) {
+      assert.equal(await t.overwrittenGuard(), [], `${name} written past its end`);
+    }
+  });
+});
 
 s('gradients flow through the tape from reshaped projections; an input without grad gets none', async () => {
   const [B, T, nh, nkv, hd] = [2, 33, 4, 2, 16];
@@ -173,6 +220,11 @@ s('shape errors name the op and the shapes', () => {
   assert.throws(() => attention(q, k, k), /attention: 3 query heads are not a multiple of 2/);
   assert.throws(() => attention(Tensor.zeros([1, 4, 2, 6]), Tensor.zeros([1, 4, 2, 6]), Tensor.zeros([1, 4, 2, 6])), /head_dim 6/);
   assert.throws(() => attentionDecode(Tensor.zeros([1, 1, 2, 16]), k, k, 5), /len 5 outside 1..4/);
+  const [q16, k16] = [Tensor.zeros([1, 4, 2, 16], 'bf16'), Tensor.zeros([1, 4, 2, 16], 'bf16')];
+  assert.throws(() => attention(q16, k16, Tensor.zeros([1, 4, 2, 16])), /bf16, bf16, f32; want one float dtype/);
+  assert.throws(() => attention(q16, k16, k16, { impl: 'naive' }), /naive version is float32 only/);
+  assert.throws(() => attentionDecode(Tensor.zeros([1, 1, 2, 16], 'bf16'), k16, k16, 1), /KV-cache path is float32/);
+  assert.throws(() => writeKV(Tensor.zeros([1, 8, 2, 16]), k16, 0), /KV cache is float32/);
 });
 
 s.run();

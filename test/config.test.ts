@@ -87,7 +87,6 @@ s('an unknown key is an error naming the key and the file; metadata keys are acc
 
 s('what the model cannot do is an error naming the key, not ignored', () => {
   const bad: [string, Record<string, unknown>, RegExp][] = [
-    ['minimind3.json', { inference_rope_scaling: true }, /inference_rope_scaling true is not supported \(YaRN/],
     ['minimind2_small.json', { dropout: 0.1 }, /dropout 0\.1 is not supported/],
     ['minimind2_moe.json', { scoring_func: 'sigmoid' }, /scoring_func "sigmoid" is not supported/],
     ['minimind3.json', { hidden_act: 'gelu' }, /hidden_act "gelu" is not supported/],
@@ -108,6 +107,9 @@ s('MiniMind2 configs: null intermediate_size and num_key_value_heads are derived
   assert.equal([c.intermediate_size, c.num_key_value_heads, c.n_shared_experts], [1728, 8, 1]);
   // The rope_scaling MiniMindConfig recomputes from inference_rope_scaling is never read from the file.
   assert.is(readConfig(variant('minimind3.json', { rope_scaling: { type: 'yarn' } })).rope_theta, 1e6);
+  // inference_rope_scaling is read (YaRN at inference: model/config.ts yarnOf).
+  assert.is(readConfig(variant('minimind3.json', { inference_rope_scaling: true })).inference_rope_scaling, true);
+  assert.is(readConfig(variant('minimind3.json', {})).inference_rope_scaling, false);
   // minimind-3 MoE experts are moe_intermediate_size wide; a dense model keeps intermediate_size.
   assert.is(readConfig(variant('minimind3_moe.json', { moe_intermediate_size: 640 })).intermediate_size, 640);
   assert.is(readConfig(variant('minimind3.json', { moe_intermediate_size: 640 })).intermediate_size, 2432);

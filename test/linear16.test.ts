@@ -44,4 +44,28 @@ for (const d of ['bf16', 'f16'] as const) {
   }
 }
 
+// The 16-bit activation path: x already 16-bit (an attention or SwiGLU output), y kept 16-bit (out16: read by a
+// 16-bit-aware op) and a 16-bit upstream gradient (from such an op). x's gradient is then 16-bit: one module's
+// product as stored, several modules' float32 sum rounded once. Same reference and tolerance as above, plus for
+// several modules an ulp of a part (|part| < 0.25 here): a flipped rounding of one part survives a sum that cancels.
+for (const d of ['bf16', 'f16'] as const) {
+  for (const rows of [[64], [32, 16, 16]]) {
+    s(`${d}: 16-bit x, y and upstream gradient through w [${rows.join('|')}, ${K}]`, () => withGuards(async () => {
+      const M = 33, N = rows.reduce((a, b) => a + b, 0);
+      const r16 = (v: Float64Array) => Float32Array.from(castReference(Float32Array.from(v), d));
+      const x = r16(randn(M * K, 4, 2)), gy = r16(randn(M * N, 5, 0.5)), w = r16(randn(N * K, 6, 0.125));
+      const xt = Tensor.fromArray(x, [M, K], d, true), wt = Tensor.fromArray(w, [N, K], d, true);
+      const y = linear16(xt, wt, rows, { out16: true });
+      assert.is(y.dtype, d, 'y stays 16-bit');
+      backward(y, Tensor.fromArray(gy, [M, N], d));
+      const want = reference(x, w, gy, M, N, K, rows, d);
+      assert.is(xt.grad!.dtype, d, 'dx is 16-bit');
+      assertClose(await y.readF32(), want.y, 'y', ULP16[d], 1e-6);
+      assertClose(await wt.grad!.readF32(), want.dw, 'dw', ULP16[d], 1e-6);
+      assertClose(await xt.grad!.readF32(), want.dx, 'dx', (rows.length + 1) * ULP16[d], rows.length > 1 ? ULP16[d] / 4 : 1e-6);
+      for (const t of [xt, wt, y]) assert.equal(await t.overwrittenGuard(), [], 'writes stay inside the tensors');
+    }));
+  }
+}
+
 s.run();

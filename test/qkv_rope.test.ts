@@ -1,9 +1,11 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, beginScope, endScope, guardScope } from '../runtime/tensor.js';
-import { backward } from '../runtime/autograd.js';
-import { qkvRope } from '../kernels/qkv_rope.js';
+import { Tensor, TapeNode, beginScope, endScope, guardScope, type DType16 } from '../runtime/tensor.js';
+import { backward, noTargets } from '../runtime/autograd.js';
+import { qkvRope, backward as rules } from '../kernels/qkv_rope.js';
 import { ropeTable, reference as ropeRef } from '../kernels/rope.js';
+import { reference as castRef } from '../kernels/cast.js';
+import { ULP16 } from '../kernels/matmul16_variants.js';
 import { add, mul, sum } from '../kernels/index.js';
 import { setupGpu, randn, assertClose } from './util.js';
 
@@ -68,9 +70,51 @@ for (const [B, T, nh, nkv, hd, pos] of CASES) {
   }
 }
 
+// 16-bit storage, [B, T, nh, nkv, hd, posOffset]: hd 16 takes the vec4 path (4 elements = 2 words per
+// half-head vector), 4 and 12 the 2-element one (one word); bfloat16 on all three, float16 (other pack
+// functions only) on one of each path: every shape × dtype is two more pipelines to compile.
+const CASES16: [DType16, number[]][] = [
+  ['bf16', [1, 1, 1, 1, 4, 0]], ['bf16', [2, 33, 4, 2, 16, 0]], ['bf16', [1, 65, 3, 1, 12, 5]],
+  ['f16', [2, 33, 4, 2, 16, 0]], ['f16', [1, 65, 3, 1, 12, 5]],
+];
+for (const [d, [B, T, nh, nkv, hd, pos]] of CASES16) {
+  s(`${d}: q, k roped in float32 and rounded once, v copied; dqkv rounded once, at B${B} T${T} nh${nh} nkv${nkv} hd${hd} pos ${pos}`, async () => {
+    guardScope();
+    const W = (nh + 2 * nkv) * hd, n = B * T * W, tab = ropeTable(hd, THETA, pos + T);
+    const round = (x: ArrayLike<number>) => castRef(Float32Array.from(x), d);
+    const tx = Tensor.fromArray(randn(n, n + hd), [B, T, W], d, true);
+    const x = Float64Array.from(await tx.read()); // the 16-bit values the kernel reads
+    // Rotated values: the float64 result rounded to 16 bits, within 1 ulp of the 16-bit type (the GPU's
+    // float32 result rounds the other way near a tie), 1e-6 absolute where x0·c − x1·s cancels to near 0;
+    // copies (v, and q, k without rope) are exact.
+    for (const rope of [true, false]) {
+      const outs = qkvRope(tx, { nh, nkv, hd, posOffset: pos, theta: THETA, rope });
+      const [q, k, v] = split(x, B, T, nh, nkv, hd);
+      const rot = (a: Float64Array, heads: number, sgn: 1 | -1) => (rope ? round(ropeRef(a, [B, T, heads, hd], pos, THETA, sgn, tab)) : a);
+      const want = [rot(q, nh, 1), rot(k, nkv, 1), v];
+      for (const [i, name] of ['q', 'k', 'v'].entries()) {
+        assert.is(outs[i].dtype, d, `${name} dtype`);
+        if (rope && i < 2) assertClose(await outs[i].read(), want[i], `${name} rope`, ULP16[d], 1e-6);
+        else assertClose(await outs[i].read(), want[i], `${name} ${rope ? '' : 'no rope'}`, 0, 0);
+        assert.equal(await outs[i].overwrittenGuard(), [], `${name} guard`);
+      }
+      // Upstream gradients as the rule may get them: dq float32 (rounded to 16 bits first, as SDPA's bf16
+      // dq), dk 16-bit, dv missing (zeros) without rope; dqkv is the float32 rope-backward rounded once.
+      const gq = randn(outs[0].size, 7), gk = round(randn(outs[1].size, 8)), gv = round(randn(outs[2].size, 9));
+      const [dqkv] = rules.qkv_rope(outs[0].node as TapeNode, [Tensor.fromArray(gq, [...outs[0].shape]),
+        Tensor.fromArray(gk, [...outs[1].shape], d), rope ? Tensor.fromArray(gv, [...outs[2].shape], d) : null], noTargets) as Tensor[];
+      assert.is(dqkv.dtype, d, 'dqkv dtype');
+      const dx = join3([rot(round(gq), nh, -1), rot(gk, nkv, -1), rope ? gv : new Float64Array(gv.length)], B, T, nh, nkv, hd);
+      assertClose(await dqkv.read(), dx, `dqkv ${rope ? 'rope' : 'no rope'}`, rope ? ULP16[d] : 0, rope ? 1e-6 : 0);
+      assert.equal(await dqkv.overwrittenGuard(), [], 'dqkv guard');
+    }
+  });
+}
+
 s('a wrong width or position is an error naming the expected shape', () => {
   assert.throws(() => qkvRope(Tensor.zeros([1, 2, 40]), { nh: 2, nkv: 1, hd: 8, posOffset: 0, theta: THETA, rope: true }), /\[·, ·, 32\]/);
   assert.throws(() => qkvRope(Tensor.zeros([1, 2, 32]), { nh: 2, nkv: 1, hd: 8, posOffset: -1, theta: THETA, rope: true }), /posOffset/);
+  assert.throws(() => qkvRope(Tensor.zeros([1, 2, 24], 'bf16'), { nh: 2, nkv: 1, hd: 6, posOffset: 0, theta: THETA, rope: true }), /multiple of 4/);
 });
 
 s.run();

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Tensor, beginScope, endScope, withGuards } from '../runtime/tensor.js';
 import { backward } from '../runtime/autograd.js';
 import { rope, ropeTable, reference } from '../kernels/rope.js';
+import { minimind2, yarnOf } from '../model/config.js';
 import { setupGpu, randn, assertClose, numericGrad, dot, readFixture } from './util.js';
 
 const s = suite('rope');
@@ -104,6 +105,27 @@ s('matches the PyTorch golden fixture (kernel_rope): table, forward and backward
     backward(y, up(f.dy.data, f.dy.shape));
     assertClose(await tx.grad!.read(), f[`dx_pos${pos}`].data, `dx at ${pos}`, 1e-6, 1e-6);
   }
+});
+
+// YaRN (--inference_rope_scaling): the scaled table as torch computes it in float32 (make_yarn.py), at positions
+// inside and past the original 2048-position context; the unscaled twin pins that the script's formula is ours.
+// Tolerance as for the plain table: torch's float32 cos/sin vs the float64 ones rounded, an ulp apart at most.
+s('YaRN tables match PyTorch (yarn.json), and rope rotates by them', async () => {
+  const fx = JSON.parse(readFileSync(join(FIX, 'yarn.json'), 'utf8'));
+  const yarn = yarnOf({ ...minimind2(), inference_rope_scaling: true, max_position_embeddings: fx.max_position_embeddings })!;
+  for (const hd of [64, 16]) {
+    for (const [name, y] of [['yarn', yarn], ['plain', null]] as const) {
+      const want = fx.tables[`${name}_${hd}`], n = Math.max(...fx.positions) + 1, tab = ropeTable(hd, fx.theta, n, y);
+      (fx.positions as number[]).forEach((p, r) => {
+        const got = Array.from({ length: hd }, (_, i) => tab[p * hd + i]);
+        assertClose(got, [...want.cos[r], ...want.sin[r]], `${name} hd ${hd} position ${p}`, 2e-7, 1e-7);
+      });
+    }
+  }
+  const shape = [1, 3, 2, 16], x = randn(96, 5), pos = 5000;
+  const got = await rope(up(x, shape), pos, THETA, yarn).read();
+  assertClose(got, reference(x, shape, pos, THETA, 1, ropeTable(16, THETA, pos + 3, yarn)), 'y at 5000', 1e-5, 1e-6);
+  assert.not.equal(Array.from(got), Array.from(await rope(up(x, shape), pos, THETA).read()), 'YaRN changes the rotation');
 });
 
 s.run();

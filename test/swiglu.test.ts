@@ -1,8 +1,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, beginScope, endScope, guardScope, withGuards } from '../runtime/tensor.js';
+import { Tensor, beginScope, endScope, guardScope, withGuards, type DType16 } from '../runtime/tensor.js';
 import { backward, noTargets } from '../runtime/autograd.js';
-import { swiglu, swigluComposite, swigluPacked, reference, backward as rules } from '../kernels/swiglu.js';
+import { swiglu, swigluComposite, swigluPacked, reference, reference16, backward as rules } from '../kernels/swiglu.js';
+import { reference as round16 } from '../kernels/cast.js';
 import { setupGpu, randn, assertClose, numericGrad, dot, AWKWARD } from './util.js';
 
 const s = suite('swiglu');
@@ -93,6 +94,72 @@ for (const [rows, I] of [[1, 1], [33, 7], [65, 16], [3, 1408]]) {
     assertClose(await tgu.grad!.read(), pack(want.dg, want.du, I), 'dgu', 1e-5, 1e-6);
   });
 }
+
+/** The ulp of the 16-bit type at |v| (its subnormal spacing below the normal range). */
+const ulp16 = (v: number, d: DType16) => 2 ** (Math.max(Math.floor(Math.log2(Math.abs(v))), d === 'f16' ? -14 : -126) - (d === 'f16' ? 10 : 7));
+
+/** Every got[i] within 1 ulp of want[i] (the ulp at the larger magnitude of the two), and equal to it but for
+ *  at most 1% + 1 of the elements: a 1-ulp bound alone would pass a kernel that skips one of the roundings. */
+function assertUlp(got: ArrayLike<number>, want: ArrayLike<number>, what: string, d: DType16): void {
+  assert.is(got.length, want.length, `${what}: length`);
+  const bad: string[] = [];
+  let differ = 0;
+  for (let i = 0; i < want.length; i++) {
+    if (got[i] !== want[i]) differ++;
+    const far = Math.abs(got[i] - want[i]) / ulp16(Math.max(Math.abs(got[i]), Math.abs(want[i])), d);
+    if (!(far <= 1) && bad.length < 5) bad.push(`[${i}] got ${got[i]} want ${want[i]} (${far} ulp)`);
+  }
+  assert.equal(bad, [], `${what}: more than 1 ${d} ulp from the reference`);
+  assert.ok(differ <= 0.01 * want.length + 1, `${what}: ${differ} of ${want.length} differ from the reference`);
+}
+
+// 16-bit gu, y and dgu, torch's roundings (kernels/swiglu.ts). I = 7: the word layout (words of y straddle
+// rows and words of gu the g|u halves); I = 16: the vec4 layout (8 values an invocation); rows 1, 33, 65.
+// Tolerance: 1 ulp of the 16-bit type, and bit-equal but for 1% of the elements. Every product of 16-bit
+// values is exact in float32 (8 + 8 or 11 + 11 significant bits) and rounds once as in the reference, but
+// silu and σ' in float32 differ from float64 by float32 round-off, which can flip the rounding of
+// a16 = round16(silu(g)) or of dg to the neighbour. (A flipped a16 could move y and du by up to 2 ulps;
+// none does at these seeds.)
+const SHAPES16 = [[1, 7], [33, 7], [65, 7], [1, 16], [33, 16], [65, 16]];
+for (const d of ['bf16', 'f16'] as const) {
+  for (const [rows, I] of SHAPES16) {
+    s(`${d} gu [${rows}, 2·${I}]: y and dgu (16-bit dy) match the float64 reference of torch's roundings`, async () => {
+      guardScope();
+      const gu = round16(Float32Array.from(randn(rows * 2 * I, rows + I, 4)), d), dy = randn(rows * I, 2 * rows + I, 2);
+      const tgu = Tensor.fromArray(gu, [rows, 2 * I], d, true);
+      const y = swigluPacked(tgu);
+      assert.equal([y.dtype, ...y.shape], [d, rows, I]);
+      const [g, u] = unpack(gu, I);
+      assertUlp(await y.read(), reference16.forward(g, u, d), 'y', d);
+      assert.equal(await y.overwrittenGuard(), [], 'y guard');
+      backward(y, Tensor.fromArray(dy, [rows, I], d));
+      const want = reference16.backward(g, u, dy, d);
+      assert.is(tgu.grad!.dtype, d);
+      assertUlp(await tgu.grad!.read(), pack(want.dg, want.du, I), 'dgu', d);
+    });
+  }
+}
+
+// A float32 dy (the gradient of a 16-bit y handed in by the caller) is rounded to the 16-bit type first.
+for (const I of [7, 16]) {
+  s(`bf16 gu [33, 2·${I}] with a float32 dy: dgu as with dy rounded to bf16, written inside dgu`, async () => {
+    const gu = round16(Float32Array.from(randn(33 * 2 * I, I, 4)), 'bf16'), dy = randn(33 * I, 3 * I, 2);
+    const node = swigluPacked(Tensor.fromArray(gu, [33, 2 * I], 'bf16', true)).node!;
+    const dyt = Tensor.fromArray(dy, [33, I]);
+    await withGuards(async () => {
+      const [dgu] = rules.swiglu_packed(node, [dyt], noTargets) as Tensor[];
+      const [g, u] = unpack(gu, I), want = reference16.backward(g, u, dy, 'bf16');
+      assertUlp(await dgu.read(), pack(want.dg, want.du, I), 'dgu', 'bf16');
+      assert.equal(await dgu.overwrittenGuard(), [], 'dgu guard');
+    });
+  });
+}
+
+s('the 16-bit reference rounds where torch does: y is round16(round16(silu(g))·u), not round16(silu(g)·u)', () => {
+  // bf16 g = 0.75: silu(g) = 0.50938 rounds to 0.5078125; times u = 3 that is 1.5234375, a bf16 value, where
+  // the unrounded product 1.52815 rounds to 1.53125.
+  assert.is(reference16.forward(Float64Array.of(0.75), Float64Array.of(3), 'bf16')[0], 1.5234375);
+});
 
 s('packed: an odd last dimension is an error', () => {
   assert.throws(() => swigluPacked(Tensor.zeros([2, 7])), /\[\.\.\., 2·I\]/);
