@@ -10,6 +10,7 @@ import { crossEntropy, launchForward, backward, reference, reference16, bench } 
 import { launchBackward16, launchForward16, bench as bench16 } from './cross_entropy16.js';
 import { reference as castReference } from './cast.js';
 import { copyInto, type DType16 } from '../runtime/tensor.js';
+import { ULP16 } from './matmul16_variants.js';
 import { B, T, N, V, Case, host, rand, f64, compare, fixedTrial, tunedCase } from './case.js';
 
 /** rows = B·T positions over a vocabulary of V; grad: dlogits written in place of the logits; dtype:
@@ -100,7 +101,7 @@ function trial16(s: CrossEntropyShape, dtype: DType16) {
       const x = castReference(lh, dtype), r = rowsRef(x, lab, s.rows, s.T, s.V);
       return s.grad ? [r.loss, r.lse, castReference(Float32Array.from(firstRows(x, lab, s, counted), (d) => 0.5 * d), dtype)] : [r.loss, r.lse];
     },
-    rtol: [2e-5, 2e-5, dtype === 'bf16' ? 2 ** -7 : 2 ** -10], atol: [2e-6, 2e-6, 2 ** -24],
+    rtol: [2e-5, 2e-5, ULP16[dtype]], atol: [2e-6, 2e-6, 2 ** -24],
     owned: [src, logits, labels, losses, lse, count, g],
   });
 }

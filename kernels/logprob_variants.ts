@@ -10,6 +10,7 @@ import { logprob, launchForward, backward, reference, reference16, bench } from 
 import { launchBackward16, launchForward16, bench as bench16 } from './logprob16.js';
 import { reference as castReference } from './cast.js';
 import { copyInto, type DType16 } from '../runtime/tensor.js';
+import { ULP16 } from './matmul16_variants.js';
 import { V, Case, host, rand, f64, compare, fixedTrial, tunedCase } from './case.js';
 
 /** rows = N·T positions of N sequences over a vocabulary of V; grad: dlogits written in place of the logits;
@@ -85,7 +86,7 @@ function trial16(s: LogprobShape, dtype: DType16) {
       const rowLse = r.lp.map((l, i) => (lab[i] === -100 ? 0 : x[i * s.V + lab[i]] - l));
       return [r.lp.map((l) => -l), rowLse, ...(s.grad ? [castReference(Float32Array.from(r.dlogits.subarray(0, n * s.V)), dtype)] : [])];
     },
-    rtol: [2e-5, 2e-5, dtype === 'bf16' ? 2 ** -7 : 2 ** -10], atol: [2e-6, 2e-6, 2 ** -24],
+    rtol: [2e-5, 2e-5, ULP16[dtype]], atol: [2e-6, 2e-6, 2 ** -24],
     owned: [src, logits, labels, losses, lse, weights, g],
   });
 }
