@@ -109,9 +109,10 @@ export function tunedCase<S, V>(t: Tunable<S, V>, s: S, c: Omit<Case, 'setup' | 
 
 /** A trial over fixed inputs (runtime/tuner.ts Trial): `run` launches variant v; check(v) runs it,
  *  reads each output (16-bit ones decoded) and compares its first want[i].length values with the float64 reference
- *  (computed once, on the whole output for small shapes or a slice for large ones). */
+ *  (computed once, on the whole output for small shapes or a slice for large ones), within rtol and
+ *  atol (one for all outputs, or one per output). */
 export function fixedTrial<V>(o: {
-  run: (v: V) => void; outputs: Tensor[]; want: () => ArrayLike<number>[]; rtol: number; atol: number;
+  run: (v: V) => void; outputs: Tensor[]; want: () => ArrayLike<number>[]; rtol: number | number[]; atol: number | number[];
   /** Tensors to release with the trial (inputs and outputs). */
   owned: Tensor[];
   /** Called before each check's run: restore inputs the kernel overwrites. */
@@ -126,8 +127,8 @@ export function fixedTrial<V>(o: {
       want ??= o.want();
       for (const [i, t] of o.outputs.entries()) {
         const w = want[i];
-        const got = await readRange(t, 0, w.length);
-        const bad = mismatch(got, w, o.rtol, o.atol);
+        const at = (x: number | number[]) => (typeof x === 'number' ? x : x[i]);
+        const bad = mismatch(await readRange(t, 0, w.length), w, at(o.rtol), at(o.atol));
         if (bad) return o.outputs.length > 1 ? `output ${i}, ${bad}` : bad;
       }
       return null;

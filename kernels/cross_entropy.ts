@@ -137,13 +137,13 @@ export function crossEntropy(logits: Tensor, labels: Tensor, o: { bindingBytes?:
   const count = Tensor.empty([1]), loss = Tensor.empty([1]), losses = Tensor.empty([rows]);
   launch(kernels.cross_entropy_count, { params: { rows, T }, buffers: [labels.binding(), count.binding()], workgroups: 1 });
   const shape = { rows, T, V, grad, ...(half ? { dtype: logits.dtype as DType16 } : {}) };
-  const lse = half ? Tensor.empty([rows]) : null;
-  if (lse) launchForward16(tuner().pick(crossEntropyTunable, shape), logits, labels, losses, lse, o.bindingBytes);
-  else launchForward(tuner().pick(crossEntropyTunable, shape), logits, labels, count, losses, grad, o.bindingBytes);
+  const lse = half ? Tensor.empty([rows]) : null, layout = tuner().pick(crossEntropyTunable, shape);
+  if (lse) launchForward16(layout, logits, labels, losses, lse, o.bindingBytes);
+  else launchForward(layout, logits, labels, count, losses, grad, o.bindingBytes);
   launch(kernels.cross_entropy_loss, { params: { rows }, buffers: [losses.binding(), count.binding(), loss.binding()], workgroups: 1 });
   losses.dispose();
   if (!grad) lse?.dispose();
-  else if (lse) record('cross_entropy', [logits, labels], [loss, count], { lse, count, bindingBytes: o.bindingBytes }, [logits, labels]);
+  else if (lse) record('cross_entropy', [logits, labels], [loss, count], { lse, count, layout, bindingBytes: o.bindingBytes }, [logits, labels]);
   else record('cross_entropy', [logits, labels], [loss, count], { bindingBytes: o.bindingBytes }, [logits]);
   return { loss, count };
 }
@@ -152,9 +152,9 @@ export const backward: Record<string, BackwardRule> = {
   cross_entropy: (node, [g]) => {
     const [logits, labels] = node.inputs;
     if (!g) return [null, null];
-    const { lse, count, bindingBytes } = node.saved as { lse?: Tensor; count?: Tensor; bindingBytes?: number };
+    const { lse, count, layout, bindingBytes } = node.saved as { lse?: Tensor; count?: Tensor; layout?: RowLayout; bindingBytes?: number };
     const V = logits.shape[2], vec4 = V % 4 === 0;
-    if (lse) launchBackward16(logits, labels, lse, count!, g, bindingBytes);
+    if (lse) launchBackward16(layout!, logits, labels, lse, count!, g, bindingBytes);
     else {
       for (const c of chunks(logits.size / V, V, 'f32', bindingBytes)) {
         const n = (c.n * V) / (vec4 ? 4 : 1), groups = Math.min(SCALE_GROUPS, Math.ceil(n / RED));

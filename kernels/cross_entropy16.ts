@@ -9,10 +9,10 @@
 // under float16's loss scale (GradScaler: g = 2^16/accumulation) the small gradients (1/(V·count) ≈ 3e-8
 // at MiniMind2's B16×T340×V6400, under float16's least subnormal) would flush to 0 before being scaled.
 // Dispatches: cross_entropy's count, the row pass (layouts of kernels/row_layout.ts, chunks of rows under
-// a storage binding), cross_entropy's loss; backward: one dispatch per chunk, a workgroup per row.
+// a storage binding), cross_entropy's loss; backward: one dispatch per chunk, in the row pass's layout.
 import { defineKernel, launch } from '../runtime/kernel.js';
 import { rowEnable, rowSize, type RowLayout } from './row_layout.js';
-import { BACKWARD16_WG, backward16Wgsl, forward16Wgsl, type Forward16Compiled } from './cross_entropy_wgsl.js';
+import { backward16Variant, backward16Wgsl, forward16Wgsl, type Backward16Compiled, type Forward16Compiled } from './cross_entropy_wgsl.js';
 import { LABEL, chunks, slice } from './cross_entropy.js';
 import type { Tensor, DType16 } from '../runtime/tensor.js';
 
@@ -27,11 +27,10 @@ export const kernels = {
     wgsl: (v, entry) => forward16Wgsl(v, entry, LABEL),
   }),
   /** d = round16(g/count·(softmax − onehot)) in place of the logits (0 on rows with no valid label). */
-  cross_entropy16_backward: defineKernel<{ vec4: boolean; format: DType16 }>({
-    name: 'cross_entropy16_backward', params: PARAMS, workgroup: BACKWARD16_WG,
+  cross_entropy16_backward: defineKernel<Backward16Compiled>({
+    name: 'cross_entropy16_backward', params: PARAMS, workgroup: (v) => (v.rows === 'wg' ? v.wg : WG),
     buffers: [['d', 'rw', 'LT'], ['labels', 'read', 'i32'], ['lse', 'read', 'f32'], ['count', 'read', 'f32'], ['g', 'read', 'f32']],
-    wgsl: (v, entry) => `alias LT = ${v.vec4 ? 'vec2<u32>' : 'u32'};
-${backward16Wgsl(v, entry, LABEL, 'g[0] / max(count[0], 1.0)')}`,
+    wgsl: (v, entry) => backward16Wgsl(v, entry, LABEL, 'g[0] / max(count[0], 1.0)'),
   }),
 };
 
@@ -50,21 +49,23 @@ export function launchForward16(v: RowLayout, logits: Tensor, labels: Tensor, lo
   }
 }
 
-/** The backward: the 16-bit dlogits for upstream g [1] in place of the logits. */
-export function launchBackward16(logits: Tensor, labels: Tensor, lse: Tensor, count: Tensor, g: Tensor, bindingBytes?: number): void {
+/** The backward with the forward's layout v: the 16-bit dlogits for upstream g [1] in place of the logits. */
+export function launchBackward16(v: RowLayout, logits: Tensor, labels: Tensor, lse: Tensor, count: Tensor, g: Tensor, bindingBytes?: number): void {
   const V = logits.shape.at(-1)!, rows = logits.size / V, T = labels.shape.at(-1)!;
-  const variant = { vec4: V % 4 === 0, format: logits.dtype as DType16 };
+  const variant = backward16Variant(v, V % 4 === 0, logits.dtype as DType16);
   for (const c of chunks(rows, V, logits.dtype, bindingBytes)) {
     launch(kernels.cross_entropy16_backward, {
       params: params(c, T, V), buffers: [slice(logits, V, c), labels.binding(), lse.binding(), count.binding(), g.binding()],
-      workgroups: c.n, variant,
+      workgroups: v.rows === 'wg' ? c.n : Math.ceil(c.n / WG), variant,
     });
   }
 }
 
 /** Bench metadata: the row pass reads the 16-bit logits once (labels, losses and lse: 12 bytes a row);
- *  the backward reads and writes them once (labels and lse: 8 bytes a row). */
+ *  the backward reads and writes them once (labels and lse: 8 bytes a row); grad: both. */
+const forwardBytes = (rows: number, V: number) => 2 * rows * V + 12 * rows, backwardBytes = (rows: number, V: number) => 4 * rows * V + 8 * rows;
 export const bench = {
-  cross_entropy_forward: (rows: number, V: number) => ({ bytes: 2 * rows * V + 12 * rows }),
-  cross_entropy_backward: (rows: number, V: number) => ({ bytes: 4 * rows * V + 8 * rows }),
+  cross_entropy_forward: (rows: number, V: number) => ({ bytes: forwardBytes(rows, V) }),
+  cross_entropy_backward: (rows: number, V: number) => ({ bytes: backwardBytes(rows, V) }),
+  cross_entropy_grad: (rows: number, V: number) => ({ bytes: forwardBytes(rows, V) + backwardBytes(rows, V) }),
 };

@@ -124,39 +124,38 @@ ${entry} {
 `;
 }
 
-/** Invocations per workgroup of the 16-bit backward: one workgroup per row, its lanes striding over the row. */
-export const BACKWARD16_WG = 64;
+/** The 16-bit backward's variant: the row layout of the forward that saved the lse (the tuner's choice for
+ *  the pair, kernels/cross_entropy_variants.ts; no reduction here, so no subgroups), vec4 and format as there. */
+export type Backward16Compiled = { rows: RowLayout['rows']; wg: number; vec4: boolean; format: DType16 };
+export const backward16Variant = (v: RowLayout, vec4: boolean, format: DType16): Backward16Compiled => ({ rows: v.rows, wg: v.wg, vec4, format });
 
 /** The 16-bit backward: dlogits = round16(exp(x − lse)·k − onehot·k), k = `scale` (a WGSL expression of
  *  the row gr: cross_entropy g/count, logprob −w_n·g_n), written in place of the logits, whole words:
  *  with vec4 a vec2<u32> of 4 elements (rows are whole entries), else a u32 word per step, owned by the
  *  row that holds its low half (with V odd its high half may be the next row's first element, or
- *  padding past the last row: 0). Rows with no valid label get 0. `label` declares labelOf(gr). */
-export function backward16Wgsl(v: { vec4: boolean; format: DType16 }, entry: string, label: string, scale: string): string {
+ *  padding past the last row: 0). Rows with no valid label get 0. `label` declares labelOf(gr).
+ *  Lane layout: a row per invocation (64 to a workgroup), walking it; wg: a workgroup per row, its lanes striding. */
+export function backward16Wgsl(v: Backward16Compiled, entry: string, label: string, scale: string): string {
   const [un, pk] = v.format === 'f16' ? ['unpackF16', 'packF16'] : ['unpackBf16', 'packBf16'];
-  const W = BACKWARD16_WG;
-  const dl = `fn dl(gr: u32, col: u32, x: f32) -> f32 {
-  let y = labelOf(gr);
-  if (y == IGNORE || y < 0 || u32(y) >= p.V) { return 0.0; }
-  let k = ${scale};
-  return exp(x - lse[gr]) * k - select(0.0, k, col == u32(y));
-}`;
+  const [row, first, step] = v.rows === 'lane' ? ['wgIndex(wid, nwg) * 64u + lid.x', '0u', '1u'] : ['wgIndex(wid, nwg)', 'li', `${v.wg}u`];
   if (v.vec4) {
-    return `${label}
+    const loop = `for (var j = ${first}; j < p.vv; j += ${step})`;
+    return `alias LT = vec2<u32>;
+${label}
 ${entry} {
-  let r = wgIndex(wid, nwg);   // row within this chunk of the logits
+  let r = ${row};   // row within this chunk of the logits
   if (r >= p.rows) { return; }
   let gr = p.r0 + r;
   let y = labelOf(gr);
   let b = r * p.vv;
   if (y == IGNORE || y < 0 || u32(y) >= p.V) {
-    for (var j = li; j < p.vv; j += ${W}u) { d[b + j] = vec2<u32>(0u); }
+    ${loop} { d[b + j] = vec2<u32>(0u); }
     return;
   }
   let k = ${scale};
   let z = lse[gr];
   let onehot = vec4<u32>(u32(y));
-  for (var j = li; j < p.vv; j += ${W}u) {
+  ${loop} {
     let w = d[b + j];
     let col = 4u * j + vec4<u32>(0u, 1u, 2u, 3u);
     let g = exp(vec4<f32>(${un}(w.x), ${un}(w.y)) - z) * k - select(vec4<f32>(0.0), vec4<f32>(k), col == onehot);
@@ -165,14 +164,20 @@ ${entry} {
 }
 ${PACKED16_WGSL}`;
   }
-  return `${label}
-${dl}
+  return `alias LT = u32;
+${label}
+fn dl(gr: u32, col: u32, x: f32) -> f32 {
+  let y = labelOf(gr);
+  if (y == IGNORE || y < 0 || u32(y) >= p.V) { return 0.0; }
+  let k = ${scale};
+  return exp(x - lse[gr]) * k - select(0.0, k, col == u32(y));
+}
 ${entry} {
-  let r = wgIndex(wid, nwg);   // row within this chunk of the logits
+  let r = ${row};   // row within this chunk of the logits
   if (r >= p.rows) { return; }
   let e0 = r * p.V;   // the row's elements [e0, e0 + V) of the chunk, which starts on a word
   let e1 = e0 + p.V;
-  for (var w = (e0 + 1u) / 2u + li; 2u * w < e1; w += ${W}u) {
+  for (var w = (e0 + 1u) / 2u + ${first}; 2u * w < e1; w += ${step}) {
     let x = ${un}(d[w]);
     var hi = 0.0;
     if (2u * w + 1u < e1) { hi = dl(p.r0 + r, 2u * w + 1u - e0, x.y); }

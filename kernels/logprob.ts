@@ -118,12 +118,12 @@ export function logprob(logits: Tensor, labels: Tensor, reduce: LogprobReduce, o
   const weights = Tensor.empty([N]), losses = Tensor.empty([rows]), s = Tensor.empty([N]);
   launch(kernels.logprob_weight, { params: { T, mean: reduce === 'mean' ? 1 : 0 }, buffers: [labels.binding(), weights.binding()], workgroups: N });
   const shape = { rows, T, V, grad, ...(half ? { dtype: logits.dtype as DType16 } : {}) };
-  const lse = half ? Tensor.empty([rows]) : null;
-  if (lse) launchForward16(tuner().pick(logprobTunable, shape), logits, labels, losses, lse, o.bindingBytes);
-  else launchForward(tuner().pick(logprobTunable, shape), logits, labels, weights, losses, grad, o.bindingBytes);
+  const lse = half ? Tensor.empty([rows]) : null, layout = tuner().pick(logprobTunable, shape);
+  if (lse) launchForward16(layout, logits, labels, losses, lse, o.bindingBytes);
+  else launchForward(layout, logits, labels, weights, losses, grad, o.bindingBytes);
   launch(kernels.logprob_sum, { params: { T }, buffers: [losses.binding(), weights.binding(), s.binding()], workgroups: N });
   losses.dispose();
-  if (grad && lse) record('logprob', [logits, labels], [s], { lse, weights, bindingBytes: o.bindingBytes }, [logits, labels]);
+  if (grad && lse) record('logprob', [logits, labels], [s], { lse, weights, layout, bindingBytes: o.bindingBytes }, [logits, labels]);
   else {
     weights.dispose();
     lse?.dispose();
@@ -136,9 +136,9 @@ export const backward: Record<string, BackwardRule> = {
   logprob: (node, [g]) => {
     const [logits, labels] = node.inputs;
     if (!g) return [null, null];
-    const { lse, weights, bindingBytes } = node.saved as { lse?: Tensor; weights?: Tensor; bindingBytes?: number };
+    const { lse, weights, layout, bindingBytes } = node.saved as { lse?: Tensor; weights?: Tensor; layout?: RowLayout; bindingBytes?: number };
     const [, T, V] = logits.shape, vec4 = V % 4 === 0, vv = vec4 ? V / 4 : V;
-    if (lse) launchBackward16(logits, labels, lse, weights!, g, bindingBytes);
+    if (lse) launchBackward16(layout!, logits, labels, lse, weights!, g, bindingBytes);
     else {
       for (const c of chunks(logits.size / V, V, 'f32', bindingBytes)) {
         const n = c.n * vv;
