@@ -172,6 +172,7 @@ export class MiniMind {
     for (let i = 0; i < c.num_hidden_layers; i++) {
       // What no backward reads (qkv before the split, attention's projection, the MLP's output, a layer's
       // temporaries without grad) is freed at the layer's end, not the step's: runtime/tensor.ts dropUnread.
+      const input = a;
       [h, a, aux] = await dropUnread(async (): Promise<[Tensor, Tensor, Tensor | null]> => {
         const l = `model.layers.${i}`;
         // Attention block
@@ -219,8 +220,13 @@ export class MiniMind {
         [h, a] = addRmsnorm(h, y, this.p(next), eps);
         return [h, a, aux];
       });
+      // The layer's normed input is done with: freed now unless a backward reads it (float32 Linears do; 16-bit
+      // ones keep their own 16-bit copy), not at the forward's end (8 float32 [B,T,H] of a step otherwise).
+      input.giveUp();
     }
-    return [this.linear(a, this.p('model.embed_tokens.weight'), ['lm_head'], act16), aux]; // tied LM head
+    const logits = this.linear(a, this.p('model.embed_tokens.weight'), ['lm_head'], act16); // tied LM head
+    a.giveUp();
+    return [logits, aux];
   }
 
   /** The training loss of spec §4. The logits are consumed (the CE kernel overwrites them with dlogits). */
