@@ -47,20 +47,22 @@ if (want('launch')) {
 rows.push(...(await benchKernels(o, probes, want)));
 // SFT steps (float32, then --dtype bfloat16 / float16's mixed precision), LoRA steps at the same B·T, and DPO
 // steps at MiniMind's DPO defaults (4 pairs of 1024 tokens: policy and frozen reference).
-const fullHeld = new Map<string, number>();
-for (const [name, B, T, objective, precision] of [['tiny', 4, 128, 'sft', 'f32'], ['tiny', 4, 128, 'sft', 'bf16'], ['tiny', 4, 128, 'lora', 'f32'],
+// The built-in run's step (tiny, B16×T56) at both dtypes: which one it uses (train/run.ts BUILTIN).
+const fullHeld = new Map<string, { held: number; peak: number }>();
+for (const [name, B, T, objective, precision] of [['tiny', 16, 56, 'sft', 'f32'], ['tiny', 16, 56, 'sft', 'bf16'],
+  ['tiny', 4, 128, 'sft', 'f32'], ['tiny', 4, 128, 'sft', 'bf16'], ['tiny', 4, 128, 'lora', 'f32'],
   ['minimind2-small', 16, 340, 'sft', 'f32'], ['minimind2-small', 16, 340, 'sft', 'bf16'], ['minimind2-small', 16, 340, 'sft', 'f16'],
   ['minimind2-small', 16, 340, 'lora', 'f32'], ['tiny', 2, 128, 'dpo', 'f32'], ['minimind2-small', 4, 1024, 'dpo', 'f32']] as const) {
   if (!want(`train_step_${objective === 'sft' ? '' : `${objective}_`}${name}`) || (o.quick && name !== 'tiny')) continue;
   // A minimind2-small step takes ~20 s here: 3 samples after the warm-up step. FMA probe timed around it.
   const before = await probeRate(probes.compute, 5);
-  const { heldBytes, ...r } = await benchStep(name, B, T, o, name === 'tiny' ? {} : { minSamples: 3, maxTime: 0 }, objective, precision);
+  const { heldBytes, peakBytes, ...r } = await benchStep(name, B, T, o, name === 'tiny' ? {} : { minSamples: 3, maxTime: 0 }, objective, precision);
   const fmaGflops = [before, await probeRate(probes.compute, 5), roof.fmaGflops].sort((a, b) => a - b)[1]; // as bench/kernels.ts
   // LoRA and mixed precision at the float32 SFT step's B·T: the bytes they hold against its, measured just before.
-  const full = fullHeld.get(name);
-  if (objective === 'sft' && precision === 'f32') fullHeld.set(name, heldBytes);
-  else if (objective === 'lora' && full) r.note += `; ${(heldBytes / full).toFixed(2)}× the full step's bytes held (no base gradients or moments; its frozen matmuls keep no input for a weight gradient)`;
-  else if (full) r.note += `; ${(heldBytes / full).toFixed(2)}× the float32 step's bytes held`;
+  const key = `${name} ${B}x${T}`, full = fullHeld.get(key);
+  if (objective === 'sft' && precision === 'f32') fullHeld.set(key, { held: heldBytes, peak: peakBytes });
+  else if (objective === 'lora' && full) r.note += `; ${(heldBytes / full.held).toFixed(2)}× the full step's bytes held (no base gradients or moments; its frozen matmuls keep no input for a weight gradient)`;
+  else if (full) r.note += `; ${(heldBytes / full.held).toFixed(2)}× the float32 step's bytes held, ${(peakBytes / full.peak).toFixed(2)}× its activation peak`;
   rows.push({ ...r, roofline: fmaGflops, pctRoofline: (100 * r.gflops!) / fmaGflops });
 }
 

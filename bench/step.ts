@@ -26,7 +26,7 @@ import type { Task } from '../train/task.js';
 
 /** `sampling`: fewer samples for a step of seconds (the caller knows which). For 'dpo', B counts pairs. */
 export async function benchStep(name: string, B: number, T: number, o: Options, sampling: Sampling = {},
-  objective: 'sft' | 'lora' | 'dpo' = 'sft', precision: Precision = 'f32'): Promise<Row & { heldBytes: number }> {
+  objective: 'sft' | 'lora' | 'dpo' = 'sft', precision: Precision = 'f32'): Promise<Row & { heldBytes: number; peakBytes: number }> {
   const cfg = preset(name);
   trimPool();
   const before = poolStats().inUseBytes; // what other benchmarks keep alive
@@ -76,7 +76,7 @@ export async function benchStep(name: string, B: number, T: number, o: Options, 
   opt.dispose();
   const { tokens, flops } = task.measure(batch);
   return {
-    heldBytes: held, name: `train_step_${objective === 'sft' ? '' : `${objective}_`}${name}`,
+    heldBytes: held, peakBytes: peak, name: `train_step_${objective === 'sft' ? '' : `${objective}_`}${name}`,
     shape: `${ref ? `B${B} pairs×L${T}` : `B${B}×T${T}`}${precision === 'f32' ? '' : ` ${precision}`}`,
     ms: seconds * 1e3, spread: t.spread, samples: t.samples,
     variant: `the tuner's choices for ${classes} shape classes (npm run tune lists them)`,
