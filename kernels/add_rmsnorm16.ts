@@ -164,9 +164,11 @@ export const kernels = {
 /** Units of 8 values per row when H % 8 == 0, else of 1. */
 const unitsOf = (h: number) => (h % 8 === 0 ? { oct: true, hv: h / 8 } : { oct: false, hv: h });
 
-/** Packs the float32 scratch f (16-bit values) into the 16-bit tensor dst, exactly; f is released. */
+/** Packs the float32 scratch f (16-bit values) into the 16-bit tensor dst, exactly; f is released. pack16 runs one
+ *  invocation per word, 256 a workgroup. */
 function packInto(f: Tensor, dst: Tensor): void {
-  launch(packKernels.pack16, { params: { n: f.size }, buffers: [f.binding(), dst.binding()], workgroups: Math.ceil(Math.ceil(f.size / 2) / 256), variant: { format: dst.dtype as DType16 } });
+  const words = Math.ceil(f.size / 2);
+  launch(packKernels.pack16, { params: { n: f.size }, buffers: [f.binding(), dst.binding()], workgroups: Math.ceil(words / 256), variant: { format: dst.dtype as DType16 } });
   f.dispose(); // later commands may reuse the buffer: WebGPU orders them after this one
 }
 
@@ -187,6 +189,7 @@ export function backward16(s: Tensor, w: Tensor, rstd: Tensor, dy: Tensor, ds: T
   bv: BackwardVariant, total: Tensor = Tensor.empty(s.shape, s.dtype)): Tensor {
   const h = w.shape[0], rows = s.size / h, { oct, hv } = unitsOf(h), out = s.dtype as DType16;
   const rpi = Math.max(1, Math.ceil(rows / bv.chunks)), chunks = Math.ceil(rows / rpi);
+  // Without dw, part is bound but never written (two vec4s); the scalar form's total is a float32 scratch.
   const c = Tensor.empty([rows]), part = Tensor.empty(dw ? [chunks, h] : [8]), tOut = oct ? total : Tensor.empty(s.shape);
   const { chunks: _c, ...layout } = bv;
   launch(kernels.add_rmsnorm_backward_dot, {
@@ -202,7 +205,7 @@ export function backward16(s: Tensor, w: Tensor, rstd: Tensor, dy: Tensor, ds: T
       params: { hv: vec4 ? h / 4 : h, chunks, beta }, buffers: [part.binding(), dw.binding()], workgroups: Math.ceil((vec4 ? h / 4 : h) / WG), variant: { vec4 },
     });
   }
-  c.dispose(); part.dispose();
+  c.dispose(); part.dispose(); // later commands may reuse the buffers: WebGPU orders them after these
   if (!oct) packInto(tOut, total);
   return total;
 }
