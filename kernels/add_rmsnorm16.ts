@@ -23,23 +23,26 @@ import { rowEnable, rowSize, type RowLayout } from './row_layout.js';
 import { kernels as rmsnormKernels } from './rmsnorm.js';
 import { kernels as packKernels } from './packed16.js';
 import { reference as round16 } from './cast.js';
+import { round16Wgsl } from './swiglu.js';
 
 /** out: s's type; oct: H % 8 == 0 (units of 8 values); x16, res16: that input is of out's type, else float32. */
 export interface Out16 { out: DType16; oct: boolean }
 export interface Forward16 extends Out16 { x16: boolean; res16: boolean }
 
-/** WGSL shared by the passes: VT (vec4<f32> for oct), un(word), r16 (round a float32 value or vec4 to out's
- *  type, back as float32), and for oct O (8 values: a, b), u8(words) and p8(O) between a vec4<u32> and O. */
+/** WGSL shared by the passes: VT (vec4<f32> for oct), un(word), rd (round a float32 value or vec4 to out's type,
+ *  back as float32), and for oct O (8 values: a, b), u8(words) and p8(O) between a vec4<u32> and O. The roundings
+ *  are swiglu.ts's (pk, r16: bfloat16's without packBf16's NaN guard, float16's by a scaled round()): every value
+ *  rounded here is a float32 arithmetic result, so a NaN is quiet and rounds to itself. */
 function common(v: Out16): string {
-  const [pk, un] = v.out === 'f16' ? ['packF16', 'unpackF16'] : ['packBf16', 'unpackBf16'];
   const oct = `struct O { a: vec4<f32>, b: vec4<f32> }
-fn w2(a: vec4<f32>) -> vec2<u32> { return vec2<u32>(${pk}(a.x, a.y), ${pk}(a.z, a.w)); }
+fn w2(a: vec4<f32>) -> vec2<u32> { return vec2<u32>(pk(a.xy), pk(a.zw)); }
 fn p8(a: vec4<f32>, b: vec4<f32>) -> vec4<u32> { return vec4<u32>(w2(a), w2(b)); }
 fn u8(q: vec4<u32>) -> O { return O(vec4<f32>(un(q.x), un(q.y)), vec4<f32>(un(q.z), un(q.w))); }
-fn r16(a: vec4<f32>) -> vec4<f32> { let q = w2(a); return vec4<f32>(un(q.x), un(q.y)); }`;
-  const scalar = `fn r16(a: f32) -> f32 { return un(${pk}(a, 0.0)).x; }
+fn rd(a: vec4<f32>) -> vec4<f32> { return vec4<f32>(r16(a.xy), r16(a.zw)); }`;
+  const scalar = `fn rd(a: f32) -> f32 { return r16(vec2<f32>(a, 0.0)).x; }
 fn at16(q: u32, e: u32) -> f32 { return un(q)[e & 1u]; }`;
-  return `${vecType(v.oct)}fn un(q: u32) -> vec2<f32> { return ${un}(q); }
+  return `${vecType(v.oct)}fn un(q: u32) -> vec2<f32> { return ${v.out === 'f16' ? 'unpackF16' : 'unpackBf16'}(q); }
+${round16Wgsl(v.out)}
 ${v.oct ? oct : scalar}
 ${PACKED16_WGSL}`;
 }
@@ -63,9 +66,9 @@ function forwardWgsl(v: RowLayout & Forward16, entry: string): string {
   const body = v.oct
     ? {
       first: `let a = ld_x(b + i); let c = ld_res(b + i); let q = p8(a.a + c.a, a.b + c.b); s[b + i] = q; let e = u8(q); acc += e.a * e.a; acc += e.b * e.b;`,
-      second: `let e = u8(s[b + i]); y[2u * (b + i)] = w[2u * i] * r16(e.a * rs); y[2u * (b + i) + 1u] = w[2u * i + 1u] * r16(e.b * rs);`,
+      second: `let e = u8(s[b + i]); y[2u * (b + i)] = w[2u * i] * rd(e.a * rs); y[2u * (b + i) + 1u] = w[2u * i + 1u] * rd(e.b * rs);`,
     }
-    : { first: 'let e = r16(ld_x(b + i) + ld_res(b + i)); s[b + i] = e; acc += e * e;', second: 'y[b + i] = w[i] * r16(s[b + i] * rs);' };
+    : { first: 'let e = rd(ld_x(b + i) + ld_res(b + i)); s[b + i] = e; acc += e * e;', second: 'y[b + i] = w[i] * rd(s[b + i] * rs);' };
   return `${common(v)}${x.fn}
 ${res.fn}
 ${v.rows === 'wg' ? wgSumFn(v.wg, v.sub) : ''}
@@ -86,8 +89,8 @@ ${entry} {
 function dotWgsl(v: RowLayout & Out16, entry: string): string {
   const { head, loop } = rowLoop(v);
   const term = v.oct
-    ? `let e = u8(s[b + i]); let j = 2u * (b + i); acc += (e.a * rs) * r16(w[2u * i] * dy[j]); acc += (e.b * rs) * r16(w[2u * i + 1u] * dy[j + 1u]);`
-    : 'acc += (at16(s[(b + i) >> 1u], b + i) * rs) * r16(w[i] * dy[b + i]);';
+    ? `let e = u8(s[b + i]); let j = 2u * (b + i); acc += (e.a * rs) * rd(w[2u * i] * dy[j]); acc += (e.b * rs) * rd(w[2u * i + 1u] * dy[j + 1u]);`
+    : 'acc += (at16(s[(b + i) >> 1u], b + i) * rs) * rd(w[i] * dy[b + i]);';
   return `${common(v)}${v.rows === 'wg' ? wgSumFn(v.wg, v.sub) : ''}
 ${entry} {
   ${head}
@@ -109,15 +112,15 @@ function columnWgsl(v: Column16, entry: string): string {
     ? `let e = u8(s[j]);
     let xa = e.a * rs; let xb = e.b * rs;
     let ga = dy[2u * j]; let gb = dy[2u * j + 1u];
-    let ta = r16(wa * ga); let tb = r16(wb * gb);
+    let ta = rd(wa * ga); let tb = rd(wb * gb);
     let q = p8(rs * (ta - xa * c[r]), rs * (tb - xb * c[r]));
     ${v.ds ? 'let g = u8(q); let d = u8(ds[j]); total[j] = p8(g.a + d.a, g.b + d.b);' : 'total[j] = q;'}
-    ${v.dw ? 'acc += ga * r16(xa); acc2 += gb * r16(xb);' : ''}`
+    ${v.dw ? 'acc += ga * rd(xa); acc2 += gb * rd(xb);' : ''}`
     : `let xv = at16(s[j >> 1u], j) * rs;
     let gv = dy[j];
-    let g = r16(rs * (r16(wa * gv) - xv * c[r]));
-    total[j] = ${v.ds ? 'r16(g + at16(ds[j >> 1u], j))' : 'g'};
-    ${v.dw ? 'acc += gv * r16(xv);' : ''}`;
+    let g = rd(rs * (rd(wa * gv) - xv * c[r]));
+    total[j] = ${v.ds ? 'rd(g + at16(ds[j >> 1u], j))' : 'g'};
+    ${v.dw ? 'acc += gv * rd(xv);' : ''}`;
   const store = !v.dw ? '' : v.oct ? 'part[2u * (k * p.hv + i)] = acc; part[2u * (k * p.hv + i) + 1u] = acc2;' : 'part[k * p.hv + i] = acc;';
   return `${common(v)}
 ${entry} {
