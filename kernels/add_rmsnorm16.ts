@@ -111,11 +111,11 @@ function columnWgsl(v: Column16, entry: string): string {
   const row = v.oct
     ? `let e = u8(s[j]);
     let xa = e.a * rs; let xb = e.b * rs;
-    let ga = dy[2u * j]; let gb = dy[2u * j + 1u];
-    let ta = rd(wa * ga); let tb = rd(wb * gb);
-    let q = p8(rs * (ta - xa * c[r]), rs * (tb - xb * c[r]));
-    ${v.ds ? 'let g = u8(q); let d = u8(ds[j]); total[j] = p8(g.a + d.a, g.b + d.b);' : 'total[j] = q;'}
-    ${v.dw ? 'acc += ga * rd(xa); acc2 += gb * rd(xb);' : ''}`
+    let dya = dy[2u * j]; let dyb = dy[2u * j + 1u];
+    let dta = rd(wa * dya); let dtb = rd(wb * dyb);
+    ${v.ds ? `let d = u8(ds[j]);
+    total[j] = p8(rd(rs * (dta - xa * c[r])) + d.a, rd(rs * (dtb - xb * c[r])) + d.b);` : 'total[j] = p8(rs * (dta - xa * c[r]), rs * (dtb - xb * c[r]));'}
+    ${v.dw ? 'acc += dya * rd(xa); acc2 += dyb * rd(xb);' : ''}`
     : `let xv = at16(s[j >> 1u], j) * rs;
     let gv = dy[j];
     let g = rd(rs * (rd(wa * gv) - xv * c[r]));
