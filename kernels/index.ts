@@ -45,6 +45,10 @@ const ROWS = [[1, 33], [33, 65], [65, 512], [7, 640], [1025, 64], [3, 16]].map((
 // at a time), a format each; the other format and forms are test/add_rmsnorm.test.ts's (on the hand-picked
 // layout: each layout × form × format is a pipeline).
 const RES16 = [{ rows: 33, h: 65, res: 'f16' as const }, { rows: 65, h: 512, res: 'bf16' as const }];
+// add_rmsnorm with a 16-bit s (option out): every layout, and for the backward every chunk count, once per form (H 65
+// by element, x and res f16; H 512 eight values a unit, x float32 and res bf16); the other formats, x dtypes and the
+// backward without ds are test/add_rmsnorm16.test.ts's.
+const OUT16 = [{ rows: 33, h: 65, out: 'f16' as const, x16: true, res: 'f16' as const }, { rows: 65, h: 512, out: 'bf16' as const, res: 'bf16' as const }];
 
 export const OPS: Op[] = [
   { name: 'elementwise', backward: elementwise.backward },
@@ -61,7 +65,8 @@ export const OPS: Op[] = [
   },
   {
     name: 'rmsnorm', backward: rmsnorm.backward, cases: rmsnormVariants.cases,
-    sweeps: () => [...Object.values(rmsnormVariants.rmsnormTunables).map((t) => sweep(t, ROWS)), sweep(rmsnormVariants.rmsnormTunables.addForward, RES16)],
+    sweeps: () => [...Object.values(rmsnormVariants.rmsnormTunables).map((t) => sweep(t, ROWS)), sweep(rmsnormVariants.rmsnormTunables.addForward, [...RES16, ...OUT16]),
+      sweep(rmsnormVariants.rmsnormTunables.addBackward, OUT16)],
   },
   { name: 'add_rmsnorm', backward: addRmsnorm.backward },
   {

@@ -115,7 +115,7 @@ interface Packed16 { format: DType16; vec4: boolean; iv: number; dy16?: boolean 
  *  arithmetic result (r16in rounds a float32 dy as read), so a NaN is quiet (top mantissa bit set) and rounds to itself as packBf16 makes it; the
  *  guard is for NaNs with only low payload bits. With the guard the bf16 backward took 2× float32's time on
  *  lavapipe (compute-bound). */
-function round16Wgsl(f: DType16): string {
+export function round16Wgsl(f: DType16): string {
   if (f === 'f16') return F16_ROUNDING;
   return `fn rb(x: vec2<f32>) -> vec2<u32> { let u = bitcast<vec2<u32>>(x); return u + 0x7fffu + ((u >> vec2<u32>(16u)) & vec2<u32>(1u)); }
 fn pk(x: vec2<f32>) -> u32 { let r = rb(x); return (r.x >> 16u) | (r.y & 0xffff0000u); }
