@@ -1,12 +1,13 @@
 // The MiniMind model (MiniMind2 dense/MoE and minimind-3) on our runtime, in the order of the
 // architecture diagram: embedding → N × [RMSNorm → GQA attention with RoPE → residual →
 // RMSNorm → SwiGLU or MoE → residual] → RMSNorm → tied LM head → shifted masked CE (+ aux loss).
-import { Tensor, dropUnread, type DType16 } from '../runtime/tensor.js';
+import { Tensor, dropUnread, is16, type DType16 } from '../runtime/tensor.js';
 import { ParamStore } from '../runtime/param_store.js';
 import { writeBuffer } from '../runtime/kernel.js';
 import { mulberry32 } from '../runtime/random.js';
 import { add, matmul } from '../kernels/index.js';
 import { linear16 } from '../kernels/linear16.js';
+import { cast } from '../kernels/cast.js';
 import { ParamCopy16 } from '../kernels/param_copy16.js';
 import { rmsnorm } from '../kernels/rmsnorm.js';
 import { rope } from '../kernels/rope.js';
@@ -163,6 +164,11 @@ export class MiniMind {
     // the residual stream and the norms' outputs stay float32 (README.md, "--dtype"). Not with adapters (their
     // float32 outputs add into the projections') nor with a KV cache (generation's cache is float32).
     const act16 = this.copy !== null && !this.lora && !cache;
+    // MiniMind's block adds the residual in place onto the 16-bit attention output (`h += residual`), so the
+    // residual stream is 16-bit after every attention add, and after an MLP add of a 16-bit MLP output (the dense
+    // MLP's; MoE's float32 one promotes it back). MiniMind2's RMSNorm then rounds its normalised values to 16 bits
+    // (`.type_as(x)`). minimind-3's RMSNorm rounds after its weight: not modelled, its stream stays float32.
+    const res16: Precision = act16 && !c.qk_norm ? this.copy!.dtype : 'f32';
     const yarn = yarnOf(c); // --inference_rope_scaling
     let h = embedding(ids, this.p('model.embed_tokens.weight'), o.hostIds); // (B, T, H)
     // Each residual add is fused with the norm that reads its result (add_rmsnorm): `a` is the
@@ -196,7 +202,7 @@ export class MiniMind {
         o = o.reshape([B, T, nh * hd]); // (B, T, nh·hd)
         let m: Tensor;
         const attnOut = this.linear(o, this.p(`${l}.self_attn.o_proj.weight`), [`${l}.self_attn.o_proj`], act16);
-        [h, m] = addRmsnorm(h, attnOut, this.p(`${l}.post_attention_layernorm.weight`), eps);
+        [h, m] = addRmsnorm(h, attnOut, this.p(`${l}.post_attention_layernorm.weight`), eps, { out: res16 });
         // MLP block
         let y: Tensor;
         if (!c.use_moe) {
@@ -217,7 +223,9 @@ export class MiniMind {
           aux = aux ? add(aux, r.aux) : r.aux;
         }
         const next = i + 1 < c.num_hidden_layers ? `model.layers.${i + 1}.input_layernorm.weight` : 'model.norm.weight';
-        [h, a] = addRmsnorm(h, y, this.p(next), eps);
+        // MoE's float32 output promotes a 16-bit stream back to float32 (exactly; its gradient rounds to 16 bits).
+        if (is16(h.dtype) && !is16(y.dtype)) h = cast(h, 'f32');
+        [h, a] = addRmsnorm(h, y, this.p(next), eps, { out: is16(y.dtype) ? res16 : 'f32' });
         return [h, a, aux];
       });
       // The layer's normed input is done with: freed now unless a backward reads it (float32 Linears do; 16-bit
