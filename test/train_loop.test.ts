@@ -152,9 +152,10 @@ s('float16: a resumed run restores the loss scale and equals the uninterrupted r
 });
 
 // --dtype float16 against PyTorch's loop with float16 matmuls and GradScaler's loss scaling (make_fixtures.py).
-// Sums in a different order round to the neighbouring float16 now and then, so values agree to ~1e-5
-// relative, as far apart as the float16 and float32 fixtures: what pins float16 here is the overflow run
-// (float32 matmuls do not overflow at scale 2^20) and, per product, the float16 tests of matmul.test.ts.
+// That fixture rounds only around the matmuls, while --dtype float16 also keeps attention, SwiGLU and the
+// residual stream in 16 bits (pinned against torch by amp_loop.test.ts), so grad norms differ by up to 2e-4
+// relative (losses 1e-5): what pins float16 here is the loss-scale schedule of the overflow run (float32
+// matmuls do not overflow at scale 2^20) and its skipped steps.
 for (const name of ['acc1_f16', 'acc1_f16_overflow']) {
   s(`${name}: float16 matmuls with loss scaling match PyTorch step for step (scales, skipped steps, losses, norms)`, async () => {
     const { logs } = await run(name, mkdtempSync(join(tmpdir(), 'f16-')), { dtype: 'float16' });
@@ -163,7 +164,7 @@ for (const name of ['acc1_f16', 'acc1_f16_overflow']) {
     assert.equal(logs.map((l) => Number.isFinite(l.grad_norm)), r.optimizer_steps.map((o: { grad_norm: number | null }) => o.grad_norm !== null), 'skipped steps');
     assertClose(logs.map((l) => l.loss), r.micro_steps.map((m: { loss: number }) => m.loss), 'loss', 1e-4, 0);
     const norms = r.optimizer_steps.filter((o: { grad_norm: number | null }) => o.grad_norm !== null).map((o: { grad_norm: number }) => o.grad_norm);
-    assertClose(logs.filter((l) => Number.isFinite(l.grad_norm)).map((l) => l.grad_norm!), norms, 'grad_norm', 2e-4, 0);
+    assertClose(logs.filter((l) => Number.isFinite(l.grad_norm)).map((l) => l.grad_norm!), norms, 'grad_norm', 6e-4, 0);
   });
 }
 
