@@ -25,14 +25,17 @@ type Out = 'f32' | DType16;
 const STORAGE: [DType16, Out][] = [['bf16', 'bf16'], ['bf16', 'f32'], ['f16', 'f16'], ['f16', 'f32']];
 const NAIVE: MatmulVariant = { kind: 'naive' };
 const SHARED: MatmulVariant = { kind: 'shared', bm: 64, bn: 64, bk: 16, tm: 4, tn: 4, g: 1 };
-/** naive, the tuner's pick (tests: the hand-picked register tiles on lavapipe), workgroup-memory tiles;
- *  for f16 on an adapter with shader-f16, their native-f16 twins too. A float32 output shares every
- *  load path with a 16-bit one and its store with the float32 kernels: the tuner's pick covers it
- *  (each variant kind is a few pipelines: seconds each for lavapipe on a cold shader cache). */
+/** bf16: naive, the tuner's pick (tests: the hand-picked register tiles on lavapipe), workgroup-memory tiles;
+ *  f16 differs from bf16 only in the pack and unpack functions that every kind's loads and stores call
+ *  (kernels/matmul_io.ts; pinned bit for bit by test/packed16.test.ts): the tuner's pick covers it, and on an
+ *  adapter with shader-f16 the native-f16 twins of all three. A float32 output shares every load path with a
+ *  16-bit one and its store with the float32 kernels: the tuner's pick covers it (each variant kind is a few
+ *  pipelines: seconds each for lavapipe on a cold shader cache). */
 function impls(ab: DType16, out: Out = ab): [string, MatmulOptions][] {
-  const base: [string, MatmulVariant | undefined][] = out === 'f32' ? [['tiled', undefined]] : [['naive', NAIVE], ['tiled', undefined], ['shared', SHARED]];
-  const native = ab === 'f16' && gpu().features.has('shader-f16')
-    ? base.filter(([, v]) => v).map(([n, v]): [string, MatmulVariant] => [`${n} native`, { ...v!, native: true }]) : [];
+  const base: [string, MatmulVariant | undefined][] = out === 'f32' || ab === 'f16' ? [['tiled', undefined]] : [['naive', NAIVE], ['tiled', undefined], ['shared', SHARED]];
+  const fixed: [string, MatmulVariant][] = [['naive', NAIVE], ['shared', SHARED]];
+  const native = ab === 'f16' && out !== 'f32' && gpu().features.has('shader-f16')
+    ? fixed.map(([n, v]): [string, MatmulVariant] => [`${n} native`, { ...v, native: true }]) : [];
   return [...base, ...native].map(([n, v]) => [n, v ? { variant: v } : {}]);
 }
 

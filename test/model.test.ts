@@ -21,10 +21,10 @@ s.before(setupGpu);
 s.before.each(() => beginScope());
 s.after.each(() => endScope());
 
-function fixture(name: string, o: { frozen?: boolean } = {}) {
+function fixture(name: string, o: { frozen?: boolean; over?: Partial<MiniMindConfig> } = {}) {
   const json = JSON.parse(readFileSync(join(DIR, `${name}.json`), 'utf8'));
   const weights = readSafetensors(join(DIR, `${name}.weights.safetensors`)).tensors;
-  const cfg: MiniMindConfig = { ...minimind2(), ...json.config };
+  const cfg: MiniMindConfig = { ...minimind2(), ...json.config, ...o.over };
   const model = new MiniMind(cfg, 0, o);
   const sd = new Map([...weights].filter(([k]) => k.startsWith('param.')).map(([k, t]) => [k.slice(6), t as { shape: number[]; data: Float32Array }]));
   model.load(sd, true);
@@ -95,6 +95,26 @@ s('greedy KV-cache generation reproduces the reference tokens', async () => {
       assert.equal(got, run.tokens, `${name} prompt ${run.prompt}`);
     }
     model.dispose();
+  }
+});
+
+// --inference_rope_scaling: YaRN's tables (pinned against torch in rope.test.ts) reach both RoPE paths (MiniMind2's
+// fused qkv_rope, minimind-3's rope after the q/k norms) in the full forward and in cached decoding alike.
+s('YaRN rope scaling: cached decoding equals the full forward, and the scaled frequencies change the logits', async () => {
+  for (const name of ['model_dense', 'model_v3']) {
+    const over = { max_position_embeddings: 32768 };
+    const plain = fixture(name, { over }).model, yarn = fixture(name, { over: { ...over, inference_rope_scaling: true } }).model;
+    const n = 40, V = yarn.cfg.vocab_size, ids = Int32Array.from({ length: n }, (_, i) => (i * 37 + 5) % V);
+    const last = async (m: MiniMind) => (await noGradAsync(() => m.logits(Tensor.fromArray(ids, [1, n], 'i32')))).logits.read()
+      .then((l) => l.slice((n - 1) * V));
+    const cache = yarn.newCache(1, n);
+    await noGradAsync(() => yarn.logits(Tensor.fromArray(ids.subarray(0, n - 1), [1, n - 1], 'i32'), { cache, pos: 0 }));
+    const step = await (await noGradAsync(() => yarn.logits(Tensor.fromArray(ids.subarray(n - 1), [1, 1], 'i32'), { cache, pos: n - 1 }))).logits.read();
+    const full = await last(yarn);
+    assertClose(step, full, `${name}: decoding at position ${n - 1}`, 1e-4, 1e-5);
+    assert.ok(maxErr(await last(plain), full).abs > 1e-3, `${name}: YaRN changed nothing`);
+    for (const t of [...cache.k, ...cache.v]) t.dispose();
+    plain.dispose(); yarn.dispose();
   }
 });
 
