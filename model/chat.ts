@@ -48,7 +48,8 @@ export async function main(argv: string[]): Promise<void> {
   await initGpu({ quiet: true });
   try {
     const { model, tok, weights, source, lora } = await loadModel(o, given);
-    console.log(`[chat] ${weights}: hidden ${model.cfg.hidden_size}, ${model.cfg.num_hidden_layers} layers${model.cfg.use_moe ? ', MoE' : ''}, config from ${source}`
+    console.log(`[chat] ${weights}: hidden ${model.cfg.hidden_size}, ${model.cfg.num_hidden_layers} layers${model.cfg.use_moe ? ', MoE' : ''}`
+      + `${model.cfg.inference_rope_scaling ? ', YaRN rope scaling' : ''}, config from ${source}`
       + (lora ? `; LoRA ${lora} (rank ${model.lora!.rank}, ${model.lora!.targets.length} modules)` : ''));
     let conversation: ChatMessage[] = [];
     let turn = 0;

@@ -88,6 +88,13 @@ sharedTest(s, missing, '--historys 2 renders the first question and answer into 
   assert.ok(carried[1].prompt > alone[1].prompt);
 });
 
+sharedTest(s, missing, '--inference_rope_scaling answers with YaRN-scaled RoPE and says so', () => {
+  const r = tsx('model/chat.ts', ['--weights', weights, ...greedy, '--inference_rope_scaling', '--prompt', 'hello']);
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /layers, YaRN rope scaling, config from/);
+  assert.is(turns(r.stdout).length, 1, r.stdout);
+});
+
 sharedTest(s, missing, '--input_mode 0 answers the fixed prompts in order, as eval_llm.py\'s auto test', () => {
   const r = tsx('model/chat.ts', ['--weights', weights, ...greedy, '--max_new_tokens', '1', '--input_mode', '0']);
   assert.is(r.status, 0, r.stderr);
