@@ -21,7 +21,7 @@ export const FLAGS: Record<keyof TrainArgs, FlagSpec> = {
   batch_size: { kind: 'number', def: 16, help: 'sequences per micro-batch' },
   learning_rate: { kind: 'number', def: 1e-6, help: 'base learning rate (cosine from base to base/10)' },
   device: { kind: 'string', def: 'webgpu', help: 'accepted for compatibility; the adapter is chosen with MINIMIND_ADAPTER' },
-  dtype: { kind: 'string', def: 'bfloat16', help: 'float32 | bfloat16 | float16: mixed precision as torch.autocast (every Linear on 16-bit operands and outputs, float32 sums; norms, softmax, attention, the loss, master weights and AdamW in float32); float16 adds GradScaler\'s dynamic loss scaling' },
+  dtype: { kind: 'string', def: 'bfloat16', help: 'float32 | bfloat16 | float16: mixed precision as torch.autocast gives it to MiniMind (16-bit Linears, attention, SwiGLU, logits and residual stream, float32 sums, softmax, norms, loss, master weights and AdamW: README "--dtype"); float16 adds GradScaler\'s dynamic loss scaling' },
   num_workers: { kind: 'number', def: 8, help: 'tokenizer worker threads that run ahead of the GPU (0 = inline)' },
   accumulation_steps: { kind: 'number', def: 1, help: 'micro-batches per optimizer step' },
   grad_clip: { kind: 'number', def: 1.0, help: 'clip the global gradient L2 norm to this' },

@@ -48,10 +48,9 @@ export const BUILTIN: Partial<Record<keyof TrainArgs, string | number>> = {
   preset: 'tiny', from_weight: 'none', learning_rate: 2e-3, epochs: 1, batch_size: 16, accumulation_steps: 1, max_seq_len: 56,
   log_interval: 20, save_interval: 200, save_dir: 'out', checkpoint_dir: 'checkpoints', num_workers: 1,
   tokenizer_path: '', augment: 0,
-  // float32, not MiniMind's bfloat16: on lavapipe (2-core Xeon, busy) this model's B16×T56 step took 508-560 ms in
-  // float32 and 614-713 ms in bfloat16 (casts around every Linear cost more than the 16-bit operands save there),
-  // and held 34 vs 38 MiB at the peak (most activations are still float32; the 16-bit working copy is extra).
-  dtype: 'float32',
+  // MiniMind's bfloat16: on lavapipe (2-core Xeon, busy, one `npm run bench` run) this model's B16×T56 step took
+  // 536 ms in bfloat16 and 679 ms in float32, with an activation peak of 21 vs 38 MiB (44 vs 58 MiB held in all).
+  dtype: 'bfloat16',
 };
 
 /** One rank of a data-parallel run: its group, and the adapter it opens. */
