@@ -1,5 +1,6 @@
-// `npm run tune [-- --preset NAME ...] [--batch_size B] [--max_seq_len T]`: tunes the kernel variants
-// of whole training steps up front (default: MiniMind2-small and minimind-3 at B16×T340) and prints a
+// `npm run tune [-- --preset NAME ...] [--batch_size B] [--max_seq_len T] [--dtype D]`: tunes the kernel variants
+// of whole training steps up front (default: MiniMind2-small and minimind-3 at B16×T340 in bfloat16, the
+// trainer's default --dtype, whose 16-bit kernels are shape classes of their own) and prints a
 // table: kernel family, shape class, the candidates' times, the choice. Choices already cached for
 // this adapter are listed, not re-timed; MINIMIND_TUNE=force re-times them.
 import { initGpu, closeGpu } from '../runtime/device.js';
@@ -10,6 +11,7 @@ import { MiniMind } from '../model/minimind.js';
 import { preset } from '../model/config.js';
 import { tuneStep } from './tune_step.js';
 import { lmTask } from './lm_task.js';
+import { precisionFor } from './grad_scaler.js';
 
 const argv = process.argv.slice(2);
 const value = (flag: string, d: number) => {
@@ -21,6 +23,7 @@ const value = (flag: string, d: number) => {
 };
 const presets = argv.flatMap((a, i) => (a === '--preset' ? [argv[i + 1]] : []));
 const B = value('--batch_size', 16), T = value('--max_seq_len', 340);
+const at = argv.indexOf('--dtype'), precision = precisionFor(at < 0 ? 'bfloat16' : argv[at + 1]);
 
 await initGpu();
 if (tuner().mode === 'off') throw new Error('npm run tune times kernels: unset MINIMIND_TUNE=off (or set it to force to re-time cached choices)');
@@ -28,11 +31,12 @@ const t0 = performance.now();
 const rows: string[][] = [];
 for (const name of presets.length ? presets : ['minimind2-small', 'minimind3']) {
   const model = new MiniMind(preset(name), 0);
-  const opt = new AdamW(model.store, { lr: 1e-4 });
+  model.setPrecision(precision);
+  const opt = new AdamW(model.store, { lr: 1e-4, copy: model.workingCopy ?? undefined });
   tuner().takePicks();
   const ts = performance.now();
   const tuned = await tuneStep(lmTask(model), opt, B, T);
-  console.log(`${name} B${B}×T${T}: ${tuned.length} shape classes tuned in ${((performance.now() - ts) / 1000).toFixed(1)} s`);
+  console.log(`${name} B${B}×T${T} ${precision}: ${tuned.length} shape classes tuned in ${((performance.now() - ts) / 1000).toFixed(1)} s`);
   for (const { id } of tuner().takePicks()) {
     const [family, key] = id.split('|');
     const e = tuner().entry(id);
