@@ -161,8 +161,8 @@ export class MiniMind {
     const { num_attention_heads: nh, num_key_value_heads: nkv, head_dim: hd, rms_norm_eps: eps } = c;
     // Mixed precision keeps the tensors torch.autocast makes 16-bit in 16 bits (the Linears' outputs, attention's
     // q, k, v and output, SwiGLU's output, the logits), so what backward reads of them takes half the bytes;
-    // the residual stream and the norms' outputs stay float32 (README.md, "--dtype"). Not with adapters (their
-    // float32 outputs add into the projections') nor with a KV cache (generation's cache is float32).
+    // the norms' outputs stay float32 (README.md, "--dtype"), the residual stream is as below. Not with adapters
+    // (their float32 outputs add into the projections') nor with a KV cache (generation's cache is float32).
     const act16 = this.copy !== null && !this.lora && !cache;
     // MiniMind's block adds the residual in place onto the 16-bit attention output (`h += residual`), so the
     // residual stream is 16-bit after every attention add, and after an MLP add of a 16-bit MLP output (the dense
