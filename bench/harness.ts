@@ -4,9 +4,9 @@
 //  - 'gpu': timestamp queries around the call's GPU work (runtime/kernel.ts timeGpu), used when the
 //    adapter has 'timestamp-query' and chooseClock() finds its timestamps agree with the wall clock;
 //  - 'wall': wall clock from the call's start to queue completion (submit + GPU work + wait).
-// Dawn's Node binding spins the JS thread while a GPU promise is pending (LAVAPIPE-NOTES.md): on 2
-// cores that halved a copy kernel's speed on lavapipe (20 ms awaited at once, 10 ms with the host
-// asleep). So the host sleeps before it awaits: past the expected GPU time on the GPU clock (the
+// Dawn's Node binding polls from the JS thread while a GPU promise is pending: unpaced, its spin halved
+// a copy kernel's speed on 2 cores of lavapipe (20 ms awaited at once, 10 ms with the host asleep);
+// runtime/gpu_wait.ts limits it to a wait's first millisecond. The host still sleeps before it awaits: past the expected GPU time on the GPU clock (the
 // timestamps do not see the sleep), through half the fastest call so far on the wall clock.
 // Whole training steps add the host's recording time to their GPU span ('gpu+host'). Rows report the
 // median per call and the spread: the 95% margin of error of the mean, % of the mean, as benny would

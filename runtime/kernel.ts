@@ -5,6 +5,7 @@
 // step, or when a value must be read back.
 import { gpu, checkGpuError, deferGpuError } from './device.js';
 import { acquireBuffer, releaseBuffer, READBACK_USAGE } from './buffer.js';
+import { awaitGpu } from './gpu_wait.js';
 
 export type ParamType = 'u32' | 'i32' | 'f32';
 /** A kernel's variant: a plain record of compile-time choices (tile sizes, vector width...). */
@@ -288,20 +289,8 @@ export function writeBuffer(dst: GPUBuffer, dstOffset: number, data: ArrayBuffer
   rec.staging.push(staging);
 }
 
-/** Awaits a GPU promise with a ref'd timer held, so that Node cannot decide it has nothing left to
- *  wait for (an idle data-loader worker is unref'd): the trainer once exited with code 13 (unsettled
- *  await) right at its first step on a loaded machine; nothing here relies on Dawn's own handles. */
-async function held<T>(p: Promise<T>): Promise<T> {
-  const keep = setInterval(() => {}, 1 << 30);
-  try {
-    return await p;
-  } finally {
-    clearInterval(keep);
-  }
-}
-
 /** Read bytes back: flushes, copies to a mappable buffer and waits for the GPU. With `sleepMs` the
- *  host first sleeps that long (Dawn spins the JS thread while it waits; see wait_pacer.ts). */
+ *  host first sleeps that long (no polling meanwhile: runtime/gpu_wait.ts, wait_pacer.ts). */
 export async function readBuffer(src: GPUBuffer, offset: number, bytes: number, sleepMs = 0): Promise<ArrayBuffer> {
   const size = Math.ceil(bytes / 4) * 4;
   const staging = acquireBuffer(size, READBACK_USAGE);
@@ -309,7 +298,7 @@ export async function readBuffer(src: GPUBuffer, offset: number, bytes: number, 
   flush();
   if (sleepMs > 0) await new Promise((r) => setTimeout(r, sleepMs)); // a timer keeps Node alive itself
   try {
-    await held(staging.mapAsync(GPUMapMode.READ, 0, size));
+    await awaitGpu(staging.mapAsync(GPUMapMode.READ, 0, size));
   } finally {
     await settleErrors();
   }
@@ -324,13 +313,13 @@ export async function readBuffer(src: GPUBuffer, offset: number, bytes: number, 
  *  next readBuffer or sync. */
 export function submitAndMap(buf: GPUBuffer, mode: number, bytes: number): Promise<void> {
   flush();
-  return held(buf.mapAsync(mode, 0, Math.ceil(bytes / 4) * 4));
+  return awaitGpu(buf.mapAsync(mode, 0, Math.ceil(bytes / 4) * 4));
 }
 
 /** Wait until the GPU has finished all submitted work (for timing). */
 export async function sync(): Promise<void> {
   flush();
-  await held(gpu().device.queue.onSubmittedWorkDone());
+  await awaitGpu(gpu().device.queue.onSubmittedWorkDone());
   await settleErrors();
 }
 
@@ -367,8 +356,8 @@ function timestampPass(writes: GPUComputePassTimestampWrites): void {
 /** GPU nanoseconds taken by the work `fn` records: an empty pass writes a timestamp before fn's first
  *  command and another after its last, so the span covers every pass, copy and clear in between (the
  *  recorder ends a pass at each copy/clear), plus idle time between submits if fn flushes midway.
- *  Flushes and waits for the GPU; with `sleepMs` the host first sleeps that long (Dawn spins the JS
- *  thread while a GPU promise is pending, which slows a software adapter sharing its cores).
+ *  Flushes and waits for the GPU; with `sleepMs` the host first sleeps that long (Dawn polls from the
+ *  JS thread while a GPU promise is pending: runtime/gpu_wait.ts; a software adapter shares those cores).
  *  One timing at a time; throws where the device has no timestamp queries. */
 export async function timeGpu(fn: () => void | Promise<void>, opts: { sleepMs?: number } = {}): Promise<number> {
   if (!hasGpuTimer()) throw new Error(`timeGpu: the adapter (${gpu().adapterName}) has no 'timestamp-query' feature`);
@@ -392,7 +381,7 @@ export async function timeGpu(fn: () => void | Promise<void>, opts: { sleepMs?: 
     flush();
     if (opts.sleepMs) await new Promise((r) => setTimeout(r, opts.sleepMs));
     try {
-      await held(staging.mapAsync(GPUMapMode.READ, 0, 16));
+      await awaitGpu(staging.mapAsync(GPUMapMode.READ, 0, 16));
     } finally {
       await settleErrors();
     }

@@ -302,8 +302,8 @@ export class Tuner {
   }
 
   /** Milliseconds of one call's GPU work (GPU timestamps, else the wall clock to completion). The
-   *  host sleeps through most of the expected time first: Dawn spins the JS thread while it waits,
-   *  which slows a CPU adapter sharing the cores. */
+   *  host sleeps through most of the expected time first: Dawn polls from the JS thread while it
+   *  waits (runtime/gpu_wait.ts), which slows a CPU adapter sharing the cores. */
   private async time(fn: () => void, sleepMs: number): Promise<number> {
     if (hasGpuTimer()) return (await timeGpu(fn, { sleepMs: sleepMs >= 2 ? sleepMs : 0 })) / 1e6;
     const t0 = performance.now();

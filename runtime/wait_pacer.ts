@@ -1,6 +1,7 @@
-// While a GPU promise is pending, Dawn's Node binding spins the JS thread at 100%. On a 2-core machine
-// running lavapipe (whose "GPU" is those same cores) that takes about a third of the throughput
-// (../shared/docs/LAVAPIPE-NOTES.md). A caller that waits for work of a known size, step after step,
+// While a GPU promise is pending, Dawn's Node binding polls from the JS thread: at 100% of a core for the
+// whole wait unpaced, which on a 2-core machine running lavapipe (whose "GPU" is those same cores) took
+// about a third of the throughput; awaitGpu (runtime/gpu_wait.ts) limits the spin to a wait's first
+// millisecond and then polls each millisecond. Sleeping through a known wait saves even those. A caller that waits for work of a known size, step after step,
 // sleeps through most of it first: WaitPacer learns the wait per unit of work (tokens, say) and
 // proposes a sleep of `fraction` of the expected wait.
 // The first wait is not learnt from (pipelines and buffers are set up on first use: a MiniMind2-small

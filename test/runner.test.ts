@@ -1,7 +1,8 @@
 // The test runner itself (test/run.ts) on the fixture files of test/fixtures/runner: a failing test, a suite
 // whose before hook throws (uvu alone reports no error and exits 0), one whose after hook throws, and a file
 // that fails to import each make `npm test` exit 1 and count in its summary line; the NAME filter still works;
-// without MiniMind's files (../shared) the tests that need them are counted as skipped, not lost.
+// without MiniMind's files (../shared) the tests that need them are counted as skipped, not lost; in one process
+// (`--jobs 1`) or in workers, the counts are the same; a worker that dies is a failure and the other files still run.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
@@ -23,6 +24,23 @@ s('failures of every kind exit 1 and are counted: failed tests, tests a throwing
   assert.match(r.stdout, "the suite's after hook threw: Error: cleanup failed (fixture)");
   assert.match(r.stdout, 'the file failed to import: Error: broken at import (fixture)');
   assert.match(r.stdout, 'fixture failure');
+});
+
+s('one process (--jobs 1) and three workers count the same', () => {
+  for (const jobs of ['1', '3']) {
+    const r = run('--jobs', jobs);
+    assert.is(r.status, 1, r.stdout + r.stderr);
+    assert.is(summary(r.stdout), '3 passed, 5 failed, 1 skipped', `--jobs ${jobs}`);
+    assert.match(r.stdout, 'the file failed to import: Error: broken at import (fixture)');
+  }
+});
+
+s('a worker that dies mid-file counts as a failure, with its output and the exit code; the other files still run', () => {
+  const r = runner(['--dir', 'test/fixtures/runner_crash', '--jobs', '2']);
+  assert.is(r.status, 1, r.stdout + r.stderr);
+  assert.is(summary(r.stdout), '1 passed, 1 failed, 0 skipped');
+  assert.match(r.stdout, 'output before the crash');
+  assert.match(r.stdout, 'the worker running dies.test.ts died (exit code 3)');
 });
 
 s('the NAME filter runs only matching files; all passing exits 0', () => {
