@@ -17,6 +17,7 @@ import * as ropeVariants from './rope_variants.js';
 import * as qkvRope from './qkv_rope.js';
 import * as qkvRopeVariants from './qkv_rope_variants.js';
 import * as swiglu from './swiglu.js';
+import * as swigluVariants from './swiglu_variants.js';
 import * as embedding from './embedding.js';
 import * as embeddingVariants from './embedding_variants.js';
 import * as optimizerVariants from './optimizer_variants.js';
@@ -81,7 +82,11 @@ export const OPS: Op[] = [
       ...[[1, 1, 1, 1, 2], [2, 33, 4, 2, 16], [1, 65, 3, 1, 6], [2, 17, 8, 2, 64]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd })),
       ...[[2, 33, 4, 2, 16], [1, 65, 3, 1, 12]].map(([B, T, nh, nkv, hd]) => ({ B, T, nh, nkv, hd, dtype: 'bf16' as const }))])),
   },
-  { name: 'swiglu', backward: swiglu.backward, cases: swiglu.cases },
+  {
+    name: 'swiglu', backward: swiglu.backward, cases: swiglu.cases,
+    // float16's conversions, each layout (I 7: words straddling rows; I 16: vec4s).
+    sweeps: () => [sweep(swigluVariants.swigluF16Tunable, [{ rows: 33, I: 7 }, { rows: 65, I: 16 }])],
+  },
   {
     name: 'embedding', backward: embedding.backward, cases: embeddingVariants.cases,
     sweeps: () => [sweep(embeddingVariants.embeddingTunable, [[1, 7, 1], [65, 50, 33], [33, 50, 64], [1025, 7, 16]].map(([N, V, H]) => ({ N, V, H })))],

@@ -14,6 +14,8 @@
 // dgu 16-bit; a float32 dy is first rounded to the 16-bit type (torch's engine casts the gradient of a
 // 16-bit tensor to its dtype).
 import { defineKernel, launch } from '../runtime/kernel.js';
+import { tuner } from '../runtime/tuner.js';
+import { swigluF16Tunable } from './swiglu_variants.js';
 import { Tensor, needsGrad, record, is16, type DType16 } from '../runtime/tensor.js';
 import type { BackwardRule } from '../runtime/autograd.js';
 import { mul, silu } from './elementwise.js';
@@ -106,8 +108,9 @@ function launchPacked(k: (typeof packedKernels)[keyof typeof packedKernels], gu:
 // are whole words, but one straddles g and u when I is odd); each value is fetched by its element index
 // and the halves of a word are assembled with bit operations. p.i = I is a uniform there: odd I is no
 // training shape, one pipeline serves them all.
-/** vec4: the layout above; iv: I/8 for vec4 (else 0); dy16: backward's dy is 16-bit, else float32. */
-interface Packed16 { format: DType16; vec4: boolean; iv: number; dy16?: boolean }
+/** vec4: the layout above; iv: I/8 for vec4 (else 0); dy16: backward's dy is 16-bit, else float32; native:
+ *  float16 through WGSL's f16 conversions (adapters with shader-f16), else packed-integer rounding. */
+interface Packed16 { format: DType16; vec4: boolean; iv: number; dy16?: boolean; native?: boolean }
 
 /** Rounding to the 16-bit type: pk(x) packs two values into a word, r16(x) rounds them in place. float16
  *  takes packF16 (runtime/packed16_wgsl.ts). bfloat16 rounds the low 16 bits off to nearest even in 5 integer
@@ -129,15 +132,25 @@ fn r16(x: vec2<f32>) -> vec2<f32> { return bitcast<vec2<f32>>(rb(x) & vec2<u32>(
  *  the float16 backward took 1.16× float32's time on lavapipe with those, 1.05× with this (forward 1.04×; its
  *  stores through packF16 and the unpacking are the rest: a pk by round() was slower, its float → int
  *  conversion expensive there). */
-const F16_ROUNDING = `fn kx(a: vec2<u32>) -> vec2<u32> { return max(a >> vec2<u32>(23u), vec2<u32>(113u)); }
+const F16_R16 = `fn kx(a: vec2<u32>) -> vec2<u32> { return max(a >> vec2<u32>(23u), vec2<u32>(113u)); }
 fn sc(k: vec2<u32>) -> vec2<f32> { return bitcast<vec2<f32>>((vec2<u32>(264u) - k) << vec2<u32>(23u)); }
 fn r16(x: vec2<f32>) -> vec2<f32> {
   let u = bitcast<vec2<u32>>(x);
   let k = kx(u & vec2<u32>(0x7fffffffu));
   let r = round(x * sc(k)) * bitcast<vec2<f32>>((k - vec2<u32>(10u)) << vec2<u32>(23u));
   return select(r, bitcast<vec2<f32>>((u & vec2<u32>(0x80000000u)) | vec2<u32>(0x7f800000u)), abs(r) >= vec2<f32>(65536.0));
-}
+}`;
+const F16_ROUNDING = `${F16_R16}
 fn pk(x: vec2<f32>) -> u32 { return packF16(x.x, x.y); }`;
+
+/** float16 on an adapter with shader-f16: WGSL's f16 conversions, only where they are exact whatever the
+ *  adapter's rounding mode (WGSL leaves it open, and lavapipe's is not to nearest even): widening a float16 to
+ *  float32, and narrowing a value r16 has already rounded. packF16 and unpackF16's integer work was most of
+ *  the float16 kernels' time on lavapipe (the forward 1.04×, the backward 1.05× float32's). */
+const F16_NATIVE = `${F16_R16}
+fn un(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<vec2<f16>>(w)); }
+fn pk(x: vec2<f32>) -> u32 { return bitcast<u32>(vec2<f16>(r16(x))); }
+fn r16in(x: vec2<f32>) -> vec2<f32> { return r16(x); }`;
 
 /** Word math: fwd(g, u) the y word of a g word and a u word, bwd(g, u, dy) the [dg, du] words (dy: two
  *  16-bit values as float32). silu(g) is g·σ(g) in both, so backward recomputes forward's a16. */
@@ -145,16 +158,16 @@ function math16(v: Packed16): string {
   const word = v.vec4 ? 'vec4<u32>' : 'u32', dy = v.dy16 === undefined ? '' : `alias DT = ${v.dy16 ? word : v.vec4 ? 'vec4<f32>' : 'f32'};\n`;
   return `alias GT = ${word};
 ${dy}const IV = ${v.iv}u;
-fn un(w: u32) -> vec2<f32> { return ${v.format === 'f16' ? 'unpackF16' : 'unpackBf16'}(w); }
+${v.native ? F16_NATIVE : `fn un(w: u32) -> vec2<f32> { return ${v.format === 'f16' ? 'unpackF16' : 'unpackBf16'}(w); }
 ${round16Wgsl(v.format)}
-fn r16in(x: vec2<f32>) -> vec2<f32> { return un(${v.format === 'f16' ? 'packF16' : 'packBf16'}(x.x, x.y)); } // a float32 dy: any NaN
+fn r16in(x: vec2<f32>) -> vec2<f32> { return un(${v.format === 'f16' ? 'packF16' : 'packBf16'}(x.x, x.y)); } // a float32 dy: any NaN`}
 fn fwd(gw: u32, uw: u32) -> u32 { let g = un(gw); return pk(r16(g * (1.0 / (1.0 + exp(-g)))) * un(uw)); }
 fn bwd(gw: u32, uw: u32, d: vec2<f32>) -> vec2<u32> {
   let g = un(gw);
   let sg = 1.0 / (1.0 + exp(-g));
   return vec2<u32>(pk(r16(d * un(uw)) * (sg * (1.0 + g * (1.0 - sg)))), pk(d * r16(g * sg)));
 }
-${PACKED16_WGSL}`;
+${v.native ? '' : PACKED16_WGSL}`;
 }
 
 /** Element-indexed access (the word layout): the 16 bits of element e of a packed array, a word of two. */
@@ -166,7 +179,7 @@ const HEAD16 = (entry: string) => `${entry} {
 
 export const packed16Kernels = {
   swiglu_packed_forward: defineKernel<Packed16>({
-    name: 'swiglu_packed_forward', params: [['n', 'u32'], ['i', 'u32']], workgroup: WG,
+    name: 'swiglu_packed_forward', params: [['n', 'u32'], ['i', 'u32']], workgroup: WG, enable: (v) => (v.native ? ['f16'] : []),
     buffers: [['gu', 'read', 'GT'], ['y', 'rw', 'GT']],
     // vec4: n = vec4s of y; word: n = values of y (t: its word), g of y value e at gu element e + (e / I)·I.
     wgsl: (v, entry) => `${math16(v)}
@@ -188,7 +201,7 @@ ${HEAD16(entry)}
 `,
   }),
   swiglu_packed_backward: defineKernel<Packed16>({
-    name: 'swiglu_packed_backward', params: [['n', 'u32'], ['i', 'u32']], workgroup: WG,
+    name: 'swiglu_packed_backward', params: [['n', 'u32'], ['i', 'u32']], workgroup: WG, enable: (v) => (v.native ? ['f16'] : []),
     buffers: [['gu', 'read', 'GT'], ['dy', 'read', 'DT'], ['dgu', 'rw', 'GT']],
     // vec4: n = vec4s of y. word: n = words of dgu (rows·I); element e of gu is dg (column c < I) or du of
     // the y value at row r, column c mod I.
@@ -222,26 +235,38 @@ ${HEAD16(entry)}
   }),
 };
 
+/** How float16 is converted: 'native' (WGSL's f16 conversions, see F16_NATIVE; adapters with shader-f16) or
+ *  'packed' (integer rounding). Default: the tuner's choice (kernels/swiglu_variants.ts); tests force each. */
+export interface SwigluOptions { f16?: 'native' | 'packed' }
+
+/** The 16-bit forward (dy, dgu absent) or backward of gu [rows, 2I] into y or dgu, float16 converted as o.f16 says. */
+export function launchPacked16Pass(o: Required<SwigluOptions>, gu: Tensor, out: Tensor, dy?: Tensor): void {
+  if (dy) launchPacked16(packed16Kernels.swiglu_packed_backward, gu, [gu, dy, out], o, is16(dy.dtype));
+  else launchPacked16(packed16Kernels.swiglu_packed_forward, gu, [gu, out], o);
+}
+
 /** The 16-bit kernel k over gu [rows, 2I] with buffers bufs; dy16 for backward. */
-function launchPacked16(k: (typeof packed16Kernels)[keyof typeof packed16Kernels], gu: Tensor, bufs: Tensor[], dy16?: boolean): void {
+function launchPacked16(k: (typeof packed16Kernels)[keyof typeof packed16Kernels], gu: Tensor, bufs: Tensor[], o: SwigluOptions, dy16?: boolean): void {
   const I = gu.shape.at(-1)! / 2, n = gu.size / 2, vec4 = I % 8 === 0, back = dy16 !== undefined;
   const units = vec4 ? n / 8 : back ? n : Math.ceil(n / 2); // invocations
+  const format = gu.dtype as DType16;
+  const native = format === 'f16' && (o.f16 ?? tuner().pick(swigluF16Tunable, { rows: n / I, I }).f16) === 'native';
   launch(k, {
     params: { n: vec4 ? n / 8 : n, i: I }, buffers: bufs.map((t) => t.binding()), workgroups: Math.ceil(units / WG),
-    variant: { format: gu.dtype as DType16, vec4, iv: vec4 ? I / 8 : 0, ...(back ? { dy16 } : {}) },
+    variant: { format, vec4, iv: vec4 ? I / 8 : 0, ...(back ? { dy16 } : {}), ...(native ? { native } : {}) },
   });
 }
 
 /** y [..., I] = silu(g)·u for gu [..., 2I] holding g then u in each row; float32, or for a 16-bit gu
  *  16-bit with torch's two roundings (see the top). */
-export function swigluPacked(gu: Tensor): Tensor {
+export function swigluPacked(gu: Tensor, o: SwigluOptions = {}): Tensor {
   gu.assertLive();
   const I2 = gu.shape.at(-1)!;
   if (I2 % 2) throw new Error(`swiglu_packed: gu must be [..., 2·I], got [${gu.shape}]`);
   const y = Tensor.empty([...gu.shape.slice(0, -1), I2 / 2], is16(gu.dtype) ? gu.dtype : 'f32');
-  if (is16(gu.dtype)) launchPacked16(packed16Kernels.swiglu_packed_forward, gu, [gu, y]);
+  if (is16(gu.dtype)) launchPacked16(packed16Kernels.swiglu_packed_forward, gu, [gu, y], o);
   else launchPacked(packedKernels.swiglu_packed_forward, gu, [gu, y]);
-  if (needsGrad(gu)) record('swiglu_packed', [gu], [y], {}, [gu]);
+  if (needsGrad(gu)) record('swiglu_packed', [gu], [y], { ...o }, [gu]);
   return y;
 }
 
@@ -281,7 +306,7 @@ export const backward: Record<string, BackwardRule> = {
     }
     // A float32 dy is rounded to gu's type in the kernel; a 16-bit one of the other type is cast to it.
     const d = is16(dy!.dtype) ? cast(dy!, gu.dtype) : dy!;
-    launchPacked16(packed16Kernels.swiglu_packed_backward, gu, [gu, d, dgu], is16(d.dtype));
+    launchPacked16(packed16Kernels.swiglu_packed_backward, gu, [gu, d, dgu], node.saved as SwigluOptions, is16(d.dtype));
     if (d !== dy) d.dispose();
     return [dgu];
   },
@@ -348,7 +373,10 @@ export function cases(): Case[] {
   }, ...swigluPackedCases()];
 }
 
-/** g and u side by side in one gu [N, 2·I] (the fused gate/up projection's output), float32 and bf16. */
+/** The 16-bit forms: bfloat16, and float16 each way the adapter can convert it. */
+const FORMS16 = (): [DType16, SwigluOptions][] => [['bf16', {}], ...swigluF16Tunable.variants({ rows: N, I }).map((v): [DType16, SwigluOptions] => ['f16', v])];
+
+/** g and u side by side in one gu [N, 2·I] (the fused gate/up projection's output), float32 and 16-bit. */
 function swigluPackedCases(): Case[] {
   const n = N * I, rows = 2; // checked on the first rows
   const half = (gu: ArrayLike<number>, second: boolean) => Float64Array.from({ length: rows * I }, (_, i) => gu[Math.floor(i / I) * 2 * I + (second ? I : 0) + (i % I)]);
@@ -358,8 +386,6 @@ function swigluPackedCases(): Case[] {
     return c < I ? dg[r * I + c] : du[r * I + c - I];
   });
   const h = () => host([N, 2 * I], 29), dyh = () => host([N, I], 30);
-  /** The first rows of gu's values as bf16 stores them. */
-  const gu16 = (x: Float32Array) => round16(x.subarray(0, rows * 2 * I), 'bf16');
   return [{
     name: 'swiglu_packed_forward', shape: `${N}x2·${I}`, work: bench.swiglu_forward(n),
     setup: async () => {
@@ -376,21 +402,24 @@ function swigluPackedCases(): Case[] {
       await verify('swiglu_packed_backward', () => backward.swiglu_packed(node, [dy], noTargets)[0]!, want);
       return scoped(() => backward.swiglu_packed(node, [dy], noTargets));
     },
-  }, {
-    name: 'swiglu_packed_forward', shape: `${N}x2·${I} bf16`, work: bench.swiglu_forward16(n),
-    setup: async () => {
-      const x = h(), gu = Tensor.fromArray(x, [N, 2 * I], 'bf16'), v = gu16(x);
-      await verify('swiglu_packed_forward bf16', () => swigluPacked(gu), reference16.forward(half(v, false), half(v, true), 'bf16'));
-      return scoped(() => swigluPacked(gu));
-    },
-  }, {
-    name: 'swiglu_packed_backward', shape: `${N}x2·${I} bf16`, work: bench.swiglu_backward16(n),
-    setup: async () => {
-      const x = h(), d = dyh(), dy = Tensor.fromArray(d, [N, I], 'bf16'), v = gu16(x);
-      const node = swigluPacked(Tensor.fromArray(x, [N, 2 * I], 'bf16', true)).node!;
-      const want = sideBySide(reference16.backward(half(v, false), half(v, true), f64(d, rows * I), 'bf16'));
-      await verify('swiglu_packed_backward bf16', () => backward.swiglu_packed(node, [dy], noTargets)[0]!, want);
-      return scoped(() => backward.swiglu_packed(node, [dy], noTargets));
-    },
-  }];
+  }, ...FORMS16().flatMap(([d, o]): Case[] => {
+    const tag = `${d}${o.f16 ? ` ${o.f16}` : ''}`, v = (x: Float32Array) => round16(x.subarray(0, rows * 2 * I), d);
+    return [{
+      name: 'swiglu_packed_forward', shape: `${N}x2·${I} ${tag}`, work: bench.swiglu_forward16(n),
+      setup: async () => {
+        const x = h(), gu = Tensor.fromArray(x, [N, 2 * I], d), s = v(x);
+        await verify(`swiglu_packed_forward ${tag}`, () => swigluPacked(gu, o), reference16.forward(half(s, false), half(s, true), d));
+        return scoped(() => swigluPacked(gu, o));
+      },
+    }, {
+      name: 'swiglu_packed_backward', shape: `${N}x2·${I} ${tag}`, work: bench.swiglu_backward16(n),
+      setup: async () => {
+        const x = h(), dd = dyh(), dy = Tensor.fromArray(dd, [N, I], d), s = v(x);
+        const node = swigluPacked(Tensor.fromArray(x, [N, 2 * I], d, true), o).node!;
+        const want = sideBySide(reference16.backward(half(s, false), half(s, true), f64(dd, rows * I), d));
+        await verify(`swiglu_packed_backward ${tag}`, () => backward.swiglu_packed(node, [dy], noTargets)[0]!, want);
+        return scoped(() => backward.swiglu_packed(node, [dy], noTargets));
+      },
+    }];
+  })];
 }

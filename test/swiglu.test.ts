@@ -2,7 +2,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Tensor, beginScope, endScope, guardScope, withGuards, type DType16 } from '../runtime/tensor.js';
 import { backward, noTargets } from '../runtime/autograd.js';
-import { swiglu, swigluComposite, swigluPacked, reference, reference16, backward as rules } from '../kernels/swiglu.js';
+import { swiglu, swigluComposite, swigluPacked, reference, reference16, backward as rules, type SwigluOptions } from '../kernels/swiglu.js';
+import { gpu } from '../runtime/device.js';
 import { reference as round16 } from '../kernels/cast.js';
 import { setupGpu, randn, assertClose, numericGrad, dot, AWKWARD } from './util.js';
 
@@ -122,13 +123,17 @@ function assertUlp(got: ArrayLike<number>, want: ArrayLike<number>, what: string
 // a16 = round16(silu(g)) or of dg to the neighbour. (A flipped a16 could move y and du by up to 2 ulps;
 // none does at these seeds.)
 const SHAPES16 = [[1, 7], [33, 7], [65, 7], [1, 16], [33, 16], [65, 16]];
-for (const d of ['bf16', 'f16'] as const) {
+// float16 both ways: WGSL's f16 conversions (where the adapter has shader-f16) and the packed-integer rounding.
+await setupGpu(); // the adapter's features decide the tests
+const FORMS: [DType16, SwigluOptions][] = [['bf16', {}], ['f16', { f16: 'packed' }],
+  ...(gpu().features.has('shader-f16') ? [['f16', { f16: 'native' }] as [DType16, SwigluOptions]] : [])];
+for (const [d, o] of FORMS) {
   for (const [rows, I] of SHAPES16) {
-    s(`${d} gu [${rows}, 2·${I}]: y and dgu (16-bit dy) match the float64 reference of torch's roundings`, async () => {
+    s(`${d}${o.f16 ? ` (${o.f16})` : ''} gu [${rows}, 2·${I}]: y and dgu (16-bit dy) match the float64 reference of torch's roundings`, async () => {
       guardScope();
       const gu = round16(Float32Array.from(randn(rows * 2 * I, rows + I, 4)), d), dy = randn(rows * I, 2 * rows + I, 2);
       const tgu = Tensor.fromArray(gu, [rows, 2 * I], d, true);
-      const y = swigluPacked(tgu);
+      const y = swigluPacked(tgu, o);
       assert.equal([y.dtype, ...y.shape], [d, rows, I]);
       const [g, u] = unpack(gu, I);
       assertUlp(await y.read(), reference16.forward(g, u, d), 'y', d);
@@ -158,11 +163,11 @@ for (const I of [7, 16]) {
 
 // float16's edges in the intermediates: silu(g) below float16's normal range (g = -14, -18) or rounding to 0 or
 // 2^-24 (g = -20), and dy·u past 65504 (to inf, then dg inf), against the reference's rounding.
-s('f16 subnormal and overflowing intermediates match the reference', async () => {
+for (const [, o] of FORMS.filter(([d]) => d === 'f16')) s(`f16 (${o.f16}) subnormal and overflowing intermediates match the reference`, async () => {
   const g = Float64Array.from([-14, -18, -20, -16.5, 1, 2]), u = Float64Array.from([300, 1, 2, 3, 250, 1]);
   const dy = Float64Array.from([300, 1, 1, 1, 300, 1]);
   const tgu = Tensor.fromArray(pack(g, u, 6), [1, 12], 'f16', true);
-  const y = swigluPacked(tgu);
+  const y = swigluPacked(tgu, o);
   backward(y, Tensor.fromArray(dy, [1, 6], 'f16'));
   assertUlp(await y.read(), reference16.forward(g, u, 'f16'), 'y', 'f16');
   const want = reference16.backward(g, u, dy, 'f16');
