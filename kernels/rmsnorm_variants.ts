@@ -140,8 +140,8 @@ export const rmsnormTunables = {
 
 /** Bench rows at MiniMind2-small's 5440 × 512 (bytes: each module's bench metadata). add_rmsnorm's backward
  *  has no row of its own for a 16-bit res: it never reads res, so a 16-bit res runs the float32 kernels (and the
- *  cast of res's gradient that the Linear's backward makes otherwise: kernels/add_rmsnorm.ts). 'bf16 s': the
- *  16-bit residual stream (x, res and s bf16; backward with a bf16 ds). */
+ *  cast of res's gradient that the Linear's backward makes otherwise: kernels/add_rmsnorm.ts). 'bf16 s', 'f16 s':
+ *  the 16-bit residual stream (x, res and s 16-bit; backward with a 16-bit ds). */
 export function cases(): Case[] {
   const s = { rows: N, h: H }, shape = `${N}x${H}`;
   return [
@@ -149,8 +149,10 @@ export function cases(): Case[] {
     tunedCase(rmsnormTunables.backward, s, { name: 'rmsnorm_backward', shape, work: bench.rmsnorm_backward(N, H) }),
     tunedCase(rmsnormTunables.addForward, s, { name: 'add_rmsnorm_forward', shape, work: addBench.add_rmsnorm_forward(N, H) }),
     tunedCase(rmsnormTunables.addForward, { ...s, res: 'bf16' }, { name: 'add_rmsnorm_forward', shape: `${shape} bf16 res`, work: addBench.add_rmsnorm_forward16(N, H) }),
-    tunedCase(rmsnormTunables.addForward, { ...s, out: 'bf16', x16: true, res: 'bf16' }, { name: 'add_rmsnorm_forward', shape: `${shape} bf16 s`, work: addBench.add_rmsnorm_forward_out16(N, H) }),
+    ...(['bf16', 'f16'] as const).map((d) => tunedCase(rmsnormTunables.addForward, { ...s, out: d, x16: true, res: d },
+      { name: 'add_rmsnorm_forward', shape: `${shape} ${d} s`, work: addBench.add_rmsnorm_forward_out16(N, H) })),
     tunedCase(rmsnormTunables.addBackward, s, { name: 'add_rmsnorm_backward', shape, work: addBench.add_rmsnorm_backward(N, H) }),
-    tunedCase(rmsnormTunables.addBackward, { ...s, out: 'bf16' }, { name: 'add_rmsnorm_backward', shape: `${shape} bf16 s`, work: addBench.add_rmsnorm_backward_out16(N, H) }),
+    ...(['bf16', 'f16'] as const).map((d) => tunedCase(rmsnormTunables.addBackward, { ...s, out: d },
+      { name: 'add_rmsnorm_backward', shape: `${shape} ${d} s`, work: addBench.add_rmsnorm_backward_out16(N, H) })),
   ];
 }
