@@ -18,7 +18,9 @@
 // MiniMind2's PyTorch training path itself syncs per expert (boolean-mask indexing).
 // Backward: dlogits from dw (through the renorm and softmax) plus the aux coefficients times d(aux);
 // saved: scores [N,E], top-k indices and weights [N,k], lists [E,N], coef [G,E] (all small).
-// Note: MiniMind2's training path rounds expert outputs to float16 before the weighted sum; we keep f32.
+// Note: MiniMind2's training path rounds expert outputs to float16 before the weighted sum; we keep f32. In mixed
+// precision an expert's gate|up output stays 16-bit for the 16-bit SwiGLU (torch.autocast's roundings), and its
+// down_proj output is widened for the float32 combine.
 import { defineKernel, launch, readBuffer, clearBuffer, copyBuffer, isPlanning, type Binding } from '../runtime/kernel.js';
 import { treeSum } from '../runtime/wgsl.js';
 import type { WaitPacer } from '../runtime/wait_pacer.js';
@@ -45,8 +47,9 @@ export interface MoEConfig {
   /** Applied to every projection of a named module (router and experts; model/lora.ts). */
   adapt?: Adapt;
   /** The model's Linear for the projections of named modules, instead of matmul + adapt (its mixed
-   *  precision: model/minimind.ts linear()). */
-  linear?: (x: Tensor, w: Tensor, modules: string[]) => Tensor;
+   *  precision: model/minimind.ts linear()); out16: the output may stay 16-bit (an expert's gate|up, read by
+   *  the 16-bit SwiGLU), else it is float32 (the router's logits, an expert's output for the combine). */
+  linear?: (x: Tensor, w: Tensor, modules: string[], out16: boolean) => Tensor;
 }
 
 const WG = 256;
@@ -224,15 +227,15 @@ function auxGroups(form: AuxForm, B: number, T: number, K: number): { G: number;
 }
 
 /** x·wᵀ for the Linear modules `modules` of w, plus what cfg.adapt adds (when both are given). */
-function linear(x: Tensor, w: Tensor, modules: string[] | null, cfg: MoEConfig): Tensor {
-  if (cfg.linear && modules) return cfg.linear(x, w, modules);
+function linear(x: Tensor, w: Tensor, modules: string[] | null, cfg: MoEConfig, out16 = false): Tensor {
+  if (cfg.linear && modules) return cfg.linear(x, w, modules, out16);
   const y = matmul(x, w, cfg.matmul);
   return cfg.adapt && modules ? cfg.adapt(x, y, modules) : y;
 }
 
 function mlp(x: Tensor, f: ExpertWeights, cfg: MoEConfig): Tensor {
   const mod = (p: string) => (f.name ? [`${f.name}.${p}`] : null);
-  const h = f.gate_up ? swigluPacked(linear(x, f.gate_up, f.name ? [`${f.name}.gate_proj`, `${f.name}.up_proj`] : null, cfg))
+  const h = f.gate_up ? swigluPacked(linear(x, f.gate_up, f.name ? [`${f.name}.gate_proj`, `${f.name}.up_proj`] : null, cfg, true))
     : swiglu(linear(x, f.gate_proj, mod('gate_proj'), cfg), linear(x, f.up_proj, mod('up_proj'), cfg));
   return linear(h, f.down_proj, mod('down_proj'), cfg);
 }

@@ -217,7 +217,7 @@ export class MiniMind {
             topK: c.num_experts_per_tok, normTopk: c.norm_topk_prob && (c.num_experts_per_tok > 1 || c.aux_form === 'minimind3'), alpha: c.aux_loss_alpha,
             auxForm: c.aux_form === 'minimind3' ? 'minimind3' : c.seq_aux ? 'seq_aux' : 'global',
             pacer: pace ? (this.moePacers[i] ??= new WaitPacer()) : undefined,
-            linear: (x, w, modules) => this.linear(x, w, modules),
+            linear: (x, w, modules, out16) => this.linear(x, w, modules, act16 && out16),
           });
           y = r.y;
           aux = aux ? add(aux, r.aux) : r.aux;
