@@ -1,6 +1,6 @@
 // All ops in one table: each op's backward rules (registered here with the autograd engine), its
 // kernel families with variants and the shapes the variant sweep forces each variant on
-// (test/variants.test.ts), and its bench rows (bench/kernels.ts). Adding an op is its module, a
+// (test/variant_sweep.ts), and its bench rows (bench/kernels.ts). Adding an op is its module, a
 // test file for what the sweep cannot know, and a line here.
 import { registerBackward } from '../runtime/autograd.js';
 import * as elementwise from './elementwise.js';

@@ -1,6 +1,6 @@
 // What an op contributes to the one table in kernels/index.ts: its backward rules (registered with
 // autograd), its kernel families with variants and the small shapes the tests force every variant
-// on (test/variants.test.ts), and its bench rows (npm run bench).
+// on (test/variant_sweep.ts), and its bench rows (npm run bench).
 import type { BackwardRule } from '../runtime/autograd.js';
 import type { Tunable } from '../runtime/tuner.js';
 import type { Case } from './case.js';

@@ -21,7 +21,7 @@ const tol = (K: number) => [2e-5, 2e-6 * Math.sqrt(K)] as const;
 const SHAPES: [number, number, number][] = [[1, 1, 1], [33, 65, 7], [65, 33, 129], [130, 70, 1025], [65, 68, 132], [37, 136, 64]];
 
 // 'tiled': the tuner's pick (tests run with MINIMIND_TUNE=off: the hand-picked tiles); every other
-// variant is forced on these layouts by test/variants.test.ts.
+// variant is forced on these layouts by test/variants_matmul.test.ts.
 const IMPLS: [string, MatmulOptions][] = [['naive', { variant: { kind: 'naive' } }], ['tiled', {}]];
 
 for (const [impl, o] of IMPLS) {

@@ -41,7 +41,7 @@ function impls(ab: DType16, out: Out = ab): [string, MatmulOptions][] {
 
 // (M, N, K): 1 and odd sizes (scalar loads; an odd N sends packed outputs of the tiles through a
 // float32 scratch), multiples of 4 with partial tiles (vec4 loads, outputs written a word at a time).
-// test/variants.test.ts forces every other variant on the vec4 layouts. (Every new layout costs
+// test/variants_matmul.test.ts forces every other variant on the vec4 layouts. (Every new layout costs
 // lavapipe seconds of compiling per variant on a cold shader cache: the other tests reuse these.)
 const SHAPES: [number, number, number][] = [[1, 1, 1], [33, 65, 7], [65, 68, 132], [37, 136, 1025]];
 

@@ -15,7 +15,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { closeGpu } from '../runtime/device.js';
 
 // Tests are deterministic: the hand-picked variants (no timing, no cache file) unless a test makes
-// its own tuner; every variant is checked by test/variants.test.ts. Child processes inherit this.
+// its own tuner; every variant is checked by test/variant_sweep.ts. Child processes inherit this.
 process.env.MINIMIND_TUNE ??= 'off';
 process.env.MINIMIND_TUNE_FILE ??= 'none';
 
