@@ -208,7 +208,7 @@ if [ "$short" = 1 ]; then
   bench_args=(-- --quick --filter launch)
   train_args=(--short)
 else
-  test_files=(variants matmul attention)
+  test_files=(variants test/matmul attention) # test/matmul: not variants_matmul, which 'variants' runs
   tune_args=()
   bench_args=(-- --quick)
   train_args=()
@@ -217,7 +217,7 @@ fi
 say "mode: $([ "$short" = 1 ] && echo 'short (lavapipe sizes)' || echo full); temporary files in $work"
 if stage "set-up" setup; then
   # The budgets (s) add up to 7.5 minutes, leaving set-up half a minute of the 8.
-  declare -A test_budget=([variants]=60 [matmul]=30 [attention]=30 [rope]=30)
+  declare -A test_budget=([variants]=60 [test/matmul]=30 [attention]=30 [rope]=30)
   for f in "${test_files[@]}"; do stage "tests: $f" budget "${test_budget[$f]}" npm test -- "$f"; done
   stage "tune" budget 120 env MINIMIND_TUNE=$tune_mode npm run tune "${tune_args[@]}"
   stage "bench" budget 90 npm run bench "${bench_args[@]}"
