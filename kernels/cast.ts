@@ -62,19 +62,19 @@ export function reference(x: Float32Array, to: FloatType): Float64Array {
 /** Bytes moved by a cast of n elements between f32 and 16 bits: 4 read and 2 written, or the reverse. */
 export const bench = { cast: (n: number) => ({ bytes: 6 * n }) };
 
-/** Bench rows at MiniMind2-small's FFN activations 5440 × 1408: f32 → bf16 and bf16 → f32. */
+/** Bench rows at MiniMind2-small's FFN activations 5440 × 1408: f32 → bf16, f32 → f16 and bf16 → f32. */
 export function cases(): Case[] {
   const n = N * I, k = 4096; // checked on the first k elements
   const xh = host([N, I], 41);
   const want16 = reference(xh.subarray(0, k), 'bf16');
-  return [{
-    name: 'cast', shape: `${N}x${I} f32→bf16`, work: bench.cast(n), bound: 'memory',
+  return [...(['bf16', 'f16'] as const).map((d): Case => ({
+    name: 'cast', shape: `${N}x${I} f32→${d}`, work: bench.cast(n), bound: 'memory',
     setup: async () => {
-      const x = Tensor.fromArray(xh, [N, I]);
-      await verify('cast f32→bf16', () => cast(x, 'bf16'), want16);
-      return scoped(() => cast(x, 'bf16'));
+      const x = Tensor.fromArray(xh, [N, I]), want = reference(xh.subarray(0, k), d);
+      await verify(`cast f32→${d}`, () => cast(x, d), want);
+      return scoped(() => cast(x, d));
     },
-  }, {
+  })), {
     name: 'cast', shape: `${N}x${I} bf16→f32`, work: bench.cast(n), bound: 'memory',
     setup: async () => {
       const x = Tensor.fromArray(xh, [N, I], 'bf16');
