@@ -185,6 +185,8 @@ setup() {
   adapter=$(node scripts/probe-adapter.mjs) \
     || { say "FAILED: Dawn found no WebGPU adapter (scripts/setup.sh installs lavapipe; for a GPU, check its Vulkan driver)"; return 1; }
   say "adapter: $adapter"
+  # What the adapter offers, experimental features and tensor-core shapes included (for subgroup-matrix variants).
+  node scripts/probe-adapter.mjs --features 2>/dev/null | tail -n +2 | while read -r line; do say "$line"; done
   # The same test as runtime/device.ts's isSoftware.
   if grep -Eqi 'llvmpipe|lavapipe|swiftshader|software|cpu' <<<"$adapter"; then
     if [ "$short" = 0 ]; then
