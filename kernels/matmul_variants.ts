@@ -232,9 +232,9 @@ export function cases(): Case[] {
     }),
     tunedCase(matmulTunable, ffn.dX, { name: 'matmul_dX', shape: `${N}x${I}·${I}x${H}`, bound: 'compute', work: flops(ffn.dX) }),
     tunedCase(matmulTunable, ffn.dW, { name: 'matmul_dW', shape: `${I}x${N}·${N}x${H}`, bound: 'compute', work: flops(ffn.dW) }),
-    // The same products over bfloat16 storage (kernels/matmul16.ts), bf16 outputs.
-    ...(['forward', 'dX', 'dW'] as const).map((p) => tunedCase(matmulTunable, { ...ffn[p], io: { ab: 'bf16', c: 'bf16' } },
-      { name: p === 'forward' ? 'matmul' : `matmul_${p}`, shape: `FFN ${p} bf16`, bound: 'compute', work: flops(ffn[p]) })),
+    // The same products over 16-bit storage (kernels/matmul16.ts), 16-bit outputs.
+    ...(['bf16', 'f16'] as const).flatMap((d) => (['forward', 'dX', 'dW'] as const).map((p) => tunedCase(matmulTunable, { ...ffn[p], io: { ab: d, c: d } },
+      { name: p === 'forward' ? 'matmul' : `matmul_${p}`, shape: `FFN ${p} ${d}`, bound: 'compute', work: flops(ffn[p]) }))),
     {
       // The naive forward row gives the naive ratio: a naive forward+backward would take 40 s of the bench.
       name, shape: `${N}x${H}·${I}x${H}ᵀ`, bound: 'compute', work: { flops: 3 * bench.matmul(N, I, H).flops }, warm: true,
