@@ -3,27 +3,33 @@
 // event poll through the global setImmediate, so the JS thread runs at 100% for the whole wait. On
 // lavapipe that core is one the "GPU" runs on: a 2-core machine lost about a third of a matmul's
 // throughput to it, and while lavapipe compiles a shader (on one thread) the other core only spun.
-// awaitGpu() lets the binding's poll spin for the first SPIN_MS of a wait (a real GPU's short waits
-// keep their microsecond latency) and then run once a millisecond (setTimeout's granularity): a long
-// wait ends at most a millisecond later, and the core is free meanwhile.
+// awaitGpu() lets the binding's poll spin for the first milliseconds of a wait and then run once a
+// millisecond (setTimeout's granularity): a long wait ends at most a millisecond later, and the core is
+// free meanwhile. How long it spins: 1 ms on a software adapter (the spin takes the "GPU"'s own core);
+// 10 ms on a GPU, whose spinning thread only takes a spare CPU core, so that the short waits of a step
+// (MoE's expert counts, read back once per layer) return at once and only a wait as long as a whole step
+// is paced (data-parallel ranks wait in threads of one process: one core each otherwise).
+import { gpu } from './device.js';
 
-const SPIN_MS = 1;
+const SPIN_MS = { software: 1, gpu: 10 };
 
 let waits = 0;
 let since = 0;
 let installed = false;
+let spinMs = SPIN_MS.software;
 
 /** Function.prototype.toString of a native function (the binding's poll is one) ends so; JS callbacks do not. */
 const isNative = (fn: unknown) => typeof fn === 'function' && Function.prototype.toString.call(fn).endsWith('{ [native code] }');
 
 /** Replaces the global setImmediate once: native callbacks scheduled while one of our waits has run longer than
- *  SPIN_MS go through setTimeout(fn, 1); every other call is Node's own setImmediate. */
+ *  spinMs go through setTimeout(fn, 1); every other call is Node's own setImmediate. */
 function install(): void {
   if (installed) return;
   installed = true;
+  spinMs = gpu().isSoftware ? SPIN_MS.software : SPIN_MS.gpu;
   const immediate = globalThis.setImmediate;
   const paced = (fn: (...args: unknown[]) => void, ...args: unknown[]) => {
-    if (waits > 0 && performance.now() - since > SPIN_MS && isNative(fn)) {
+    if (waits > 0 && performance.now() - since > spinMs && isNative(fn)) {
       setTimeout(fn, 1, ...args);
       return undefined as unknown as NodeJS.Immediate; // the binding drops the handle
     }
