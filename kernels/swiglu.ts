@@ -155,9 +155,9 @@ fn pk(x: vec2<f32>) -> u32 {
 }`;
 
 /** float16 on an adapter with shader-f16: WGSL's f16 conversions, only where they are exact whatever the
- *  adapter's rounding mode (WGSL leaves it open, and lavapipe's is not to nearest even): widening a float16 to
- *  float32, and narrowing a value r16 has already rounded. packF16 and unpackF16's integer work was most of
- *  the float16 kernels' time on lavapipe (the forward 1.04×, the backward 1.05× float32's). */
+ *  adapter's rounding mode (WGSL leaves it open; lavapipe's plain f32 → f16 conversion was up to 3 ulps off the
+ *  reference): widening a float16 to float32, and narrowing a value r16 has already rounded. A single instruction
+ *  on a GPU; on lavapipe slower than F16_ROUNDING (kernels/swiglu_variants.ts). */
 const F16_NATIVE = `${F16_R16}
 fn un(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<vec2<f16>>(w)); }
 fn pk(x: vec2<f32>) -> u32 { return bitcast<u32>(vec2<f16>(r16(x))); }
@@ -384,18 +384,21 @@ export function cases(): Case[] {
   }, ...swigluPackedCases()];
 }
 
+/** Host side of the packed layout (references of the bench rows and trials): g (second false) or u of the first
+ *  `rows` rows of gu [rows, 2I], and dg, du [rows, I] side by side as dgu [rows, 2I]. */
+export const packedHalf = (gu: ArrayLike<number>, rows: number, I: number, second: boolean) =>
+  Float64Array.from({ length: rows * I }, (_, i) => gu[Math.floor(i / I) * 2 * I + (second ? I : 0) + (i % I)]);
+export const packedSides = ({ dg, du }: { dg: Float64Array; du: Float64Array }, rows: number, I: number) =>
+  Float64Array.from({ length: rows * 2 * I }, (_, i) => { const r = Math.floor(i / (2 * I)), c = i % (2 * I); return c < I ? dg[r * I + c] : du[r * I + c - I]; });
+
 /** The 16-bit forms: bfloat16, and float16 each way the adapter can convert it. */
 const FORMS16 = (): [DType16, SwigluOptions][] => [['bf16', {}], ...swigluF16Tunable.variants({ rows: N, I }).map((v): [DType16, SwigluOptions] => ['f16', v])];
 
 /** g and u side by side in one gu [N, 2·I] (the fused gate/up projection's output), float32 and 16-bit. */
 function swigluPackedCases(): Case[] {
   const n = N * I, rows = 2; // checked on the first rows
-  const half = (gu: ArrayLike<number>, second: boolean) => Float64Array.from({ length: rows * I }, (_, i) => gu[Math.floor(i / I) * 2 * I + (second ? I : 0) + (i % I)]);
-  /** dg, du [rows, I] side by side as dgu [rows, 2I]. */
-  const sideBySide = ({ dg, du }: { dg: Float64Array; du: Float64Array }) => Float64Array.from({ length: rows * 2 * I }, (_, i) => {
-    const r = Math.floor(i / (2 * I)), c = i % (2 * I);
-    return c < I ? dg[r * I + c] : du[r * I + c - I];
-  });
+  const half = (gu: ArrayLike<number>, second: boolean) => packedHalf(gu, rows, I, second);
+  const sideBySide = (d: { dg: Float64Array; du: Float64Array }) => packedSides(d, rows, I);
   const h = () => host([N, 2 * I], 29), dyh = () => host([N, I], 30);
   return [{
     name: 'swiglu_packed_forward', shape: `${N}x2·${I}`, work: bench.swiglu_forward(n),

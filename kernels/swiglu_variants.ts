@@ -1,11 +1,11 @@
 // swiglu_packed's float16 variants (kernels/swiglu.ts): converting through WGSL's f16 types (adapters with
-// shader-f16; on a GPU an instruction) or by packed-integer rounding (any adapter; on lavapipe, whose f16
-// conversions are slow, the faster: forward 22.8 vs 27.5 ms, backward 38.1 vs 41.7 ms at 5440×2·1408, one
+// shader-f16; on a GPU an instruction) or by integer and float32 rounding (any adapter; on lavapipe, whose f16
+// conversions are slow, the faster: forward 16.1 vs 25.3 ms, backward 28.0 vs 39.9 ms at 5440×2·1408, one
 // bench run, Xeon). One choice serves both passes; the trial times a forward and a backward.
 import { Tensor } from '../runtime/tensor.js';
 import { gpu } from '../runtime/device.js';
 import type { Tunable } from '../runtime/tuner.js';
-import { launchPacked16Pass, reference16, type SwigluOptions } from './swiglu.js';
+import { launchPacked16Pass, packedHalf, packedSides, reference16, type SwigluOptions } from './swiglu.js';
 import { reference as round16 } from './cast.js';
 import { host, fixedTrial } from './case.js';
 
@@ -28,14 +28,12 @@ export const swigluF16Tunable: Tunable<SwigluShape, F16Variant> = {
     const guh = round16(host([rows, 2 * I], 41, 4), 'f16'), dyh = round16(host([rows, I], 42, 2), 'f16');
     const gu = Tensor.fromArray(guh, [rows, 2 * I], 'f16').keep(), dy = Tensor.fromArray(dyh, [rows, I], 'f16').keep();
     const y = Tensor.empty([rows, I], 'f16').keep(), dgu = Tensor.empty([rows, 2 * I], 'f16').keep();
-    const half = (second: boolean) => Float64Array.from({ length: n * I }, (_, i) => guh[Math.floor(i / I) * 2 * I + (second ? I : 0) + (i % I)]);
     return fixedTrial<F16Variant>({
       run: (v) => { launchPacked16Pass(v, gu, y); launchPacked16Pass(v, gu, dgu, dy); },
       outputs: [y, dgu],
       want: () => {
-        const g = half(false), u = half(true), b = reference16.backward(g, u, Float64Array.from(dyh.subarray(0, n * I)), 'f16');
-        const dgu = Float64Array.from({ length: n * 2 * I }, (_, i) => { const r = Math.floor(i / (2 * I)), c = i % (2 * I); return c < I ? b.dg[r * I + c] : b.du[r * I + c - I]; });
-        return [reference16.forward(g, u, 'f16'), dgu];
+        const g = packedHalf(guh, n, I, false), u = packedHalf(guh, n, I, true);
+        return [reference16.forward(g, u, 'f16'), packedSides(reference16.backward(g, u, Float64Array.from(dyh.subarray(0, n * I)), 'f16'), n, I)];
       },
       // float16 storage: within an ulp (2^-10 relative; 2^-24 the subnormal spacing).
       rtol: 2 ** -10, atol: 2 ** -24, owned: [gu, dy, y, dgu],
